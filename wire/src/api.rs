@@ -1,0 +1,215 @@
+//! JSON bodies of the signer API (`/v1`). Every request carries
+//! `Authorization: Bearer <token>`; agent-shim adds it for bmat.
+//!
+//! | method | path                          | request            | response           |
+//! |--------|-------------------------------|--------------------|--------------------|
+//! | GET    | /v1/health                    | –                  | [`Health`]         |
+//! | POST   | /v1/lookup                    | [`LookupRequest`]  | [`LookupResponse`] |
+//! | POST   | /v1/uploads                   | [`BeginRequest`]   | [`BeginResponse`]  |
+//! | POST   | /v1/uploads/{id}/parts        | [`PartUrlsRequest`]| [`PartUrlsResponse`]|
+//! | POST   | /v1/uploads/{id}/complete     | [`CompleteRequest`]| [`UploadStatus`]   |
+//! | GET    | /v1/uploads/{id}              | –                  | [`UploadStatus`]   |
+//! | DELETE | /v1/uploads/{id}              | –                  | [`UploadStatus`]   |
+//! | GET    | /v1/caches                    | –                  | [`CacheList`]      |
+//! | DELETE | /v1/caches/{key}              | –                  | [`Deleted`]        |
+//!
+//! Any error answers with a fitting status and an [`ErrorBody`].
+
+use serde::{Deserialize, Serialize};
+
+pub const API_PREFIX: &str = "/v1";
+
+/// Every error: one line a person can act on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    pub ok: bool,
+    pub version: String,
+}
+
+/// Exact key first, then each fallback prefix in order; within a prefix the newest
+/// cache wins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LookupRequest {
+    pub key: String,
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LookupResponse {
+    /// `None` is a miss.
+    pub hit: Option<CacheHit>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheHit {
+    /// The key that matched: the requested one, or one found by a fallback prefix.
+    pub key: String,
+    /// Presigned GET URL of the compressed archive; ranged GETs allowed. Short-lived.
+    pub url: String,
+    /// Size in bytes of the compressed archive.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the compressed archive.
+    pub sha256: String,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BeginRequest {
+    pub key: String,
+    /// Compressed size, when the client knows it up front (it usually does not: the
+    /// archive is streamed). Refused at once when over the cap.
+    #[serde(default)]
+    pub expected_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum BeginResponse {
+    /// Nothing to do: a cache exists for the key, or another job is uploading it.
+    Skip { reason: SkipReason },
+    /// Go ahead: ask for part URLs, then complete.
+    Upload {
+        upload_id: String,
+        /// Every part but the last must be exactly this size (S3 wants ≥ 5 MiB).
+        part_size: u64,
+        /// The largest archive the signer will accept, in bytes.
+        max_size: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    Exists,
+    InProgress,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartUrlsRequest {
+    /// 1-based, as S3 numbers parts.
+    pub part_numbers: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartUrlsResponse {
+    pub urls: Vec<PartUrl>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartUrl {
+    pub part_number: u32,
+    /// Presigned UploadPart PUT URL.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompleteRequest {
+    pub parts: Vec<CompletedPart>,
+    /// Total compressed size in bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the whole compressed archive.
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompletedPart {
+    pub part_number: u32,
+    /// The ETag header S3 answered the part's PUT with, quotes included.
+    pub etag: String,
+}
+
+/// Life of an upload: `creating` → `uploading` → `finished` → `completed` | `aborted`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadState {
+    /// Row written, CreateMultipartUpload not yet answered.
+    Creating,
+    /// Parts may be uploaded.
+    Uploading,
+    /// The client completed; queued for CompleteMultipartUpload.
+    Finished,
+    /// The cache exists and can be looked up.
+    Completed,
+    /// Given up; the multipart upload is (or will be) aborted.
+    Aborted,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Creating => "creating",
+            UploadState::Uploading => "uploading",
+            UploadState::Finished => "finished",
+            UploadState::Completed => "completed",
+            UploadState::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<UploadState> {
+        Some(match s {
+            "creating" => UploadState::Creating,
+            "uploading" => UploadState::Uploading,
+            "finished" => UploadState::Finished,
+            "completed" => UploadState::Completed,
+            "aborted" => UploadState::Aborted,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UploadStatus {
+    pub upload_id: String,
+    pub key: String,
+    pub state: UploadState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheList {
+    pub caches: Vec<CacheInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheInfo {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    pub created_at: i64,
+    pub last_used_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Deleted {
+    pub deleted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn begin_response_is_tagged_by_outcome() {
+        let skip = serde_json::to_string(&BeginResponse::Skip { reason: SkipReason::InProgress });
+        assert_eq!(skip.ok().as_deref(), Some(r#"{"outcome":"skip","reason":"in_progress"}"#));
+    }
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for s in [
+            UploadState::Creating,
+            UploadState::Uploading,
+            UploadState::Finished,
+            UploadState::Completed,
+            UploadState::Aborted,
+        ] {
+            assert_eq!(UploadState::parse(s.as_str()), Some(s));
+        }
+    }
+}
