@@ -1,0 +1,756 @@
+//! The HTTP API under `/v1` (see `bmat_wire::api` for the table of endpoints).
+//!
+//! Every endpoint but health needs `Authorization: Bearer <token>`; the token names the
+//! owner, and an owner sees only its own caches and uploads. Every error is an
+//! `ErrorBody` with one line a person can act on.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bmat_wire::api::{
+    BeginRequest, BeginResponse, CacheHit, CacheInfo, CacheList, CompleteRequest, Deleted,
+    ErrorBody, Health, LookupRequest, LookupResponse, PartUrl, PartUrlsRequest, PartUrlsResponse,
+    SkipReason, UploadState, UploadStatus,
+};
+use bmat_wire::{validate_key, validate_prefix};
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use crate::config::MAX_PARTS;
+use crate::registry::{BeginOutcome, CacheRow, UploadRow};
+use crate::s3::S3Error;
+use crate::state::{AppState, now_ms};
+
+/// More fallbacks than this is a client bug, not a search.
+const MAX_FALLBACKS: usize = 32;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/lookup", post(lookup))
+        .route("/v1/uploads", post(begin))
+        .route("/v1/uploads/{id}", get(status).delete(abort))
+        .route("/v1/uploads/{id}/parts", post(part_urls))
+        .route("/v1/uploads/{id}/complete", post(complete))
+        .route("/v1/caches", get(list_caches))
+        // An empty key in the path: answer like any invalid key, not "no route".
+        .route("/v1/caches/", delete(delete_empty_key))
+        .route("/v1/caches/{key}", delete(delete_cache))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(state)
+}
+
+// ---- errors ----
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+    fn bad_request(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, m)
+    }
+    fn unauthorized(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, m)
+    }
+    fn not_found(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, m)
+    }
+    fn conflict(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, m)
+    }
+    fn too_large(m: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m)
+    }
+    /// S3 failed: the signer's upstream, hence 502.
+    fn s3(doing: &str, e: &S3Error) -> ApiError {
+        warn!("S3 failed while {doing}: {e}");
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("S3 failed while {doing}: {e}"),
+        )
+    }
+}
+
+/// Registry failures (SQLite busy, disk full…): the request may succeed later.
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        warn!("registry error: {e:#}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the signer's registry failed: {e:#}").replace('\n', " "),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+async fn no_route() -> ApiError {
+    ApiError::not_found("no such endpoint; the API lives under /v1")
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
+}
+
+// ---- extractors ----
+
+/// `Json` whose rejections are `ErrorBody` answers too.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+fn json_rejection(rej: JsonRejection) -> ApiError {
+    let status = match rej.status() {
+        s if s.is_client_error() => s,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(
+        status,
+        format!("invalid request body: {}", rej.body_text()).replace('\n', " "),
+    )
+}
+
+/// One path parameter, with `ErrorBody` rejections.
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(ApiPath(v)),
+            Err(rej) => Err(path_rejection(rej)),
+        }
+    }
+}
+
+fn path_rejection(rej: PathRejection) -> ApiError {
+    ApiError::bad_request(format!("invalid path: {}", rej.body_text()).replace('\n', " "))
+}
+
+/// The owner named by the request's bearer token.
+pub struct Owner(pub String);
+
+impl FromRequestParts<AppState> for Owner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::unauthorized(
+                "missing Authorization header; send `Authorization: Bearer <token>`",
+            ));
+        };
+        let value = value.to_str().unwrap_or("");
+        let token = match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "the Authorization header is not `Bearer <token>`",
+                ));
+            }
+        };
+        match state.owner_of(token) {
+            Some(owner) => Ok(Owner(owner.to_owned())),
+            None => Err(ApiError::unauthorized("unknown token")),
+        }
+    }
+}
+
+// ---- validation helpers ----
+
+/// A key quoted for an error message: escaped, one line, not absurdly long.
+fn shown(s: &str) -> String {
+    const MAX: usize = 140;
+    if s.chars().count() > MAX {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head:?}…")
+    } else {
+        format!("{s:?}")
+    }
+}
+
+fn check_key(key: &str) -> Result<(), ApiError> {
+    validate_key(key).map_err(|e| ApiError::bad_request(format!("invalid key {}: {e}", shown(key))))
+}
+
+fn check_prefix(prefix: &str) -> Result<(), ApiError> {
+    validate_prefix(prefix).map_err(|e| {
+        ApiError::bad_request(format!("invalid fallback prefix {}: {e}", shown(prefix)))
+    })
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Upload ids are ULIDs (Crockford base 32, any case); returns the canonical form.
+fn parse_upload_id(id: &str) -> Result<String, ApiError> {
+    ulid::Ulid::from_string(id)
+        .map(|u| u.to_string())
+        .map_err(|_| ApiError::bad_request(format!("invalid upload id {}: not a ULID", shown(id))))
+}
+
+/// ETags are compared without their quotes (clients and servers differ there).
+fn etag_eq(a: &str, b: &str) -> bool {
+    a.trim().trim_matches('"') == b.trim().trim_matches('"')
+}
+
+fn upload_status(up: &UploadRow) -> UploadStatus {
+    UploadStatus {
+        upload_id: up.ulid.clone(),
+        key: up.key.clone(),
+        state: up.state,
+    }
+}
+
+fn cache_info(c: CacheRow) -> CacheInfo {
+    CacheInfo {
+        key: c.key,
+        size: c.size,
+        sha256: c.sha256,
+        created_at: c.created_at.div_euclid(1000),
+        last_used_at: c.last_used_at.div_euclid(1000),
+    }
+}
+
+async fn load_owned_upload(st: &AppState, owner: &Owner, id: &str) -> Result<UploadRow, ApiError> {
+    let ulid = parse_upload_id(id)?;
+    let found = {
+        let ulid = ulid.clone();
+        st.db.run(move |r| r.get_upload(&ulid)).await?
+    };
+    match found {
+        None => Err(ApiError::not_found(format!("no upload {ulid}"))),
+        Some(up) if up.owner != owner.0 => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("upload {ulid} belongs to another owner"),
+        )),
+        Some(up) => Ok(up),
+    }
+}
+
+// ---- handlers ----
+
+async fn health(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
+    st.db.run(|r| r.ping()).await?;
+    Ok(Json(Health {
+        ok: true,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+    }))
+}
+
+async fn lookup(
+    owner: Owner,
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<LookupRequest>,
+) -> Result<Json<LookupResponse>, ApiError> {
+    check_key(&req.key)?;
+    if req.fallbacks.len() > MAX_FALLBACKS {
+        return Err(ApiError::bad_request(format!(
+            "{} fallback prefixes given; at most {MAX_FALLBACKS} are allowed",
+            req.fallbacks.len()
+        )));
+    }
+    for p in &req.fallbacks {
+        check_prefix(p)?;
+    }
+    let found = {
+        let (owner, key, fallbacks) = (owner.0.clone(), req.key.clone(), req.fallbacks.clone());
+        st.db
+            .run(move |r| {
+                if let Some(c) = r.find_cache(&owner, &key)? {
+                    return Ok(Some(c));
+                }
+                for p in &fallbacks {
+                    if let Some(c) = r.newest_with_prefix(&owner, p)? {
+                        return Ok(Some(c));
+                    }
+                }
+                Ok(None)
+            })
+            .await?
+    };
+    let Some(c) = found else {
+        return Ok(Json(LookupResponse { hit: None }));
+    };
+    let url = st
+        .s3
+        .presign_get(
+            &st.object_name(&c.ulid),
+            st.cfg.timing.download_url_expiry(),
+        )
+        .map_err(|e| ApiError::s3("presigning the download", &e))?;
+    {
+        let ulid = c.ulid.clone();
+        st.db.run(move |r| r.touch_cache(&ulid, now_ms())).await?;
+    }
+    Ok(Json(LookupResponse {
+        hit: Some(CacheHit {
+            key: c.key,
+            url,
+            size: c.size,
+            sha256: c.sha256,
+            created_at: c.created_at.div_euclid(1000),
+        }),
+    }))
+}
+
+async fn begin(
+    owner: Owner,
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<BeginRequest>,
+) -> Result<Json<BeginResponse>, ApiError> {
+    check_key(&req.key)?;
+    let limits = &st.cfg.limits;
+    if let Some(size) = req.expected_size
+        && size > limits.max_cache_size
+    {
+        return Err(ApiError::too_large(format!(
+            "expected size {size} bytes is over the maximum cache size of {} bytes",
+            limits.max_cache_size
+        )));
+    }
+    let ulid = ulid::Ulid::new().to_string();
+    let outcome = {
+        let (owner, key, ulid) = (owner.0.clone(), req.key.clone(), ulid.clone());
+        let (part_size, lease) = (
+            limits.part_size,
+            std::time::Duration::from_secs(st.cfg.timing.lease_secs),
+        );
+        st.db
+            .run(move |r| r.begin_upload(&owner, &key, &ulid, part_size, now_ms(), lease))
+            .await?
+    };
+    match outcome {
+        BeginOutcome::Exists => {
+            return Ok(Json(BeginResponse::Skip {
+                reason: SkipReason::Exists,
+            }));
+        }
+        BeginOutcome::InProgress => {
+            return Ok(Json(BeginResponse::Skip {
+                reason: SkipReason::InProgress,
+            }));
+        }
+        BeginOutcome::Created { took_over } => {
+            if let Some(old) = took_over {
+                info!(owner = %owner.0, key = %req.key, "lease of upload {old} expired; it was aborted");
+            }
+        }
+    }
+
+    // The row exists, so a multipart upload created now can never leak: if we crash
+    // before storing its id, the reaper finds it under the prefix without a live row.
+    let object = st.object_name(&ulid);
+    let s3_id = match st.s3.create_multipart_upload(&object).await {
+        Ok(id) => id,
+        Err(e) => {
+            let u = ulid.clone();
+            st.db
+                .run(move |r| r.mark_aborted(&u, &[UploadState::Creating], now_ms()))
+                .await?;
+            return Err(ApiError::s3("creating the multipart upload", &e));
+        }
+    };
+    let stored = {
+        let (u, id) = (ulid.clone(), s3_id.clone());
+        st.db
+            .run(move |r| r.set_uploading(&u, &id, now_ms()))
+            .await?
+    };
+    if !stored {
+        // Aborted while CreateMultipartUpload ran (explicit abort or lease take-over).
+        let (u, id) = (ulid.clone(), s3_id.clone());
+        st.db
+            .run(move |r| r.record_orphan_upload_id(&u, &id, now_ms()))
+            .await?;
+        if st.s3.abort_multipart_upload(&object, &s3_id).await.is_ok() {
+            let u = ulid.clone();
+            st.db.run(move |r| r.s3_aborted(&u)).await?;
+        }
+        return Err(ApiError::conflict(format!(
+            "upload {ulid} was aborted while it was being created; begin again"
+        )));
+    }
+    info!(owner = %owner.0, key = %req.key, upload = %ulid, "upload begun");
+    Ok(Json(BeginResponse::Upload {
+        upload_id: ulid,
+        part_size: limits.part_size,
+        max_size: limits.max_cache_size,
+    }))
+}
+
+async fn part_urls(
+    owner: Owner,
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath,
+    ApiJson(req): ApiJson<PartUrlsRequest>,
+) -> Result<Json<PartUrlsResponse>, ApiError> {
+    let up = load_owned_upload(&st, &owner, &id).await?;
+    if up.state != UploadState::Uploading {
+        return Err(ApiError::conflict(format!(
+            "upload {} is {}; part URLs are only issued while it is uploading",
+            up.ulid,
+            up.state.as_str()
+        )));
+    }
+    if req.part_numbers.is_empty() {
+        return Err(ApiError::bad_request("part_numbers is empty"));
+    }
+    if req.part_numbers.len() > MAX_PARTS as usize {
+        return Err(ApiError::bad_request(format!(
+            "{} part numbers asked; at most {MAX_PARTS} per request",
+            req.part_numbers.len()
+        )));
+    }
+    let cap = st.cfg.limits.max_cache_size;
+    for &n in &req.part_numbers {
+        if n == 0 || n > MAX_PARTS {
+            return Err(ApiError::bad_request(format!(
+                "part number {n} is outside S3's range 1..={MAX_PARTS}"
+            )));
+        }
+        // Every part but the last is `part_size` bytes, so part n starts here; a part
+        // that starts at or past the cap can only make the archive too large.
+        let start = u64::from(n - 1).saturating_mul(up.part_size);
+        if start >= cap {
+            return Err(ApiError::too_large(format!(
+                "part {n} would start at byte {start}, past the maximum cache size of {cap} bytes"
+            )));
+        }
+    }
+    let renewed = {
+        let u = up.ulid.clone();
+        let lease = std::time::Duration::from_secs(st.cfg.timing.lease_secs);
+        st.db
+            .run(move |r| r.renew_lease(&u, now_ms(), lease))
+            .await?
+    };
+    if !renewed {
+        return Err(ApiError::conflict(format!(
+            "upload {} is no longer uploading",
+            up.ulid
+        )));
+    }
+    let Some(s3_id) = up.s3_upload_id.as_deref() else {
+        return Err(ApiError::conflict(format!(
+            "upload {} has no S3 upload yet",
+            up.ulid
+        )));
+    };
+    let object = st.object_name(&up.ulid);
+    let expiry = st.cfg.timing.part_url_expiry();
+    let mut urls = Vec::with_capacity(req.part_numbers.len());
+    for &n in &req.part_numbers {
+        let url = st
+            .s3
+            .presign_upload_part(&object, s3_id, n, expiry)
+            .map_err(|e| ApiError::s3("presigning a part upload", &e))?;
+        urls.push(PartUrl {
+            part_number: n,
+            url,
+        });
+    }
+    Ok(Json(PartUrlsResponse { urls }))
+}
+
+async fn complete(
+    owner: Owner,
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath,
+    ApiJson(req): ApiJson<CompleteRequest>,
+) -> Result<Json<UploadStatus>, ApiError> {
+    let up = load_owned_upload(&st, &owner, &id).await?;
+    match up.state {
+        // A retried complete (lost answer): the first one was accepted.
+        UploadState::Finished | UploadState::Completed => return Ok(Json(upload_status(&up))),
+        UploadState::Creating | UploadState::Aborted => {
+            return Err(ApiError::conflict(format!(
+                "upload {} is {}; it cannot be completed",
+                up.ulid,
+                up.state.as_str()
+            )));
+        }
+        UploadState::Uploading => {}
+    }
+    if req.parts.is_empty() {
+        return Err(ApiError::bad_request("parts is empty"));
+    }
+    let mut previous = 0u32;
+    for p in &req.parts {
+        if p.part_number == 0 || p.part_number > MAX_PARTS {
+            return Err(ApiError::bad_request(format!(
+                "part number {} is outside S3's range 1..={MAX_PARTS}",
+                p.part_number
+            )));
+        }
+        if p.part_number <= previous {
+            return Err(ApiError::bad_request(format!(
+                "part numbers must be ascending and unique; {} follows {previous}",
+                p.part_number
+            )));
+        }
+        previous = p.part_number;
+    }
+    if !is_sha256_hex(&req.sha256) {
+        return Err(ApiError::bad_request(format!(
+            "sha256 {} is not 64 lower-case hex digits",
+            shown(&req.sha256)
+        )));
+    }
+    let cap = st.cfg.limits.max_cache_size;
+    if req.size > cap {
+        st.abort_upload(&up, &[UploadState::Uploading]).await?;
+        return Err(ApiError::too_large(format!(
+            "size {} bytes is over the maximum cache size of {cap} bytes; the upload was aborted",
+            req.size
+        )));
+    }
+    let Some(s3_id) = up.s3_upload_id.as_deref() else {
+        return Err(ApiError::conflict(format!(
+            "upload {} has no S3 upload",
+            up.ulid
+        )));
+    };
+
+    // Trust S3, not the client: the parts must exist with these ETags, and their real
+    // sizes decide the cap (a presigned PUT does not limit the body's size).
+    let listed = match st.s3.list_parts(&st.object_name(&up.ulid), s3_id).await {
+        Ok(parts) => parts,
+        Err(e) if e.is_not_found() => {
+            st.abort_upload(&up, &[UploadState::Uploading]).await?;
+            return Err(ApiError::conflict(format!(
+                "upload {} no longer exists in S3; it was aborted",
+                up.ulid
+            )));
+        }
+        Err(e) => return Err(ApiError::s3("listing the uploaded parts", &e)),
+    };
+    let listed: HashMap<u32, _> = listed.into_iter().map(|p| (p.part_number, p)).collect();
+    let mut total = 0u64;
+    for p in &req.parts {
+        let Some(real) = listed.get(&p.part_number) else {
+            return Err(ApiError::bad_request(format!(
+                "part {} was not uploaded (S3 does not list it)",
+                p.part_number
+            )));
+        };
+        if !etag_eq(&real.etag, &p.etag) {
+            return Err(ApiError::bad_request(format!(
+                "part {}: ETag {} does not match S3's {}",
+                p.part_number, p.etag, real.etag
+            )));
+        }
+        total = total.saturating_add(real.size);
+    }
+    if total > cap {
+        st.abort_upload(&up, &[UploadState::Uploading]).await?;
+        return Err(ApiError::too_large(format!(
+            "the uploaded parts add up to {total} bytes, over the maximum cache size of {cap} \
+             bytes; the upload was aborted"
+        )));
+    }
+    if total != req.size {
+        return Err(ApiError::bad_request(format!(
+            "size {} does not match the uploaded parts' total of {total} bytes",
+            req.size
+        )));
+    }
+
+    let parts: Vec<(u32, String)> = req
+        .parts
+        .iter()
+        .map(|p| (p.part_number, p.etag.clone()))
+        .collect();
+    let marked = {
+        let (u, sha) = (up.ulid.clone(), req.sha256.clone());
+        st.db
+            .run(move |r| r.mark_finished(&u, &parts, total, &sha, now_ms()))
+            .await?
+    };
+    if !marked {
+        // A concurrent complete won, or the upload was aborted meanwhile.
+        let now = load_owned_upload(&st, &owner, &up.ulid).await?;
+        return match now.state {
+            UploadState::Finished | UploadState::Completed => Ok(Json(upload_status(&now))),
+            s => Err(ApiError::conflict(format!(
+                "upload {} is {}; it cannot be completed",
+                now.ulid,
+                s.as_str()
+            ))),
+        };
+    }
+    st.worker_wake.notify_one();
+    info!(owner = %owner.0, key = %up.key, upload = %up.ulid, size = total, "upload finished, queued for completion");
+    Ok(Json(UploadStatus {
+        upload_id: up.ulid,
+        key: up.key,
+        state: UploadState::Finished,
+    }))
+}
+
+async fn status(
+    owner: Owner,
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath,
+) -> Result<Json<UploadStatus>, ApiError> {
+    let up = load_owned_upload(&st, &owner, &id).await?;
+    Ok(Json(upload_status(&up)))
+}
+
+async fn abort(
+    owner: Owner,
+    State(st): State<AppState>,
+    ApiPath(id): ApiPath,
+) -> Result<Json<UploadStatus>, ApiError> {
+    let up = load_owned_upload(&st, &owner, &id).await?;
+    match up.state {
+        UploadState::Aborted => Ok(Json(upload_status(&up))),
+        UploadState::Finished | UploadState::Completed => Err(ApiError::conflict(format!(
+            "upload {} is already {}; it cannot be aborted",
+            up.ulid,
+            up.state.as_str()
+        ))),
+        UploadState::Creating | UploadState::Uploading => {
+            st.abort_upload(&up, &[UploadState::Creating, UploadState::Uploading])
+                .await?;
+            let now = load_owned_upload(&st, &owner, &up.ulid).await?;
+            if now.state == UploadState::Aborted {
+                info!(owner = %owner.0, key = %up.key, upload = %up.ulid, "upload aborted by the client");
+                Ok(Json(upload_status(&now)))
+            } else {
+                Err(ApiError::conflict(format!(
+                    "upload {} became {} meanwhile; it cannot be aborted",
+                    now.ulid,
+                    now.state.as_str()
+                )))
+            }
+        }
+    }
+}
+
+async fn list_caches(
+    owner: Owner,
+    State(st): State<AppState>,
+) -> Result<Json<CacheList>, ApiError> {
+    let rows = st.db.run(move |r| r.list_caches(&owner.0)).await?;
+    Ok(Json(CacheList {
+        caches: rows.into_iter().map(cache_info).collect(),
+    }))
+}
+
+async fn delete_empty_key(_owner: Owner) -> ApiError {
+    match check_key("") {
+        Err(e) => e,
+        Ok(()) => ApiError::bad_request("invalid key \"\""),
+    }
+}
+
+async fn delete_cache(
+    owner: Owner,
+    State(st): State<AppState>,
+    ApiPath(key): ApiPath,
+) -> Result<Json<Deleted>, ApiError> {
+    check_key(&key)?;
+    let found = {
+        let (o, k) = (owner.0.clone(), key.clone());
+        st.db.run(move |r| r.find_cache(&o, &k)).await?
+    };
+    let Some(c) = found else {
+        return Err(ApiError::not_found(format!(
+            "no cache with key {}",
+            shown(&key)
+        )));
+    };
+    // Object first, then row: a row without an object would be a broken hit, an
+    // object without a row only a leak the reaper's orphan sweep removes.
+    st.s3
+        .delete_object(&st.object_name(&c.ulid))
+        .await
+        .map_err(|e| ApiError::s3("deleting the cache object", &e))?;
+    let ulid = c.ulid.clone();
+    st.db.run(move |r| r.delete_cache(&ulid)).await?;
+    info!(owner = %owner.0, key = %key, "cache deleted by the client");
+    Ok(Json(Deleted { deleted: true }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_hex_is_strict() {
+        assert!(is_sha256_hex(&"ab".repeat(32)));
+        assert!(!is_sha256_hex(&"AB".repeat(32)));
+        assert!(!is_sha256_hex(&"ab".repeat(31)));
+        assert!(!is_sha256_hex(&"zz".repeat(32)));
+    }
+
+    #[test]
+    fn etags_compare_without_quotes() {
+        assert!(etag_eq("\"abc\"", "abc"));
+        assert!(!etag_eq("\"abc\"", "\"abd\""));
+    }
+
+    #[test]
+    fn upload_ids_are_canonical_ulids() {
+        let u = ulid::Ulid::new().to_string();
+        assert_eq!(parse_upload_id(&u.to_lowercase()).unwrap(), u);
+        assert!(parse_upload_id("../etc").is_err());
+    }
+
+    #[test]
+    fn shown_keys_stay_on_one_line() {
+        assert_eq!(shown("a\nb"), "\"a\\nb\"");
+        assert!(shown(&"k".repeat(500)).len() < 200);
+    }
+}

@@ -1,0 +1,525 @@
+//! `signer.toml`: listen address, registry file, S3 settings, limits, timings and the
+//! token → owner map. Every field but `s3.endpoint`, `s3.bucket` and `tokens` has a
+//! default. Secrets (S3 credentials, tokens) never appear in `Debug` output or logs.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::s3::{Credentials, S3Settings};
+
+pub const KIB: u64 = 1024;
+pub const MIB: u64 = 1024 * KIB;
+pub const GIB: u64 = 1024 * MIB;
+
+/// S3's smallest part (every part but the last); AWS and MinIO enforce it.
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
+/// S3's largest part.
+pub const MAX_PART_SIZE: u64 = 5 * GIB;
+/// S3 numbers parts 1..=10000.
+pub const MAX_PARTS: u32 = 10_000;
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on; port 0 picks a free one (see `--ready-file`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The SQLite registry file (created if missing).
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    pub s3: S3Config,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub timing: Timing,
+    /// Bearer tokens and the owner (account or repository) each one acts for.
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub endpoint: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub bucket: String,
+    /// `https://endpoint/bucket/object` instead of `https://bucket.endpoint/object`;
+    /// needed by most non-AWS servers.
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+    /// Objects are stored as `{prefix}/caches/{ULID}`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Names of the environment variables holding the credentials (used when
+    /// `credentials_file` is not set).
+    #[serde(default = "default_access_key_id_env")]
+    pub access_key_id_env: String,
+    #[serde(default = "default_secret_access_key_env")]
+    pub secret_access_key_env: String,
+    /// A TOML file with `access_key_id` and `secret_access_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest compressed archive accepted, in bytes.
+    pub max_cache_size: u64,
+    /// Size of every part but the last, in bytes (≥ 5 MiB).
+    pub part_size: u64,
+    /// Total bytes of caches an owner may keep; least recently used go first.
+    pub owner_quota: u64,
+    /// Caches unused for this many days are deleted (fractions allowed).
+    pub ttl_days: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timing {
+    pub part_url_expiry_secs: u64,
+    pub download_url_expiry_secs: u64,
+    /// How long a begun upload blocks other begins of its key without a sign of life
+    /// (a part URL request renews it).
+    pub lease_secs: u64,
+    /// Added to the part URL expiry before an idle upload counts as abandoned.
+    pub stale_margin_secs: u64,
+    pub reaper_interval_secs: u64,
+    pub completion_max_attempts: u32,
+    pub completion_backoff_ms: u64,
+    /// Delays the completion worker's first pass after start. Only for crash tests
+    /// (complete, then kill the signer before the worker ran); keep 0 otherwise.
+    pub worker_start_delay_secs: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: String,
+    pub owner: String,
+}
+
+impl fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("token", &"<redacted>")
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+/// The shape of `s3.credentials_file`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsFile {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_database() -> PathBuf {
+    PathBuf::from("/var/lib/bmat/registry.sqlite")
+}
+fn default_region() -> String {
+    "us-east-1".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_prefix() -> String {
+    "bmat".to_owned()
+}
+fn default_access_key_id_env() -> String {
+    "BMAT_S3_ACCESS_KEY_ID".to_owned()
+}
+fn default_secret_access_key_env() -> String {
+    "BMAT_S3_SECRET_ACCESS_KEY".to_owned()
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_cache_size: 10 * GIB,
+            part_size: 16 * MIB,
+            owner_quota: 50 * GIB,
+            ttl_days: 7.0,
+        }
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            part_url_expiry_secs: 900,
+            download_url_expiry_secs: 300,
+            lease_secs: 300,
+            stale_margin_secs: 300,
+            reaper_interval_secs: 60,
+            completion_max_attempts: 5,
+            completion_backoff_ms: 500,
+            worker_start_delay_secs: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Errors are one line naming the file,
+    /// the line and the field.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Config::parse(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let cfg: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Serialises to TOML (what the test stack writes for the binary to read).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("cannot serialise the signer config")
+    }
+
+    /// Checks the rules serde cannot express; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let s3 = &self.s3;
+        if s3.endpoint.trim().is_empty() {
+            return Err("s3.endpoint is empty".into());
+        }
+        match url::Url::parse(&s3.endpoint) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(format!(
+                    "s3.endpoint {:?} is not an http(s) URL",
+                    s3.endpoint
+                ));
+            }
+        }
+        if s3.bucket.trim().is_empty() {
+            return Err("s3.bucket is empty".into());
+        }
+        if s3.region.trim().is_empty() {
+            return Err("s3.region is empty".into());
+        }
+        let prefix_ok = !s3.prefix.is_empty()
+            && !s3.prefix.starts_with('/')
+            && !s3.prefix.ends_with('/')
+            && !s3.prefix.contains("//")
+            && s3
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'));
+        if !prefix_ok {
+            return Err(format!(
+                "s3.prefix {:?} must be non-empty, use only letters, digits, '/', '.', '_', '-', \
+                 and not start or end with '/'",
+                s3.prefix
+            ));
+        }
+
+        let l = &self.limits;
+        if l.part_size < MIN_PART_SIZE {
+            return Err(format!(
+                "limits.part_size = {} is below S3's minimum part size of {MIN_PART_SIZE} (5 MiB)",
+                l.part_size
+            ));
+        }
+        if l.part_size > MAX_PART_SIZE {
+            return Err(format!(
+                "limits.part_size = {} is above S3's maximum part size of {MAX_PART_SIZE} (5 GiB)",
+                l.part_size
+            ));
+        }
+        if l.max_cache_size == 0 {
+            return Err("limits.max_cache_size must be greater than 0".into());
+        }
+        // SQLite stores sizes as i64.
+        if i64::try_from(l.max_cache_size).is_err() || i64::try_from(l.owner_quota).is_err() {
+            return Err("limits.max_cache_size and limits.owner_quota must be below 2^63".into());
+        }
+        if !(l.ttl_days.is_finite() && l.ttl_days > 0.0) {
+            return Err(format!(
+                "limits.ttl_days = {} must be a positive number",
+                l.ttl_days
+            ));
+        }
+
+        let t = &self.timing;
+        for (name, v) in [
+            ("timing.part_url_expiry_secs", t.part_url_expiry_secs),
+            (
+                "timing.download_url_expiry_secs",
+                t.download_url_expiry_secs,
+            ),
+            ("timing.lease_secs", t.lease_secs),
+            ("timing.reaper_interval_secs", t.reaper_interval_secs),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        // SigV4 presigned URLs are valid for at most 7 days.
+        for (name, v) in [
+            ("timing.part_url_expiry_secs", t.part_url_expiry_secs),
+            (
+                "timing.download_url_expiry_secs",
+                t.download_url_expiry_secs,
+            ),
+        ] {
+            if v > 7 * 24 * 3600 {
+                return Err(format!(
+                    "{name} = {v} is above SigV4's limit of 604800 (7 days)"
+                ));
+            }
+        }
+        if t.completion_max_attempts == 0 {
+            return Err("timing.completion_max_attempts must be at least 1".into());
+        }
+
+        if self.tokens.is_empty() {
+            return Err("tokens: at least one [[tokens]] entry is needed".into());
+        }
+        for (i, tok) in self.tokens.iter().enumerate() {
+            if tok.token.trim().is_empty() {
+                return Err(format!("tokens[{i}].token is empty"));
+            }
+            if tok.owner.trim().is_empty() {
+                return Err(format!("tokens[{i}].owner is empty"));
+            }
+            if self.tokens[..i].iter().any(|o| o.token == tok.token) {
+                return Err(format!("tokens[{i}].token repeats an earlier token"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the S3 credentials: from `s3.credentials_file` when set, else from the
+    /// environment variables named by `s3.*_env`.
+    pub fn credentials(&self) -> anyhow::Result<Credentials> {
+        let s3 = &self.s3;
+        if let Some(file) = &s3.credentials_file {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read s3.credentials_file {}", file.display()))?;
+            let creds: CredentialsFile = toml::from_str(&text).map_err(|e| {
+                // Never echo the file's content: it holds the secret.
+                anyhow::anyhow!("s3.credentials_file {}: {}", file.display(), e.message())
+            })?;
+            return Ok(Credentials {
+                access_key_id: creds.access_key_id,
+                secret_access_key: creds.secret_access_key,
+            });
+        }
+        let var = |name: &str, field: &str| -> anyhow::Result<String> {
+            match std::env::var(name) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                _ => bail!(
+                    "S3 credentials: environment variable {name} (named by s3.{field}) is not set; \
+                     set it or use s3.credentials_file"
+                ),
+            }
+        };
+        Ok(Credentials {
+            access_key_id: var(&s3.access_key_id_env, "access_key_id_env")?,
+            secret_access_key: var(&s3.secret_access_key_env, "secret_access_key_env")?,
+        })
+    }
+}
+
+impl S3Config {
+    pub fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            bucket: self.bucket.clone(),
+            path_style: self.path_style,
+        }
+    }
+
+    /// Where every cache object and multipart upload lives.
+    pub fn caches_prefix(&self) -> String {
+        format!("{}/caches/", self.prefix)
+    }
+
+    pub fn object_name(&self, ulid: &str) -> String {
+        format!("{}/caches/{ulid}", self.prefix)
+    }
+}
+
+impl Timing {
+    pub fn part_url_expiry(&self) -> Duration {
+        Duration::from_secs(self.part_url_expiry_secs)
+    }
+    pub fn download_url_expiry(&self) -> Duration {
+        Duration::from_secs(self.download_url_expiry_secs)
+    }
+    /// An upload idle for longer than this is abandoned: its last part URL has expired
+    /// and a margin has passed for a PUT that started just before the expiry.
+    pub fn stale_after(&self) -> Duration {
+        Duration::from_secs(self.part_url_expiry_secs + self.stale_margin_secs)
+    }
+}
+
+impl Limits {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs_f64(self.ttl_days * 86_400.0)
+    }
+}
+
+/// One line: `line N: `the offending line`: message`. toml's own Display spans
+/// several lines with a caret; the line's text keeps the field's name in view.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    if line.is_empty() {
+        format!("line {line_no}: {message}")
+    } else {
+        format!("line {line_no}: `{line}`: {message}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[s3]
+endpoint = "http://127.0.0.1:3900"
+bucket = "caches"
+
+[[tokens]]
+token = "t0ken"
+owner = "acme/widgets"
+"#;
+
+    #[test]
+    fn minimal_config_gets_the_defaults() {
+        let cfg = Config::parse(MINIMAL).unwrap();
+        assert_eq!(cfg.listen, default_listen());
+        assert_eq!(cfg.limits.max_cache_size, 10 * GIB);
+        assert_eq!(cfg.limits.part_size, 16 * MIB);
+        assert_eq!(cfg.timing.part_url_expiry_secs, 900);
+        assert_eq!(cfg.s3.prefix, "bmat");
+        assert!(cfg.s3.path_style);
+        assert_eq!(cfg.s3.object_name("X"), "bmat/caches/X");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut cfg = Config::parse(MINIMAL).unwrap();
+        cfg.limits.ttl_days = 0.5;
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        let again = Config::parse(&cfg.to_toml().unwrap()).unwrap();
+        assert_eq!(again.limits.ttl_days, 0.5);
+        assert_eq!(again.listen.port(), 0);
+        assert_eq!(again.tokens[0].token, "t0ken");
+    }
+
+    #[test]
+    fn integer_ttl_days_is_accepted() {
+        let cfg = Config::parse(&format!("{MINIMAL}\n[limits]\nttl_days = 3\n")).unwrap();
+        assert_eq!(cfg.limits.ttl_days, 3.0);
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = err(&MINIMAL.replace("bucket = \"caches\"", "bucket = 3"));
+        assert!(e.contains("bucket"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+
+        let e = err(&format!("{MINIMAL}\n[limits]\npart_size = \"big\"\n"));
+        assert!(e.contains("part_size"), "{e}");
+
+        let e = err(&format!("{MINIMAL}\n[timing]\nlease_sec = 3\n"));
+        assert!(e.contains("lease_sec"), "{e}");
+
+        let e = err(&MINIMAL.replace("bucket = \"caches\"", ""));
+        assert!(e.contains("bucket"), "{e}");
+
+        let e = err(&format!("listen = \"nowhere\"\n{MINIMAL}"));
+        assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn small_part_size_is_refused() {
+        let e = err(&format!("{MINIMAL}\n[limits]\npart_size = 1048576\n"));
+        assert!(e.contains("limits.part_size"), "{e}");
+    }
+
+    #[test]
+    fn tokens_are_required_and_unique() {
+        let e = err("[s3]\nendpoint = \"http://x\"\nbucket = \"b\"\n");
+        assert!(e.contains("tokens"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[tokens]]\ntoken = \"t0ken\"\nowner = \"other\"\n"
+        ));
+        assert!(e.contains("tokens[1].token"), "{e}");
+    }
+
+    #[test]
+    fn bad_prefix_and_endpoint_are_refused() {
+        let e = err(&MINIMAL.replace("bucket = \"caches\"", "bucket = \"c\"\nprefix = \"/x/\""));
+        assert!(e.contains("s3.prefix"), "{e}");
+        let e = err(&MINIMAL.replace("http://127.0.0.1:3900", "127.0.0.1:3900"));
+        assert!(e.contains("s3.endpoint"), "{e}");
+    }
+
+    #[test]
+    fn debug_redacts_tokens() {
+        let cfg = Config::parse(MINIMAL).unwrap();
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("t0ken"), "{dbg}");
+        assert!(dbg.contains("acme/widgets"));
+    }
+
+    #[test]
+    fn missing_credential_variable_is_named() {
+        let mut cfg = Config::parse(MINIMAL).unwrap();
+        cfg.s3.access_key_id_env = "BMAT_TEST_SURELY_UNSET_VARIABLE_1".into();
+        let e = cfg.credentials().err().unwrap().to_string();
+        assert!(e.contains("BMAT_TEST_SURELY_UNSET_VARIABLE_1"), "{e}");
+    }
+
+    #[test]
+    fn credentials_file_is_read_and_not_echoed_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds.toml");
+        std::fs::write(
+            &path,
+            "access_key_id = \"GKabc\"\nsecret_access_key = \"s3cr3t-0123456789\"\n",
+        )
+        .unwrap();
+        let mut cfg = Config::parse(MINIMAL).unwrap();
+        cfg.s3.credentials_file = Some(path.clone());
+        let creds = cfg.credentials().unwrap();
+        assert_eq!(creds.access_key_id, "GKabc");
+        assert_eq!(creds.secret_access_key, "s3cr3t-0123456789");
+
+        std::fs::write(
+            &path,
+            "access_key_id = \"GKabc\"\nsecret = \"s3cr3t-0123456789\"\n",
+        )
+        .unwrap();
+        let e = cfg.credentials().err().unwrap().to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("secret"), "{e}");
+    }
+}

@@ -1,0 +1,120 @@
+//! Startup and shutdown: credentials, registry, listener, ready file, the background
+//! tasks and the HTTP server.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::registry::{Db, Registry};
+use crate::s3::S3Client;
+use crate::state::AppState;
+use crate::{api, reaper, worker};
+
+/// Builds the shared state: S3 client (credentials loaded now, so a missing variable
+/// fails at start) and the migrated registry.
+pub fn build_state(cfg: Config) -> anyhow::Result<AppState> {
+    let creds = cfg.credentials()?;
+    let s3 = S3Client::new(cfg.s3.settings(), creds)?;
+    let reg = Registry::open(&cfg.database)?;
+    Ok(AppState::new(cfg, Db::new(reg), s3))
+}
+
+/// Serves until `shutdown` resolves, then stops the worker and the reaper.
+pub async fn run(
+    cfg: Config,
+    ready_file: Option<&Path>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let st = build_state(cfg)?;
+    let listener = TcpListener::bind(st.cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (listen)", st.cfg.listen))?;
+    let url = base_url(listener.local_addr()?);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(worker::run(st.clone(), stop_rx.clone()));
+    let reaper = tokio::spawn(reaper::run(st.clone(), stop_rx));
+
+    if let Some(path) = ready_file {
+        write_atomically(path, &url)?;
+    }
+    info!(
+        "signer {} listening on {url} (bucket {}, prefix {})",
+        env!("CARGO_PKG_VERSION"),
+        st.cfg.s3.bucket,
+        st.cfg.s3.prefix
+    );
+
+    axum::serve(listener, api::router(st))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")?;
+
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    for (name, task) in [("completion worker", worker), ("reaper", reaper)] {
+        // A pass in the middle of an S3 call may take a while; what it leaves undone
+        // is in the database and resumes at the next start.
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Ok(_) => {}
+            Err(_) => warn!("{name} did not stop within 10 s; leaving it"),
+        }
+    }
+    Ok(())
+}
+
+/// `http://IP:PORT`; an unspecified listen address is reached through loopback.
+pub fn base_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Temp name then rename: a reader polling for the file never sees half of it.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    std::fs::write(&tmp, text)
+        .with_context(|| format!("cannot write {}", Path::new(&tmp).display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot write the ready file {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_uses_loopback_for_unspecified() {
+        assert_eq!(
+            base_url("0.0.0.0:81".parse().unwrap()),
+            "http://127.0.0.1:81"
+        );
+        assert_eq!(base_url("[::]:81".parse().unwrap()), "http://[::1]:81");
+        assert_eq!(
+            base_url("127.0.0.1:9".parse().unwrap()),
+            "http://127.0.0.1:9"
+        );
+    }
+
+    #[test]
+    fn ready_file_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ready");
+        write_atomically(&p, "http://127.0.0.1:1").unwrap();
+        write_atomically(&p, "http://127.0.0.1:2").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "http://127.0.0.1:2");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
