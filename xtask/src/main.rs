@@ -1,1 +1,127 @@
-fn main() {}
+//! `cargo xtask stack | test | demo | bench`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use xtask::stack::Stack;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Developer commands of the bmat workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start the local stack (S3, signer, agent-shim), write its BMAT_* variables to a
+    /// file once everything answers, and run until SIGINT/SIGTERM.
+    Stack {
+        /// Where to write the KEY=VALUE lines.
+        #[arg(long)]
+        env_file: PathBuf,
+    },
+    /// Build the binaries, then run every test of the workspace (extra arguments go to
+    /// `cargo test`).
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Save and restore a sample tree on the local stack, end to end.
+    Demo,
+    /// Measure save/restore throughput on the local stack.
+    Bench,
+}
+
+fn main() -> ExitCode {
+    xtask::stack::install_crypto();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Stack { env_file } => stack(&env_file),
+        Cmd::Test { args } => xtask::test_cmd::run(&args),
+        Cmd::Demo => xtask::demo::run(),
+        Cmd::Bench => Err(anyhow::anyhow!("cargo xtask bench is not implemented yet")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn stack(env_file: &Path) -> Result<()> {
+    // Signal handlers first: a Ctrl-C during startup still tears down what started.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot build a tokio runtime")?;
+    let mut signals = rt.block_on(async { Signals::new() })?;
+    let stack = Stack::start()?;
+    write_env_file(env_file, &stack.env().vars())?;
+    let env = stack.env();
+    eprintln!(
+        "xtask: stack ready: signer {} , shim socket {} , S3 {} bucket {}; variables in {} (Ctrl-C to stop)",
+        env.signer_url,
+        env.agent_socket.display(),
+        env.s3_endpoint,
+        env.s3_bucket,
+        env_file.display()
+    );
+    let name = rt.block_on(signals.wait());
+    eprintln!("xtask: {name}: stopping the stack");
+    drop(stack);
+    // The variables point at nothing now.
+    let _ = std::fs::remove_file(env_file);
+    Ok(())
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn wait(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Writes `KEY=VALUE` lines atomically (temp file + rename), so a reader polling for
+/// the file never sees half of it.
+fn write_env_file(path: &Path, vars: &[(&'static str, String)]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
+    for (key, value) in vars {
+        if value.contains('\n') {
+            bail!("{key} holds a newline; cannot write it as KEY=VALUE");
+        }
+        writeln!(tmp, "{key}={value}")?;
+    }
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

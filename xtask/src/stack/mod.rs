@@ -1,0 +1,360 @@
+//! The local stack: an S3 server (Garage, or the one `BMAT_TEST_S3_*` points at), a
+//! signer with a fresh SQLite registry and an agent-shim on a Unix socket, all real
+//! child processes on loopback. `cargo xtask stack`, the demo and every integration
+//! test use it.
+//!
+//! ```no_run
+//! let stack = xtask::stack::Stack::start()?;
+//! let env = stack.env(); // signer_url, token, agent_socket, s3_* …
+//! # anyhow::Ok(())
+//! ```
+//!
+//! The API is synchronous so that both plain and `#[tokio::test]` tests can use it
+//! (readiness checks run on a private runtime in a scoped thread). Every stack is
+//! independent — its own temp dir, ports and Garage — so tests may run in parallel.
+//! Dropping the stack kills every child and removes the temp dir; children also get
+//! SIGKILL if the thread that started them dies (PR_SET_PDEATHSIG), so create and
+//! restart them from the test's own thread, not from a short-lived one.
+
+pub mod bins;
+pub mod garage;
+pub mod process;
+mod shim;
+mod signer;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use signer::SignerProc;
+
+use ::signer::config::{Config, Limits, S3Config, Timing, TokenConfig};
+use ::signer::s3::{Credentials, S3Client, S3Settings};
+pub use bins::GARAGE_VERSION;
+use garage::Garage;
+use shim::ShimProc;
+
+/// Owners of the two tokens every stack's signer knows.
+pub const OWNER: &str = "alpha";
+pub const OTHER_OWNER: &str = "beta";
+
+/// What a job, a test or a person needs to talk to the stack.
+#[derive(Debug, Clone)]
+pub struct StackEnv {
+    /// `http://127.0.0.1:PORT`; stays the same across signer restarts.
+    pub signer_url: String,
+    /// Bearer token of owner [`OWNER`] (the one the shim uses).
+    pub token: String,
+    /// Bearer token of owner [`OTHER_OWNER`].
+    pub other_token: String,
+    pub agent_socket: PathBuf,
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_access_key_id: String,
+    pub s3_secret_access_key: String,
+    pub s3_region: String,
+    pub s3_path_style: bool,
+    /// The signer's object prefix (`bmat`, or a unique one on a shared server).
+    pub s3_prefix: String,
+}
+
+impl StackEnv {
+    /// The `BMAT_*` variables of DESIGN §5, as `cargo xtask stack` writes them.
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("BMAT_AGENT_SOCKET", self.agent_socket.display().to_string()),
+            ("BMAT_SIGNER_URL", self.signer_url.clone()),
+            ("BMAT_TOKEN", self.token.clone()),
+            ("BMAT_S3_ENDPOINT", self.s3_endpoint.clone()),
+            ("BMAT_S3_BUCKET", self.s3_bucket.clone()),
+            ("BMAT_S3_ACCESS_KEY_ID", self.s3_access_key_id.clone()),
+            (
+                "BMAT_S3_SECRET_ACCESS_KEY",
+                self.s3_secret_access_key.clone(),
+            ),
+            ("BMAT_S3_REGION", self.s3_region.clone()),
+        ]
+    }
+}
+
+/// An S3 bucket and the credentials to reach it.
+#[derive(Debug, Clone)]
+pub struct S3Target {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl S3Target {
+    /// The server named by `BMAT_TEST_S3_ENDPOINT` and friends, if set.
+    pub fn from_env() -> Result<Option<S3Target>> {
+        let Some(endpoint) = non_empty_var("BMAT_TEST_S3_ENDPOINT") else {
+            return Ok(None);
+        };
+        let need = |name: &str| {
+            non_empty_var(name)
+                .with_context(|| format!("BMAT_TEST_S3_ENDPOINT is set but {name} is not"))
+        };
+        let path_style = match non_empty_var("BMAT_TEST_S3_PATH_STYLE").as_deref() {
+            None | Some("1" | "true" | "yes") => true,
+            Some("0" | "false" | "no") => false,
+            Some(other) => bail!("BMAT_TEST_S3_PATH_STYLE={other:?}: expected true or false"),
+        };
+        Ok(Some(S3Target {
+            endpoint,
+            region: non_empty_var("BMAT_TEST_S3_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
+            bucket: need("BMAT_TEST_S3_BUCKET")?,
+            path_style,
+            access_key_id: need("BMAT_TEST_S3_ACCESS_KEY_ID")?,
+            secret_access_key: need("BMAT_TEST_S3_SECRET_ACCESS_KEY")?,
+        }))
+    }
+
+    /// A signing client for the bucket (its own connection pool: build it on the
+    /// runtime that uses it).
+    pub fn client(&self) -> Result<S3Client> {
+        install_crypto();
+        S3Client::new(
+            S3Settings {
+                endpoint: self.endpoint.clone(),
+                region: self.region.clone(),
+                bucket: self.bucket.clone(),
+                path_style: self.path_style,
+            },
+            Credentials {
+                access_key_id: self.access_key_id.clone(),
+                secret_access_key: self.secret_access_key.clone(),
+            },
+        )
+    }
+}
+
+/// The running stack. Fields drop in order: shim, signer, S3, then the temp dir.
+pub struct Stack {
+    shim: ShimProc,
+    signer: SignerProc,
+    garage: Option<Garage>,
+    s3: S3Target,
+    env: StackEnv,
+    config: Config,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Starts S3 (unless `BMAT_TEST_S3_ENDPOINT` is set), the signer and the shim, and
+    /// returns once all three answer.
+    pub fn start() -> Result<Stack> {
+        Stack::start_with(|_| {})
+    }
+
+    /// Like [`Stack::start`], letting the caller adjust the signer's config (limits,
+    /// timings, part size) before the signer starts.
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Result<Stack> {
+        install_crypto();
+        let signer_bin = bins::workspace_bin("signer")?;
+        let shim_bin = bins::workspace_bin("agent-shim")?;
+        let dir = tempfile::Builder::new()
+            .prefix("bmat-stack-")
+            .tempdir()
+            .context("cannot create the stack's temp dir")?;
+
+        let (garage, s3, prefix) = match S3Target::from_env()? {
+            // A shared server: a unique prefix keeps parallel stacks' objects and
+            // multipart uploads apart (the reaper lists by prefix).
+            Some(target) => (None, target, format!("bmat-test/{}", random_hex(8))),
+            None => {
+                let garage = Garage::start(dir.path())?;
+                let target = garage.s3_target();
+                (Some(garage), target, "bmat".to_owned())
+            }
+        };
+        if garage.is_none() {
+            let mut check = s3_ready_check(s3.clone());
+            process::block_on(async move { check().await })?
+                .with_context(|| format!("S3 server at {} does not answer", s3.endpoint))?;
+        }
+
+        let token = random_hex(16);
+        let other_token = random_hex(16);
+        let port = free_port()?;
+        let mut config = Config {
+            listen: ([127, 0, 0, 1], port).into(),
+            database: dir.path().join("registry.sqlite"),
+            s3: S3Config {
+                endpoint: s3.endpoint.clone(),
+                region: s3.region.clone(),
+                bucket: s3.bucket.clone(),
+                path_style: s3.path_style,
+                prefix,
+                access_key_id_env: "BMAT_S3_ACCESS_KEY_ID".to_owned(),
+                secret_access_key_env: "BMAT_S3_SECRET_ACCESS_KEY".to_owned(),
+                credentials_file: None,
+            },
+            limits: Limits::default(),
+            timing: Timing::default(),
+            tokens: vec![
+                TokenConfig {
+                    token: token.clone(),
+                    owner: OWNER.to_owned(),
+                },
+                TokenConfig {
+                    token: other_token.clone(),
+                    owner: OTHER_OWNER.to_owned(),
+                },
+            ],
+        };
+        tweak(&mut config);
+        let signer = SignerProc::start(&signer_bin, dir.path(), &config, &s3)?;
+        let signer_url = signer.url().to_owned();
+        let agent_socket = dir.path().join("agent.sock");
+        let shim = ShimProc::start(&shim_bin, dir.path(), &agent_socket, &signer_url, &token)?;
+
+        let env = StackEnv {
+            signer_url,
+            token,
+            other_token,
+            agent_socket,
+            s3_endpoint: s3.endpoint.clone(),
+            s3_bucket: s3.bucket.clone(),
+            s3_access_key_id: s3.access_key_id.clone(),
+            s3_secret_access_key: s3.secret_access_key.clone(),
+            s3_region: s3.region.clone(),
+            s3_path_style: s3.path_style,
+            s3_prefix: config.s3.prefix.clone(),
+        };
+        Ok(Stack {
+            shim,
+            signer,
+            garage,
+            s3,
+            env,
+            config,
+            dir,
+        })
+    }
+
+    pub fn env(&self) -> &StackEnv {
+        &self.env
+    }
+
+    /// The stack's temp dir (logs, registry, socket, Garage data).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The config the signer runs with.
+    pub fn signer_config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A client with the stack's S3 credentials (to inspect or tamper with objects).
+    /// Build it on the runtime that uses it.
+    pub fn s3_client(&self) -> Result<S3Client> {
+        self.s3.client()
+    }
+
+    pub fn s3_target(&self) -> &S3Target {
+        &self.s3
+    }
+
+    /// True when the stack runs its own Garage (S3 can then be killed and restarted).
+    pub fn owns_s3(&self) -> bool {
+        self.garage.is_some()
+    }
+
+    /// SIGKILL the S3 server, keeping its data.
+    pub fn kill_s3(&mut self) -> Result<()> {
+        self.garage_mut()?.kill()
+    }
+
+    /// Restart the S3 server on its data and ports; returns once it answers.
+    pub fn start_s3(&mut self) -> Result<()> {
+        self.garage_mut()?.restart()
+    }
+
+    /// SIGKILL the signer (its database stays).
+    pub fn kill_signer(&mut self) -> Result<()> {
+        self.signer.kill()
+    }
+
+    /// Restart the signer on the same database and port; returns once healthy.
+    pub fn start_signer(&mut self) -> Result<()> {
+        self.signer.restart()
+    }
+
+    /// SIGKILL the shim (its socket file stays behind, as after a crash).
+    pub fn kill_shim(&mut self) -> Result<()> {
+        self.shim.kill()
+    }
+
+    /// SIGTERM the shim and wait for it; it removes its socket on the way out.
+    pub fn terminate_shim(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        self.shim.terminate()
+    }
+
+    /// Restart the shim on the same socket; returns once it answers.
+    pub fn start_shim(&mut self) -> Result<()> {
+        self.shim.restart()
+    }
+
+    /// Pids of the running children (S3 when owned, signer, shim).
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self.garage.iter().filter_map(Garage::pid).collect();
+        pids.extend(self.signer.pid());
+        pids.extend(self.shim.pid());
+        pids
+    }
+
+    /// Log files of the children, for a test that wants to show them on failure.
+    pub fn log_paths(&self) -> Vec<PathBuf> {
+        let mut logs: Vec<PathBuf> = self.garage.iter().map(Garage::log_path).collect();
+        logs.push(self.signer.log_path().to_path_buf());
+        logs.push(self.shim.log_path().to_path_buf());
+        logs
+    }
+
+    fn garage_mut(&mut self) -> Result<&mut Garage> {
+        self.garage.as_mut().context(
+            "the stack uses an external S3 server (BMAT_TEST_S3_ENDPOINT); it cannot be killed",
+        )
+    }
+}
+
+/// reqwest is built without a default TLS crypto provider; pick ring once per process.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A check that a signed ListObjectsV2 on the bucket answers 200.
+pub(crate) fn s3_ready_check(
+    target: S3Target,
+) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send>> + Send
+{
+    move || {
+        let target = target.clone();
+        Box::pin(async move {
+            let client = target.client()?;
+            client.list_objects("bmat-readiness-probe/").await?;
+            Ok(true)
+        })
+    }
+}
+
+/// A free loopback port: bind port 0, read it, release it. Another process could take
+/// it in between; the stack's children fail fast (and visibly) if that happens.
+pub(crate) fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    hex::encode(buf)
+}
+
+fn non_empty_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}

@@ -1,0 +1,88 @@
+//! The signer as a child process: config written once, restartable on the same
+//! database and port.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use signer::config::Config;
+
+use super::S3Target;
+use super::process::Proc;
+
+pub struct SignerProc {
+    proc: Proc,
+    url: String,
+    ready_file: PathBuf,
+}
+
+impl SignerProc {
+    pub fn start(bin: &Path, dir: &Path, config: &Config, s3: &S3Target) -> Result<SignerProc> {
+        let config_path = dir.join("signer.toml");
+        std::fs::write(&config_path, config.to_toml()?)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        let ready_file = dir.join("signer.ready");
+        let proc = Proc::new("signer", bin, dir.join("signer.log"))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .env(&config.s3.access_key_id_env, &s3.access_key_id)
+            .env(&config.s3.secret_access_key_env, &s3.secret_access_key)
+            .env(
+                "RUST_LOG",
+                std::env::var("BMAT_STACK_LOG").unwrap_or_else(|_| "info".to_owned()),
+            );
+        let mut signer = SignerProc {
+            proc,
+            url: format!("http://{}", config.listen),
+            ready_file,
+        };
+        signer.restart()?;
+        Ok(signer)
+    }
+
+    /// Spawns the signer (again) and waits for its ready file and `GET /v1/health`.
+    pub fn restart(&mut self) -> Result<()> {
+        // A ready file left by the previous run would say "ready" too early.
+        match std::fs::remove_file(&self.ready_file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("cannot remove {}", self.ready_file.display()));
+            }
+            _ => {}
+        }
+        self.proc.spawn()?;
+        let ready_file = self.ready_file.clone();
+        let health = format!("{}/v1/health", self.url);
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5));
+        let http = http.build()?;
+        self.proc
+            .wait_ready("its ready file and GET /v1/health = 200", move || {
+                let (ready_file, health, http) = (ready_file.clone(), health.clone(), http.clone());
+                async move {
+                    if !ready_file.exists() {
+                        return Ok(false);
+                    }
+                    let status = http.get(&health).send().await?.status();
+                    Ok(status == reqwest::StatusCode::OK)
+                }
+            })
+    }
+
+    pub fn kill(&mut self) -> Result<()> {
+        self.proc.kill()
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.pid()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.proc.log_path()
+    }
+}

@@ -1,0 +1,92 @@
+//! Helpers shared by the integration tests (each test file uses a subset).
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use xtask::stack::{Stack, bins};
+
+/// Polls `check` every 50 ms until it answers `true`; panics naming `what` after `limit`.
+pub async fn poll_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Synchronous twin of [`poll_until`].
+pub fn poll_until_sync(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A plain HTTP client (TLS provider installed).
+pub fn http() -> reqwest::Client {
+    xtask::stack::install_crypto();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// An HTTP client that talks over a Unix socket (URLs: `http://shim/...`).
+pub fn unix_http(socket: &Path) -> reqwest::Client {
+    xtask::stack::install_crypto();
+    reqwest::Client::builder()
+        .unix_socket(socket)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("unix socket http client")
+}
+
+/// `bmat` as a job runs it: through the stack's shim, no token or signer URL in sight.
+pub fn bmat(stack: &Stack) -> Command {
+    let mut cmd = Command::new(bins::workspace_bin("bmat").expect("bmat binary"));
+    clear_bmat_env(&mut cmd);
+    cmd.env("BMAT_AGENT_SOCKET", &stack.env().agent_socket);
+    cmd
+}
+
+/// `bmat` talking to the signer directly with the token (development mode).
+pub fn bmat_direct(stack: &Stack) -> Command {
+    let mut cmd = Command::new(bins::workspace_bin("bmat").expect("bmat binary"));
+    clear_bmat_env(&mut cmd);
+    cmd.env("BMAT_SIGNER_URL", &stack.env().signer_url)
+        .env("BMAT_TOKEN", &stack.env().token);
+    cmd
+}
+
+/// The test process may run inside `cargo xtask stack`'s environment; start clean.
+fn clear_bmat_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("BMAT_") && key != "BMAT_BIN_DIR" {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+/// True while a process with this pid exists (a zombie counts as gone for us only
+/// once reaped, which the stack does on kill).
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks existence.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
