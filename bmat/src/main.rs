@@ -1,1 +1,5 @@
-fn main() {}
+fn main() {
+    // reqwest is built without a default TLS provider (rustls-no-provider).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    std::process::exit(bmat::cli::main());
+}

@@ -1,0 +1,274 @@
+//! Client of the signer API (`bmat_wire::api`), through the agent shim's Unix socket
+//! (`BMAT_AGENT_SOCKET`) or, for development, straight to a signer
+//! (`BMAT_SIGNER_URL` + `BMAT_TOKEN`).
+//!
+//! Every call is retried per [`crate::tuning::Tuning::api_retry`]; errors are one line
+//! naming the endpoint and the cause.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use bmat_wire::api::{
+    BeginRequest, BeginResponse, CompleteRequest, ErrorBody, LookupRequest, LookupResponse,
+    PartUrlsRequest, PartUrlsResponse, UploadStatus,
+};
+use reqwest::Method;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::transfer::retry::{AttemptError, RetryPolicy, classify_status, classify_transport};
+use crate::transfer::s3::describe;
+use crate::tuning::Tuning;
+
+/// Where the API is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The agent shim: HTTP/1.1 over a Unix socket; the shim adds the token.
+    AgentSocket(PathBuf),
+    /// A signer reached directly, with our own bearer token.
+    Signer { url: String, token: String },
+}
+
+impl Endpoint {
+    /// `BMAT_AGENT_SOCKET` first, then `BMAT_SIGNER_URL` + `BMAT_TOKEN`.
+    pub fn from_env() -> anyhow::Result<Endpoint> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Endpoint> {
+        if let Some(socket) = get("BMAT_AGENT_SOCKET") {
+            return Ok(Endpoint::AgentSocket(PathBuf::from(socket)));
+        }
+        match (get("BMAT_SIGNER_URL"), get("BMAT_TOKEN")) {
+            (Some(url), Some(token)) => Ok(Endpoint::Signer {
+                url: url.trim_end_matches('/').to_owned(),
+                token,
+            }),
+            (Some(_), None) => Err(anyhow!("BMAT_SIGNER_URL is set but BMAT_TOKEN is not")),
+            _ => Err(anyhow!(
+                "no cache service configured (neither BMAT_AGENT_SOCKET nor BMAT_SIGNER_URL is set)"
+            )),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Endpoint::AgentSocket(path) => format!("agent socket {}", path.display()),
+            Endpoint::Signer { url, .. } => format!("signer {url}"),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    endpoint: Endpoint,
+    retry: RetryPolicy,
+}
+
+impl ApiClient {
+    pub fn new(endpoint: Endpoint, tuning: &Tuning) -> anyhow::Result<ApiClient> {
+        let builder = reqwest::Client::builder()
+            .connect_timeout(tuning.connect_timeout)
+            .timeout(tuning.api_attempt_timeout);
+        let (builder, base, token) = match &endpoint {
+            // The host part is ignored on a Unix socket; "agent" reads well in logs.
+            Endpoint::AgentSocket(path) => (
+                builder.unix_socket(path.clone()),
+                "http://agent".to_owned(),
+                None,
+            ),
+            Endpoint::Signer { url, token } => (builder, url.clone(), Some(token.clone())),
+        };
+        let http = builder
+            .build()
+            .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))?;
+        Ok(ApiClient {
+            http,
+            base,
+            token,
+            endpoint,
+            retry: tuning.api_retry.clone(),
+        })
+    }
+
+    pub fn from_env(tuning: &Tuning) -> anyhow::Result<ApiClient> {
+        Self::new(Endpoint::from_env()?, tuning)
+    }
+
+    pub async fn lookup(&self, key: &str, fallbacks: &[String]) -> anyhow::Result<LookupResponse> {
+        let req = LookupRequest {
+            key: key.to_owned(),
+            fallbacks: fallbacks.to_vec(),
+        };
+        self.call(Method::POST, "/v1/lookup", Some(&req)).await
+    }
+
+    /// Not idempotent on the signer's side: if an answer is lost and the call retried,
+    /// the retry sees our own lease and is told to skip. That is the safe outcome (no
+    /// cache this time; the signer reaps the orphan).
+    pub async fn begin(&self, key: &str) -> anyhow::Result<BeginResponse> {
+        let req = BeginRequest {
+            key: key.to_owned(),
+            expected_size: None,
+        };
+        self.call(Method::POST, "/v1/uploads", Some(&req)).await
+    }
+
+    pub async fn part_urls(
+        &self,
+        upload_id: &str,
+        part_numbers: Vec<u32>,
+    ) -> anyhow::Result<PartUrlsResponse> {
+        let req = PartUrlsRequest { part_numbers };
+        self.call(
+            Method::POST,
+            &format!("/v1/uploads/{upload_id}/parts"),
+            Some(&req),
+        )
+        .await
+    }
+
+    pub async fn complete(
+        &self,
+        upload_id: &str,
+        req: &CompleteRequest,
+    ) -> anyhow::Result<UploadStatus> {
+        self.call(
+            Method::POST,
+            &format!("/v1/uploads/{upload_id}/complete"),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn status(&self, upload_id: &str) -> anyhow::Result<UploadStatus> {
+        self.call::<(), _>(Method::GET, &format!("/v1/uploads/{upload_id}"), None)
+            .await
+    }
+
+    pub async fn abort(&self, upload_id: &str) -> anyhow::Result<UploadStatus> {
+        self.call::<(), _>(Method::DELETE, &format!("/v1/uploads/{upload_id}"), None)
+            .await
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Req>,
+    ) -> anyhow::Result<Resp> {
+        let mut retry = self.retry.start();
+        loop {
+            let attempt =
+                tokio::time::timeout(retry.remaining(), self.attempt(method.clone(), path, body));
+            let err = match attempt.await {
+                Ok(Ok(resp)) => return Ok(resp),
+                Ok(Err(err)) => err,
+                Err(_) => AttemptError::fatal(anyhow!("gave up: retry deadline passed")),
+            };
+            if !retry.wait(err.verdict).await {
+                let tries = retry.failures();
+                let tries = if tries > 1 {
+                    format!(" (after {tries} attempts)")
+                } else {
+                    String::new()
+                };
+                return Err(anyhow!(
+                    "{method} {path} via {}: {}{tries}",
+                    self.endpoint.describe(),
+                    err.error
+                ));
+            }
+        }
+    }
+
+    async fn attempt<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Req>,
+    ) -> Result<Resp, AttemptError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| AttemptError::new(classify_transport(&e), anyhow!("{}", describe(&e))))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| AttemptError::retry(anyhow!("reading the answer: {}", describe(&e))))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            return Err(AttemptError::new(
+                classify_status(status.as_u16(), false),
+                anyhow!("{status}: {}", message.trim()),
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| AttemptError::fatal(anyhow!("unexpected answer ({e})")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn the_agent_socket_wins() {
+        let e = Endpoint::from_lookup(env(&[
+            ("BMAT_AGENT_SOCKET", "/run/a.sock"),
+            ("BMAT_SIGNER_URL", "http://x"),
+            ("BMAT_TOKEN", "t"),
+        ]));
+        assert_eq!(e.ok(), Some(Endpoint::AgentSocket("/run/a.sock".into())));
+    }
+
+    #[test]
+    fn a_signer_needs_a_token() {
+        let e = Endpoint::from_lookup(env(&[
+            ("BMAT_SIGNER_URL", "http://127.0.0.1:9/"),
+            ("BMAT_TOKEN", "t"),
+        ]));
+        assert_eq!(
+            e.ok(),
+            Some(Endpoint::Signer {
+                url: "http://127.0.0.1:9".into(),
+                token: "t".into()
+            })
+        );
+        assert!(Endpoint::from_lookup(env(&[("BMAT_SIGNER_URL", "http://x")])).is_err());
+    }
+
+    #[test]
+    fn nothing_configured_is_an_error_naming_both_variables() {
+        let msg = Endpoint::from_lookup(env(&[]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            msg.contains("BMAT_AGENT_SOCKET") && msg.contains("BMAT_SIGNER_URL"),
+            "{msg}"
+        );
+    }
+}

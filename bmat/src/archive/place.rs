@@ -1,0 +1,143 @@
+//! Moves a verified staging tree into place, and the staging directory itself.
+//!
+//! [`check_targets`] runs first and touches nothing: it refuses an entry whose
+//! parent, already on disk, is a symlink (writing there would go wherever the link
+//! points). Only then [`place`] renames entries over what is there: a whole
+//! directory in one rename when the destination has none, otherwise merged entry by
+//! entry, replacing files, symlinks and mismatched types. Renames stay inside one
+//! filesystem because the staging directory lives in the destination tree.
+//!
+//! Crash window: a failure in the middle of [`place`] (disk full, a permission
+//! change) leaves the entries moved so far in place; every one of them is complete
+//! and verified, none is half-written.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+
+use super::times::Mtime;
+use super::unpack::{STAGING_PREFIX, UnpackError};
+use crate::paths::RelPath;
+
+/// A staging directory inside the destination tree, removed on drop. Unless the
+/// restore got as far as placing files, dropping it also puts back the tree root's
+/// mtime (which creating and removing the staging directory changed), so that a
+/// failed restore leaves no trace at all.
+pub struct Staging {
+    path: PathBuf,
+    root: PathBuf,
+    root_mtime: Option<Mtime>,
+    placed: bool,
+}
+
+impl Staging {
+    pub fn create(root: &Path) -> io::Result<Staging> {
+        let suffix: String = {
+            let mut rng = rand::rng();
+            (0..10)
+                .map(|_| {
+                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
+                })
+                .collect()
+        };
+        let root_mtime = fs::symlink_metadata(root).ok().map(|m| Mtime::of(&m));
+        let path = root.join(format!("{STAGING_PREFIX}{suffix}"));
+        fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(Staging {
+            path,
+            root: root.to_owned(),
+            root_mtime,
+            placed: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Marks the tree as changed on purpose: its root keeps its new mtime.
+    pub fn set_placed(&mut self) {
+        self.placed = true;
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        // Never follows symlinks: removes links, not what they point to.
+        let _ = fs::remove_dir_all(&self.path);
+        if let (false, Some(mtime)) = (self.placed, self.root_mtime) {
+            let _ = mtime.apply(&self.root);
+        }
+    }
+}
+
+/// Refuses when any entry would be written below a symlink that exists in the
+/// destination tree. Looks, changes nothing.
+pub fn check_targets(root: &Path, paths: &[RelPath]) -> Result<(), UnpackError> {
+    let mut checked: HashSet<&Path> = HashSet::new();
+    for rel in paths {
+        for ancestor in rel.ancestors() {
+            if !checked.insert(ancestor) {
+                continue;
+            }
+            match fs::symlink_metadata(root.join(ancestor)) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(UnpackError::Refused {
+                        path: rel.to_string(),
+                        reason: format!(
+                            "it would be written through the symlink {} on disk",
+                            ancestor.display()
+                        ),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(UnpackError::Io(e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves everything under `staging` to the same place under `root`, then sets the
+/// directories' modes and mtimes (deepest first, since placing a child changes its
+/// parent's mtime).
+pub fn place(staging: &Path, root: &Path, dirs: &[(RelPath, u32, Mtime)]) -> io::Result<()> {
+    merge(staging, root)?;
+    let mut dirs: Vec<&(RelPath, u32, Mtime)> = dirs.iter().collect();
+    dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.depth()));
+    for (rel, mode, mtime) in dirs {
+        let dest = root.join(rel.as_path());
+        fs::set_permissions(&dest, fs::Permissions::from_mode(*mode))?;
+        mtime.apply(&dest)?;
+    }
+    Ok(())
+}
+
+fn merge(from: &Path, to: &Path) -> io::Result<()> {
+    for child in fs::read_dir(from)? {
+        let child = child?;
+        let src = child.path();
+        let dest = to.join(child.file_name());
+        let src_is_dir = child.file_type()?.is_dir();
+        match fs::symlink_metadata(&dest) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(&src, &dest)?,
+            Err(e) => return Err(e),
+            Ok(meta) if meta.is_dir() && src_is_dir => merge(&src, &dest)?,
+            Ok(meta) => {
+                if meta.is_dir() {
+                    fs::remove_dir_all(&dest)?;
+                } else if src_is_dir {
+                    fs::remove_file(&dest)?;
+                }
+                // A file or symlink over a file or symlink: rename replaces atomically.
+                fs::rename(&src, &dest)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! Unpacks a tar stream into a staging directory, refusing anything that could land
+//! outside it.
+//!
+//! Refused, by entry name: absolute paths, any `..` component, an empty name, an
+//! entry inside a symlink the archive created earlier (writing through it could
+//! reach anywhere), hard links, device files, FIFOs and any other type. Nothing is
+//! ever opened through a symlink: files are created with `O_EXCL`, which fails on an
+//! existing link instead of following it.
+//!
+//! Directory modes and mtimes are returned rather than applied: they must be set
+//! after the entries are moved into place (moving into a directory changes its mtime).
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use tar::EntryType;
+
+use super::times::Mtime;
+use crate::paths::RelPath;
+
+/// Prefix of staging directories; archive entries may not use it.
+pub const STAGING_PREFIX: &str = ".bmat-restore-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    /// The archive asks for something we will not do.
+    #[error("refused archive entry {path}: {reason}")]
+    Refused { path: String, reason: String },
+    /// Reading the stream or writing the staging tree failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+fn refuse(path: impl Into<String>, reason: impl Into<String>) -> UnpackError {
+    UnpackError::Refused {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+/// What was unpacked.
+#[derive(Debug, Default)]
+pub struct Unpacked {
+    /// Every entry path, once each.
+    pub paths: Vec<RelPath>,
+    /// Directory entries with the mode and mtime to set once in place.
+    pub dirs: Vec<(RelPath, u32, Mtime)>,
+    pub files: u64,
+    pub symlinks: u64,
+}
+
+/// Unpacks every entry of `archive` under `staging`. Stops at the end-of-archive
+/// marker; the caller drains whatever follows (to finish hashing).
+pub fn unpack<R: Read>(archive: R, staging: &Path) -> Result<Unpacked, UnpackError> {
+    let mut tar = tar::Archive::new(archive);
+    let mut state = State::default();
+    for entry in tar.entries()? {
+        let mut entry = entry?;
+        state.unpack_one(&mut entry, staging)?;
+    }
+    let mut out = state.out;
+    out.dirs = state
+        .dirs
+        .into_iter()
+        .map(|(p, (mode, mtime))| (p, mode, mtime))
+        .collect();
+    Ok(out)
+}
+
+#[derive(Default)]
+struct State {
+    out: Unpacked,
+    seen: HashSet<RelPath>,
+    /// Symlinks the archive created: no later entry may go through one.
+    symlinks: HashSet<RelPath>,
+    dirs: HashMap<RelPath, (u32, Mtime)>,
+}
+
+enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+impl State {
+    fn unpack_one<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        staging: &Path,
+    ) -> Result<(), UnpackError> {
+        let raw = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let rel = RelPath::from_entry(&raw).map_err(|e| refuse(shown.clone(), e.to_string()))?;
+        if rel
+            .as_path()
+            .as_os_str()
+            .as_bytes()
+            .starts_with(STAGING_PREFIX.as_bytes())
+        {
+            return Err(refuse(
+                shown,
+                "the name is reserved for bmat's staging directories",
+            ));
+        }
+        let kind = match entry.header().entry_type() {
+            EntryType::Regular | EntryType::Continuous => Kind::File,
+            EntryType::Directory => Kind::Dir,
+            EntryType::Symlink => Kind::Symlink,
+            EntryType::Link => return Err(refuse(shown, "hard links are not restored")),
+            EntryType::Char | EntryType::Block => {
+                return Err(refuse(shown, "device files are not restored"));
+            }
+            EntryType::Fifo => return Err(refuse(shown, "FIFOs are not restored")),
+            other => {
+                return Err(refuse(
+                    shown,
+                    format!("entry type {:?} is not supported", other.as_byte() as char),
+                ));
+            }
+        };
+        if let Some(link) = rel.ancestors().find(|a| {
+            self.symlinks
+                .contains(&RelPath::from_normal(a.to_path_buf()))
+        }) {
+            return Err(refuse(
+                shown,
+                format!("it would be written through the symlink {}", link.display()),
+            ));
+        }
+        let mode = entry.header().mode().map_err(UnpackError::Io)? & 0o777;
+        let mtime = entry_mtime(entry)?;
+        let dest = staging.join(rel.as_path());
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        self.clear_for(&rel, &dest, matches!(kind, Kind::Dir))?;
+        match kind {
+            Kind::File => {
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&dest)?;
+                io::copy(entry, &mut file)?;
+                file.set_permissions(fs::Permissions::from_mode(mode))?;
+                drop(file);
+                mtime.apply(&dest)?;
+                self.out.files += 1;
+            }
+            Kind::Dir => {
+                if !dest.is_dir() {
+                    fs::create_dir(&dest)?;
+                }
+                self.dirs.insert(rel.clone(), (mode, mtime));
+            }
+            Kind::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| refuse(shown.clone(), "symlink without a target"))?
+                    .into_owned();
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &dest)?;
+                mtime.apply(&dest)?;
+                self.symlinks.insert(rel.clone());
+                self.out.symlinks += 1;
+            }
+        }
+        if self.seen.insert(rel.clone()) {
+            self.out.paths.push(rel);
+        }
+        Ok(())
+    }
+
+    /// A repeated entry replaces the earlier one, as tar does (a directory repeated
+    /// as a directory is kept, with the later metadata).
+    fn clear_for(&mut self, rel: &RelPath, dest: &Path, is_dir: bool) -> io::Result<()> {
+        match fs::symlink_metadata(dest) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+            Ok(meta) if meta.is_dir() && is_dir => Ok(()),
+            Ok(meta) => {
+                if meta.is_dir() {
+                    fs::remove_dir_all(dest)?;
+                    self.dirs
+                        .retain(|p, _| !p.as_path().starts_with(rel.as_path()));
+                    self.symlinks
+                        .retain(|p| !p.as_path().starts_with(rel.as_path()));
+                } else {
+                    fs::remove_file(dest)?;
+                    self.symlinks.remove(rel);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The pax `mtime` (nanoseconds) when present, else the header's whole seconds.
+fn entry_mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Mtime, UnpackError> {
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts.flatten() {
+            if ext.key_bytes() == b"mtime"
+                && let Some(m) = ext.value().ok().and_then(Mtime::from_pax)
+            {
+                return Ok(m);
+            }
+        }
+    }
+    let secs = entry.header().mtime()?;
+    Ok(Mtime {
+        secs: secs.min(i64::MAX as u64) as i64,
+        nanos: 0,
+    })
+}

@@ -1,0 +1,368 @@
+//! Writes a tar stream of chosen paths under a root directory.
+//!
+//! Format: POSIX ustar headers plus pax extended records (as `GNU tar --posix`
+//! writes): `mtime` with nanoseconds, and `path` / `linkpath` when a name does not fit
+//! the ustar fields. Files, directories (recursively) and symlinks (stored as links,
+//! never followed) are archived with their mode and mtime; owners are not recorded.
+//!
+//! The caller gives the root and paths relative to it, so the same writer serves
+//! `cache save` (root = working directory) and callers whose files live elsewhere
+//! (a target directory outside the tree).
+//!
+//! A path that vanished before it could be read is noted in the report, not an
+//! error; so is a path reached through a symlinked directory (that would follow a
+//! link, possibly out of the tree) and a file that changed size while it was read.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use tar::{EntryType, Header};
+
+use super::times::Mtime;
+use crate::paths::RelPath;
+
+/// What happened besides the entries written.
+#[derive(Debug, Default, Clone)]
+pub struct WriteReport {
+    pub entries: u64,
+    /// Listed (or found in a walk) but gone when read.
+    pub vanished: Vec<String>,
+    /// Reached through a symlinked directory: skipped.
+    pub through_symlink: Vec<String>,
+    /// Changed while being read (size, or type): archived as best possible or skipped.
+    pub changed: Vec<String>,
+    /// Sockets, FIFOs, devices: skipped.
+    pub unsupported: Vec<String>,
+}
+
+impl WriteReport {
+    /// One `warning:`-worthy line per kind of trouble, naming a few paths.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut add = |list: &Vec<String>, what: &str| {
+            if list.is_empty() {
+                return;
+            }
+            let shown: Vec<&str> = list.iter().take(5).map(String::as_str).collect();
+            let more = if list.len() > 5 {
+                format!(" and {} more", list.len() - 5)
+            } else {
+                String::new()
+            };
+            out.push(format!("{} {what}: {}{more}", list.len(), shown.join(", ")));
+        };
+        add(
+            &self.vanished,
+            "path(s) vanished before they could be archived",
+        );
+        add(
+            &self.through_symlink,
+            "path(s) skipped because they go through a symlinked directory",
+        );
+        add(&self.changed, "file(s) changed while being archived");
+        add(
+            &self.unsupported,
+            "special file(s) skipped (not a file, directory or symlink)",
+        );
+        out
+    }
+}
+
+pub struct ArchiveWriter<W: Write> {
+    builder: tar::Builder<W>,
+    root: PathBuf,
+    seen: HashSet<RelPath>,
+    /// What each ancestor of a listed path turned out to be.
+    dir_cache: HashMap<PathBuf, AncestorKind>,
+    report: WriteReport,
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    pub fn new(out: W, root: &Path) -> Self {
+        ArchiveWriter {
+            builder: tar::Builder::new(out),
+            root: root.to_owned(),
+            seen: HashSet::new(),
+            dir_cache: HashMap::new(),
+            report: WriteReport::default(),
+        }
+    }
+
+    /// Adds a path: a file, a symlink, or a directory with everything under it.
+    /// The empty path adds the root's contents.
+    pub fn add(&mut self, rel: &RelPath) -> io::Result<()> {
+        if let Some(link) = self.symlinked_ancestor(rel) {
+            self.report
+                .through_symlink
+                .push(format!("{rel} (via {})", link.display()));
+            return Ok(());
+        }
+        let full = self.root.join(rel.as_path());
+        let meta = match fs::symlink_metadata(&full) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.report.vanished.push(rel.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(with_path(e, rel)),
+        };
+        if meta.is_dir() {
+            self.add_tree(rel, &full)
+        } else {
+            self.add_one(rel, &meta)
+        }
+    }
+
+    fn add_tree(&mut self, rel: &RelPath, full: &Path) -> io::Result<()> {
+        let walk = walkdir::WalkDir::new(full)
+            .follow_links(false)
+            .sort_by_file_name();
+        for item in walk {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    let gone = e
+                        .io_error()
+                        .is_some_and(|io| io.kind() == io::ErrorKind::NotFound);
+                    let at = e
+                        .path()
+                        .and_then(|p| p.strip_prefix(&self.root).ok())
+                        .map(Path::to_owned);
+                    if gone {
+                        self.report
+                            .vanished
+                            .push(at.unwrap_or_default().display().to_string());
+                        continue;
+                    }
+                    let msg = e.to_string();
+                    return Err(e.into_io_error().unwrap_or_else(|| io::Error::other(msg)));
+                }
+            };
+            let Ok(sub) = item.path().strip_prefix(full) else {
+                continue;
+            };
+            let child = RelPath::from_normal(rel.as_path().join(sub));
+            if child.is_root() {
+                continue; // the root itself: only its contents
+            }
+            match item.metadata() {
+                Ok(meta) => self.add_one(&child, &meta)?,
+                Err(e)
+                    if e.io_error()
+                        .is_some_and(|io| io.kind() == io::ErrorKind::NotFound) =>
+                {
+                    self.report.vanished.push(child.to_string());
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    return Err(e.into_io_error().unwrap_or_else(|| io::Error::other(msg)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one entry (no recursion), given its lstat.
+    fn add_one(&mut self, rel: &RelPath, meta: &Metadata) -> io::Result<()> {
+        if !self.seen.insert(rel.clone()) {
+            return Ok(());
+        }
+        let full = self.root.join(rel.as_path());
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            self.append(rel, EntryType::Directory, meta, None, 0, io::empty())?;
+        } else if kind.is_symlink() {
+            let target = match fs::read_link(&full) {
+                Ok(t) => t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.report.vanished.push(rel.to_string());
+                    return Ok(());
+                }
+                Err(e) => return Err(with_path(e, rel)),
+            };
+            self.append(rel, EntryType::Symlink, meta, Some(&target), 0, io::empty())?;
+        } else if kind.is_file() {
+            self.add_file(rel, &full)?;
+        } else {
+            self.report.unsupported.push(rel.to_string());
+        }
+        Ok(())
+    }
+
+    fn add_file(&mut self, rel: &RelPath, full: &Path) -> io::Result<()> {
+        // O_NOFOLLOW: if the file was swapped for a symlink since we looked, we must not
+        // read through it.
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(full)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.report.vanished.push(rel.to_string());
+                return Ok(());
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                self.report.changed.push(rel.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(with_path(e, rel)),
+        };
+        let meta = file.metadata().map_err(|e| with_path(e, rel))?;
+        if !meta.is_file() {
+            self.report.changed.push(rel.to_string());
+            return Ok(());
+        }
+        let size = meta.len();
+        let mut body = ExactSize {
+            inner: file,
+            remaining: size,
+            short: false,
+        };
+        self.append(rel, EntryType::Regular, &meta, None, size, &mut body)
+            .map_err(|e| with_path(e, rel))?;
+        if body.short {
+            self.report.changed.push(rel.to_string());
+        }
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        rel: &RelPath,
+        kind: EntryType,
+        meta: &Metadata,
+        link: Option<&Path>,
+        size: u64,
+        data: impl Read,
+    ) -> io::Result<()> {
+        let mut header = Header::new_ustar();
+        header.set_entry_type(kind);
+        header.set_mode(meta.mode() & 0o7777);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(size);
+        let mtime = Mtime::of(meta);
+        header.set_mtime(mtime.secs.max(0) as u64);
+
+        let mut pax: Vec<(&str, Vec<u8>)> = Vec::new();
+        let mut name = rel.as_path().as_os_str().as_bytes().to_vec();
+        if kind == EntryType::Directory {
+            name.push(b'/');
+        }
+        if header
+            .set_path(Path::new(std::ffi::OsStr::from_bytes(&name)))
+            .is_err()
+        {
+            // Too long for ustar's name + prefix: the full name goes in a pax record,
+            // the header keeps a truncated one for readers that ignore pax.
+            set_name_bytes(&mut header, &name);
+            pax.push(("path", name));
+        }
+        if let Some(target) = link {
+            let bytes = target.as_os_str().as_bytes();
+            if header.set_link_name_literal(bytes).is_err() {
+                pax.push(("linkpath", bytes.to_vec()));
+            }
+        }
+        if mtime.nanos != 0 || mtime.secs < 0 {
+            pax.push(("mtime", mtime.to_pax().into_bytes()));
+        }
+        if size > 0o77777777777 {
+            pax.push(("size", size.to_string().into_bytes()));
+        }
+        if !pax.is_empty() {
+            self.builder
+                .append_pax_extensions(pax.iter().map(|(k, v)| (*k, v.as_slice())))?;
+        }
+        header.set_cksum();
+        self.builder.append(&header, data)?;
+        self.report.entries += 1;
+        Ok(())
+    }
+
+    /// The first proper ancestor of `rel` under the root that exists but is not a
+    /// real directory (a symlink, usually), if any. A missing ancestor is not reported
+    /// here: the path then vanished, which the caller notes.
+    fn symlinked_ancestor(&mut self, rel: &RelPath) -> Option<PathBuf> {
+        for ancestor in rel.ancestors() {
+            let kind = *self
+                .dir_cache
+                .entry(ancestor.to_owned())
+                .or_insert_with(|| match fs::symlink_metadata(self.root.join(ancestor)) {
+                    Ok(m) if m.is_dir() => AncestorKind::Dir,
+                    Ok(_) => AncestorKind::Other,
+                    Err(_) => AncestorKind::Missing,
+                });
+            match kind {
+                AncestorKind::Dir => {}
+                AncestorKind::Other => return Some(ancestor.to_owned()),
+                AncestorKind::Missing => return None,
+            }
+        }
+        None
+    }
+
+    /// Writes the end-of-archive marker and returns the writer and the report.
+    pub fn finish(mut self) -> io::Result<(W, WriteReport)> {
+        self.builder.finish()?;
+        let report = std::mem::take(&mut self.report);
+        Ok((self.builder.into_inner()?, report))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum AncestorKind {
+    Dir,
+    Other,
+    Missing,
+}
+
+fn with_path(e: io::Error, rel: &RelPath) -> io::Error {
+    io::Error::new(e.kind(), format!("{rel}: {e}"))
+}
+
+/// Writes as much of `name` as fits into the ustar name field.
+fn set_name_bytes(header: &mut Header, name: &[u8]) {
+    if let Some(ustar) = header.as_ustar_mut() {
+        let n = name.len().min(ustar.name.len());
+        ustar.name[..n].copy_from_slice(&name[..n]);
+    }
+}
+
+/// Reads exactly `remaining` bytes: a file that shrank while being read is padded with
+/// zeros (and flagged), one that grew is cut, so the tar header stays true.
+struct ExactSize {
+    inner: File,
+    remaining: u64,
+    short: bool,
+}
+
+impl Read for ExactSize {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
+        let n = if self.short {
+            0
+        } else {
+            self.inner.read(&mut buf[..want])?
+        };
+        let n = if n == 0 {
+            self.short = true;
+            buf[..want].fill(0);
+            want
+        } else {
+            n
+        };
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}

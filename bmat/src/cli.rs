@@ -1,0 +1,178 @@
+//! The command line: parsing, usage checks (exit 2), running a command, printing its
+//! outcome.
+
+use std::io::{IsTerminal as _, Read as _};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::outcome::{JSON_HELP, Outcome, UsageError};
+use crate::paths::parse_list;
+use crate::restore::{RestoreRequest, restore};
+use crate::save::{SaveRequest, save};
+use crate::tuning::Tuning;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bmat",
+    version,
+    about = "Build caches for CI jobs, through the job's agent."
+)]
+pub struct Cli {
+    /// Exit 1 (instead of 0 with a warning) when the cache service fails.
+    #[arg(long, global = true, env = "BMAT_CACHE_STRICT", value_parser = clap::builder::FalseyValueParser::new())]
+    pub strict: bool,
+    /// Print the outcome as one JSON object on stdout (see `bmat cache --help`).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Save and restore caches.
+    #[command(after_long_help = JSON_HELP)]
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Save the paths listed on stdin (files, directories, symlinks) under KEY.
+    ///
+    /// Paths are relative to the working directory and must stay inside it. Nothing
+    /// is read when KEY already exists.
+    #[command(after_long_help = JSON_HELP)]
+    Save {
+        /// Paths on stdin are NUL-separated (as from `find -print0`).
+        #[arg(short = '0', long = "null")]
+        null: bool,
+        /// Letters, digits, '.', '_' and '-'; at most 128; not starting with '.' or '-'.
+        key: String,
+    },
+    /// Restore the cache saved under KEY into the working directory.
+    ///
+    /// When KEY has no cache, each --fallback prefix is tried in order; the newest
+    /// cache whose key starts with it is restored.
+    #[command(after_long_help = JSON_HELP)]
+    Restore {
+        key: String,
+        /// A key prefix to fall back to; may be repeated.
+        #[arg(long = "fallback", value_name = "PREFIX")]
+        fallback: Vec<String>,
+    },
+}
+
+/// Parses the command line, runs the command, prints the outcome and returns the
+/// exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let (strict, json) = (cli.strict, cli.json);
+    match prepare(cli.command) {
+        Ok(job) => {
+            let outcome = run(job);
+            report(&outcome, strict, json);
+            outcome.exit_code(strict)
+        }
+        Err(usage) => {
+            eprintln!("error: {usage}");
+            if json {
+                let line = serde_json::json!({"outcome": "failed", "error": usage.0});
+                println!("{line}");
+            }
+            2
+        }
+    }
+}
+
+/// A command whose arguments are checked and whose input is read.
+pub enum Job {
+    Save(SaveRequest),
+    Restore(RestoreRequest),
+}
+
+/// Usage checks, before anything touches the network: the key, the fallback
+/// prefixes, every path on stdin.
+pub fn prepare(command: Command) -> Result<Job, UsageError> {
+    let Command::Cache { command } = command;
+    let root = current_dir()?;
+    match command {
+        CacheCommand::Save { null, key } => {
+            check_key(&key)?;
+            if std::io::stdin().is_terminal() {
+                return Err(UsageError("give the paths to save on stdin, e.g. `find target -type f | bmat cache save KEY`".into()));
+            }
+            let mut input = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut input)
+                .map_err(|e| UsageError(format!("cannot read the paths from stdin: {e}")))?;
+            let paths = parse_list(&input, null).map_err(|e| UsageError(e.to_string()))?;
+            Ok(Job::Save(SaveRequest { key, root, paths }))
+        }
+        CacheCommand::Restore { key, fallback } => {
+            check_key(&key)?;
+            for prefix in &fallback {
+                bmat_wire::validate_prefix(prefix).map_err(|e| {
+                    UsageError(format!("invalid fallback prefix {prefix:?}: it {e}"))
+                })?;
+            }
+            Ok(Job::Restore(RestoreRequest {
+                key,
+                fallbacks: fallback,
+                root,
+            }))
+        }
+    }
+}
+
+pub fn check_key(key: &str) -> Result<(), UsageError> {
+    bmat_wire::validate_key(key)
+        .map_err(|e| UsageError(format!("invalid cache key {key:?}: it {e}")))
+}
+
+fn current_dir() -> Result<PathBuf, UsageError> {
+    std::env::current_dir()
+        .map_err(|e| UsageError(format!("cannot tell the working directory: {e}")))
+}
+
+/// Runs a prepared job on a fresh runtime.
+pub fn run(job: Job) -> Outcome {
+    let tuning = Tuning::from_env();
+    let key = match &job {
+        Job::Save(r) => r.key.clone(),
+        Job::Restore(r) => r.key.clone(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return Outcome::Failed {
+                key,
+                action: "run",
+                error: format!("cannot start the async runtime: {e}"),
+                elapsed: Default::default(),
+            };
+        }
+    };
+    runtime.block_on(async {
+        match job {
+            Job::Save(req) => save(req, &tuning).await,
+            Job::Restore(req) => restore(req, &tuning).await,
+        }
+    })
+}
+
+pub fn report(outcome: &Outcome, strict: bool, json: bool) {
+    eprintln!("{}", outcome.line(strict));
+    if json {
+        match serde_json::to_string(&outcome.json()) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("warning: cannot print the JSON outcome: {e}"),
+        }
+    }
+}

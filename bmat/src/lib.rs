@@ -1,0 +1,23 @@
+//! bmat: save and restore CI build caches through the job's agent.
+//!
+//! The pieces, one job each, are meant to be reused by other cache commands:
+//! - [`paths`]: relative paths inside a tree (stdin lists, archive entry names);
+//! - [`archive`]: tar writer from a root + paths, checked unpacker, staging + placing;
+//! - [`stream`]: pack (tar → zstd) and verified unpack (hash → zstd → tar) pipelines;
+//! - [`api`]: the signer API client; [`transfer`]: retries, presigned S3 requests,
+//!   part upload and ranged download;
+//! - [`save`], [`restore`]: the two commands; [`outcome`]: their result, line, JSON and
+//!   exit code; [`cli`]: the command line; [`manifest`]: tree manifests for checks.
+
+pub mod api;
+pub mod archive;
+pub mod cli;
+pub mod manifest;
+pub mod outcome;
+pub mod paths;
+pub mod progress;
+pub mod restore;
+pub mod save;
+pub mod stream;
+pub mod transfer;
+pub mod tuning;

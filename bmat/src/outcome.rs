@@ -1,0 +1,305 @@
+//! What a cache command came to: the line a person reads on stderr, the JSON object a
+//! script reads on stdout (`--json`), and the exit code.
+//!
+//! Exit codes (DESIGN §4): 0 for hit, miss, saved, skipped and for any failure of the
+//! cache infrastructure (one `warning:` line; the job goes on without its cache), 1
+//! for such a failure under `--strict`, 2 for a usage error (see [`UsageError`]).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::progress::{human_bytes, human_rate};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Hit {
+        key: String,
+        matched_key: String,
+        bytes: u64,
+        archive_bytes: u64,
+        elapsed: Duration,
+    },
+    Miss {
+        key: String,
+        elapsed: Duration,
+    },
+    Saved {
+        key: String,
+        bytes: u64,
+        archive_bytes: u64,
+        elapsed: Duration,
+    },
+    Skipped {
+        key: String,
+        in_progress: bool,
+        elapsed: Duration,
+    },
+    /// The cache step failed; the tree is as it was. `action` is "save" or "restore".
+    Failed {
+        key: String,
+        action: &'static str,
+        error: String,
+        elapsed: Duration,
+    },
+}
+
+/// The command line is wrong: exit 2, nothing attempted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The `--json` object. Documented in `bmat cache --help`.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct JsonOutcome<'a> {
+    pub outcome: &'static str,
+    pub key: &'a str,
+    pub matched_key: Option<&'a str>,
+    pub bytes: Option<u64>,
+    pub archive_bytes: Option<u64>,
+    pub seconds: f64,
+    pub error: Option<&'a str>,
+}
+
+pub const JSON_HELP: &str = "\
+With --json, one JSON object is printed on stdout when the command ends:
+  {\"outcome\": \"hit\" | \"miss\" | \"saved\" | \"skipped\" | \"failed\",
+   \"key\": the key asked for,
+   \"matched_key\": the key restored (differs from key after a --fallback match), or null,
+   \"bytes\": uncompressed archive bytes packed or unpacked, or null,
+   \"archive_bytes\": compressed bytes uploaded or downloaded, or null,
+   \"seconds\": time taken,
+   \"error\": one line saying what failed, or null}
+The outcome line for people is always printed on stderr.
+
+Exit status: 0 for hit, miss, saved, skipped, and for a failure of the cache service
+(a `warning:` line; the tree is left as it was); 1 for such a failure with --strict
+or BMAT_CACHE_STRICT=1; 2 for a usage error (unknown flag, invalid key, a path
+outside the working directory).";
+
+impl Outcome {
+    pub fn key(&self) -> &str {
+        match self {
+            Outcome::Hit { key, .. }
+            | Outcome::Miss { key, .. }
+            | Outcome::Saved { key, .. }
+            | Outcome::Skipped { key, .. }
+            | Outcome::Failed { key, .. } => key,
+        }
+    }
+
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Failed { .. })
+    }
+
+    /// The one line printed on stderr.
+    pub fn line(&self, strict: bool) -> String {
+        match self {
+            Outcome::Hit {
+                key,
+                matched_key,
+                bytes,
+                elapsed,
+                ..
+            } => {
+                let via = if matched_key != key {
+                    format!("from {matched_key}, ")
+                } else {
+                    String::new()
+                };
+                format!("cache hit: {key} ({via}{})", amount(*bytes, *elapsed))
+            }
+            Outcome::Miss { key, .. } => format!("cache miss: {key}"),
+            Outcome::Saved {
+                key,
+                bytes,
+                archive_bytes,
+                elapsed,
+            } => {
+                format!(
+                    "cache saved: {key} ({}, {} compressed)",
+                    amount(*bytes, *elapsed),
+                    human_bytes(*archive_bytes)
+                )
+            }
+            Outcome::Skipped {
+                key,
+                in_progress: false,
+                ..
+            } => format!("cache exists, skipped: {key}"),
+            Outcome::Skipped {
+                key,
+                in_progress: true,
+                ..
+            } => {
+                format!("cache exists, skipped: {key} (another job is saving it)")
+            }
+            Outcome::Failed {
+                key, action, error, ..
+            } => {
+                let level = if strict { "error" } else { "warning" };
+                format!("{level}: cache {action} of {key} failed: {error}")
+            }
+        }
+    }
+
+    pub fn json(&self) -> JsonOutcome<'_> {
+        let mut j = JsonOutcome {
+            outcome: "",
+            key: self.key(),
+            matched_key: None,
+            bytes: None,
+            archive_bytes: None,
+            seconds: 0.0,
+            error: None,
+        };
+        let elapsed = match self {
+            Outcome::Hit {
+                matched_key,
+                bytes,
+                archive_bytes,
+                elapsed,
+                ..
+            } => {
+                j.outcome = "hit";
+                j.matched_key = Some(matched_key);
+                j.bytes = Some(*bytes);
+                j.archive_bytes = Some(*archive_bytes);
+                elapsed
+            }
+            Outcome::Miss { elapsed, .. } => {
+                j.outcome = "miss";
+                elapsed
+            }
+            Outcome::Saved {
+                bytes,
+                archive_bytes,
+                elapsed,
+                ..
+            } => {
+                j.outcome = "saved";
+                j.bytes = Some(*bytes);
+                j.archive_bytes = Some(*archive_bytes);
+                elapsed
+            }
+            Outcome::Skipped { elapsed, .. } => {
+                j.outcome = "skipped";
+                elapsed
+            }
+            Outcome::Failed { error, elapsed, .. } => {
+                j.outcome = "failed";
+                j.error = Some(error);
+                elapsed
+            }
+        };
+        j.seconds = (elapsed.as_secs_f64() * 1000.0).round() / 1000.0;
+        j
+    }
+
+    pub fn exit_code(&self, strict: bool) -> i32 {
+        if self.is_failure() && strict { 1 } else { 0 }
+    }
+}
+
+/// `412 MiB in 3.1 s, 133 MiB/s`.
+fn amount(bytes: u64, elapsed: Duration) -> String {
+    format!(
+        "{} in {:.1} s, {}",
+        human_bytes(bytes),
+        elapsed.as_secs_f64(),
+        human_rate(bytes, elapsed)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn lines_read_as_documented() {
+        let hit = Outcome::Hit {
+            key: "k".into(),
+            matched_key: "k".into(),
+            bytes: 400 << 20,
+            archive_bytes: 100 << 20,
+            elapsed: SEC,
+        };
+        assert_eq!(
+            hit.line(false),
+            "cache hit: k (400 MiB in 2.0 s, 200 MiB/s)"
+        );
+        let fallback = Outcome::Hit {
+            key: "k".into(),
+            matched_key: "k-old".into(),
+            bytes: 400 << 20,
+            archive_bytes: 100 << 20,
+            elapsed: SEC,
+        };
+        assert_eq!(
+            fallback.line(false),
+            "cache hit: k (from k-old, 400 MiB in 2.0 s, 200 MiB/s)"
+        );
+        assert_eq!(
+            Outcome::Miss {
+                key: "k".into(),
+                elapsed: SEC
+            }
+            .line(false),
+            "cache miss: k"
+        );
+        assert_eq!(
+            Outcome::Skipped {
+                key: "k".into(),
+                in_progress: false,
+                elapsed: SEC
+            }
+            .line(false),
+            "cache exists, skipped: k"
+        );
+        let failed = Outcome::Failed {
+            key: "k".into(),
+            action: "save",
+            error: "boom".into(),
+            elapsed: SEC,
+        };
+        assert_eq!(failed.line(false), "warning: cache save of k failed: boom");
+        assert_eq!(failed.line(true), "error: cache save of k failed: boom");
+    }
+
+    #[test]
+    fn only_failures_under_strict_exit_nonzero() {
+        let failed = Outcome::Failed {
+            key: "k".into(),
+            action: "restore",
+            error: "x".into(),
+            elapsed: SEC,
+        };
+        assert_eq!(failed.exit_code(false), 0);
+        assert_eq!(failed.exit_code(true), 1);
+        assert_eq!(
+            Outcome::Miss {
+                key: "k".into(),
+                elapsed: SEC
+            }
+            .exit_code(true),
+            0
+        );
+    }
+
+    #[test]
+    fn json_has_every_field() {
+        let saved = Outcome::Saved {
+            key: "k".into(),
+            bytes: 10,
+            archive_bytes: 5,
+            elapsed: SEC,
+        };
+        let text = serde_json::to_string(&saved.json()).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"{"outcome":"saved","key":"k","matched_key":null,"bytes":10,"archive_bytes":5,"seconds":2.0,"error":null}"#
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! `bmat cache restore KEY [--fallback PREFIX]...`: look up, download in parallel
+//! ranges, unpack into a staging directory as bytes arrive, verify, move into place.
+//!
+//! The tree is only touched after the whole archive is downloaded, hashed and
+//! unpacked without a refused entry, and after no entry is found to lead through a
+//! symlink on disk. Any failure before that removes the staging directory and leaves
+//! the tree as it was.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, anyhow};
+use bmat_wire::api::CacheHit;
+
+use crate::api::ApiClient;
+use crate::outcome::Outcome;
+use crate::progress::Progress;
+use crate::save::one_line;
+use crate::stream::unpack_into_tree;
+use crate::transfer::download::{RangeDownload, UrlSource};
+use crate::transfer::s3::S3Transfer;
+use crate::tuning::Tuning;
+
+/// A validated restore request.
+pub struct RestoreRequest {
+    pub key: String,
+    pub fallbacks: Vec<String>,
+    /// The tree to restore into.
+    pub root: PathBuf,
+}
+
+/// Runs a restore; never fails, every failure is an [`Outcome::Failed`].
+pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
+    let started = Instant::now();
+    let failed = |error: anyhow::Error| Outcome::Failed {
+        key: req.key.clone(),
+        action: "restore",
+        error: one_line(&error),
+        elapsed: started.elapsed(),
+    };
+    let api = match ApiClient::from_env(tuning) {
+        Ok(api) => api,
+        Err(e) => return failed(e),
+    };
+    let hit = match api.lookup(&req.key, &req.fallbacks).await {
+        Ok(answer) => match answer.hit {
+            Some(hit) => hit,
+            None => {
+                return Outcome::Miss {
+                    key: req.key.clone(),
+                    elapsed: started.elapsed(),
+                };
+            }
+        },
+        Err(e) => return failed(e.context("looking up the cache")),
+    };
+    let progress = Progress::new(format!("restoring {}", hit.key), Some(hit.size));
+    let result = {
+        let _display = progress.display(tuning.progress_interval);
+        download_into(&api, &hit, &req.root, tuning, &progress).await
+    };
+    match result {
+        Ok(()) => Outcome::Hit {
+            key: req.key.clone(),
+            matched_key: hit.key.clone(),
+            bytes: progress.raw(),
+            archive_bytes: hit.size,
+            elapsed: started.elapsed(),
+        },
+        Err(e) => failed(e),
+    }
+}
+
+/// Downloads the archive of `hit` and unpacks it into `root` (through a staging
+/// directory inside it, see [`unpack_into_tree`]).
+pub async fn download_into(
+    api: &ApiClient,
+    hit: &CacheHit,
+    root: &Path,
+    tuning: &Tuning,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let download = RangeDownload {
+        s3: S3Transfer::new(tuning)?,
+        url: Arc::new(refreshable_url(api.clone(), hit)),
+        size: hit.size,
+        range_size: tuning.range_size,
+        parallelism: tuning.download_parallelism,
+        retry: tuning.transfer_retry.clone(),
+        progress: progress.clone(),
+    };
+    let (reader, download_task) = download.start();
+    let unpack_task = {
+        let root = root.to_owned();
+        let (size, sha256, progress) = (hit.size, hit.sha256.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || {
+            unpack_into_tree(reader, &root, size, &sha256, &progress)
+        })
+    };
+    let unpacked = unpack_task
+        .await
+        .map_err(|e| anyhow!("the unpacker crashed: {e}"))?;
+    let downloaded = download_task
+        .await
+        .map_err(|e| anyhow!("the downloader crashed: {e}"))?;
+    // A failed download makes the unpacker fail too (its input ends early): report
+    // the cause. A refused entry makes the downloader stop quietly.
+    downloaded.context("downloading")?;
+    unpacked.map_err(|e| e.into_anyhow())?;
+    Ok(())
+}
+
+/// The hit's URL, refreshed by a new lookup of the exact key that matched if S3
+/// refuses it (expired). The fresh URL must point at the same archive.
+fn refreshable_url(api: ApiClient, hit: &CacheHit) -> UrlSource {
+    let (key, sha256) = (hit.key.clone(), hit.sha256.clone());
+    UrlSource::new(hit.url.clone(), move || {
+        let (api, key, sha256) = (api.clone(), key.clone(), sha256.clone());
+        Box::pin(async move {
+            let fresh = api
+                .lookup(&key, &[])
+                .await?
+                .hit
+                .ok_or_else(|| anyhow!("the cache was deleted"))?;
+            if fresh.sha256 != sha256 {
+                return Err(anyhow!("the cache was replaced during the download"));
+            }
+            Ok(fresh.url)
+        })
+    })
+}

@@ -1,0 +1,199 @@
+//! `bmat cache save KEY`: ask first, then stream the archive up.
+//!
+//! Order matters: the signer is asked to `begin` before any file is read (or even
+//! stat'ed), so an existing key costs one request. Then the pack pipeline runs on a
+//! blocking thread and hands parts through a bounded channel to the uploader on the
+//! runtime. After `complete`, the signer finishes the upload in the background; we
+//! wait until it says `completed` so that "cache saved" is true when printed. Any
+//! failure after `begin` aborts the upload (best effort; the signer's reaper cleans up
+//! what we cannot).
+
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use bmat_wire::api::{BeginResponse, CompleteRequest, SkipReason, UploadState};
+use tokio::sync::mpsc;
+
+use crate::api::ApiClient;
+use crate::outcome::Outcome;
+use crate::paths::RelPath;
+use crate::progress::Progress;
+use crate::stream::{Compression, pack};
+use crate::transfer::parts::{Part, PartWriter, StreamSummary};
+use crate::transfer::s3::S3Transfer;
+use crate::transfer::upload::Uploader;
+use crate::tuning::Tuning;
+
+/// A validated save request.
+pub struct SaveRequest {
+    pub key: String,
+    /// The tree the paths are relative to.
+    pub root: PathBuf,
+    pub paths: Vec<RelPath>,
+}
+
+/// Runs a save; never fails, every failure is an [`Outcome::Failed`].
+pub async fn save(req: SaveRequest, tuning: &Tuning) -> Outcome {
+    let started = Instant::now();
+    let failed = |error: anyhow::Error| Outcome::Failed {
+        key: req.key.clone(),
+        action: "save",
+        error: one_line(&error),
+        elapsed: started.elapsed(),
+    };
+    let api = match ApiClient::from_env(tuning) {
+        Ok(api) => api,
+        Err(e) => return failed(e),
+    };
+    let (upload_id, part_size, max_size) = match api.begin(&req.key).await {
+        Ok(BeginResponse::Skip { reason }) => {
+            return Outcome::Skipped {
+                key: req.key.clone(),
+                in_progress: reason == SkipReason::InProgress,
+                elapsed: started.elapsed(),
+            };
+        }
+        Ok(BeginResponse::Upload {
+            upload_id,
+            part_size,
+            max_size,
+        }) => (upload_id, part_size, max_size),
+        Err(e) => return failed(e.context("starting the upload")),
+    };
+    let progress = Progress::new(format!("saving {}", req.key), None);
+    let result = {
+        let _display = progress.display(tuning.progress_interval);
+        upload(
+            &api, &req, tuning, &upload_id, part_size, max_size, &progress,
+        )
+        .await
+    };
+    match result {
+        Ok(summary) => Outcome::Saved {
+            key: req.key.clone(),
+            bytes: progress.raw(),
+            archive_bytes: summary.size,
+            elapsed: started.elapsed(),
+        },
+        Err(e) => {
+            // Best effort: the signer reaps stale uploads anyway.
+            let _ = api.abort(&upload_id).await;
+            failed(e)
+        }
+    }
+}
+
+async fn upload(
+    api: &ApiClient,
+    req: &SaveRequest,
+    tuning: &Tuning,
+    upload_id: &str,
+    part_size: u64,
+    max_size: u64,
+    progress: &Progress,
+) -> anyhow::Result<StreamSummary> {
+    let s3 = S3Transfer::new(tuning)?;
+    let part_bytes =
+        usize::try_from(part_size).map_err(|_| anyhow!("part size {part_size} is too large"))?;
+    // Capacity 1: with the parts in flight and the one being filled, memory is about
+    // (parallelism + 2) × part size.
+    let (tx, rx) = mpsc::channel::<Part>(1);
+    let producer = {
+        let root = req.root.clone();
+        let paths = req.paths.clone();
+        let progress = progress.clone();
+        let compression = Compression {
+            level: tuning.zstd_level,
+            workers: tuning.zstd_workers,
+        };
+        tokio::task::spawn_blocking(move || {
+            let sink = move |part: Part| {
+                tx.blocking_send(part)
+                    .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+            };
+            let writer = PartWriter::new(part_bytes, max_size, sink);
+            let (writer, report) = pack(&root, &paths, writer, compression, &progress)?;
+            Ok::<_, io::Error>((writer.finish()?, report))
+        })
+    };
+    let uploader = Uploader {
+        api,
+        s3: &s3,
+        retry: &tuning.transfer_retry,
+        upload_id,
+        part_size,
+        max_size,
+        parallelism: tuning.upload_parallelism,
+        url_batch: tuning.part_url_batch,
+        progress,
+    };
+    let uploaded = uploader.run(rx).await;
+    let packed = producer
+        .await
+        .map_err(|e| anyhow!("the archiver crashed: {e}"))?;
+    // An upload failure makes the producer fail too (its channel closes): report the
+    // cause, not the echo.
+    let parts = uploaded?;
+    let (summary, report) = packed.map_err(|e| anyhow!("archiving: {e}"))?;
+    for warning in report.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    if parts.len() as u32 != summary.parts {
+        return Err(anyhow!(
+            "{} parts uploaded, {} written",
+            parts.len(),
+            summary.parts
+        ));
+    }
+    let complete = CompleteRequest {
+        parts,
+        size: summary.size,
+        sha256: summary.sha256.clone(),
+    };
+    let status = api
+        .complete(upload_id, &complete)
+        .await
+        .context("completing the upload")?;
+    wait_completed(api, upload_id, status.state, tuning.completion_wait).await?;
+    Ok(summary)
+}
+
+/// Polls the upload until the signer has completed it.
+async fn wait_completed(
+    api: &ApiClient,
+    upload_id: &str,
+    mut state: UploadState,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + wait;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match state {
+            UploadState::Completed => return Ok(()),
+            UploadState::Aborted => {
+                return Err(anyhow!("the signer could not complete the upload"));
+            }
+            _ if Instant::now() >= deadline => {
+                return Err(anyhow!(
+                    "the signer accepted the upload but had not completed it after {} s",
+                    wait.as_secs()
+                ));
+            }
+            _ => {}
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(1));
+        state = api
+            .status(upload_id)
+            .await
+            .context("checking the upload")?
+            .state;
+    }
+}
+
+/// An error and its causes on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}

@@ -1,0 +1,206 @@
+//! The blocking halves of the pipelines, run on blocking threads:
+//! - pack: files → tar → zstd (multithreaded, frame checksum) → any writer (in `save`,
+//!   the part cutter);
+//! - unpack: compressed bytes → SHA-256 and byte count → zstd → tar → staging tree,
+//!   then the size and hash are checked against what the registry said.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use anyhow::anyhow;
+use sha2::{Digest, Sha256};
+
+use crate::archive::{
+    ArchiveWriter, Staging, UnpackError, Unpacked, WriteReport, check_targets, place, unpack,
+};
+use crate::paths::RelPath;
+use crate::progress::Progress;
+
+/// Compression settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Compression {
+    pub level: i32,
+    pub workers: u32,
+}
+
+/// Archives `paths` (relative to `root`) into `out`, compressed. Returns the writer
+/// (flushed, to be finished by the caller) and what the archiver noticed.
+pub fn pack<W: Write>(
+    root: &Path,
+    paths: &[RelPath],
+    out: W,
+    compression: Compression,
+    progress: &Progress,
+) -> io::Result<(W, WriteReport)> {
+    let mut encoder = zstd::stream::write::Encoder::new(out, compression.level)?;
+    if compression.workers > 1 {
+        encoder.multithread(compression.workers)?;
+    }
+    encoder.include_checksum(true)?;
+    let counted = CountingWriter {
+        inner: encoder,
+        progress,
+    };
+    let mut archive = ArchiveWriter::new(counted, root);
+    for path in paths {
+        archive.add(path)?;
+    }
+    let (counted, report) = archive.finish()?;
+    let out = counted.inner.finish()?;
+    Ok((out, report))
+}
+
+/// Why an unpack failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Refused(UnpackError),
+    #[error("corrupt archive: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+impl From<UnpackError> for RestoreError {
+    fn from(e: UnpackError) -> Self {
+        match e {
+            UnpackError::Refused { .. } => RestoreError::Refused(e),
+            UnpackError::Io(io) => RestoreError::from(io),
+        }
+    }
+}
+
+impl From<io::Error> for RestoreError {
+    fn from(e: io::Error) -> Self {
+        // zstd reports a damaged frame (bad checksum, bad block) as InvalidData/Other
+        // with its own message; a tar header that does not parse is also InvalidData.
+        match e.kind() {
+            io::ErrorKind::InvalidData | io::ErrorKind::Other => {
+                RestoreError::Corrupt(e.to_string())
+            }
+            _ => RestoreError::Io(e),
+        }
+    }
+}
+
+/// Unpacks the compressed archive read from `input` into `staging`, then checks that
+/// exactly `size` bytes with SHA-256 `sha256` were read.
+pub fn unpack_verified<R: Read>(
+    input: R,
+    staging: &Path,
+    size: u64,
+    sha256: &str,
+    progress: &Progress,
+) -> Result<Unpacked, RestoreError> {
+    let mut hashing = HashingReader {
+        inner: input,
+        hasher: Sha256::new(),
+        count: 0,
+    };
+    let unpacked = {
+        let decoder = zstd::stream::read::Decoder::new(&mut hashing)?;
+        let mut counted = CountingReader {
+            inner: decoder,
+            progress,
+        };
+        let unpacked = unpack(&mut counted, staging)?;
+        // The tar end marker may come before the end of the zstd frame: read on, so
+        // that zstd checks its frame checksum and every byte is hashed.
+        io::copy(&mut counted, &mut io::sink())?;
+        unpacked
+    };
+    io::copy(&mut hashing, &mut io::sink())?;
+    if hashing.count != size {
+        return Err(RestoreError::Corrupt(format!(
+            "{} bytes read, {size} expected",
+            hashing.count
+        )));
+    }
+    let got = hex::encode(hashing.hasher.finalize());
+    if !got.eq_ignore_ascii_case(sha256) {
+        return Err(RestoreError::Corrupt(format!(
+            "SHA-256 is {got}, {sha256} expected"
+        )));
+    }
+    Ok(unpacked)
+}
+
+/// The whole restore of one archive into `root`: unpack into a staging directory
+/// inside `root`, verify size and hash, refuse entries that would go through a
+/// symlink on disk, then move everything into place. On any error the staging
+/// directory is removed and `root` is as it was.
+pub fn unpack_into_tree<R: Read>(
+    input: R,
+    root: &Path,
+    size: u64,
+    sha256: &str,
+    progress: &Progress,
+) -> Result<Unpacked, RestoreError> {
+    let mut staging = Staging::create(root).map_err(|e| {
+        RestoreError::Io(io::Error::new(
+            e.kind(),
+            format!("creating a staging directory: {e}"),
+        ))
+    })?;
+    let unpacked = unpack_verified(input, staging.path(), size, sha256, progress)?;
+    check_targets(root, &unpacked.paths)?;
+    staging.set_placed();
+    place(staging.path(), root, &unpacked.dirs).map_err(|e| {
+        RestoreError::Io(io::Error::new(
+            e.kind(),
+            format!("moving the files into place: {e}"),
+        ))
+    })?;
+    Ok(unpacked)
+}
+
+impl RestoreError {
+    pub fn into_anyhow(self) -> anyhow::Error {
+        anyhow!("{self}")
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+struct CountingReader<'a, R> {
+    inner: R,
+    progress: &'a Progress,
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.add_raw(n as u64);
+        Ok(n)
+    }
+}
+
+struct CountingWriter<'a, W> {
+    inner: W,
+    progress: &'a Progress,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.progress.add_raw(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

@@ -1,0 +1,211 @@
+//! Downloads an object with parallel ranged GETs and hands the bytes over in order.
+//!
+//! Up to `parallelism` ranges are in flight; finished ranges wait, in order, in a
+//! small bounded channel read by a blocking [`ChunkReader`] (the decompressor's input).
+//! Memory is bounded by (parallelism + channel) × range size whatever the object size.
+//! Each range is retried alone; a refused URL (expired) is replaced once by a fresh one
+//! from the signer.
+
+use std::future::Future;
+use std::io::{self, Read};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use bytes::{Buf, Bytes};
+use futures_util::StreamExt;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
+
+use super::retry::{RetryPolicy, Verdict};
+use super::s3::S3Transfer;
+use crate::progress::Progress;
+
+pub type UrlFuture = Pin<Box<dyn Future<Output = anyhow::Result<String>> + Send>>;
+
+/// The presigned GET URL, replaceable when it expires.
+pub struct UrlSource {
+    /// (generation, url): the generation tells a range whether someone else already
+    /// refreshed the URL it failed with.
+    current: Mutex<(u64, String)>,
+    refresh: Box<dyn Fn() -> UrlFuture + Send + Sync>,
+}
+
+impl UrlSource {
+    pub fn new(url: String, refresh: impl Fn() -> UrlFuture + Send + Sync + 'static) -> Self {
+        UrlSource {
+            current: Mutex::new((0, url)),
+            refresh: Box::new(refresh),
+        }
+    }
+
+    async fn get(&self) -> (u64, String) {
+        self.current.lock().await.clone()
+    }
+
+    async fn refreshed(&self, failed_generation: u64) -> anyhow::Result<(u64, String)> {
+        let mut current = self.current.lock().await;
+        if current.0 == failed_generation {
+            let url = (self.refresh)().await?;
+            *current = (failed_generation + 1, url);
+        }
+        Ok(current.clone())
+    }
+}
+
+pub struct RangeDownload {
+    pub s3: S3Transfer,
+    pub url: Arc<UrlSource>,
+    pub size: u64,
+    pub range_size: u64,
+    pub parallelism: usize,
+    pub retry: RetryPolicy,
+    pub progress: Progress,
+}
+
+/// The ranges `(start, len)` covering `size` bytes.
+pub fn ranges(size: u64, range_size: u64) -> Vec<(u64, u64)> {
+    let step = range_size.max(1);
+    (0..size.div_ceil(step))
+        .map(|i| (i * step, step.min(size - i * step)))
+        .collect()
+}
+
+impl RangeDownload {
+    /// Starts the download on the runtime; read the bytes from the returned reader (on
+    /// a blocking thread). The task's result tells why a reader saw the stream end early.
+    pub fn start(self) -> (ChunkReader, JoinHandle<anyhow::Result<()>>) {
+        let (tx, rx) = mpsc::channel::<Bytes>(2);
+        let reader = ChunkReader {
+            rx,
+            current: Bytes::new(),
+            remaining: self.size,
+        };
+        let task = tokio::spawn(async move {
+            let this = Arc::new(self);
+            let fetches = ranges(this.size, this.range_size)
+                .into_iter()
+                .map(|(start, len)| {
+                    let this = this.clone();
+                    async move { this.fetch(start, len).await }
+                });
+            let mut ordered = futures_util::stream::iter(fetches).buffered(this.parallelism.max(1));
+            while let Some(bytes) = ordered.next().await {
+                if tx.send(bytes?).await.is_err() {
+                    // The reader gave up (its own error is the one to report).
+                    return Ok(());
+                }
+            }
+            Ok(())
+        });
+        (reader, task)
+    }
+
+    async fn fetch(&self, start: u64, len: u64) -> anyhow::Result<Bytes> {
+        let mut retry = self.retry.start();
+        let mut refreshed = false;
+        let (mut generation, mut url) = self.url.get().await;
+        loop {
+            let err = match self.s3.get_range(&url, start, len, self.size).await {
+                Ok(bytes) => {
+                    self.progress.add_sent(len);
+                    return Ok(bytes);
+                }
+                Err(err) => err,
+            };
+            if err.verdict == Verdict::RefreshUrl && !refreshed {
+                refreshed = true;
+                (generation, url) = self.url.refreshed(generation).await?;
+                continue;
+            }
+            let verdict = if err.verdict == Verdict::RefreshUrl {
+                Verdict::Fatal
+            } else {
+                err.verdict
+            };
+            if !retry.wait(verdict).await {
+                return Err(anyhow!(
+                    "bytes {start}+{len}: {} (after {} attempts)",
+                    err.error,
+                    retry.failures()
+                ));
+            }
+        }
+    }
+}
+
+/// Blocking reader over the ordered ranges. It ends only after exactly the expected
+/// number of bytes; a download that stopped early is an error here, never a short EOF.
+pub struct ChunkReader {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+    remaining: u64,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            if self.remaining == 0 {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(bytes) => self.current = bytes,
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "download interrupted",
+                    ));
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        self.remaining = self.remaining.saturating_sub(n as u64);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_the_object_exactly() {
+        assert_eq!(ranges(10, 4), [(0, 4), (4, 4), (8, 2)]);
+        assert_eq!(ranges(8, 4), [(0, 4), (4, 4)]);
+        assert_eq!(ranges(0, 4), []);
+        assert_eq!(ranges(3, 8), [(0, 3)]);
+    }
+
+    #[test]
+    fn the_reader_refuses_to_end_early() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut reader = ChunkReader {
+            rx,
+            current: Bytes::new(),
+            remaining: 6,
+        };
+        tx.try_send(Bytes::from_static(b"abc")).ok();
+        drop(tx);
+        let mut out = Vec::new();
+        let err = reader.read_to_end(&mut out).err();
+        assert_eq!(out, b"abc");
+        assert_eq!(err.map(|e| e.kind()), Some(io::ErrorKind::UnexpectedEof));
+    }
+
+    #[test]
+    fn the_reader_joins_chunks_in_order() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut reader = ChunkReader {
+            rx,
+            current: Bytes::new(),
+            remaining: 6,
+        };
+        tx.try_send(Bytes::from_static(b"abc")).ok();
+        tx.try_send(Bytes::from_static(b"def")).ok();
+        let mut out = Vec::new();
+        assert!(reader.read_to_end(&mut out).is_ok());
+        assert_eq!(out, b"abcdef");
+    }
+}

@@ -1,0 +1,156 @@
+//! Uploads parts as they arrive, several at once, to presigned UploadPart URLs.
+//!
+//! Part URLs are asked for in batches ahead of need. Each part is retried alone; a
+//! refused URL (expired) is replaced by a fresh one once. The first part that cannot
+//! be uploaded ends the whole upload: the receiver is dropped, which stops the
+//! producer at its next part.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, anyhow};
+use bmat_wire::api::CompletedPart;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+
+use super::parts::Part;
+use super::retry::{RetryPolicy, Verdict};
+use super::s3::S3Transfer;
+use crate::api::ApiClient;
+use crate::progress::Progress;
+
+/// S3's limit on the number of parts of one upload.
+const S3_MAX_PARTS: u64 = 10_000;
+
+pub struct Uploader<'a> {
+    pub api: &'a ApiClient,
+    pub s3: &'a S3Transfer,
+    pub retry: &'a RetryPolicy,
+    pub upload_id: &'a str,
+    pub part_size: u64,
+    pub max_size: u64,
+    pub parallelism: usize,
+    pub url_batch: u32,
+    pub progress: &'a Progress,
+}
+
+impl Uploader<'_> {
+    /// Uploads every part received until the channel closes; returns the parts in
+    /// order with their ETags.
+    pub async fn run(&self, mut rx: mpsc::Receiver<Part>) -> anyhow::Result<Vec<CompletedPart>> {
+        let mut urls = PartUrls::new(self);
+        let mut in_flight = FuturesUnordered::new();
+        let mut done = Vec::new();
+        let mut open = true;
+        while open || !in_flight.is_empty() {
+            tokio::select! {
+                part = rx.recv(), if open && in_flight.len() < self.parallelism.max(1) => match part {
+                    Some(part) => {
+                        let url = urls.get(part.number).await?;
+                        in_flight.push(self.upload_one(part, url));
+                    }
+                    None => open = false,
+                },
+                Some(result) = in_flight.next() => done.push(result?),
+            }
+        }
+        done.sort_by_key(|p: &CompletedPart| p.part_number);
+        Ok(done)
+    }
+
+    async fn upload_one(&self, part: Part, mut url: String) -> anyhow::Result<CompletedPart> {
+        let mut retry = self.retry.start();
+        let mut refreshed = false;
+        let len = part.data.len() as u64;
+        loop {
+            let err = match self.s3.put_part(&url, part.data.clone()).await {
+                Ok(etag) => {
+                    self.progress.add_sent(len);
+                    return Ok(CompletedPart {
+                        part_number: part.number,
+                        etag,
+                    });
+                }
+                Err(err) => err,
+            };
+            if err.verdict == Verdict::RefreshUrl && !refreshed {
+                refreshed = true;
+                url = fetch_urls(self.api, self.upload_id, vec![part.number])
+                    .await?
+                    .remove(&part.number)
+                    .ok_or_else(|| anyhow!("the signer sent no URL for part {}", part.number))?;
+                continue;
+            }
+            let verdict = if err.verdict == Verdict::RefreshUrl {
+                Verdict::Fatal
+            } else {
+                err.verdict
+            };
+            if !retry.wait(verdict).await {
+                return Err(anyhow!(
+                    "part {}: {} (after {} attempts)",
+                    part.number,
+                    err.error,
+                    retry.failures()
+                ));
+            }
+        }
+    }
+}
+
+/// Part URLs fetched ahead, a batch at a time.
+struct PartUrls<'a> {
+    up: &'a Uploader<'a>,
+    known: HashMap<u32, String>,
+    /// Highest part number the size cap allows.
+    last_allowed: u32,
+}
+
+impl<'a> PartUrls<'a> {
+    fn new(up: &'a Uploader<'a>) -> Self {
+        let parts = up
+            .max_size
+            .div_ceil(up.part_size.max(1))
+            .clamp(1, S3_MAX_PARTS);
+        PartUrls {
+            up,
+            known: HashMap::new(),
+            last_allowed: parts as u32,
+        }
+    }
+
+    async fn get(&mut self, number: u32) -> anyhow::Result<String> {
+        if let Some(url) = self.known.remove(&number) {
+            return Ok(url);
+        }
+        if number > self.last_allowed {
+            return Err(anyhow!(
+                "the archive needs more than {} parts, past the size limit",
+                self.last_allowed
+            ));
+        }
+        let end = number
+            .saturating_add(self.up.url_batch.max(1) - 1)
+            .min(self.last_allowed);
+        self.known = fetch_urls(self.up.api, self.up.upload_id, (number..=end).collect()).await?;
+        self.known
+            .remove(&number)
+            .ok_or_else(|| anyhow!("the signer sent no URL for part {number}"))
+    }
+}
+
+async fn fetch_urls(
+    api: &ApiClient,
+    upload_id: &str,
+    numbers: Vec<u32>,
+) -> anyhow::Result<HashMap<u32, String>> {
+    let answer = api
+        .part_urls(upload_id, numbers)
+        .await
+        .context("asking for part URLs")?;
+    Ok(answer
+        .urls
+        .into_iter()
+        .map(|u| (u.part_number, u.url))
+        .collect())
+}

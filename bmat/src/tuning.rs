@@ -1,0 +1,129 @@
+//! Knobs of the transfer machinery: retry bounds, timeouts, parallelism.
+//!
+//! The defaults are what jobs get. A few can be overridden through the environment
+//! (`BMAT_RETRY_ATTEMPTS`, `BMAT_STALL_TIMEOUT_SECS`, `BMAT_CONNECT_TIMEOUT_SECS`,
+//! `BMAT_UPLOAD_PARALLELISM`, `BMAT_DOWNLOAD_PARALLELISM`, `BMAT_RANGE_SIZE_MIB`,
+//! `BMAT_ZSTD_LEVEL`) so that tests and benchmarks can shorten a wait or measure a
+//! setting without a rebuild; they are not part of the documented interface.
+
+use std::time::Duration;
+
+use crate::transfer::retry::RetryPolicy;
+
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Retries of signer API calls.
+    pub api_retry: RetryPolicy,
+    /// Retries of one part PUT or one ranged GET.
+    pub transfer_retry: RetryPolicy,
+    /// Time allowed to open a TCP (or Unix) connection.
+    pub connect_timeout: Duration,
+    /// One API request attempt, start to end.
+    pub api_attempt_timeout: Duration,
+    /// A transfer that moves no byte for this long is abandoned (and retried).
+    pub stall_timeout: Duration,
+    /// Part PUTs in flight at once.
+    pub upload_parallelism: usize,
+    /// Part URLs asked for in one call.
+    pub part_url_batch: u32,
+    /// Ranged GETs in flight at once.
+    pub download_parallelism: usize,
+    /// Bytes per ranged GET.
+    pub range_size: u64,
+    /// zstd level and worker threads.
+    pub zstd_level: i32,
+    pub zstd_workers: u32,
+    /// How long `save` waits for the signer to finish the upload after `complete`.
+    pub completion_wait: Duration,
+    /// Interval of the plain progress line when stderr is not a terminal.
+    pub progress_interval: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        Tuning {
+            api_retry: RetryPolicy {
+                attempts: 4,
+                base_delay: Duration::from_millis(250),
+                max_delay: Duration::from_secs(4),
+                deadline: Duration::from_secs(120),
+            },
+            transfer_retry: RetryPolicy {
+                attempts: 4,
+                base_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(8),
+                deadline: Duration::from_secs(600),
+            },
+            connect_timeout: Duration::from_secs(10),
+            api_attempt_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(30),
+            upload_parallelism: 4,
+            part_url_batch: 16,
+            download_parallelism: 6,
+            range_size: 8 << 20,
+            zstd_level: 3,
+            zstd_workers: workers.max(1),
+            completion_wait: Duration::from_secs(30),
+            progress_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Tuning {
+    /// The defaults with any environment overrides applied. Unparsable values are
+    /// ignored: a knob must never turn a cache step into a failure.
+    pub fn from_env() -> Tuning {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Tuning {
+        let mut t = Tuning::default();
+        let num = |name: &str| get(name).and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(n) = num("BMAT_RETRY_ATTEMPTS").filter(|n| (1..=20).contains(n)) {
+            t.api_retry.attempts = n as u32;
+            t.transfer_retry.attempts = n as u32;
+        }
+        if let Some(n) = num("BMAT_STALL_TIMEOUT_SECS").filter(|n| *n > 0) {
+            t.stall_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = num("BMAT_CONNECT_TIMEOUT_SECS").filter(|n| *n > 0) {
+            t.connect_timeout = Duration::from_secs(n);
+        }
+        if let Some(n) = num("BMAT_UPLOAD_PARALLELISM").filter(|n| (1..=64).contains(n)) {
+            t.upload_parallelism = n as usize;
+        }
+        if let Some(n) = num("BMAT_DOWNLOAD_PARALLELISM").filter(|n| (1..=64).contains(n)) {
+            t.download_parallelism = n as usize;
+        }
+        if let Some(n) = num("BMAT_RANGE_SIZE_MIB").filter(|n| (1..=1024).contains(n)) {
+            t.range_size = n << 20;
+        }
+        if let Some(n) = get("BMAT_ZSTD_LEVEL")
+            .and_then(|v| v.trim().parse::<i32>().ok())
+            .filter(|n| (1..=19).contains(n))
+        {
+            t.zstd_level = n;
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_and_nonsense_is_ignored() {
+        let t = Tuning::from_lookup(|name| match name {
+            "BMAT_RETRY_ATTEMPTS" => Some("2".into()),
+            "BMAT_STALL_TIMEOUT_SECS" => Some("abc".into()),
+            "BMAT_UPLOAD_PARALLELISM" => Some("0".into()),
+            _ => None,
+        });
+        assert_eq!(t.api_retry.attempts, 2);
+        assert_eq!(t.transfer_retry.attempts, 2);
+        assert_eq!(t.stall_timeout, Tuning::default().stall_timeout);
+        assert_eq!(t.upload_parallelism, 4);
+    }
+}
