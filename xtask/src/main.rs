@@ -65,23 +65,34 @@ fn stack(env_file: &Path) -> Result<()> {
         .build()
         .context("cannot build a tokio runtime")?;
     let mut signals = rt.block_on(async { Signals::new() })?;
-    let stack = Stack::start()?;
+    let mut stack = Stack::start()?;
     write_env_file(env_file, &stack.env().vars())?;
     let env = stack.env();
     eprintln!(
-        "xtask: stack ready: signer {} , shim socket {} , S3 {} bucket {}; variables in {} (Ctrl-C to stop)",
+        "xtask: stack ready; variables in {} (Ctrl-C to stop)\n  signer  {}\n  shim    {}\n  S3      {} bucket {}\n  logs    {}",
+        env_file.display(),
         env.signer_url,
         env.agent_socket.display(),
         env.s3_endpoint,
         env.s3_bucket,
-        env_file.display()
+        stack.dir().display(),
     );
-    let name = rt.block_on(signals.wait());
-    eprintln!("xtask: {name}: stopping the stack");
+    let outcome = rt.block_on(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                name = signals.wait() => {
+                    eprintln!("xtask: {name}: stopping the stack");
+                    return Ok(());
+                }
+                _ = tick.tick() => stack.check_children()?,
+            }
+        }
+    });
     drop(stack);
     // The variables point at nothing now.
     let _ = std::fs::remove_file(env_file);
-    Ok(())
+    outcome
 }
 
 struct Signals {

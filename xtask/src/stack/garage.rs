@@ -27,8 +27,22 @@ pub struct Garage {
 impl Garage {
     /// Writes a fresh config and data directory under `dir` and starts the server.
     pub fn start(dir: &Path) -> Result<Garage> {
+        let mut attempt = 1;
+        loop {
+            match Garage::start_once(dir) {
+                // Another process took one of the free ports before Garage bound it.
+                Err(e) if attempt < 3 && super::port_taken(&e) => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(dir: &Path) -> Result<Garage> {
         let bin = garage_bin()?;
         let garage_dir = dir.join("garage");
+        if garage_dir.exists() {
+            fs::remove_dir_all(&garage_dir)?;
+        }
         fs::create_dir_all(garage_dir.join("meta"))?;
         fs::create_dir_all(garage_dir.join("data"))?;
         let (api, rpc, admin) = (free_port()?, free_port()?, free_port()?);
@@ -75,6 +89,10 @@ impl Garage {
     /// SIGKILL; the data stays for [`Garage::restart`].
     pub fn kill(&mut self) -> Result<()> {
         self.proc.kill()
+    }
+
+    pub fn proc_mut(&mut self) -> &mut Proc {
+        &mut self.proc
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -179,9 +179,8 @@ impl Stack {
 
         let token = random_hex(16);
         let other_token = random_hex(16);
-        let port = free_port()?;
         let mut config = Config {
-            listen: ([127, 0, 0, 1], port).into(),
+            listen: ([127, 0, 0, 1], free_port()?).into(),
             database: dir.path().join("registry.sqlite"),
             s3: S3Config {
                 endpoint: s3.endpoint.clone(),
@@ -207,7 +206,7 @@ impl Stack {
             ],
         };
         tweak(&mut config);
-        let signer = SignerProc::start(&signer_bin, dir.path(), &config, &s3)?;
+        let signer = SignerProc::start(&signer_bin, dir.path(), &mut config, &s3)?;
         let signer_url = signer.url().to_owned();
         let agent_socket = dir.path().join("agent.sock");
         let shim = ShimProc::start(&shim_bin, dir.path(), &agent_socket, &signer_url, &token)?;
@@ -300,6 +299,25 @@ impl Stack {
         self.shim.restart()
     }
 
+    /// An error naming the first child that exited on its own, with its log tail.
+    pub fn check_children(&mut self) -> Result<()> {
+        let mut procs: Vec<&mut process::Proc> =
+            self.garage.iter_mut().map(Garage::proc_mut).collect();
+        procs.push(self.signer.proc_mut());
+        procs.push(self.shim.proc_mut());
+        for proc in procs {
+            if let Some(status) = proc.exited() {
+                bail!(
+                    "{} exited unexpectedly ({status}); log {}:\n{}",
+                    proc.name(),
+                    proc.log_path().display(),
+                    proc.log_tail()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Pids of the running children (S3 when owned, signer, shim).
     pub fn pids(&self) -> Vec<u32> {
         let mut pids: Vec<u32> = self.garage.iter().filter_map(Garage::pid).collect();
@@ -350,9 +368,20 @@ pub(crate) fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// True when a child failed because its port was taken (see [`free_port`]); the log
+/// tail is part of the error.
+pub(crate) fn port_taken(e: &anyhow::Error) -> bool {
+    format!("{e:#}").contains("Address already in use")
+}
+
 pub(crate) fn random_hex(bytes: usize) -> String {
     let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
     hex::encode(buf)
+}
+
+/// `RUST_LOG` of the signer and the shim: `BMAT_STACK_LOG`, default `info`.
+pub(crate) fn child_log_filter() -> String {
+    non_empty_var("BMAT_STACK_LOG").unwrap_or_else(|| "info".to_owned())
 }
 
 fn non_empty_var(name: &str) -> Option<String> {

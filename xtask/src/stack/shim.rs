@@ -27,10 +27,7 @@ impl ShimProc {
             .arg("--signer")
             .arg(signer_url)
             .env("BMAT_SHIM_TOKEN", token)
-            .env(
-                "RUST_LOG",
-                std::env::var("BMAT_STACK_LOG").unwrap_or_else(|_| "info".to_owned()),
-            );
+            .env("RUST_LOG", super::child_log_filter());
         let mut shim = ShimProc {
             proc,
             socket: socket.to_path_buf(),
@@ -72,6 +69,10 @@ impl ShimProc {
 
     pub fn terminate(&mut self) -> Result<Option<ExitStatus>> {
         self.proc.terminate()
+    }
+
+    pub fn proc_mut(&mut self) -> &mut Proc {
+        &mut self.proc
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -17,7 +17,22 @@ pub struct SignerProc {
 }
 
 impl SignerProc {
-    pub fn start(bin: &Path, dir: &Path, config: &Config, s3: &S3Target) -> Result<SignerProc> {
+    /// Writes the config and starts the signer. When its port was taken meanwhile,
+    /// picks another one (updating `config.listen`) and tries again.
+    pub fn start(bin: &Path, dir: &Path, config: &mut Config, s3: &S3Target) -> Result<SignerProc> {
+        let mut attempt = 1;
+        loop {
+            match SignerProc::start_once(bin, dir, config, s3) {
+                Err(e) if attempt < 3 && super::port_taken(&e) => {
+                    attempt += 1;
+                    config.listen.set_port(super::free_port()?);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(bin: &Path, dir: &Path, config: &Config, s3: &S3Target) -> Result<SignerProc> {
         let config_path = dir.join("signer.toml");
         std::fs::write(&config_path, config.to_toml()?)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -29,10 +44,7 @@ impl SignerProc {
             .arg(&ready_file)
             .env(&config.s3.access_key_id_env, &s3.access_key_id)
             .env(&config.s3.secret_access_key_env, &s3.secret_access_key)
-            .env(
-                "RUST_LOG",
-                std::env::var("BMAT_STACK_LOG").unwrap_or_else(|_| "info".to_owned()),
-            );
+            .env("RUST_LOG", super::child_log_filter());
         let mut signer = SignerProc {
             proc,
             url: format!("http://{}", config.listen),
@@ -76,6 +88,10 @@ impl SignerProc {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    pub fn proc_mut(&mut self) -> &mut Proc {
+        &mut self.proc
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -1,7 +1,6 @@
 //! Helpers shared by the integration tests (each test file uses a subset).
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -9,10 +8,10 @@ use std::time::{Duration, Instant};
 use xtask::stack::{Stack, bins};
 
 /// Polls `check` every 50 ms until it answers `true`; panics naming `what` after `limit`.
-pub async fn poll_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+/// Takes an async closure (`async || ...`), which may also write to captured variables.
+pub async fn poll_until<F>(what: &str, limit: Duration, mut check: F)
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
+    F: AsyncFnMut() -> bool,
 {
     let deadline = Instant::now() + limit;
     while !check().await {
