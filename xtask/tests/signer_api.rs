@@ -1,0 +1,992 @@
+//! The signer through its real HTTP API, on a real stack (Garage, SQLite, processes):
+//! uploads through presigned URLs, lookups, write-once, leases, caps, key validation,
+//! authentication and ownership, crash recovery of the completion queue, the reaper and
+//! eviction.
+
+mod common;
+
+use std::time::Duration;
+
+use bmat_wire::api::{
+    BeginRequest, BeginResponse, CacheHit, CacheList, CompleteRequest, CompletedPart, Deleted,
+    ErrorBody, LookupRequest, LookupResponse, PartUrlsRequest, PartUrlsResponse, SkipReason,
+    UploadState, UploadStatus,
+};
+use common::{http, poll_until};
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use signer::config::{Config, MIB};
+use xtask::stack::Stack;
+
+/// Generous: a 2-core CI machine builds and tests at the same time.
+const PATIENCE: Duration = Duration::from_secs(60);
+const PART: u64 = 5 * MIB;
+
+// ---- a small client of the signer API ----
+
+#[derive(Clone)]
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// A status and the JSON body (an `ErrorBody` when the status is not 200).
+struct Answer {
+    status: StatusCode,
+    body: serde_json::Value,
+}
+
+impl Answer {
+    fn ok<T: DeserializeOwned>(self) -> T {
+        assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
+        serde_json::from_value(self.body).expect("response JSON")
+    }
+
+    /// Asserts an error answer with this status; returns its one-line message.
+    fn err(self, status: StatusCode) -> String {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        let body: ErrorBody = serde_json::from_value(self.body).expect("ErrorBody JSON");
+        assert!(
+            !body.error.is_empty() && !body.error.contains('\n'),
+            "{body:?}"
+        );
+        body.error
+    }
+}
+
+impl Api {
+    fn new(stack: &Stack) -> Api {
+        Api {
+            http: http(),
+            base: stack.env().signer_url.clone(),
+            token: Some(stack.env().token.clone()),
+        }
+    }
+
+    fn with_token(&self, token: Option<&str>) -> Api {
+        Api {
+            token: token.map(str::to_owned),
+            ..self.clone()
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Answer {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("signer answers");
+        let status = resp.status();
+        let text = resp.text().await.expect("response body");
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text:?}"));
+        Answer { status, body }
+    }
+
+    async fn post(&self, path: &str, body: &impl Serialize) -> Answer {
+        let body = serde_json::to_value(body).expect("request JSON");
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    async fn delete(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    async fn lookup(&self, key: &str, fallbacks: &[&str]) -> Answer {
+        let req = LookupRequest {
+            key: key.into(),
+            fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
+        };
+        self.post("/v1/lookup", &req).await
+    }
+
+    async fn hit(&self, key: &str, fallbacks: &[&str]) -> Option<CacheHit> {
+        self.lookup(key, fallbacks).await.ok::<LookupResponse>().hit
+    }
+
+    async fn begin(&self, key: &str) -> Answer {
+        let req = BeginRequest {
+            key: key.into(),
+            expected_size: None,
+        };
+        self.post("/v1/uploads", &req).await
+    }
+
+    /// Begins an upload that must be granted; returns its id.
+    async fn begin_upload(&self, key: &str) -> String {
+        match self.begin(key).await.ok::<BeginResponse>() {
+            BeginResponse::Upload { upload_id, .. } => upload_id,
+            other => panic!("begin {key}: expected an upload, got {other:?}"),
+        }
+    }
+
+    async fn part_urls(&self, id: &str, parts: &[u32]) -> Answer {
+        let req = PartUrlsRequest {
+            part_numbers: parts.to_vec(),
+        };
+        self.post(&format!("/v1/uploads/{id}/parts"), &req).await
+    }
+
+    async fn complete(&self, id: &str, parts: &[(u32, String)], size: u64, sha256: &str) -> Answer {
+        let req = CompleteRequest {
+            parts: parts
+                .iter()
+                .map(|(n, e)| CompletedPart {
+                    part_number: *n,
+                    etag: e.clone(),
+                })
+                .collect(),
+            size,
+            sha256: sha256.into(),
+        };
+        self.post(&format!("/v1/uploads/{id}/complete"), &req).await
+    }
+
+    async fn status(&self, id: &str) -> UploadStatus {
+        self.get(&format!("/v1/uploads/{id}")).await.ok()
+    }
+
+    async fn caches(&self) -> Vec<String> {
+        let list: CacheList = self.get("/v1/caches").await.ok();
+        list.caches.into_iter().map(|c| c.key).collect()
+    }
+
+    async fn wait_state(&self, id: &str, state: UploadState) {
+        poll_until(
+            &format!("upload {id} to be {state:?}"),
+            PATIENCE,
+            || async { self.status(id).await.state == state },
+        )
+        .await;
+    }
+
+    /// Uploads `data` in `part_size` parts through presigned URLs (plain HTTP PUTs);
+    /// returns the part list, ready for `complete`.
+    async fn put_parts(&self, id: &str, data: &[u8], part_size: u64) -> Vec<(u32, String)> {
+        let chunks: Vec<&[u8]> = data.chunks(part_size as usize).collect();
+        let numbers: Vec<u32> = (1..=chunks.len() as u32).collect();
+        let urls: PartUrlsResponse = self.part_urls(id, &numbers).await.ok();
+        assert_eq!(urls.urls.len(), chunks.len());
+        let mut parts = Vec::new();
+        for (url, chunk) in urls.urls.iter().zip(chunks) {
+            parts.push((
+                url.part_number,
+                put(&self.http, &url.url, chunk.to_vec()).await,
+            ));
+        }
+        parts
+    }
+
+    /// begin → parts → complete → wait until the worker completed it. Returns the id.
+    async fn store(&self, key: &str, data: &[u8]) -> String {
+        let id = self.begin_upload(key).await;
+        let parts = self.put_parts(&id, data, PART).await;
+        let status: UploadStatus = self
+            .complete(&id, &parts, data.len() as u64, &sha256(data))
+            .await
+            .ok();
+        assert_eq!(status.state, UploadState::Finished);
+        self.wait_state(&id, UploadState::Completed).await;
+        id
+    }
+}
+
+/// A presigned PUT; returns the ETag.
+async fn put(http: &reqwest::Client, url: &str, body: Vec<u8>) -> String {
+    let resp = http.put(url).body(body).send().await.expect("PUT to S3");
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "PUT part: {:?}",
+        resp.text().await
+    );
+    resp.headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("ETag header")
+        .to_owned()
+}
+
+async fn download(http: &reqwest::Client, url: &str) -> Vec<u8> {
+    let resp = http.get(url).send().await.expect("GET from S3");
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.bytes().await.expect("body").to_vec()
+}
+
+fn sha256(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    (0..n).map(|_| rand::random::<u8>()).collect()
+}
+
+fn object_name(stack: &Stack, id: &str) -> String {
+    format!("{}/caches/{id}", stack.env().s3_prefix)
+}
+
+fn caches_prefix(stack: &Stack) -> String {
+    format!("{}/caches/", stack.env().s3_prefix)
+}
+
+/// Object names of the multipart uploads in progress under the signer's prefix.
+async fn multipart_uploads(stack: &Stack) -> Vec<String> {
+    let s3 = stack.s3_client().expect("s3 client");
+    s3.list_multipart_uploads(&caches_prefix(stack))
+        .await
+        .expect("ListMultipartUploads")
+        .into_iter()
+        .map(|u| u.key)
+        .collect()
+}
+
+async fn object_exists(stack: &Stack, name: &str) -> bool {
+    let s3 = stack.s3_client().expect("s3 client");
+    s3.head_object(name).await.expect("HeadObject").is_some()
+}
+
+fn small_parts(c: &mut Config) {
+    c.limits.part_size = PART;
+}
+
+/// Restarts the signer (already killed) with a changed config. The stack writes the
+/// config to `signer.toml` in its dir and restarts with that file.
+fn restart_signer_with(stack: &mut Stack, tweak: impl FnOnce(&mut Config)) {
+    let mut cfg = stack.signer_config().clone();
+    tweak(&mut cfg);
+    let path = stack.dir().join("signer.toml");
+    std::fs::write(&path, cfg.to_toml().expect("config TOML")).expect("rewrite signer.toml");
+    stack.start_signer().expect("signer restarts");
+}
+
+// ---- tests ----
+
+#[tokio::test]
+async fn multipart_upload_round_trips_through_presigned_urls() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    // Three parts: 5 MiB, 5 MiB and a short last one.
+    let data = random_bytes(2 * PART as usize + 123_457);
+    let key = "round-trip_1.0";
+
+    assert!(api.hit(key, &[]).await.is_none());
+    let (id, part_size, max_size) = match api.begin(key).await.ok::<BeginResponse>() {
+        BeginResponse::Upload {
+            upload_id,
+            part_size,
+            max_size,
+        } => (upload_id, part_size, max_size),
+        other => panic!("expected an upload, got {other:?}"),
+    };
+    assert_eq!(part_size, PART);
+    assert_eq!(max_size, stack.signer_config().limits.max_cache_size);
+    assert_eq!(api.status(&id).await.state, UploadState::Uploading);
+
+    let parts = api.put_parts(&id, &data, part_size).await;
+    assert_eq!(parts.len(), 3);
+    let status: UploadStatus = api
+        .complete(&id, &parts, data.len() as u64, &sha256(&data))
+        .await
+        .ok();
+    assert_eq!(
+        (status.state, status.key.as_str()),
+        (UploadState::Finished, key)
+    );
+    api.wait_state(&id, UploadState::Completed).await;
+
+    let hit = api.hit(key, &[]).await.expect("cache hit after completion");
+    assert_eq!(hit.key, key);
+    assert_eq!(hit.size, data.len() as u64);
+    assert_eq!(hit.sha256, sha256(&data));
+    let got = download(&api.http, &hit.url).await;
+    assert_eq!(sha256(&got), sha256(&data), "downloaded bytes differ");
+
+    // A ranged GET through the same URL (restore downloads in parallel ranges).
+    let ranged = api
+        .http
+        .get(&hit.url)
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .expect("ranged GET");
+    assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        ranged.bytes().await.expect("range body").as_ref(),
+        &data[100..200]
+    );
+
+    // The user's key never reaches S3: the object is named by the upload id.
+    assert!(object_exists(&stack, &object_name(&stack, &id)).await);
+    let s3 = stack.s3_client().expect("s3 client");
+    let names = s3
+        .list_objects(&format!("{}/", stack.env().s3_prefix))
+        .await
+        .expect("list");
+    assert!(names.iter().all(|(n, _)| !n.contains(key)), "{names:?}");
+    assert!(multipart_uploads(&stack).await.is_empty());
+    assert_eq!(api.caches().await, [key]);
+
+    // Delete: object first, then row.
+    let deleted: Deleted = api.delete(&format!("/v1/caches/{key}")).await.ok();
+    assert!(deleted.deleted);
+    assert!(api.hit(key, &[]).await.is_none());
+    assert!(!object_exists(&stack, &object_name(&stack, &id)).await);
+    api.delete(&format!("/v1/caches/{key}"))
+        .await
+        .err(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn lookup_prefers_the_exact_key_then_the_newest_in_each_prefix_in_order() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    for key in ["deps-a", "deps-b", "other-1"] {
+        api.store(key, key.as_bytes()).await;
+    }
+    let key_of = |hit: Option<CacheHit>| hit.map(|h| h.key);
+
+    // Exact wins even though a newer cache matches the prefix.
+    assert_eq!(
+        key_of(api.hit("deps-a", &["deps-"]).await).as_deref(),
+        Some("deps-a")
+    );
+    // Prefix: the newest match.
+    assert_eq!(
+        key_of(api.hit("deps-zzz", &["deps-"]).await).as_deref(),
+        Some("deps-b")
+    );
+    // Prefixes in order: the first one that matches decides, not the newest overall.
+    assert_eq!(
+        key_of(api.hit("deps-zzz", &["nothing-", "deps-a", "other-"]).await).as_deref(),
+        Some("deps-a")
+    );
+    assert_eq!(
+        key_of(api.hit("deps-zzz", &["other-", "deps-"]).await).as_deref(),
+        Some("other-1")
+    );
+    // '_' is no wildcard.
+    assert!(api.hit("deps_x", &["deps_"]).await.is_none());
+    // A miss.
+    assert!(api.hit("deps-zzz", &[]).await.is_none());
+    assert!(api.hit("nope", &["nothing"]).await.is_none());
+
+    // A fallback hit is a usable download of that cache.
+    let hit = api.hit("deps-zzz", &["deps-"]).await.expect("hit");
+    assert_eq!(download(&api.http, &hit.url).await, b"deps-b");
+}
+
+#[tokio::test]
+async fn keys_are_write_once_and_one_upload_at_a_time() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+
+    let id = api.begin_upload("once").await;
+    // While it is uploading, another begin is told to skip.
+    assert_eq!(
+        api.begin("once").await.ok::<BeginResponse>(),
+        BeginResponse::Skip {
+            reason: SkipReason::InProgress
+        }
+    );
+    let parts = api.put_parts(&id, b"first", PART).await;
+    api.complete(&id, &parts, 5, &sha256(b"first"))
+        .await
+        .ok::<UploadStatus>();
+    // A retried complete (lost answer) is accepted again, not an error.
+    let again: UploadStatus = api.complete(&id, &parts, 5, &sha256(b"first")).await.ok();
+    assert!(matches!(
+        again.state,
+        UploadState::Finished | UploadState::Completed
+    ));
+    api.wait_state(&id, UploadState::Completed).await;
+
+    assert_eq!(
+        api.begin("once").await.ok::<BeginResponse>(),
+        BeginResponse::Skip {
+            reason: SkipReason::Exists
+        }
+    );
+    let hit = api.hit("once", &[]).await.expect("hit");
+    assert_eq!(download(&api.http, &hit.url).await, b"first");
+}
+
+#[tokio::test]
+async fn two_concurrent_begins_of_one_key_grant_exactly_one_upload() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let api = api.clone();
+        set.spawn(async move { api.begin("contended").await.ok::<BeginResponse>() });
+    }
+    let mut uploads = 0;
+    let mut skips = 0;
+    while let Some(answer) = set.join_next().await {
+        match answer.expect("task") {
+            BeginResponse::Upload { .. } => uploads += 1,
+            BeginResponse::Skip {
+                reason: SkipReason::InProgress,
+            } => skips += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((uploads, skips), (1, 7));
+    assert_eq!(multipart_uploads(&stack).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_lease_lets_a_new_begin_through() {
+    let stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.timing.lease_secs = 1;
+        c.timing.reaper_interval_secs = 1;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    let first = api.begin_upload("leased").await;
+    // The holder dies (asks nothing more); once its lease ran out a begin wins.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let second = loop {
+        match api.begin("leased").await.ok::<BeginResponse>() {
+            BeginResponse::Upload { upload_id, .. } => break upload_id,
+            BeginResponse::Skip { reason } => assert_eq!(reason, SkipReason::InProgress),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(first, second);
+    assert_eq!(api.status(&first).await.state, UploadState::Aborted);
+    // The old holder can no longer upload or complete.
+    let e = api.part_urls(&first, &[1]).await.err(StatusCode::CONFLICT);
+    assert!(e.contains("aborted"), "{e}");
+    api.complete(&first, &[(1, "\"x\"".into())], 1, &sha256(b"x"))
+        .await
+        .err(StatusCode::CONFLICT);
+    // Its multipart upload is aborted by the reaper; the new one stays.
+    let first_object = object_name(&stack, &first);
+    poll_until(
+        "the taken-over multipart upload to be aborted",
+        PATIENCE,
+        || async { !multipart_uploads(&stack).await.contains(&first_object) },
+    )
+    .await;
+    assert_eq!(
+        multipart_uploads(&stack).await,
+        [object_name(&stack, &second)]
+    );
+    // The new holder finishes normally.
+    let parts = api.put_parts(&second, b"second", PART).await;
+    api.complete(&second, &parts, 6, &sha256(b"second"))
+        .await
+        .ok::<UploadStatus>();
+    api.wait_state(&second, UploadState::Completed).await;
+}
+
+#[tokio::test]
+async fn oversize_is_refused_at_part_urls_and_at_completion() {
+    let cap = 6 * MIB;
+    let stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.limits.max_cache_size = cap;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+
+    // Known size over the cap: refused at begin.
+    let req = BeginRequest {
+        key: "big".into(),
+        expected_size: Some(cap + 1),
+    };
+    api.post("/v1/uploads", &req)
+        .await
+        .err(StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Part URLs: parts starting below the cap only; S3's part number range.
+    let id = api.begin_upload("big").await;
+    api.part_urls(&id, &[1, 2]).await.ok::<PartUrlsResponse>();
+    let e = api
+        .part_urls(&id, &[3])
+        .await
+        .err(StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(e.contains("maximum cache size"), "{e}");
+    api.part_urls(&id, &[2, 3])
+        .await
+        .err(StatusCode::PAYLOAD_TOO_LARGE);
+    api.part_urls(&id, &[0]).await.err(StatusCode::BAD_REQUEST);
+    api.part_urls(&id, &[10_001])
+        .await
+        .err(StatusCode::BAD_REQUEST);
+    api.part_urls(&id, &[]).await.err(StatusCode::BAD_REQUEST);
+
+    // A presigned PUT does not limit the body: one part bigger than the whole cap,
+    // then a completion that lies about the size. ListParts tells the truth.
+    let body = random_bytes((cap + MIB) as usize);
+    let urls: PartUrlsResponse = api.part_urls(&id, &[1]).await.ok();
+    let etag = put(&api.http, &urls.urls[0].url, body.clone()).await;
+    let e = api
+        .complete(&id, &[(1, etag.clone())], MIB, &sha256(&body))
+        .await
+        .err(StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(e.contains("maximum cache size"), "{e}");
+    assert_eq!(api.status(&id).await.state, UploadState::Aborted);
+    assert!(api.hit("big", &[]).await.is_none());
+    assert!(
+        multipart_uploads(&stack).await.is_empty(),
+        "the oversize upload was not aborted"
+    );
+    assert!(!object_exists(&stack, &object_name(&stack, &id)).await);
+
+    // Telling the truth about an oversize total is refused too.
+    let id = api.begin_upload("big").await;
+    let urls: PartUrlsResponse = api.part_urls(&id, &[1, 2]).await.ok();
+    let e1 = put(&api.http, &urls.urls[0].url, random_bytes(PART as usize)).await;
+    let e2 = put(&api.http, &urls.urls[1].url, random_bytes(2 * MIB as usize)).await;
+    api.complete(&id, &[(1, e1), (2, e2)], PART + 2 * MIB, &"0".repeat(64))
+        .await
+        .err(StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(api.status(&id).await.state, UploadState::Aborted);
+    assert!(api.caches().await.is_empty());
+    assert!(multipart_uploads(&stack).await.is_empty());
+}
+
+#[tokio::test]
+async fn completion_is_checked_against_s3() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    let id = api.begin_upload("checked").await;
+    let parts = api.put_parts(&id, b"hello", PART).await;
+    let sha = sha256(b"hello");
+    let etag = parts[0].1.clone();
+
+    // Wrong ETag, missing part, wrong size, bad checksum, bad order: 400, nothing stored.
+    api.complete(&id, &[(1, "\"0123\"".into())], 5, &sha)
+        .await
+        .err(StatusCode::BAD_REQUEST);
+    api.complete(&id, &[(1, etag.clone()), (2, etag.clone())], 5, &sha)
+        .await
+        .err(StatusCode::BAD_REQUEST);
+    api.complete(&id, &[(1, etag.clone())], 4, &sha)
+        .await
+        .err(StatusCode::BAD_REQUEST);
+    api.complete(&id, &[(1, etag.clone())], 5, "abc")
+        .await
+        .err(StatusCode::BAD_REQUEST);
+    api.complete(&id, &[(1, etag.clone())], 5, &sha.to_uppercase())
+        .await
+        .err(StatusCode::BAD_REQUEST);
+    api.complete(&id, &[(2, etag.clone()), (1, etag.clone())], 5, &sha)
+        .await
+        .err(StatusCode::BAD_REQUEST);
+    api.complete(&id, &[], 5, &sha)
+        .await
+        .err(StatusCode::BAD_REQUEST);
+    assert_eq!(api.status(&id).await.state, UploadState::Uploading);
+
+    // The right one still goes through; ETags compare without their quotes.
+    let unquoted = etag.trim_matches('"').to_owned();
+    api.complete(&id, &[(1, unquoted)], 5, &sha)
+        .await
+        .ok::<UploadStatus>();
+    api.wait_state(&id, UploadState::Completed).await;
+}
+
+#[tokio::test]
+async fn a_client_abort_ends_the_upload_and_its_multipart_upload() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    let id = api.begin_upload("aborted").await;
+    api.put_parts(&id, b"partial", PART).await;
+    assert_eq!(multipart_uploads(&stack).await.len(), 1);
+    let status: UploadStatus = api.delete(&format!("/v1/uploads/{id}")).await.ok();
+    assert_eq!(status.state, UploadState::Aborted);
+    assert!(multipart_uploads(&stack).await.is_empty());
+    // Idempotent, and final.
+    let again: UploadStatus = api.delete(&format!("/v1/uploads/{id}")).await.ok();
+    assert_eq!(again.state, UploadState::Aborted);
+    api.part_urls(&id, &[1]).await.err(StatusCode::CONFLICT);
+    // The key is free again.
+    api.begin_upload("aborted").await;
+    // Unknown and malformed upload ids.
+    api.get("/v1/uploads/01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        .await
+        .err(StatusCode::NOT_FOUND);
+    api.get("/v1/uploads/not-a-ulid")
+        .await
+        .err(StatusCode::BAD_REQUEST);
+}
+
+/// Percent-encodes every byte but ASCII letters and digits, for a path segment.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn invalid_keys_are_refused_on_every_endpoint() {
+    let stack = Stack::start().expect("stack");
+    let api = Api::new(&stack);
+    let too_long = "k".repeat(129);
+    let invalid: Vec<&str> = vec![
+        "", ".hidden", "-flag", "a/b", "../x", "a b", "é", "a\0", "a\n", "a\t", "a%2f", "a:b",
+        "a*b", "a?b", "a#b", "a\\b", "a+b", "a~b", "a@b", "😀", &too_long,
+    ];
+    assert!(invalid.len() >= 15);
+    for key in &invalid {
+        let e = api.lookup(key, &[]).await.err(StatusCode::BAD_REQUEST);
+        assert!(e.starts_with("invalid key"), "lookup {key:?}: {e}");
+        let e = api
+            .lookup("valid", &[key])
+            .await
+            .err(StatusCode::BAD_REQUEST);
+        assert!(
+            e.starts_with("invalid fallback prefix"),
+            "fallback {key:?}: {e}"
+        );
+        let e = api.begin(key).await.err(StatusCode::BAD_REQUEST);
+        assert!(e.starts_with("invalid key"), "begin {key:?}: {e}");
+        let e = api
+            .delete(&format!("/v1/caches/{}", path_segment(key)))
+            .await
+            .err(StatusCode::BAD_REQUEST);
+        assert!(e.starts_with("invalid key"), "delete {key:?}: {e}");
+    }
+    // Nothing was created on the way.
+    assert!(api.caches().await.is_empty());
+    assert!(multipart_uploads(&stack).await.is_empty());
+    // The longest valid key is fine.
+    let longest = "k".repeat(128);
+    assert!(api.hit(&longest, &[]).await.is_none());
+}
+
+#[tokio::test]
+async fn tokens_and_owners_are_enforced() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    let other = api.with_token(Some(&stack.env().other_token));
+    let anonymous = api.with_token(None);
+    let forged = api.with_token(Some("not-a-token"));
+
+    api.store("shared-key", b"alpha's").await;
+    let id = api.begin_upload("in-flight").await;
+
+    // Health needs no token; everything else does.
+    let health = anonymous.get("/v1/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    for client in [&anonymous, &forged] {
+        client
+            .lookup("shared-key", &[])
+            .await
+            .err(StatusCode::UNAUTHORIZED);
+        client.begin("k").await.err(StatusCode::UNAUTHORIZED);
+        client
+            .part_urls(&id, &[1])
+            .await
+            .err(StatusCode::UNAUTHORIZED);
+        client
+            .complete(&id, &[(1, "\"e\"".into())], 1, &"0".repeat(64))
+            .await
+            .err(StatusCode::UNAUTHORIZED);
+        client
+            .get(&format!("/v1/uploads/{id}"))
+            .await
+            .err(StatusCode::UNAUTHORIZED);
+        client
+            .delete(&format!("/v1/uploads/{id}"))
+            .await
+            .err(StatusCode::UNAUTHORIZED);
+        client.get("/v1/caches").await.err(StatusCode::UNAUTHORIZED);
+        client
+            .delete("/v1/caches/shared-key")
+            .await
+            .err(StatusCode::UNAUTHORIZED);
+    }
+    // A header that is not `Bearer <token>`.
+    let basic = api
+        .http
+        .get(format!("{}/v1/caches", api.base))
+        .header("authorization", format!("Basic {}", stack.env().token))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
+
+    // Another owner's upload: 403 on every upload endpoint, and it is left untouched.
+    other.part_urls(&id, &[1]).await.err(StatusCode::FORBIDDEN);
+    other
+        .complete(&id, &[(1, "\"e\"".into())], 1, &"0".repeat(64))
+        .await
+        .err(StatusCode::FORBIDDEN);
+    other
+        .get(&format!("/v1/uploads/{id}"))
+        .await
+        .err(StatusCode::FORBIDDEN);
+    other
+        .delete(&format!("/v1/uploads/{id}"))
+        .await
+        .err(StatusCode::FORBIDDEN);
+    assert_eq!(api.status(&id).await.state, UploadState::Uploading);
+
+    // Another owner's key does not exist for you.
+    assert!(other.hit("shared-key", &[]).await.is_none());
+    assert!(other.hit("nothing", &["shared"]).await.is_none());
+    assert!(other.caches().await.is_empty());
+    other
+        .delete("/v1/caches/shared-key")
+        .await
+        .err(StatusCode::NOT_FOUND);
+    // …and it has a namespace of its own under the same key.
+    other.store("shared-key", b"beta's").await;
+    let mine = api.hit("shared-key", &[]).await.expect("alpha's hit");
+    let theirs = other.hit("shared-key", &[]).await.expect("beta's hit");
+    assert_eq!(download(&api.http, &mine.url).await, b"alpha's");
+    assert_eq!(download(&api.http, &theirs.url).await, b"beta's");
+}
+
+#[tokio::test]
+async fn health_needs_no_s3_and_s3_failures_are_502() {
+    let mut stack = Stack::start_with(small_parts).expect("stack");
+    if !stack.owns_s3() {
+        eprintln!("skipped: the stack uses an external S3 server that cannot be stopped");
+        return;
+    }
+    let api = Api::new(&stack);
+    stack.kill_s3().expect("kill S3");
+    let health = api.with_token(None).get("/v1/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    let e = api
+        .begin("while-s3-is-down")
+        .await
+        .err(StatusCode::BAD_GATEWAY);
+    assert!(e.contains("S3"), "{e}");
+    // The failed begin does not block the key.
+    stack.start_s3().expect("restart S3");
+    poll_until("a begin to succeed once S3 is back", PATIENCE, || async {
+        matches!(
+            api.begin("while-s3-is-down")
+                .await
+                .body
+                .get("outcome")
+                .and_then(|o| o.as_str()),
+            Some("upload")
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_signer_killed_before_its_worker_ran_completes_after_restart() {
+    // The worker is held back, so `complete` only queues the upload in SQLite.
+    let mut stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.timing.worker_start_delay_secs = 3600;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    let data = random_bytes(PART as usize + 1000);
+    let id = api.begin_upload("survives").await;
+    let parts = api.put_parts(&id, &data, PART).await;
+    api.complete(&id, &parts, data.len() as u64, &sha256(&data))
+        .await
+        .ok::<UploadStatus>();
+    assert_eq!(api.status(&id).await.state, UploadState::Finished);
+    assert!(
+        api.hit("survives", &[]).await.is_none(),
+        "completed before the worker ran"
+    );
+
+    // A second queued upload whose CompleteMultipartUpload already went through in S3
+    // (the crash hit between S3's answer and the database write).
+    let id2 = api.begin_upload("completed-in-s3").await;
+    let parts2 = api.put_parts(&id2, b"done already", PART).await;
+    api.complete(&id2, &parts2, 12, &sha256(b"done already"))
+        .await
+        .ok::<UploadStatus>();
+    let s3 = stack.s3_client().expect("s3 client");
+    let object2 = object_name(&stack, &id2);
+    let upload2 = s3
+        .list_multipart_uploads(&object2)
+        .await
+        .expect("list uploads")
+        .into_iter()
+        .find(|u| u.key == object2)
+        .expect("the multipart upload");
+    s3.complete_multipart_upload(&object2, &upload2.upload_id, &parts2)
+        .await
+        .expect("complete in S3 behind the signer's back");
+
+    stack.kill_signer().expect("SIGKILL the signer");
+    restart_signer_with(&mut stack, |c| c.timing.worker_start_delay_secs = 0);
+    // A fresh client: its pooled connection died with the old signer.
+    let api = Api::new(&stack);
+
+    api.wait_state(&id, UploadState::Completed).await;
+    let hit = api.hit("survives", &[]).await.expect("cache after restart");
+    assert_eq!(sha256(&download(&api.http, &hit.url).await), sha256(&data));
+
+    api.wait_state(&id2, UploadState::Completed).await;
+    let hit2 = api
+        .hit("completed-in-s3", &[])
+        .await
+        .expect("recovered through HeadObject");
+    assert_eq!(download(&api.http, &hit2.url).await, b"done already");
+    assert!(multipart_uploads(&stack).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_completion_that_cannot_succeed_ends_aborted() {
+    let mut stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.timing.worker_start_delay_secs = 3600;
+        c.timing.completion_backoff_ms = 10;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    let id = api.begin_upload("doomed").await;
+    let parts = api.put_parts(&id, b"doomed", PART).await;
+    api.complete(&id, &parts, 6, &sha256(b"doomed"))
+        .await
+        .ok::<UploadStatus>();
+    // The multipart upload vanishes before the worker gets to it.
+    let s3 = stack.s3_client().expect("s3 client");
+    let object = object_name(&stack, &id);
+    for u in s3.list_multipart_uploads(&object).await.expect("list") {
+        s3.abort_multipart_upload(&u.key, &u.upload_id)
+            .await
+            .expect("abort");
+    }
+    stack.kill_signer().expect("kill");
+    restart_signer_with(&mut stack, |c| c.timing.worker_start_delay_secs = 0);
+    // A fresh client: its pooled connection died with the old signer.
+    let api = Api::new(&stack);
+    api.wait_state(&id, UploadState::Aborted).await;
+    assert!(api.hit("doomed", &[]).await.is_none());
+    // The key is free for a new attempt.
+    api.begin_upload("doomed").await;
+}
+
+#[tokio::test]
+async fn the_reaper_aborts_abandoned_and_unknown_uploads_and_orphan_objects() {
+    let stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.timing.part_url_expiry_secs = 1;
+        c.timing.stale_margin_secs = 1;
+        c.timing.reaper_interval_secs = 1;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    let s3 = stack.s3_client().expect("s3 client");
+
+    // Abandoned mid-way: one part uploaded, then nothing.
+    let id = api.begin_upload("abandoned").await;
+    api.put_parts(&id, &random_bytes(1000), PART).await;
+    // A multipart upload and an object under the prefix that no row knows.
+    let unknown = format!("{}01ARZ3NDEKTSV4RRFFQ69G5FAV", caches_prefix(&stack));
+    s3.create_multipart_upload(&unknown).await.expect("create");
+    let stray = format!("{}not-a-ulid", caches_prefix(&stack));
+    s3.create_multipart_upload(&stray).await.expect("create");
+    let orphan = format!("{}01BX5ZZKBKACTAV9WEVGEMMVRZ", caches_prefix(&stack));
+    s3.put_object(&orphan, b"nobody's".to_vec())
+        .await
+        .expect("put");
+    // Outside the prefix: not the signer's business.
+    let outside = format!(
+        "{}-elsewhere/caches/01BX5ZZKBKACTAV9WEVGEMMVS0",
+        stack.env().s3_prefix
+    );
+    s3.put_object(&outside, b"keep".to_vec())
+        .await
+        .expect("put");
+
+    api.wait_state(&id, UploadState::Aborted).await;
+    poll_until(
+        "ListMultipartUploads under the prefix to be empty",
+        PATIENCE,
+        || async { multipart_uploads(&stack).await.is_empty() },
+    )
+    .await;
+    poll_until("the orphan object to be deleted", PATIENCE, || async {
+        !object_exists(&stack, &orphan).await
+    })
+    .await;
+    assert!(object_exists(&stack, &outside).await);
+    // A completed cache is not touched by any of this.
+    api.store("kept", b"kept").await;
+    let hit = api.hit("kept", &[]).await.expect("hit");
+    assert_eq!(download(&api.http, &hit.url).await, b"kept");
+}
+
+#[tokio::test]
+async fn caches_unused_past_the_ttl_are_evicted() {
+    let stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.limits.ttl_days = 3.0 / 86_400.0;
+        c.timing.reaper_interval_secs = 1;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    let id = api.store("short-lived", b"bytes").await;
+    let object = object_name(&stack, &id);
+    assert!(object_exists(&stack, &object).await);
+    poll_until("the unused cache to be evicted", PATIENCE, || async {
+        api.caches().await.is_empty()
+    })
+    .await;
+    assert!(
+        !object_exists(&stack, &object).await,
+        "row gone but object kept"
+    );
+    assert!(api.hit("short-lived", &[]).await.is_none());
+}
+
+#[tokio::test]
+async fn owners_over_quota_lose_their_least_recently_used_caches() {
+    let size = 1000usize;
+    let stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.limits.owner_quota = 2 * size as u64 + size as u64 / 2;
+        c.timing.reaper_interval_secs = 1;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    let other = api.with_token(Some(&stack.env().other_token));
+    other.store("theirs", &random_bytes(size)).await;
+
+    api.store("a", &random_bytes(size)).await;
+    let b = api.store("b", &random_bytes(size)).await;
+    // Using `a` makes `b` the least recently used.
+    assert!(api.hit("a", &[]).await.is_some());
+    api.store("c", &random_bytes(size)).await;
+
+    poll_until("the owner to be back under quota", PATIENCE, || async {
+        api.caches().await == ["a", "c"]
+    })
+    .await;
+    assert!(!object_exists(&stack, &object_name(&stack, &b)).await);
+    // Quotas are per owner.
+    assert_eq!(other.caches().await, ["theirs"]);
+}
