@@ -65,17 +65,13 @@ async fn stack_starts_answers_and_leaves_nothing_behind() {
     assert!(!dir.exists(), "{} survived the stack", dir.display());
 }
 
-#[tokio::test]
-async fn signer_config_tweaks_reach_the_signer() {
-    let part_size = 7 * 1024 * 1024;
-    let stack = Stack::start_with(|c| c.limits.part_size = part_size).expect("stack starts");
-    assert_eq!(stack.signer_config().limits.part_size, part_size);
+async fn begun_part_size(stack: &Stack, key: &str) -> u64 {
     let env = stack.env();
     let begin = http()
         .post(format!("{}/v1/uploads", env.signer_url))
         .bearer_auth(&env.token)
         .json(&BeginRequest {
-            key: "tweak-check".into(),
+            key: key.into(),
             expected_size: None,
         })
         .send()
@@ -83,9 +79,31 @@ async fn signer_config_tweaks_reach_the_signer() {
         .expect("begin");
     assert_eq!(begin.status(), 200);
     match begin.json::<BeginResponse>().await.expect("begin JSON") {
-        BeginResponse::Upload { part_size: got, .. } => assert_eq!(got, part_size),
+        BeginResponse::Upload { part_size, .. } => part_size,
         other => panic!("expected an upload, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn signer_config_tweaks_reach_the_signer() {
+    const MIB: u64 = 1024 * 1024;
+    let mut stack = Stack::start_with(|c| c.limits.part_size = 7 * MIB).expect("stack starts");
+    assert_eq!(stack.signer_config().limits.part_size, 7 * MIB);
+    assert_eq!(begun_part_size(&stack, "tweak-check").await, 7 * MIB);
+
+    // Restart with another config: the same database, the new part size.
+    assert!(
+        stack
+            .start_signer_with(|c| c.limits.part_size = 6 * MIB)
+            .is_err(),
+        "signer still running"
+    );
+    stack.kill_signer().expect("kill signer");
+    stack
+        .start_signer_with(|c| c.limits.part_size = 6 * MIB)
+        .expect("signer restarts");
+    assert_eq!(stack.signer_config().limits.part_size, 6 * MIB);
+    assert_eq!(begun_part_size(&stack, "tweak-check-2").await, 6 * MIB);
 }
 
 #[tokio::test]

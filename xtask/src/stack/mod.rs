@@ -284,6 +284,19 @@ impl Stack {
         self.signer.restart()
     }
 
+    /// Restart the signer with its config changed by `tweak` (same database; a changed
+    /// `listen` changes [`StackEnv::signer_url`] but not the shim's target). The signer
+    /// must have been killed first.
+    pub fn start_signer_with(&mut self, tweak: impl FnOnce(&mut Config)) -> Result<()> {
+        if self.signer.pid().is_some() {
+            bail!("the signer is running; kill it before changing its config");
+        }
+        tweak(&mut self.config);
+        self.signer.write_config(&self.config)?;
+        self.env.signer_url = self.signer.url().to_owned();
+        self.signer.restart()
+    }
+
     /// SIGKILL the shim (its socket file stays behind, as after a crash).
     pub fn kill_shim(&mut self) -> Result<()> {
         self.shim.kill()

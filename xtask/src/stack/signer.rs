@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use signer::config::Config;
 
 use super::S3Target;
@@ -12,6 +12,7 @@ use super::process::Proc;
 
 pub struct SignerProc {
     proc: Proc,
+    config_path: PathBuf,
     url: String,
     ready_file: PathBuf,
 }
@@ -34,8 +35,7 @@ impl SignerProc {
 
     fn start_once(bin: &Path, dir: &Path, config: &Config, s3: &S3Target) -> Result<SignerProc> {
         let config_path = dir.join("signer.toml");
-        std::fs::write(&config_path, config.to_toml()?)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        write_config(&config_path, config)?;
         let ready_file = dir.join("signer.ready");
         let proc = Proc::new("signer", bin, dir.join("signer.log"))
             .arg("--config")
@@ -47,6 +47,7 @@ impl SignerProc {
             .env("RUST_LOG", super::child_log_filter());
         let mut signer = SignerProc {
             proc,
+            config_path,
             url: format!("http://{}", config.listen),
             ready_file,
         };
@@ -82,6 +83,15 @@ impl SignerProc {
             })
     }
 
+    /// Replaces the config file the next [`SignerProc::restart`] reads.
+    pub fn write_config(&mut self, config: &Config) -> Result<()> {
+        if self.proc.pid().is_some() {
+            bail!("the signer is running; kill it before changing its config");
+        }
+        self.url = format!("http://{}", config.listen);
+        write_config(&self.config_path, config)
+    }
+
     pub fn kill(&mut self) -> Result<()> {
         self.proc.kill()
     }
@@ -101,4 +111,9 @@ impl SignerProc {
     pub fn log_path(&self) -> &Path {
         self.proc.log_path()
     }
+}
+
+fn write_config(path: &Path, config: &Config) -> Result<()> {
+    std::fs::write(path, config.to_toml()?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
