@@ -894,7 +894,7 @@ async fn the_reaper_aborts_abandoned_and_unknown_uploads_and_orphan_objects() {
     let stack = Stack::start_with(|c| {
         small_parts(c);
         c.timing.part_url_expiry_secs = 1;
-        c.timing.stale_margin_secs = 1;
+        c.timing.stale_margin_secs = 4; // long enough for the final `store` on a busy machine
         c.timing.reaper_interval_secs = 1;
     })
     .expect("stack");
@@ -944,7 +944,7 @@ async fn the_reaper_aborts_abandoned_and_unknown_uploads_and_orphan_objects() {
 async fn caches_unused_past_the_ttl_are_evicted() {
     let stack = Stack::start_with(|c| {
         small_parts(c);
-        c.limits.ttl_days = 3.0 / 86_400.0;
+        c.limits.ttl_days = 5.0 / 86_400.0;
         c.timing.reaper_interval_secs = 1;
     })
     .expect("stack");
@@ -989,4 +989,114 @@ async fn owners_over_quota_lose_their_least_recently_used_caches() {
     assert!(!object_exists(&stack, &object_name(&stack, &b)).await);
     // Quotas are per owner.
     assert_eq!(other.caches().await, ["theirs"]);
+}
+
+#[tokio::test]
+async fn secrets_never_reach_the_signer_log() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    api.store("logged", b"bytes").await;
+    api.begin("bad key").await.err(StatusCode::BAD_REQUEST);
+    api.with_token(Some("wrong-token"))
+        .get("/v1/caches")
+        .await
+        .err(StatusCode::UNAUTHORIZED);
+    let env = stack.env();
+    let log_path = stack
+        .log_paths()
+        .into_iter()
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains("signer"))
+        })
+        .expect("signer log");
+    let log = std::fs::read_to_string(&log_path).expect("signer log");
+    assert!(log.contains("listening on"), "{log}");
+    for secret in [&env.s3_secret_access_key, &env.token, &env.other_token] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret is in {}",
+            log_path.display()
+        );
+    }
+}
+
+/// Runs the signer binary on a config text; returns (success, stderr).
+fn run_signer_with_config(text: &str, env: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("signer.toml");
+    std::fs::write(&path, text).expect("write config");
+    let mut cmd = std::process::Command::new(
+        xtask::stack::bins::workspace_bin("signer").expect("signer binary"),
+    );
+    cmd.arg("--config").arg(&path);
+    cmd.env_remove("BMAT_S3_ACCESS_KEY_ID")
+        .env_remove("BMAT_S3_SECRET_ACCESS_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run signer");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_errors_name_the_field_and_exit_non_zero() {
+    let base = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}/never.sqlite\"\n\
+         [s3]\nendpoint = \"http://127.0.0.1:9\"\nbucket = \"b\"\n\
+         [[tokens]]\ntoken = \"t\"\nowner = \"o\"\n",
+        std::env::temp_dir().display()
+    );
+    let creds = [
+        ("BMAT_S3_ACCESS_KEY_ID", "GK0123456789"),
+        ("BMAT_S3_SECRET_ACCESS_KEY", "0123456789abcdef"),
+    ];
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(String, Env, &str)] = &[
+        (
+            base.replace("bucket = \"b\"", "bucket = 7"),
+            &creds,
+            "bucket",
+        ),
+        (
+            base.replace("bucket = \"b\"", "bucket = \"b\"\nbukket = \"c\""),
+            &creds,
+            "bukket",
+        ),
+        (
+            format!("{base}[limits]\npart_size = 1024\n"),
+            &creds,
+            "limits.part_size",
+        ),
+        (
+            format!("{base}[timing]\nlease_secs = \"long\"\n"),
+            &creds,
+            "lease_secs",
+        ),
+        (
+            base.replace("listen = \"127.0.0.1:0\"", "listen = \"here\""),
+            &creds,
+            "listen",
+        ),
+        (base.clone(), &[], "BMAT_S3_ACCESS_KEY_ID"),
+    ];
+    for (text, env, field) in cases {
+        let (ok, stderr) = run_signer_with_config(text, env);
+        assert!(!ok, "signer accepted:\n{text}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("error"))
+            .unwrap_or_default();
+        assert!(
+            line.contains(field),
+            "error does not name {field}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("0123456789abcdef"),
+            "secret echoed: {stderr}"
+        );
+    }
 }
