@@ -78,8 +78,9 @@ pub async fn save(req: SaveRequest, tuning: &Tuning) -> Outcome {
             elapsed: started.elapsed(),
         },
         Err(e) => {
-            // Best effort: the signer reaps stale uploads anyway.
-            let _ = api.abort(&upload_id).await;
+            // Best effort, and bounded: the signer reaps stale uploads anyway, and a job
+            // must not wait minutes on a cache that already failed.
+            let _ = tokio::time::timeout(Duration::from_secs(10), api.abort(&upload_id)).await;
             failed(e)
         }
     }

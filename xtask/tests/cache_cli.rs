@@ -1,0 +1,676 @@
+//! `bmat cache save` / `bmat cache restore` end to end: the real bmat binary, through
+//! the real shim, signer and S3 server of the local stack.
+
+#[path = "common/cache.rs"]
+mod cache;
+mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use cache::{
+    Crafted, Run, archive_names, assert_same, chmod, get_object, is_empty_dir, manifest,
+    multipart_uploads, only_object, outside_dir, put_object, register_archive, run, set_mtime,
+    small_tree, spawn, staging_leftovers, stored_objects, write_random,
+};
+use common::bmat;
+use proxy::{FaultProxy, Trip};
+use xtask::stack::Stack;
+
+const MIB: usize = 1 << 20;
+
+fn start() -> Stack {
+    Stack::start().expect("stack starts")
+}
+
+/// A stack whose signer reaches S3 (and so presigns URLs) through a fault proxy.
+fn start_behind_proxy() -> (Stack, FaultProxy) {
+    let mut proxy = None;
+    let stack = Stack::start_with(|cfg| {
+        let upstream: SocketAddr = cfg
+            .s3
+            .endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("the stack's S3 endpoint is http://IP:PORT");
+        let p = FaultProxy::start(upstream);
+        cfg.s3.endpoint = p.url();
+        proxy = Some(p);
+    })
+    .expect("stack starts");
+    (stack, proxy.expect("proxy started"))
+}
+
+fn save(stack: &Stack, dir: &Path, key: &str, stdin: &[u8]) -> Run {
+    run(bmat(stack), dir, &["--json", "cache", "save", key], stdin)
+}
+
+fn restore(stack: &Stack, dir: &Path, key: &str) -> Run {
+    run(bmat(stack), dir, &["--json", "cache", "restore", key], b"")
+}
+
+fn assert_outcome(r: &Run, code: i32, outcome: &str) {
+    assert_eq!((r.code, r.outcome().as_str()), (code, outcome), "{r:?}");
+}
+
+/// Exit 0, one `warning:` line, outcome "failed".
+fn assert_failed_open(r: &Run) {
+    assert_outcome(r, 0, "failed");
+    assert_eq!(r.warnings().len(), 1, "{r:?}");
+}
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("tempdir")
+}
+
+#[test]
+fn round_trip_of_a_large_mixed_tree() {
+    let stack = start();
+    let src = tempdir();
+    let tree = src.path().join("tree");
+    small_tree(&tree);
+    write_random(&tree.join("big.bin"), 300 * MIB);
+    set_mtime(&tree.join("big.bin"), 1_700_000_000, 987_654_321);
+    for i in 0..5000u32 {
+        let dir = tree.join(format!("many/d{:02}", i / 100));
+        if i % 100 == 0 {
+            fs::create_dir_all(&dir).expect("mkdir");
+        }
+        let file = dir.join(format!("f{i:04}"));
+        fs::write(&file, format!("small file {i}\n").repeat((i % 7) as usize)).expect("write");
+        chmod(&file, [0o644, 0o755, 0o600, 0o444][(i % 4) as usize]);
+        set_mtime(&file, 1_600_000_000 + i64::from(i), i * 1_000 + 1);
+    }
+    let before = manifest(src.path());
+    assert!(before.entries.len() > 5_000, "{}", before.entries.len());
+
+    let saved = save(&stack, src.path(), "round-trip", b"tree\n");
+    assert_outcome(&saved, 0, "saved");
+    assert!(
+        saved.stderr.contains("cache saved: round-trip ("),
+        "{saved:?}"
+    );
+    assert!(
+        saved.json()["bytes"].as_u64().unwrap_or(0) > 300 * MIB as u64,
+        "{saved:?}"
+    );
+
+    let dst = tempdir();
+    let restored = restore(&stack, dst.path(), "round-trip");
+    assert_outcome(&restored, 0, "hit");
+    assert!(
+        restored.stderr.contains("cache hit: round-trip ("),
+        "{restored:?}"
+    );
+    assert_eq!(restored.json()["matched_key"], "round-trip");
+    assert_same(&before, &manifest(dst.path()), "restored tree");
+}
+
+#[test]
+fn nul_separated_input_and_duplicate_paths() {
+    let stack = start();
+    let src = tempdir();
+    fs::create_dir_all(src.path().join("dir")).expect("mkdir");
+    fs::write(src.path().join("with\nnewline"), b"one").expect("write");
+    fs::write(src.path().join("plain"), b"two").expect("write");
+    fs::write(src.path().join("dir/x"), b"three").expect("write");
+    let before = manifest(src.path());
+
+    let input = b"plain\0with\nnewline\0plain\0./plain\0dir\0dir/x\0dir/../plain\0";
+    let saved = run(
+        bmat(&stack),
+        src.path(),
+        &["--json", "cache", "save", "-0", "nul"],
+        input,
+    );
+    assert_outcome(&saved, 0, "saved");
+    assert!(saved.warnings().is_empty(), "{saved:?}");
+    let names = archive_names(&get_object(&stack, &only_object(&stack)));
+    assert_eq!(
+        names,
+        ["plain", "with\nnewline", "dir/", "dir/x"],
+        "each path once"
+    );
+
+    let dst = tempdir();
+    assert_outcome(&restore(&stack, dst.path(), "nul"), 0, "hit");
+    assert_same(&before, &manifest(dst.path()), "restored tree");
+}
+
+#[test]
+fn a_path_outside_the_tree_is_a_usage_error_and_nothing_is_uploaded() {
+    let stack = start();
+    let dir = tempdir();
+    fs::write(dir.path().join("ok"), b"ok").expect("write");
+    for (input, named) in [
+        ("ok\n../escape\n", "../escape"),
+        ("ok\n/etc/passwd\n", "/etc/passwd"),
+        ("a/../../b\n", "a/../../b"),
+    ] {
+        let r = run(
+            bmat(&stack),
+            dir.path(),
+            &["cache", "save", "k"],
+            input.as_bytes(),
+        );
+        assert_eq!(r.code, 2, "{input:?}: {r:?}");
+        assert!(r.stderr.contains(named), "{input:?}: {r:?}");
+    }
+    assert_eq!(
+        multipart_uploads(&stack),
+        0,
+        "no multipart upload was started"
+    );
+    assert!(stored_objects(&stack).is_empty());
+    assert_outcome(&restore(&stack, dir.path(), "k"), 0, "miss");
+}
+
+#[test]
+fn invalid_keys_and_flags_are_usage_errors_before_any_network() {
+    let dir = tempdir();
+    // No agent socket or signer: had bmat gone past the checks it would have failed
+    // open (exit 0 with a warning), not with 2.
+    let bare = || {
+        let mut cmd = Command::new(xtask::stack::bins::workspace_bin("bmat").expect("bmat binary"));
+        cmd.env_remove("BMAT_AGENT_SOCKET")
+            .env_remove("BMAT_SIGNER_URL")
+            .env_remove("BMAT_TOKEN");
+        cmd
+    };
+    for args in [
+        &["cache", "save", "a/b"][..],
+        &["cache", "save", ".hidden"],
+        &["cache", "restore", "-x"],
+        &["cache", "restore", &"k".repeat(129)],
+        &["cache", "restore", "ok", "--fallback", "bad prefix"],
+        &["cache", "restore", "ok", "--no-such-flag"],
+        &["cache", "save"],
+    ] {
+        let r = run(bare(), dir.path(), args, b"ok\n");
+        assert_eq!(r.code, 2, "{args:?}: {r:?}");
+    }
+    let r = run(bare(), dir.path(), &["cache", "save", "bad key"], b"ok\n");
+    assert!(r.stderr.contains("invalid cache key \"bad key\""), "{r:?}");
+    // The same, well-formed, fails open instead.
+    let r = run(
+        bare(),
+        dir.path(),
+        &["--json", "cache", "restore", "fine"],
+        b"",
+    );
+    assert_failed_open(&r);
+    assert!(r.stderr.contains("BMAT_AGENT_SOCKET"), "{r:?}");
+}
+
+/// inotify watch for opens and reads: root ignores file modes, so an unreadable file
+/// proves nothing here; the kernel's own record of every open does.
+struct OpenWatch {
+    fd: libc::c_int,
+}
+
+impl OpenWatch {
+    fn new(paths: &[&Path]) -> OpenWatch {
+        // SAFETY: plain syscalls on a descriptor we own; paths are NUL-terminated.
+        unsafe {
+            let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+            assert!(fd >= 0, "inotify_init1");
+            for p in paths {
+                let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
+                let wd = libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_OPEN | libc::IN_ACCESS);
+                assert!(wd >= 0, "inotify_add_watch {}", p.display());
+            }
+            OpenWatch { fd }
+        }
+    }
+
+    /// Events since the last call.
+    fn take(&self) -> usize {
+        let mut count = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // SAFETY: buf is valid for buf.len() bytes.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                return count;
+            }
+            let mut at = 0usize;
+            while at < n as usize {
+                // struct inotify_event: wd, mask, cookie, len, then `len` name bytes.
+                let len =
+                    u32::from_ne_bytes(buf[at + 12..at + 16].try_into().expect("4 bytes")) as usize;
+                at += 16 + len;
+                count += 1;
+            }
+        }
+    }
+}
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+#[test]
+fn saving_an_existing_key_skips_without_reading_any_file() {
+    let stack = start();
+    let src = tempdir();
+    let d = src.path().join("d");
+    fs::create_dir_all(&d).expect("mkdir");
+    fs::write(d.join("secret"), b"secret").expect("write");
+    fs::write(d.join("other"), b"other").expect("write");
+    let watch = OpenWatch::new(&[&d, &d.join("secret"), &d.join("other")]);
+
+    assert_outcome(
+        &save(&stack, src.path(), "once", b"d\nd/secret\n"),
+        0,
+        "saved",
+    );
+    assert!(
+        watch.take() >= 3,
+        "the watch sees the first save read the files"
+    );
+
+    chmod(&d.join("secret"), 0o000);
+    let again = save(&stack, src.path(), "once", b"d\nd/secret\n");
+    assert_outcome(&again, 0, "skipped");
+    assert!(
+        again.stderr.contains("cache exists, skipped: once"),
+        "{again:?}"
+    );
+    assert_eq!(
+        watch.take(),
+        0,
+        "the second save opened a file or directory"
+    );
+    assert_eq!(stored_objects(&stack).len(), 1);
+}
+
+#[test]
+fn a_fallback_prefix_restores_the_newest_match() {
+    let stack = start();
+    let src = tempdir();
+    let file = src.path().join("v");
+    fs::write(&file, b"older").expect("write");
+    assert_outcome(&save(&stack, src.path(), "deps-b", b"v\n"), 0, "saved");
+    fs::write(&file, b"newer").expect("write");
+    // Newer, but sorts first: the match must go by age, not by name.
+    assert_outcome(&save(&stack, src.path(), "deps-a", b"v\n"), 0, "saved");
+    fs::write(&file, b"other prefix").expect("write");
+    assert_outcome(&save(&stack, src.path(), "tools-z", b"v\n"), 0, "saved");
+
+    let dst = tempdir();
+    let r = run(
+        bmat(&stack),
+        dst.path(),
+        &[
+            "--json",
+            "cache",
+            "restore",
+            "deps-c",
+            "--fallback",
+            "deps-",
+        ],
+        b"",
+    );
+    assert_outcome(&r, 0, "hit");
+    assert_eq!(r.json()["key"], "deps-c");
+    assert_eq!(r.json()["matched_key"], "deps-a");
+    assert!(
+        r.stderr.contains("cache hit: deps-c (from deps-a,"),
+        "{r:?}"
+    );
+    assert_eq!(fs::read(dst.path().join("v")).expect("restored"), b"newer");
+
+    let miss = run(
+        bmat(&stack),
+        dst.path(),
+        &[
+            "--json",
+            "cache",
+            "restore",
+            "deps-c",
+            "--fallback",
+            "nope-",
+        ],
+        b"",
+    );
+    assert_outcome(&miss, 0, "miss");
+    assert!(miss.stderr.contains("cache miss: deps-c"), "{miss:?}");
+}
+
+/// A tree a failed restore must leave exactly as it was, file mtimes, directory
+/// mtimes and all.
+fn existing_tree(root: &Path) {
+    small_tree(root);
+    fs::write(root.join("data.bin"), b"the old contents").expect("write");
+}
+
+/// Runs restore and save against a broken stack: exit 0 with one warning, 1 with
+/// --strict or BMAT_CACHE_STRICT=1, and the tree untouched.
+fn assert_both_fail_open(stack: &Stack, cached_key: &str) {
+    let dir = tempdir();
+    existing_tree(dir.path());
+    let before = manifest(dir.path());
+    assert_failed_open(&restore(stack, dir.path(), cached_key));
+    let strict = run(
+        bmat(stack),
+        dir.path(),
+        &["--strict", "cache", "restore", cached_key],
+        b"",
+    );
+    assert_eq!(strict.code, 1, "{strict:?}");
+    assert!(strict.stderr.contains("error: cache restore"), "{strict:?}");
+    let mut by_env = bmat(stack);
+    by_env.env("BMAT_CACHE_STRICT", "1");
+    assert_eq!(
+        run(by_env, dir.path(), &["cache", "restore", cached_key], b"").code,
+        1
+    );
+    assert_same(&before, &manifest(dir.path()), "tree after failed restores");
+
+    assert_failed_open(&save(stack, dir.path(), "new-key", b"data.bin\n"));
+    let strict = run(
+        bmat(stack),
+        dir.path(),
+        &["--strict", "cache", "save", "new-key"],
+        b"data.bin\n",
+    );
+    assert_eq!(strict.code, 1, "{strict:?}");
+}
+
+#[test]
+fn fails_open_when_the_shim_is_not_running() {
+    let mut stack = start();
+    let src = tempdir();
+    fs::write(src.path().join("data.bin"), b"cached").expect("write");
+    assert_outcome(
+        &save(&stack, src.path(), "cached", b"data.bin\n"),
+        0,
+        "saved",
+    );
+    stack.kill_shim().expect("kill shim");
+    assert_both_fail_open(&stack, "cached");
+}
+
+#[test]
+fn fails_open_when_the_signer_is_down() {
+    let mut stack = start();
+    let src = tempdir();
+    fs::write(src.path().join("data.bin"), b"cached").expect("write");
+    assert_outcome(
+        &save(&stack, src.path(), "cached", b"data.bin\n"),
+        0,
+        "saved",
+    );
+    stack.kill_signer().expect("kill signer");
+    assert_both_fail_open(&stack, "cached");
+}
+
+/// Starts `bmat args…` in `dir`, waits for the proxy to trip (the transfer is then in
+/// flight), kills S3, cuts the held connections, and returns bmat's result.
+fn kill_s3_mid_transfer(
+    stack: &mut Stack,
+    proxy: &FaultProxy,
+    trip: Trip,
+    dir: &Path,
+    args: &[&str],
+    stdin: &[u8],
+) -> Run {
+    proxy.arm(trip, 3 * MIB as u64);
+    let child = spawn(&mut bmat(stack), dir, args, stdin);
+    proxy.wait_tripped(Duration::from_secs(120));
+    stack.kill_s3().expect("kill S3");
+    proxy.release();
+    Run::from_output(child.wait_with_output().expect("bmat ends"))
+}
+
+#[test]
+fn fails_open_when_s3_dies_mid_upload() {
+    let (mut stack, proxy) = start_behind_proxy();
+    let src = tempdir();
+    write_random(&src.path().join("big.bin"), 40 * MIB);
+
+    let r = kill_s3_mid_transfer(
+        &mut stack,
+        &proxy,
+        Trip::Upload,
+        src.path(),
+        &["--json", "cache", "save", "k1"],
+        b"big.bin\n",
+    );
+    assert_failed_open(&r);
+
+    stack.start_s3().expect("restart S3");
+    let r = kill_s3_mid_transfer(
+        &mut stack,
+        &proxy,
+        Trip::Upload,
+        src.path(),
+        &["--strict", "cache", "save", "k2"],
+        b"big.bin\n",
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("error: cache save of k2 failed"), "{r:?}");
+
+    // Neither upload became a cache.
+    stack.start_s3().expect("restart S3");
+    let dst = tempdir();
+    assert_outcome(&restore(&stack, dst.path(), "k1"), 0, "miss");
+    assert_outcome(&restore(&stack, dst.path(), "k2"), 0, "miss");
+    assert!(stored_objects(&stack).is_empty());
+}
+
+#[test]
+fn fails_open_when_s3_dies_mid_download_and_leaves_the_tree_as_it_was() {
+    let (mut stack, proxy) = start_behind_proxy();
+    let src = tempdir();
+    write_random(&src.path().join("data.bin"), 40 * MIB);
+    fs::create_dir_all(src.path().join("nested")).expect("mkdir");
+    fs::write(src.path().join("nested/new-file"), b"new").expect("write");
+    assert_outcome(
+        &save(&stack, src.path(), "k", b"data.bin\nnested\n"),
+        0,
+        "saved",
+    );
+
+    let dst = tempdir();
+    existing_tree(dst.path());
+    let before = manifest(dst.path());
+    let r = kill_s3_mid_transfer(
+        &mut stack,
+        &proxy,
+        Trip::Download,
+        dst.path(),
+        &["--json", "cache", "restore", "k"],
+        b"",
+    );
+    assert_failed_open(&r);
+    assert_same(
+        &before,
+        &manifest(dst.path()),
+        "tree after a failed download",
+    );
+    assert!(staging_leftovers(dst.path()).is_empty());
+
+    stack.start_s3().expect("restart S3");
+    let r = kill_s3_mid_transfer(
+        &mut stack,
+        &proxy,
+        Trip::Download,
+        dst.path(),
+        &["--strict", "cache", "restore", "k"],
+        b"",
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_same(
+        &before,
+        &manifest(dst.path()),
+        "tree after a failed strict download",
+    );
+
+    // And with S3 back, the same restore works.
+    stack.start_s3().expect("restart S3");
+    assert_outcome(&restore(&stack, dst.path(), "k"), 0, "hit");
+    assert_eq!(
+        fs::read(dst.path().join("nested/new-file")).expect("restored"),
+        b"new"
+    );
+}
+
+#[test]
+fn a_stalled_download_is_abandoned() {
+    let (stack, proxy) = start_behind_proxy();
+    let src = tempdir();
+    write_random(&src.path().join("data.bin"), 20 * MIB);
+    assert_outcome(&save(&stack, src.path(), "k", b"data.bin\n"), 0, "saved");
+
+    // S3 accepts the connections but sends nothing more: only the stall timeout
+    // can end this.
+    proxy.arm(Trip::Download, MIB as u64);
+    let dst = tempdir();
+    existing_tree(dst.path());
+    let before = manifest(dst.path());
+    let mut cmd = bmat(&stack);
+    cmd.env("BMAT_STALL_TIMEOUT_SECS", "1")
+        .env("BMAT_RETRY_ATTEMPTS", "2");
+    let r = run(cmd, dst.path(), &["--json", "cache", "restore", "k"], b"");
+    proxy.release();
+    assert_failed_open(&r);
+    assert!(r.stderr.contains("no data moved"), "{r:?}");
+    assert_same(
+        &before,
+        &manifest(dst.path()),
+        "tree after a stalled download",
+    );
+}
+
+#[test]
+fn a_corrupted_or_truncated_archive_is_refused_and_the_tree_untouched() {
+    let stack = start();
+    let src = tempdir();
+    small_tree(src.path());
+    write_random(&src.path().join("data.bin"), 3 * MIB);
+    assert_outcome(
+        &save(&stack, src.path(), "k", b"nested\ndata.bin\n"),
+        0,
+        "saved",
+    );
+    let object = only_object(&stack);
+    let good = get_object(&stack, &object);
+
+    let dst = tempdir();
+    existing_tree(dst.path());
+    let before = manifest(dst.path());
+
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x20;
+    put_object(&stack, &object, flipped);
+    let r = restore(&stack, dst.path(), "k");
+    assert_failed_open(&r);
+    assert!(r.stderr.contains("corrupt"), "{r:?}");
+    assert_same(
+        &before,
+        &manifest(dst.path()),
+        "tree after a corrupt archive",
+    );
+    let strict = run(
+        bmat(&stack),
+        dst.path(),
+        &["--strict", "cache", "restore", "k"],
+        b"",
+    );
+    assert_eq!(strict.code, 1, "{strict:?}");
+
+    put_object(&stack, &object, good[..good.len() - 1000].to_vec());
+    let r = restore(&stack, dst.path(), "k");
+    assert_failed_open(&r);
+    assert!(
+        r.stderr.contains("shorter") || r.stderr.contains("bytes"),
+        "{r:?}"
+    );
+    assert_same(
+        &before,
+        &manifest(dst.path()),
+        "tree after a truncated archive",
+    );
+    assert!(staging_leftovers(dst.path()).is_empty());
+
+    // The good archive restores: the refusals were about the damage.
+    put_object(&stack, &object, good);
+    assert_outcome(&restore(&stack, dst.path(), "k"), 0, "hit");
+}
+
+#[test]
+fn crafted_archives_cannot_write_outside_the_tree() {
+    let stack = start();
+    let outside = outside_dir();
+    let target = outside.path().display().to_string();
+    let cases = [
+        (
+            "dotdot",
+            Crafted::default()
+                .file("fine", b"ok")
+                .file("../escape", b"evil")
+                .finish(),
+        ),
+        (
+            "absolute",
+            Crafted::default()
+                .file(&format!("{target}/planted"), b"evil")
+                .finish(),
+        ),
+        (
+            "through-link",
+            Crafted::default()
+                .symlink("link", &target)
+                .file("link/planted", b"evil")
+                .finish(),
+        ),
+    ];
+    for (key, archive) in cases {
+        register_archive(&stack, key, archive);
+        // The tree is a subdirectory, so that `../escape` would land in `parent`.
+        let parent = tempdir();
+        let tree = parent.path().join("tree");
+        existing_tree(&tree);
+        let before = manifest(parent.path());
+        let r = restore(&stack, &tree, key);
+        assert_failed_open(&r);
+        assert!(r.stderr.contains("refused archive entry"), "{key}: {r:?}");
+        assert_same(&before, &manifest(parent.path()), key);
+        assert!(
+            is_empty_dir(outside.path()),
+            "{key}: something was written in {target}"
+        );
+    }
+}
+
+#[test]
+fn help_documents_the_json_outcome() {
+    let mut cmd = Command::new(xtask::stack::bins::workspace_bin("bmat").expect("bmat binary"));
+    let out = cmd
+        .args(["cache", "save", "--help"])
+        .output()
+        .expect("help");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "--json",
+        "\"outcome\"",
+        "matched_key",
+        "archive_bytes",
+        "--strict",
+        "Exit status",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from help:\n{text}");
+    }
+}
