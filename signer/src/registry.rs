@@ -370,7 +370,8 @@ impl Registry {
                 return Ok(BeginOutcome::InProgress);
             }
             tx.execute(
-                "UPDATE uploads SET state = 'aborted', needs_abort = 1, updated_at = ?2
+                "UPDATE uploads SET state = 'aborted', needs_abort = (s3_upload_id IS NOT NULL),
+                        updated_at = ?2
                  WHERE ulid = ?1",
                 params![live.ulid, now],
             )?;
@@ -684,6 +685,8 @@ mod tests {
         );
         let old = reg.get_upload("U1").unwrap().unwrap();
         assert_eq!(old.state, UploadState::Aborted);
+        // Still `creating` (no S3 upload id): nothing to abort in S3.
+        assert!(!old.needs_abort);
         assert!(reg.get_upload("U2").unwrap().is_none());
     }
 
