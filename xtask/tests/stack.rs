@@ -54,6 +54,13 @@ async fn stack_starts_answers_and_leaves_nothing_behind() {
     let health: Health = health.json().await.expect("health JSON");
     assert!(health.ok);
 
+    let probe = format!("{}/caches/left-behind", env.s3_prefix);
+    s3.put_object(&probe, b"x".to_vec())
+        .await
+        .expect("put a probe object");
+    let owns_s3 = stack.owns_s3();
+    let target = stack.s3_target().clone();
+
     let pids = stack.pids();
     assert_eq!(pids.len(), if stack.owns_s3() { 3 } else { 2 }, "{pids:?}");
     assert!(pids.iter().all(|p| pid_alive(*p)));
@@ -63,6 +70,20 @@ async fn stack_starts_answers_and_leaves_nothing_behind() {
         assert!(!pid_alive(pid), "process {pid} survived the stack");
     }
     assert!(!dir.exists(), "{} survived the stack", dir.display());
+    if !owns_s3 {
+        // A shared server keeps nothing of the stack's prefix.
+        let left = target
+            .client()
+            .expect("client")
+            .list_objects(&format!("{}/", env.s3_prefix))
+            .await;
+        assert_eq!(
+            left.expect("list").len(),
+            0,
+            "objects left under {}",
+            env.s3_prefix
+        );
+    }
 }
 
 async fn begun_part_size(stack: &Stack, key: &str) -> u64 {

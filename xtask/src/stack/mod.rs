@@ -132,7 +132,8 @@ impl S3Target {
     }
 }
 
-/// The running stack. Fields drop in order: shim, signer, S3, then the temp dir.
+/// The running stack. Dropping it kills the shim and the signer, cleans its prefix on
+/// a shared S3 server, then (fields drop in order) stops Garage and removes the temp dir.
 pub struct Stack {
     shim: ShimProc,
     signer: SignerProc,
@@ -352,6 +353,38 @@ impl Stack {
             "the stack uses an external S3 server (BMAT_TEST_S3_ENDPOINT); it cannot be killed",
         )
     }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.shim.kill();
+        let _ = self.signer.kill();
+        // On a shared server, leave nothing under this stack's prefix (best effort:
+        // a failure here must not turn a passing test into a panic).
+        if self.garage.is_none() {
+            let target = self.s3.clone();
+            let prefix = format!("{}/", self.env.s3_prefix);
+            match process::block_on(clean_prefix(target, prefix)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) | Err(e) => {
+                    eprintln!("xtask: warning: cleaning the test prefix failed: {e:#}")
+                }
+            }
+        }
+    }
+}
+
+/// Aborts the multipart uploads and deletes the objects under `prefix`.
+async fn clean_prefix(target: S3Target, prefix: String) -> Result<()> {
+    let s3 = target.client()?;
+    for upload in s3.list_multipart_uploads(&prefix).await? {
+        s3.abort_multipart_upload(&upload.key, &upload.upload_id)
+            .await?;
+    }
+    for (object, _) in s3.list_objects(&prefix).await? {
+        s3.delete_object(&object).await?;
+    }
+    Ok(())
 }
 
 /// reqwest is built without a default TLS crypto provider; pick ring once per process.
