@@ -4,7 +4,7 @@
 mod proxy;
 
 use std::io::IsTerminal;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -51,7 +51,10 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let token = read_token(args.token_file.as_deref())?;
+    let token = read_token(
+        std::env::var("BMAT_SHIM_TOKEN").ok(),
+        args.token_file.as_deref(),
+    )?;
     let signer = args.signer.trim_end_matches('/').to_owned();
     url_check(&signer)?;
     let listener = bind(&args.socket)?;
@@ -68,16 +71,17 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `BMAT_SHIM_TOKEN`, else the token file; surrounding whitespace is trimmed.
-fn read_token(file: Option<&Path>) -> Result<String> {
-    let (token, source) = match (std::env::var("BMAT_SHIM_TOKEN"), file) {
-        (Ok(t), _) => (t, "BMAT_SHIM_TOKEN".to_owned()),
-        (Err(_), Some(path)) => (
+/// `BMAT_SHIM_TOKEN` (passed in as `from_env`), else the token file; surrounding
+/// whitespace (a file's trailing newline) is trimmed.
+fn read_token(from_env: Option<String>, file: Option<&Path>) -> Result<String> {
+    let (token, source) = match (from_env, file) {
+        (Some(t), _) => (t, "BMAT_SHIM_TOKEN".to_owned()),
+        (None, Some(path)) => (
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read token file {}", path.display()))?,
             path.display().to_string(),
         ),
-        (Err(_), None) => bail!("no token: set BMAT_SHIM_TOKEN or pass --token-file"),
+        (None, None) => bail!("no token: set BMAT_SHIM_TOKEN or pass --token-file"),
     };
     let token = token.trim().to_owned();
     if token.is_empty() {
@@ -95,10 +99,15 @@ fn url_check(signer: &str) -> Result<()> {
 
 /// Binds the socket, replacing a stale socket file, and restricts it to the owner.
 fn bind(path: &Path) -> Result<UnixListener> {
+    // Only a socket is replaced (one left by a shim that was killed); any other file
+    // at that path is somebody's data.
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_dir() => bail!("{} is a directory", path.display()),
-        Ok(_) => std::fs::remove_file(path)
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)
             .with_context(|| format!("cannot remove stale socket {}", path.display()))?,
+        Ok(_) => bail!(
+            "{} exists and is not a socket; not replacing it",
+            path.display()
+        ),
         Err(_) => {}
     }
     let listener =
@@ -122,5 +131,66 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comes_from_the_env_first_then_the_file_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "from-file\n").unwrap();
+        assert_eq!(
+            read_token(Some("from-env".into()), Some(&file)).unwrap(),
+            "from-env"
+        );
+        assert_eq!(read_token(None, Some(&file)).unwrap(), "from-file");
+    }
+
+    #[test]
+    fn missing_or_empty_tokens_name_their_source() {
+        let e = read_token(None, None).unwrap_err().to_string();
+        assert!(
+            e.contains("BMAT_SHIM_TOKEN") && e.contains("--token-file"),
+            "{e}"
+        );
+        let e = read_token(None, Some(Path::new("/nonexistent/token")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/token"), "{e}");
+        let e = read_token(Some(" \n".into()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("BMAT_SHIM_TOKEN") && e.contains("empty"), "{e}");
+    }
+
+    #[test]
+    fn a_stale_socket_file_is_replaced_and_the_new_one_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        // A listener dropped without unlinking leaves a stale socket file, as SIGKILL does.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _listener = rt.block_on(async { bind(&path) }).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert!(meta.file_type().is_socket());
+
+        let file = dir.path().join("data");
+        std::fs::write(&file, "keep me").unwrap();
+        let e = rt.block_on(async { bind(&file) }).unwrap_err().to_string();
+        assert!(e.contains("not a socket"), "{e}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+        assert!(
+            rt.block_on(async { bind(dir.path()) }).is_err(),
+            "a directory is not replaced"
+        );
     }
 }
