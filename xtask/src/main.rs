@@ -42,7 +42,8 @@ enum Cmd {
 
 fn main() -> ExitCode {
     xtask::stack::install_crypto();
-    let cli = Cli::parse();
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = parse(argv);
     let result = match cli.command {
         Cmd::Stack { env_file } => stack(&env_file),
         Cmd::Test { args } => xtask::test_cmd::run(&args),
@@ -56,6 +57,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Like `Cli::parse`, except that everything after `test` goes to `cargo test`
+/// verbatim: clap would swallow a leading `--` (`cargo xtask test -- --nocapture`).
+fn parse(argv: Vec<OsString>) -> Cli {
+    if argv.get(1).is_some_and(|a| a == "test") {
+        return Cli {
+            command: Cmd::Test {
+                args: argv[2..].to_vec(),
+            },
+        };
+    }
+    Cli::parse_from(argv)
 }
 
 fn stack(env_file: &Path) -> Result<()> {
@@ -135,4 +149,33 @@ fn write_env_file(path: &Path, vars: &[(&'static str, String)]) -> Result<()> {
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_args(argv: &[&str]) -> Vec<String> {
+        match parse(argv.iter().map(OsString::from).collect()).command {
+            Cmd::Test { args } => args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn test_passes_its_arguments_to_cargo_test() {
+        assert_eq!(test_args(&["xtask", "test"]), Vec::<String>::new());
+        assert_eq!(test_args(&["xtask", "test", "-p", "bmat"]), ["-p", "bmat"]);
+        assert_eq!(
+            test_args(&["xtask", "test", "--test", "shim", "--", "--nocapture"]),
+            ["--test", "shim", "--", "--nocapture"]
+        );
+        assert_eq!(
+            test_args(&["xtask", "test", "--", "--nocapture"]),
+            ["--", "--nocapture"]
+        );
+    }
 }
