@@ -14,25 +14,26 @@
 //! independent — its own temp dir, ports and Garage — so tests may run in parallel.
 //! Dropping the stack kills every child and removes the temp dir; children also get
 //! SIGKILL if the thread that started them dies (PR_SET_PDEATHSIG), so create and
-//! restart them from the test's own thread, not from a short-lived one.
+//! restart a stack from the test's own thread — not from `spawn_blocking` or another
+//! short-lived thread — and do not share one between tests through a static.
 
 pub mod bins;
 pub mod garage;
 pub mod process;
-mod shim;
-mod signer;
+mod shim_proc;
+mod signer_proc;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use signer::SignerProc;
+use signer::config::{Config, Limits, S3Config, Timing, TokenConfig};
+use signer::s3::{Credentials, S3Client, S3Settings};
 
-use ::signer::config::{Config, Limits, S3Config, Timing, TokenConfig};
-use ::signer::s3::{Credentials, S3Client, S3Settings};
 pub use bins::GARAGE_VERSION;
 use garage::Garage;
-use shim::ShimProc;
+use shim_proc::ShimProc;
+use signer_proc::SignerProc;
 
 /// Owners of the two tokens every stack's signer knows.
 pub const OWNER: &str = "alpha";
