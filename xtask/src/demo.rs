@@ -35,7 +35,10 @@ pub fn run() -> Result<()> {
     say("starting the local stack: S3 (Garage), signer, agent-shim");
     let t = Instant::now();
     let stack = Stack::start()?;
-    say(&format!("stack ready in {:.1} s", t.elapsed().as_secs_f64()));
+    say(&format!(
+        "stack ready in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
 
     let work = tempfile::Builder::new().prefix("bmat-demo-").tempdir()?;
     let job = work.path().join("job");
@@ -48,7 +51,10 @@ pub fn run() -> Result<()> {
         job.display(),
         bytes as f64 / (1 << 20) as f64
     ));
-    let options = Options { dir_mtimes: false, symlink_mtimes: true };
+    let options = Options {
+        dir_mtimes: false,
+        symlink_mtimes: true,
+    };
     let original = Manifest::of(&job, options, |_| false)?;
 
     let key = format!("demo-{}", rand::random::<u32>());
@@ -79,7 +85,11 @@ pub fn run() -> Result<()> {
     let restored = Manifest::of(&fresh, options, |_| false)?;
     let diff = original.diff(&restored);
     if !diff.is_empty() {
-        bail!("the restored tree differs from the original: {} differences, e.g. {}", diff.len(), diff[0]);
+        bail!(
+            "the restored tree differs from the original: {} differences, e.g. {}",
+            diff.len(),
+            diff[0]
+        );
     }
     say(&format!(
         "verified: the restored tree matches the original ({} entries: path, type, size, mode, mtime, SHA-256)",
@@ -87,11 +97,17 @@ pub fn run() -> Result<()> {
     ));
     let other = work.path().join("other-branch");
     fs::create_dir_all(&other)?;
-    bmat(&other, &format!("bmat cache restore demo-other-branch --fallback {key}"))?;
+    bmat(
+        &other,
+        &format!("bmat cache restore demo-other-branch --fallback {key}"),
+    )?;
     bmat(&other, "bmat --json cache restore no-such-key")?;
 
     drop(stack);
-    say(&format!("done in {:.1} s; the stack is stopped", started.elapsed().as_secs_f64()));
+    say(&format!(
+        "done in {:.1} s; the stack is stopped",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 
@@ -122,7 +138,9 @@ fn sample_tree(job: &Path) -> Result<(u64, u64)> {
     let debug = job.join("target/debug");
     for crate_no in 0..120 {
         let name = format!("crate{crate_no:03}");
-        let hash: String = (0..16).map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)])).collect();
+        let hash: String = (0..16)
+            .map(|_| char::from(b"0123456789abcdef"[rng.random_range(0..16)]))
+            .collect();
         let deps = debug.join("deps");
         let fp = debug.join(format!(".fingerprint/{name}-{hash}"));
         let build = debug.join(format!("build/{name}-{hash}"));
@@ -136,8 +154,20 @@ fn sample_tree(job: &Path) -> Result<(u64, u64)> {
         for (i, b) in data[size / 2..].iter_mut().enumerate() {
             *b = b"pub fn item_0123456789() {}\n"[i % 28];
         }
-        write(&deps.join(format!("lib{name}-{hash}.rlib")), &data, 0o644, &mut files, &mut bytes)?;
-        write(&deps.join(format!("{name}-{hash}.d")), format!("{name}: src/lib.rs\n").as_bytes(), 0o644, &mut files, &mut bytes)?;
+        write(
+            &deps.join(format!("lib{name}-{hash}.rlib")),
+            &data,
+            0o644,
+            &mut files,
+            &mut bytes,
+        )?;
+        write(
+            &deps.join(format!("{name}-{hash}.d")),
+            format!("{name}: src/lib.rs\n").as_bytes(),
+            0o644,
+            &mut files,
+            &mut bytes,
+        )?;
         for f in ["dep-lib", "lib", "lib.json", "invoked.timestamp"] {
             let body = format!("{hash}{f}{}\n", rng.random::<u64>());
             write(&fp.join(f), body.as_bytes(), 0o644, &mut files, &mut bytes)?;
@@ -148,7 +178,10 @@ fn sample_tree(job: &Path) -> Result<(u64, u64)> {
             let mut exe = vec![0u8; 64 << 10];
             rng.fill_bytes(&mut exe);
             write(&script, &exe, 0o755, &mut files, &mut bytes)?;
-            symlink("build-script-build", build.join(format!("build_script_build-{hash}")))?;
+            symlink(
+                "build-script-build",
+                build.join(format!("build_script_build-{hash}")),
+            )?;
             files += 1;
         }
     }
@@ -162,7 +195,8 @@ fn sample_tree(job: &Path) -> Result<(u64, u64)> {
 }
 
 fn write(path: &Path, data: &[u8], mode: u32, files: &mut u64, bytes: &mut u64) -> Result<()> {
-    let mut f = fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut f =
+        fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     f.write_all(data)?;
     f.set_permissions(fs::Permissions::from_mode(mode))?;
     *files += 1;

@@ -14,11 +14,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use cache::{
-    Crafted, Run, archive_names, assert_same, chmod, get_object, is_empty_dir, manifest,
-    multipart_uploads, only_object, outside_dir, put_object, register_archive, run, set_mtime,
-    small_tree, spawn, staging_leftovers, stored_objects, write_random,
+    Crafted, Run, archive_names, assert_same, chmod, fresh_part_url, get_object, is_empty_dir,
+    lookup_url, manifest, multipart_uploads, only_object, outside_dir, put_object,
+    register_archive, run, set_mtime, small_tree, spawn, staging_leftovers, stored_objects,
+    write_random,
 };
-use common::bmat;
+use common::{bmat, poll_until_sync};
 use proxy::{FaultProxy, Trip};
 use xtask::stack::Stack;
 
@@ -32,6 +33,12 @@ fn start() -> Stack {
 /// `None` (the test is skipped) when the stack uses an external S3 server, which can
 /// be neither proxied as plain TCP nor stopped.
 fn start_behind_proxy() -> Option<(Stack, FaultProxy)> {
+    start_behind_proxy_with(|_| {})
+}
+
+fn start_behind_proxy_with(
+    tweak: impl FnOnce(&mut signer::config::Config),
+) -> Option<(Stack, FaultProxy)> {
     if xtask::stack::S3Target::from_env()
         .expect("BMAT_TEST_S3_* settings")
         .is_some()
@@ -51,6 +58,7 @@ fn start_behind_proxy() -> Option<(Stack, FaultProxy)> {
         let p = FaultProxy::start(upstream);
         cfg.s3.endpoint = p.url();
         proxy = Some(p);
+        tweak(cfg);
     })
     .expect("stack starts");
     Some((stack, proxy.expect("proxy started")))
@@ -688,4 +696,76 @@ fn help_documents_the_json_outcome() {
     ] {
         assert!(text.contains(needle), "{needle} missing from help:\n{text}");
     }
+}
+
+/// Waits until S3 refuses `url` (expired), probing past the held proxy.
+fn wait_expired(proxy: &FaultProxy, method: &str, url: &str) {
+    poll_until_sync(
+        "the presigned URL to expire",
+        Duration::from_secs(30),
+        || !(200..300).contains(&proxy.probe(method, url)),
+    );
+}
+
+#[test]
+fn an_expired_download_url_is_replaced_once() {
+    let Some((stack, proxy)) = start_behind_proxy_with(|c| c.timing.download_url_expiry_secs = 2)
+    else {
+        return;
+    };
+    let src = tempdir();
+    write_random(&src.path().join("data.bin"), 8 * MIB);
+    assert_outcome(&save(&stack, src.path(), "k", b"data.bin\n"), 0, "saved");
+
+    proxy.arm(Trip::Download, (MIB / 4) as u64);
+    let dst = tempdir();
+    let mut cmd = bmat(&stack);
+    cmd.env("BMAT_RANGE_SIZE_MIB", "1");
+    let child = spawn(
+        &mut cmd,
+        dst.path(),
+        &["--json", "cache", "restore", "k"],
+        b"",
+    );
+    proxy.wait_tripped(Duration::from_secs(120));
+    // Issued after bmat's URL: once it has expired, bmat's has too.
+    wait_expired(&proxy, "GET", &lookup_url(&stack, "k"));
+    proxy.release();
+    let r = Run::from_output(child.wait_with_output().expect("bmat ends"));
+    assert_outcome(&r, 0, "hit");
+    assert_eq!(
+        fs::read(dst.path().join("data.bin")).ok(),
+        fs::read(src.path().join("data.bin")).ok()
+    );
+}
+
+#[test]
+fn an_expired_part_url_is_replaced_once() {
+    let Some((stack, proxy)) = start_behind_proxy_with(|c| c.timing.part_url_expiry_secs = 2)
+    else {
+        return;
+    };
+    let src = tempdir();
+    write_random(&src.path().join("data.bin"), 24 * MIB);
+
+    proxy.arm(Trip::Upload, MIB as u64);
+    let child = spawn(
+        &mut bmat(&stack),
+        src.path(),
+        &["--json", "cache", "save", "k"],
+        b"data.bin\n",
+    );
+    proxy.wait_tripped(Duration::from_secs(120));
+    // Issued after bmat's part URLs: once it has expired, theirs have too.
+    wait_expired(&proxy, "PUT", &fresh_part_url(&stack, "probe"));
+    proxy.release();
+    let r = Run::from_output(child.wait_with_output().expect("bmat ends"));
+    assert_outcome(&r, 0, "saved");
+
+    let dst = tempdir();
+    assert_outcome(&restore(&stack, dst.path(), "k"), 0, "hit");
+    assert_eq!(
+        fs::read(dst.path().join("data.bin")).ok(),
+        fs::read(src.path().join("data.bin")).ok()
+    );
 }

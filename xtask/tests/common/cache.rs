@@ -390,3 +390,61 @@ pub fn staging_leftovers(root: &Path) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// A fresh presigned GET URL of `key`'s cache, from the signer.
+pub fn lookup_url(stack: &Stack, key: &str) -> String {
+    let env = stack.env().clone();
+    block_on(async move {
+        let answer: bmat_wire::api::LookupResponse = crate::common::http()
+            .post(format!("{}/v1/lookup", env.signer_url))
+            .bearer_auth(&env.token)
+            .json(&bmat_wire::api::LookupRequest {
+                key: key.to_owned(),
+                fallbacks: vec![],
+            })
+            .send()
+            .await
+            .expect("lookup")
+            .json()
+            .await
+            .expect("lookup JSON");
+        answer.hit.expect("a hit").url
+    })
+}
+
+/// A fresh presigned part URL of a new upload of `key`, from the signer.
+pub fn fresh_part_url(stack: &Stack, key: &str) -> String {
+    let env = stack.env().clone();
+    block_on(async move {
+        let http = crate::common::http();
+        let begin: BeginResponse = http
+            .post(format!("{}/v1/uploads", env.signer_url))
+            .bearer_auth(&env.token)
+            .json(&BeginRequest {
+                key: key.to_owned(),
+                expected_size: None,
+            })
+            .send()
+            .await
+            .expect("begin")
+            .json()
+            .await
+            .expect("begin JSON");
+        let BeginResponse::Upload { upload_id, .. } = begin else {
+            panic!("begin said {begin:?}")
+        };
+        let urls: PartUrlsResponse = http
+            .post(format!("{}/v1/uploads/{upload_id}/parts", env.signer_url))
+            .bearer_auth(&env.token)
+            .json(&PartUrlsRequest {
+                part_numbers: vec![1],
+            })
+            .send()
+            .await
+            .expect("part urls")
+            .json()
+            .await
+            .expect("part urls JSON");
+        urls.urls[0].url.clone()
+    })
+}
