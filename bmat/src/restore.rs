@@ -101,12 +101,19 @@ pub async fn download_into(
     let unpacked = unpack_task
         .await
         .map_err(|e| anyhow!("the unpacker crashed: {e}"))?;
-    let downloaded = download_task
-        .await
-        .map_err(|e| anyhow!("the downloader crashed: {e}"))?;
-    // A failed download makes the unpacker fail too (its input ends early): report
-    // the cause. A refused entry makes the downloader stop quietly.
-    downloaded.context("downloading")?;
+    // When the unpacker failed on its own (a refused entry, a corrupt stream), stop
+    // the download at once rather than let it finish or retry for nothing. When its
+    // input ended early, the download failed: wait for it to learn why.
+    if let Err(e) = &unpacked
+        && !e.is_input_cut_short()
+    {
+        download_task.abort();
+    }
+    match download_task.await {
+        Ok(result) => result.context("downloading")?,
+        Err(e) if e.is_cancelled() => {}
+        Err(e) => return Err(anyhow!("the downloader crashed: {e}")),
+    }
     unpacked.map_err(|e| e.into_anyhow())?;
     Ok(())
 }

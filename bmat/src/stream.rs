@@ -155,6 +155,11 @@ pub fn unpack_into_tree<R: Read>(
 }
 
 impl RestoreError {
+    /// The compressed input ended before its expected size: the download stopped.
+    pub fn is_input_cut_short(&self) -> bool {
+        matches!(self, RestoreError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof)
+    }
+
     pub fn into_anyhow(self) -> anyhow::Error {
         anyhow!("{self}")
     }

@@ -514,6 +514,8 @@ fn fails_open_when_s3_dies_mid_download_and_leaves_the_tree_as_it_was() {
         b"",
     );
     assert_failed_open(&r);
+    // The cause is named: the download, not the unpacker that saw its input end.
+    assert!(r.stderr.contains("failed: downloading:"), "{r:?}");
     assert_same(
         &before,
         &manifest(dst.path()),
