@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::outcome::{JSON_HELP, Outcome, UsageError};
 use crate::paths::parse_list;
 use crate::restore::{RestoreRequest, restore};
+use crate::rust;
 use crate::save::{SaveRequest, save};
 use crate::tuning::Tuning;
 
@@ -64,6 +65,48 @@ pub enum CacheCommand {
         #[arg(long = "fallback", value_name = "PREFIX")]
         fallback: Vec<String>,
     },
+    /// Cache the third-party artefacts of a Cargo workspace (see `bmat cache rust --help`).
+    Rust {
+        #[command(subcommand)]
+        command: RustCommand,
+    },
+}
+
+/// `bmat cache rust restore`, `cargo build`, `bmat cache rust save`: the next run
+/// compiles only the workspace's own crates.
+///
+/// The key is `rust-deps-{toolchain}-{host}-{hash}`, the hash covering the third-party
+/// entries of Cargo.lock and the flags that change artefacts (`bmat cache rust key`
+/// lists them). On an exact miss, restore takes the newest cache of the same toolchain
+/// and host; the next save leaves out artefacts of versions no longer in Cargo.lock.
+#[derive(Debug, Subcommand)]
+pub enum RustCommand {
+    /// Print the cache key and every input that went into it.
+    Key(ManifestArgs),
+    /// Save the third-party artefacts of the build directory.
+    #[command(after_long_help = JSON_HELP)]
+    Save(ManifestArgs),
+    /// Restore the newest matching artefacts into the build directory.
+    #[command(after_long_help = JSON_HELP)]
+    Restore(ManifestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManifestArgs {
+    /// The workspace's Cargo.toml (default: ./Cargo.toml).
+    #[arg(value_name = "CARGO_TOML", conflicts_with = "manifest_path")]
+    pub manifest: Option<PathBuf>,
+    /// Same as CARGO_TOML, spelled as cargo does.
+    #[arg(long = "manifest-path", value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+}
+
+impl ManifestArgs {
+    fn path(self) -> PathBuf {
+        self.manifest
+            .or(self.manifest_path)
+            .unwrap_or_else(|| PathBuf::from("Cargo.toml"))
+    }
 }
 
 /// Parses the command line, runs the command, prints the outcome and returns the
@@ -72,7 +115,15 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let (strict, json) = (cli.strict, cli.json);
     match prepare(cli.command) {
-        Ok(job) => {
+        Ok(Prepared::Print(text)) => {
+            print!("{text}");
+            0
+        }
+        Ok(Prepared::Done(outcome)) => {
+            report(&outcome, strict, json);
+            outcome.exit_code(strict)
+        }
+        Ok(Prepared::Run(job)) => {
             let outcome = run(job);
             report(&outcome, strict, json);
             outcome.exit_code(strict)
@@ -88,6 +139,16 @@ pub fn main() -> i32 {
     }
 }
 
+/// What preparing a command came to.
+pub enum Prepared {
+    /// Something to run.
+    Run(Job),
+    /// Nothing to run: print this on stdout (`bmat cache rust key`).
+    Print(String),
+    /// Decided while preparing (a Rust workspace that cargo could not describe).
+    Done(Outcome),
+}
+
 /// A command whose arguments are checked and whose input is read.
 pub enum Job {
     Save(SaveRequest),
@@ -96,10 +157,11 @@ pub enum Job {
 
 /// Usage checks, before anything touches the network: the key, the fallback
 /// prefixes, every path on stdin.
-pub fn prepare(command: Command) -> Result<Job, UsageError> {
+pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
     let Command::Cache { command } = command;
     let root = current_dir()?;
     match command {
+        CacheCommand::Rust { command } => prepare_rust(command),
         CacheCommand::Save { null, key } => {
             check_key(&key)?;
             if std::io::stdin().is_terminal() {
@@ -110,7 +172,7 @@ pub fn prepare(command: Command) -> Result<Job, UsageError> {
                 .read_to_end(&mut input)
                 .map_err(|e| UsageError(format!("cannot read the paths from stdin: {e}")))?;
             let paths = parse_list(&input, null).map_err(|e| UsageError(e.to_string()))?;
-            Ok(Job::Save(SaveRequest { key, root, paths }))
+            Ok(Prepared::Run(Job::Save(SaveRequest { key, root, paths })))
         }
         CacheCommand::Restore { key, fallback } => {
             check_key(&key)?;
@@ -119,13 +181,27 @@ pub fn prepare(command: Command) -> Result<Job, UsageError> {
                     UsageError(format!("invalid fallback prefix {prefix:?}: it {e}"))
                 })?;
             }
-            Ok(Job::Restore(RestoreRequest {
+            Ok(Prepared::Run(Job::Restore(RestoreRequest {
                 key,
                 fallbacks: fallback,
                 root,
-            }))
+            })))
         }
     }
+}
+
+fn prepare_rust(command: RustCommand) -> Result<Prepared, UsageError> {
+    let (action, args) = match command {
+        RustCommand::Key(args) => (rust::Action::Key, args),
+        RustCommand::Save(args) => (rust::Action::Save, args),
+        RustCommand::Restore(args) => (rust::Action::Restore, args),
+    };
+    Ok(match rust::plan(action, &args.path())? {
+        Err(outcome) => Prepared::Done(outcome),
+        Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
+        Ok(rust::Plan::Save(request)) => Prepared::Run(Job::Save(request)),
+        Ok(rust::Plan::Restore(request)) => Prepared::Run(Job::Restore(request)),
+    })
 }
 
 pub fn check_key(key: &str) -> Result<(), UsageError> {

@@ -17,6 +17,7 @@ pub mod outcome;
 pub mod paths;
 pub mod progress;
 pub mod restore;
+pub mod rust;
 pub mod save;
 pub mod stream;
 pub mod transfer;

@@ -1,0 +1,302 @@
+//! Which files of a Cargo build directory make up a Rust dependency cache.
+//!
+//! Cargo keeps one directory per profile (`debug/`, `release/`, `<triple>/debug/`, …),
+//! recognisable by its `.fingerprint/`. Each compiled unit — a library, a build script,
+//! a build-script run — has `.fingerprint/{package}-{hash}/`, and its outputs carry the
+//! same hash: `deps/lib{crate}-{hash}.rlib`, `deps/{crate}-{hash}.d`,
+//! `build/{package}-{hash}/`. We take the units of third-party packages only, and only
+//! those built from a version that is still in Cargo.lock:
+//! - a unit with a dep-info file (`*.d`) names its sources, whose paths hold
+//!   `{package}-{version}/` (registry) or the commit (git): current or stale is read off;
+//! - a build-script run has no dep-info; it is current when a current unit depends on it
+//!   (fingerprint JSON `deps` hold the dependency's fingerprint, which the unit's own
+//!   fingerprint file stores as little-endian hex).
+//!
+//! So a save after a partial restore drops the artefacts of replaced versions, without
+//! trusting mtimes.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::lockfile::LockedPackage;
+
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// Paths relative to the build directory, directories included whole.
+    pub paths: Vec<PathBuf>,
+    /// `{profile}/.fingerprint/{package}-{hash}` of every unit taken.
+    pub units: Vec<String>,
+    /// The same for third-party units left out because their version left Cargo.lock.
+    pub pruned: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Current,
+    Stale,
+    Unknown,
+}
+
+#[derive(Debug)]
+struct Unit {
+    package: String,
+    hash: String,
+    /// The unit's own fingerprint(s), as found in its fingerprint files.
+    fingerprints: Vec<u64>,
+    /// Fingerprints of the units it depends on.
+    deps: Vec<u64>,
+    status: Status,
+}
+
+/// Selects the third-party artefacts under `build_dir`. `members` are the workspace's
+/// package names: a third-party package of the same name is left out rather than risk
+/// caching workspace artefacts.
+pub fn select(
+    build_dir: &Path,
+    packages: &[LockedPackage],
+    members: &HashSet<String>,
+) -> io::Result<Selection> {
+    let mut by_name: HashMap<&str, Vec<&LockedPackage>> = HashMap::new();
+    for p in packages {
+        if !members.contains(&p.name) {
+            by_name.entry(p.name.as_str()).or_default().push(p);
+        }
+    }
+    let mut selection = Selection::default();
+    for profile in profile_dirs(build_dir)? {
+        select_in_profile(build_dir, &profile, &by_name, &mut selection)?;
+    }
+    selection.paths.sort();
+    selection.units.sort();
+    selection.pruned.sort();
+    Ok(selection)
+}
+
+/// Directories at depth 1 or 2 holding a `.fingerprint/` (`debug`, `x86_64-…/release`).
+fn profile_dirs(build_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in read_dir_sorted(build_dir)? {
+        if !entry.is_dir() {
+            continue;
+        }
+        if entry.join(".fingerprint").is_dir() {
+            found.push(entry);
+            continue;
+        }
+        for inner in read_dir_sorted(&entry)? {
+            if inner.is_dir() && inner.join(".fingerprint").is_dir() {
+                found.push(inner);
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut paths = match fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.path()))
+            .collect::<io::Result<Vec<_>>>()?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    paths.sort();
+    Ok(paths)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn select_in_profile(
+    build_dir: &Path,
+    profile: &Path,
+    by_name: &HashMap<&str, Vec<&LockedPackage>>,
+    selection: &mut Selection,
+) -> io::Result<()> {
+    // deps/ holds every unit's outputs side by side: index them by hash once.
+    let mut deps_by_hash: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    for path in read_dir_sorted(&profile.join("deps"))? {
+        if let Some(hash) = hash_suffix(&file_name(&path)) {
+            deps_by_hash.entry(hash.to_string()).or_default().push(path);
+        }
+    }
+
+    let mut units = Vec::new();
+    for dir in read_dir_sorted(&profile.join(".fingerprint"))? {
+        let name = file_name(&dir);
+        let Some((package, hash)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Some(locked) = by_name.get(package) else {
+            continue; // a workspace member, or a package no longer in Cargo.lock at all
+        };
+        let mut unit = read_unit(&dir, package, hash)?;
+        let dep_infos = deps_by_hash
+            .get(hash)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.extension().is_some_and(|e| e == "d"))
+            .cloned()
+            .chain(build_dep_infos(&profile.join("build").join(&name))?);
+        unit.status = status_from_dep_info(dep_infos, package, locked)?;
+        units.push(unit);
+    }
+
+    // A unit without dep-info (a build-script run) is current when a current unit
+    // depends on it. Iterate: chains are short.
+    loop {
+        let current: HashSet<u64> = units
+            .iter()
+            .filter(|u| u.status == Status::Current)
+            .flat_map(|u| u.deps.iter().copied())
+            .collect();
+        let mut changed = false;
+        for unit in units.iter_mut().filter(|u| u.status == Status::Unknown) {
+            if unit.fingerprints.iter().any(|f| current.contains(f)) {
+                unit.status = Status::Current;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+
+    let relative = |p: &Path| {
+        p.strip_prefix(build_dir)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
+    for unit in units {
+        let dir_name = format!("{}-{}", unit.package, unit.hash);
+        let fingerprint_dir = profile.join(".fingerprint").join(&dir_name);
+        let label = relative(&fingerprint_dir).display().to_string();
+        if unit.status != Status::Current {
+            selection.pruned.push(label);
+            continue;
+        }
+        selection.units.push(label);
+        selection.paths.push(relative(&fingerprint_dir));
+        let build = profile.join("build").join(&dir_name);
+        if build.is_dir() {
+            selection.paths.push(relative(&build));
+        }
+        for output in deps_by_hash.get(&unit.hash).into_iter().flatten() {
+            selection.paths.push(relative(output));
+        }
+    }
+    Ok(())
+}
+
+/// `libfoo-0123456789abcdef.rlib` → `0123456789abcdef`.
+fn hash_suffix(name: &str) -> Option<&str> {
+    let stem = name.split('.').next()?;
+    let (_, hash) = stem.rsplit_once('-')?;
+    (hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
+}
+
+fn build_dep_infos(build_unit_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    Ok(read_dir_sorted(build_unit_dir)?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "d"))
+        .collect())
+}
+
+fn read_unit(dir: &Path, package: &str, hash: &str) -> io::Result<Unit> {
+    let mut unit = Unit {
+        package: package.to_string(),
+        hash: hash.to_string(),
+        fingerprints: Vec::new(),
+        deps: Vec::new(),
+        status: Status::Unknown,
+    };
+    for file in read_dir_sorted(dir)? {
+        let name = file_name(&file);
+        if name.ends_with(".json") {
+            let text = fs::read_to_string(&file)?;
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            // `deps`: [[package id hash, name, public, fingerprint], ...]
+            for dep in json["deps"].as_array().into_iter().flatten() {
+                if let Some(f) = dep.get(3).and_then(serde_json::Value::as_u64) {
+                    unit.deps.push(f);
+                }
+            }
+        } else if !name.starts_with("dep-") && name != "invoked.timestamp" {
+            // The fingerprint file: the unit's hash as 16 hex digits of little-endian bytes.
+            let text = fs::read_to_string(&file).unwrap_or_default();
+            if let Some(f) = parse_le_hex(text.trim()) {
+                unit.fingerprints.push(f);
+            }
+        }
+    }
+    Ok(unit)
+}
+
+fn parse_le_hex(text: &str) -> Option<u64> {
+    let bytes = hex::decode(text).ok()?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+fn status_from_dep_info(
+    dep_infos: impl Iterator<Item = PathBuf>,
+    package: &str,
+    locked: &[&LockedPackage],
+) -> io::Result<Status> {
+    let markers: Vec<String> = locked
+        .iter()
+        .flat_map(|p| {
+            let mut m = vec![format!("/{package}-{}/", p.version)];
+            if let Some(rev) = p.git_rev() {
+                m.push(format!("/{}/", &rev[..rev.len().min(7)]));
+            }
+            m
+        })
+        .collect();
+    let mut status = Status::Unknown;
+    for path in dep_infos {
+        let text = fs::read_to_string(&path)?;
+        if markers.iter().any(|m| text.contains(m.as_str())) {
+            return Ok(Status::Current);
+        }
+        status = Status::Stale;
+    }
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_hash_suffixes() {
+        assert_eq!(
+            hash_suffix("libitoa-e44c1924346ebe9d.rlib"),
+            Some("e44c1924346ebe9d")
+        );
+        assert_eq!(
+            hash_suffix("itoa-e44c1924346ebe9d.d"),
+            Some("e44c1924346ebe9d")
+        );
+        assert_eq!(
+            hash_suffix("fixture_app-9629eacf2a9c8e88"),
+            Some("9629eacf2a9c8e88")
+        );
+        assert_eq!(hash_suffix("libfoo.rlib"), None);
+        assert_eq!(hash_suffix("build-script-build"), None);
+    }
+
+    #[test]
+    fn fingerprint_files_are_little_endian_hex() {
+        // Seen in a real target dir: file `f161f0b493523d08`, referenced as 593721520232096241.
+        assert_eq!(
+            parse_le_hex("f161f0b493523d08"),
+            Some(593_721_520_232_096_241)
+        );
+        assert_eq!(parse_le_hex("nonsense"), None);
+    }
+}

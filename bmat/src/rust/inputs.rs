@@ -1,0 +1,294 @@
+//! What goes into a Rust cache key: `rust-deps-{toolchain}-{host}-{hash}`.
+//!
+//! The hash covers what changes third-party artefacts and nothing else, so that a
+//! version bump of a workspace member or an edit of its code keeps the key:
+//! - the third-party entries of Cargo.lock (name, version, source, checksum);
+//! - an explicit list of environment variables that change compiler flags;
+//! - the `[profile]` table of the workspace's Cargo.toml, and the `[build]`, `[profile]`
+//!   and `[target]` tables of every cargo config file cargo would read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::lockfile::LockedPackage;
+use super::toolchain::Toolchain;
+
+/// Variables that change how every crate is compiled. Deliberately not "everything that
+/// starts with CARGO_": most of those (CARGO_TERM_*, CARGO_HOME, …) change no artefact
+/// and would only split the cache.
+const KEY_VARIABLES: &[&str] = &[
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_BUILD_TARGET",
+];
+
+/// Families of variables with a variable middle part: `CARGO_PROFILE_<NAME>_<KEY>` and
+/// `CARGO_TARGET_<TRIPLE>_RUSTFLAGS`.
+fn is_key_variable(name: &str) -> bool {
+    KEY_VARIABLES.contains(&name)
+        || name.starts_with("CARGO_PROFILE_")
+        || (name.starts_with("CARGO_TARGET_") && name.ends_with("_RUSTFLAGS"))
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyInputs {
+    pub toolchain: Toolchain,
+    pub packages: Vec<LockedPackage>,
+    /// Set variables from the list above, sorted by name.
+    pub env: Vec<(String, String)>,
+    /// (file, canonical TOML of the tables that matter), in the order cargo reads them.
+    pub config: Vec<(PathBuf, String)>,
+}
+
+impl KeyInputs {
+    pub fn new(
+        toolchain: Toolchain,
+        packages: Vec<LockedPackage>,
+        env: impl IntoIterator<Item = (String, String)>,
+        config: Vec<(PathBuf, String)>,
+    ) -> KeyInputs {
+        let env: BTreeMap<String, String> = env
+            .into_iter()
+            .filter(|(name, _)| is_key_variable(name))
+            .collect();
+        KeyInputs {
+            toolchain,
+            packages,
+            env: env.into_iter().collect(),
+            config,
+        }
+    }
+
+    /// Every key of this toolchain and host starts with this: the fallback prefix of a
+    /// partial restore.
+    pub fn prefix(&self) -> String {
+        sanitize(&format!(
+            "rust-deps-{}-{}-",
+            self.toolchain.name, self.toolchain.host
+        ))
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}{}", self.prefix(), &self.hash()[..20])
+    }
+
+    fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        for line in self.hashed_lines() {
+            hasher.update(line.as_bytes());
+            hasher.update(b"\n");
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    fn hashed_lines(&self) -> Vec<String> {
+        let mut lines = vec!["bmat rust key v1".to_string()];
+        lines.extend(
+            self.packages
+                .iter()
+                .map(|p| format!("lock {}", p.key_line())),
+        );
+        lines.extend(self.env.iter().map(|(k, v)| format!("env {k}={v:?}")));
+        for (file, tables) in &self.config {
+            // The tables, not the path: the same config in another checkout is the same key.
+            lines.push(format!(
+                "config {}",
+                file.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            ));
+            lines.extend(tables.lines().map(|l| format!("  {l}")));
+        }
+        lines
+    }
+
+    /// For `bmat cache rust key`: the key, then every input that went into it.
+    pub fn describe(&self) -> String {
+        let mut out = format!("{}\n", self.key());
+        out.push_str(&format!(
+            "toolchain: {} (host {})\n",
+            self.toolchain.name, self.toolchain.host
+        ));
+        out.push_str(&format!(
+            "third-party packages in Cargo.lock: {}\n",
+            self.packages.len()
+        ));
+        for p in &self.packages {
+            out.push_str(&format!("  {}\n", p.key_line()));
+        }
+        if self.env.is_empty() {
+            out.push_str("environment: none of the key variables is set\n");
+        }
+        for (k, v) in &self.env {
+            out.push_str(&format!("environment: {k}={v:?}\n"));
+        }
+        for (file, tables) in &self.config {
+            out.push_str(&format!("config: {}\n", file.display()));
+            for line in tables.lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+        out
+    }
+}
+
+/// Keys allow `[A-Za-z0-9._-]`; a host triple or toolchain name never needs more, but a
+/// custom one could.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The artefact-changing tables of the workspace manifest and of every cargo config file
+/// that applies to `workspace_root` (its `.cargo/` and each parent's, then CARGO_HOME's).
+pub fn config_tables(workspace_root: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+    let mut found = Vec::new();
+    let manifest = workspace_root.join("Cargo.toml");
+    if let Some(tables) = tables_of(&manifest, &["profile"])? {
+        found.push((manifest, tables));
+    }
+    let mut config_files: Vec<PathBuf> = workspace_root
+        .ancestors()
+        .flat_map(|dir| [dir.join(".cargo/config.toml"), dir.join(".cargo/config")])
+        .collect();
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        let home = PathBuf::from(home);
+        config_files.extend([home.join("config.toml"), home.join("config")]);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for file in config_files {
+        if !seen.insert(file.clone()) {
+            continue;
+        }
+        if let Some(tables) = tables_of(&file, &["build", "profile", "target"])? {
+            found.push((file, tables));
+        }
+    }
+    Ok(found)
+}
+
+/// The named tables of a TOML file, re-serialised in a canonical form (sorted keys, no
+/// comments), or `None` when the file does not exist or has none of them.
+fn tables_of(file: &Path, names: &[&str]) -> anyhow::Result<Option<String>> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", file.display()),
+    };
+    let doc: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not valid TOML: {e}", file.display()))?;
+    let picked: toml::Table = doc
+        .into_iter()
+        .filter(|(name, _)| names.contains(&name.as_str()))
+        .collect();
+    if picked.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(toml::to_string(&picked)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toolchain() -> Toolchain {
+        Toolchain {
+            name: "1.95.0".into(),
+            host: "x86_64-unknown-linux-gnu".into(),
+            verbose_version: String::new(),
+        }
+    }
+
+    fn package(name: &str, version: &str) -> LockedPackage {
+        LockedPackage {
+            name: name.into(),
+            version: version.into(),
+            source: Some("registry+https://github.com/rust-lang/crates.io-index".into()),
+            checksum: None,
+        }
+    }
+
+    fn key(packages: Vec<LockedPackage>, env: &[(&str, &str)]) -> String {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        KeyInputs::new(toolchain(), packages, env, Vec::new()).key()
+    }
+
+    #[test]
+    fn key_has_the_documented_shape() {
+        let key = key(vec![package("libc", "0.2.1")], &[]);
+        assert!(
+            key.starts_with("rust-deps-1.95.0-x86_64-unknown-linux-gnu-"),
+            "{key}"
+        );
+        assert_eq!(bmat_wire::validate_key(&key), Ok(()));
+    }
+
+    #[test]
+    fn key_follows_lock_entries_and_flag_variables_only() {
+        let base = key(vec![package("libc", "0.2.1")], &[]);
+        assert_ne!(base, key(vec![package("libc", "0.2.2")], &[]));
+        assert_ne!(
+            base,
+            key(
+                vec![package("libc", "0.2.1")],
+                &[("RUSTFLAGS", "-Cdebuginfo=0")]
+            )
+        );
+        assert_ne!(
+            base,
+            key(
+                vec![package("libc", "0.2.1")],
+                &[("CARGO_PROFILE_DEV_OPT_LEVEL", "1")]
+            )
+        );
+        assert_eq!(
+            base,
+            key(
+                vec![package("libc", "0.2.1")],
+                &[("CARGO_TERM_COLOR", "always")]
+            )
+        );
+        assert_eq!(
+            base,
+            key(
+                vec![package("libc", "0.2.1")],
+                &[("CARGO_HOME", "/elsewhere")]
+            )
+        );
+    }
+
+    #[test]
+    fn config_tables_pick_profile_and_build_sections() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("Cargo.toml"),
+            "[workspace]\nmembers = []\n[workspace.package]\nversion = \"1.0.0\"\n[profile.dev]\nopt-level = 1\n",
+        )
+        .expect("write");
+        std::fs::create_dir(dir.path().join(".cargo")).expect("mkdir");
+        std::fs::write(
+            dir.path().join(".cargo/config.toml"),
+            "[alias]\nx = \"run\"\n[build]\nrustflags = [\"-Ccodegen-units=4\"]\n",
+        )
+        .expect("write");
+        let tables = config_tables(dir.path()).expect("tables");
+        let text: Vec<&str> = tables.iter().map(|(_, t)| t.as_str()).collect();
+        assert!(
+            text[0].contains("opt-level = 1") && !text[0].contains("version"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].contains("codegen-units") && !text[1].contains("alias"),
+            "{text:?}"
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! The toolchain part of a Rust cache key, from `rustc -vV`.
+//!
+//! Artefacts are only reusable by the exact compiler that made them, so the key names
+//! the release (`1.95.0`) or, for nightly and beta, the channel and commit date
+//! (`nightly-2026-04-14`), and the host triple.
+
+use std::path::Path;
+use std::process::Command;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toolchain {
+    /// `1.95.0`, `nightly-2026-04-14` or `beta-2026-04-14`.
+    pub name: String,
+    /// `x86_64-unknown-linux-gnu`.
+    pub host: String,
+    /// The whole `rustc -vV` answer, shown by `bmat cache rust key`.
+    pub verbose_version: String,
+}
+
+/// Runs `$RUSTC -vV` (default `rustc`) in `dir`, so a `rust-toolchain.toml` there applies.
+pub fn detect(dir: &Path) -> anyhow::Result<Toolchain> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc)
+        .arg("-vV")
+        .current_dir(dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {} -vV: {e}", rustc.to_string_lossy()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{} -vV failed: {}",
+            rustc.to_string_lossy(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    parse(&String::from_utf8_lossy(&output.stdout))
+}
+
+pub fn parse(verbose_version: &str) -> anyhow::Result<Toolchain> {
+    let field = |name: &str| {
+        verbose_version
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+            .map(str::trim)
+    };
+    let release =
+        field("release").ok_or_else(|| anyhow::anyhow!("rustc -vV printed no release"))?;
+    let host = field("host").ok_or_else(|| anyhow::anyhow!("rustc -vV printed no host"))?;
+    let date = field("commit-date").unwrap_or("unknown");
+    let name = if release.contains("-nightly") {
+        format!("nightly-{date}")
+    } else if release.contains("-beta") {
+        format!("beta-{date}")
+    } else if release.contains('-') {
+        // e.g. `1.95.0-dev` from a locally built compiler: the release alone says too little.
+        format!("{}-{date}", release.replace('-', "_"))
+    } else {
+        release.to_string()
+    };
+    Ok(Toolchain {
+        name,
+        host: host.to_string(),
+        verbose_version: verbose_version.trim().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STABLE: &str = "rustc 1.95.0 (59807616e 2026-04-14)\nbinary: rustc\ncommit-hash: 59807616e1fa2540724bfbac14d7976d7e4a3860\ncommit-date: 2026-04-14\nhost: x86_64-unknown-linux-gnu\nrelease: 1.95.0\nLLVM version: 22.1.2\n";
+
+    #[test]
+    fn names_stable_nightly_and_beta() {
+        let stable = parse(STABLE).expect("stable");
+        assert_eq!(
+            (stable.name.as_str(), stable.host.as_str()),
+            ("1.95.0", "x86_64-unknown-linux-gnu")
+        );
+        let nightly =
+            parse(&STABLE.replace("release: 1.95.0", "release: 1.97.0-nightly")).expect("nightly");
+        assert_eq!(nightly.name, "nightly-2026-04-14");
+        let beta =
+            parse(&STABLE.replace("release: 1.95.0", "release: 1.96.0-beta.3")).expect("beta");
+        assert_eq!(beta.name, "beta-2026-04-14");
+    }
+
+    #[test]
+    fn refuses_an_answer_without_release_or_host() {
+        assert!(parse("rustc 1.95.0\nhost: x\n").is_err());
+        assert!(parse("release: 1.95.0\n").is_err());
+    }
+}

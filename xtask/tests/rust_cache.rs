@@ -1,0 +1,452 @@
+//! `bmat cache rust key|save|restore` with real cargo builds of `testdata/rust-fixture`
+//! (crates.io dependencies fetched like any user's build) on the real stack.
+
+#[path = "common/cache.rs"]
+mod cache;
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cache::{Run, archive_names, get_object, run, stored_objects};
+use xtask::stack::{Stack, bins};
+
+const LOCK_VARIANT: &str = "Cargo.lock.variant";
+
+fn fixture() -> PathBuf {
+    bins::workspace_root().join("testdata/rust-fixture")
+}
+
+/// A fresh copy of the fixture (sources, manifests, Cargo.lock; no target dir).
+fn checkout(dir: &Path) -> PathBuf {
+    let to = dir.to_path_buf();
+    fs::create_dir_all(&to).expect("mkdir");
+    for entry in walk(&fixture()) {
+        let rel = entry.strip_prefix(fixture()).expect("inside");
+        if rel.starts_with("target") {
+            continue;
+        }
+        let dest = to.join(rel);
+        fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        fs::copy(&entry, &dest).expect("copy");
+    }
+    to
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Variables of the test's own environment that would change what cargo builds where.
+const CARGO_VARS: &[&str] = &[
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "RUSTFLAGS",
+    "CARGO_ENCODED_RUSTFLAGS",
+    "CARGO_BUILD_RUSTFLAGS",
+    "CARGO_INCREMENTAL",
+];
+
+fn clean_cargo_env(cmd: &mut Command) {
+    for var in CARGO_VARS {
+        cmd.env_remove(var);
+    }
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("CARGO_PROFILE_") {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+fn bmat(stack: &Stack) -> Command {
+    let mut cmd = common::bmat(stack);
+    clean_cargo_env(&mut cmd);
+    cmd
+}
+
+fn bmat_rust(stack: &Stack, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = bmat(stack);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut all = vec!["--json", "cache", "rust"];
+    all.extend_from_slice(args);
+    let result = run(cmd, dir, &all, b"");
+    eprintln!("bmat {all:?} in {}:\n{}", dir.display(), result.stderr);
+    result
+}
+
+/// One unit cargo reported: package id and whether it was fresh.
+#[derive(Debug)]
+struct Unit {
+    package_id: String,
+    fresh: bool,
+}
+
+impl Unit {
+    fn third_party(&self) -> bool {
+        self.package_id.starts_with("registry+") || self.package_id.starts_with("sparse+")
+    }
+}
+
+/// `cargo build --locked` with JSON messages; every compiled or fresh unit.
+fn cargo_build(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Vec<Unit> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    clean_cargo_env(&mut cmd);
+    cmd.current_dir(dir)
+        .args(["build", "--locked", "--message-format", "json"])
+        .args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo build failed in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact")
+        .map(|msg| Unit {
+            package_id: msg["package_id"].as_str().unwrap_or_default().to_string(),
+            fresh: msg["fresh"].as_bool().unwrap_or(false),
+        })
+        .collect()
+}
+
+fn assert_only_workspace_compiled(units: &[Unit], what: &str) {
+    let third_party: Vec<&Unit> = units.iter().filter(|u| u.third_party()).collect();
+    assert!(
+        third_party.len() >= 5,
+        "{what}: too few third-party units: {units:?}"
+    );
+    let rebuilt: Vec<&str> = third_party
+        .iter()
+        .filter(|u| !u.fresh)
+        .map(|u| u.package_id.as_str())
+        .collect();
+    assert!(
+        rebuilt.is_empty(),
+        "{what}: third-party units compiled again: {rebuilt:?}"
+    );
+    assert!(
+        units.iter().any(|u| !u.third_party() && !u.fresh),
+        "{what}: the workspace members should have been compiled: {units:?}"
+    );
+}
+
+fn key_of(stack: &Stack, dir: &Path, env: &[(&str, &str)]) -> String {
+    let result = bmat_rust(stack, dir, &["key"], env);
+    assert_eq!(result.code, 0, "{result:?}");
+    result.stdout.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn restore_into_a_fresh_checkout_compiles_only_the_workspace() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let first = checkout(&tmp.path().join("first"));
+    cargo_build(&first, &[], &[]);
+    let saved = bmat_rust(&stack, &first, &["save"], &[]);
+    assert_eq!(
+        (saved.code, saved.outcome()),
+        (0, "saved".to_string()),
+        "{saved:?}"
+    );
+
+    // The archive holds third-party artefacts only: no workspace crate, no final binary,
+    // no incremental state.
+    let objects = stored_objects(&stack);
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let names = archive_names(&get_object(&stack, &objects[0].0));
+    assert!(
+        names.iter().any(|n| n.contains("deps/liblibc-")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.contains("deps/libpaste-")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n.contains("build/libc-")), "{names:?}");
+    for bad in ["fixture", "incremental"] {
+        assert!(!names.iter().any(|n| n.contains(bad)), "{bad} in {names:?}");
+    }
+
+    let second = checkout(&tmp.path().join("second"));
+    let restored = bmat_rust(&stack, &second, &["restore"], &[]);
+    assert_eq!(
+        (restored.code, restored.outcome()),
+        (0, "hit".to_string()),
+        "{restored:?}"
+    );
+    let units = cargo_build(&second, &[], &[]);
+    assert_only_workspace_compiled(&units, "after an exact hit");
+
+    // Saving again is a skip: the key exists.
+    let again = bmat_rust(&stack, &second, &["save"], &[]);
+    assert_eq!(again.outcome(), "skipped", "{again:?}");
+}
+
+#[test]
+fn key_follows_third_party_lock_entries_and_flags_not_member_versions() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = checkout(&tmp.path().join("ws"));
+    let base = key_of(&stack, &dir, &[]);
+    assert!(base.starts_with("rust-deps-"), "{base}");
+    assert_eq!(bmat_wire::validate_key(&base), Ok(()));
+
+    // A member's version bump and an edit of its code keep the key.
+    let manifest = dir.join("core/Cargo.toml");
+    let text = fs::read_to_string(&manifest).expect("read");
+    fs::write(
+        &manifest,
+        text.replace("version = \"0.1.0\"", "version = \"0.2.0\""),
+    )
+    .expect("write");
+    let lock = dir.join("Cargo.lock");
+    let lock_text = fs::read_to_string(&lock).expect("read lock");
+    let bumped = lock_text.replacen(
+        "name = \"fixture-core\"\nversion = \"0.1.0\"",
+        "name = \"fixture-core\"\nversion = \"0.2.0\"",
+        1,
+    );
+    assert_ne!(
+        bumped, lock_text,
+        "the fixture's Cargo.lock lists fixture-core 0.1.0"
+    );
+    fs::write(&lock, &bumped).expect("write lock");
+    fs::write(dir.join("core/src/extra.rs"), "pub fn more() {}\n").expect("write");
+    assert_eq!(
+        key_of(&stack, &dir, &[]),
+        base,
+        "member version bump changed the key"
+    );
+
+    // Unrelated variables keep it; flag variables change it.
+    assert_eq!(
+        key_of(&stack, &dir, &[("CARGO_TERM_COLOR", "always")]),
+        base
+    );
+    assert_ne!(
+        key_of(&stack, &dir, &[("RUSTFLAGS", "-Cdebug-assertions=on")]),
+        base
+    );
+    assert_ne!(
+        key_of(&stack, &dir, &[("CARGO_PROFILE_DEV_OPT_LEVEL", "1")]),
+        base
+    );
+
+    // A third-party entry changes it.
+    fs::copy(fixture().join(LOCK_VARIANT), &lock).expect("variant lock");
+    let variant = key_of(&stack, &dir, &[]);
+    assert_ne!(variant, base);
+    // Same toolchain and host: same prefix, which is what a partial restore falls back to.
+    let prefix_len = base.rfind('-').expect("dash") + 1;
+    assert_eq!(variant[..prefix_len], base[..prefix_len]);
+
+    // `key` lists what went into the key.
+    let described = bmat_rust(&stack, &dir, &["key"], &[("RUSTFLAGS", "-Cfoo")]);
+    for needle in ["itoa 1.0.15", "RUSTFLAGS", "profile"] {
+        assert!(
+            described.stdout.contains(needle),
+            "{needle} missing: {}",
+            described.stdout
+        );
+    }
+}
+
+#[test]
+fn partial_hit_rebuilds_only_the_changed_dependency_and_prunes_it_on_save() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // An older lock (itoa 1.0.15) is cached first…
+    let old = checkout(&tmp.path().join("old"));
+    fs::copy(fixture().join(LOCK_VARIANT), old.join("Cargo.lock")).expect("variant lock");
+    cargo_build(&old, &[], &[]);
+    let saved = bmat_rust(&stack, &old, &["save"], &[]);
+    assert_eq!(saved.outcome(), "saved", "{saved:?}");
+    let old_objects: BTreeSet<String> = stored_objects(&stack).into_iter().map(|o| o.0).collect();
+
+    // …then a checkout with the current lock (itoa 1.0.19) misses its exact key and
+    // falls back to it.
+    let new = checkout(&tmp.path().join("new"));
+    let restored = bmat_rust(&stack, &new, &["restore"], &[]);
+    assert_eq!(restored.outcome(), "hit", "{restored:?}");
+    let json = restored.json();
+    assert_ne!(
+        json["matched_key"], json["key"],
+        "expected a fallback hit: {json}"
+    );
+    let units = cargo_build(&new, &[], &[]);
+    let rebuilt: Vec<&str> = units
+        .iter()
+        .filter(|u| u.third_party() && !u.fresh)
+        .map(|u| u.package_id.as_str())
+        .collect();
+    assert!(
+        rebuilt.len() == 1 && rebuilt[0].contains("itoa@1.0.19"),
+        "only itoa should be rebuilt: {rebuilt:?}"
+    );
+
+    // The save after the partial hit has the new itoa, and nothing of the old one.
+    let saved = bmat_rust(&stack, &new, &["save"], &[]);
+    assert_eq!(saved.outcome(), "saved", "{saved:?}");
+    let new_object: Vec<String> = stored_objects(&stack)
+        .into_iter()
+        .map(|o| o.0)
+        .filter(|o| !old_objects.contains(o))
+        .collect();
+    assert_eq!(new_object.len(), 1, "{new_object:?}");
+    let archive = get_object(&stack, &new_object[0]);
+    let itoa_units: BTreeSet<String> = archive_names(&archive)
+        .into_iter()
+        .filter_map(|n| {
+            let unit = n.strip_prefix("debug/.fingerprint/")?.split('/').next()?;
+            unit.starts_with("itoa-").then(|| unit.to_string())
+        })
+        .collect();
+    assert_eq!(
+        itoa_units.len(),
+        1,
+        "exactly one itoa unit expected: {itoa_units:?}"
+    );
+    let tar_bytes = zstd::decode_all(&archive[..]).expect("zstd");
+    let mut tar = tar::Archive::new(&tar_bytes[..]);
+    let mut dep_infos_read = 0;
+    for entry in tar.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if name.contains("deps/itoa-") && name.ends_with(".d") {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut text).expect("read .d");
+            assert!(text.contains("itoa-1.0.19/"), "{name}: {text}");
+            assert!(!text.contains("itoa-1.0.15/"), "{name}: {text}");
+            dep_infos_read += 1;
+        }
+    }
+    assert_eq!(
+        dep_infos_read, 1,
+        "the archive should hold itoa's dep-info once"
+    );
+}
+
+#[test]
+fn target_triple_layout_and_a_target_dir_outside_the_tree_are_found() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let host = {
+        let out = Command::new("rustc").arg("-vV").output().expect("rustc");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+            .expect("host")
+    };
+    let outside_a = tmp.path().join("elsewhere-a");
+    let first = checkout(&tmp.path().join("first"));
+    let target_a = outside_a.to_string_lossy().into_owned();
+    cargo_build(
+        &first,
+        &["--target", &host],
+        &[("CARGO_TARGET_DIR", &target_a)],
+    );
+    assert!(outside_a.join(&host).join("debug/.fingerprint").is_dir());
+    let saved = bmat_rust(
+        &stack,
+        &first,
+        &["save"],
+        &[("CARGO_TARGET_DIR", &target_a)],
+    );
+    assert_eq!(saved.outcome(), "saved", "{saved:?}");
+    let names = archive_names(&get_object(&stack, &stored_objects(&stack)[0].0));
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with(&format!("{host}/debug/deps/liblibc-"))),
+        "{names:?}"
+    );
+    // Build scripts and proc-macros are built for the host, in the plain profile dir.
+    assert!(
+        names.iter().any(|n| n.starts_with("debug/build/paste-")),
+        "{names:?}"
+    );
+
+    let outside_b = tmp.path().join("elsewhere-b");
+    let target_b = outside_b.to_string_lossy().into_owned();
+    let second = checkout(&tmp.path().join("second"));
+    let restored = bmat_rust(
+        &stack,
+        &second,
+        &["restore"],
+        &[("CARGO_TARGET_DIR", &target_b)],
+    );
+    assert_eq!(restored.outcome(), "hit", "{restored:?}");
+    assert!(
+        !second.join("target").exists(),
+        "restored into the tree instead of CARGO_TARGET_DIR"
+    );
+    let units = cargo_build(
+        &second,
+        &["--target", &host],
+        &[("CARGO_TARGET_DIR", &target_b)],
+    );
+    assert_only_workspace_compiled(&units, "with --target and an outside CARGO_TARGET_DIR");
+}
+
+#[test]
+fn missing_manifest_is_a_usage_error_and_missing_cargo_fails_open() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+
+    // Not a Cargo directory: usage error, exit 2, the message names the manifest.
+    for args in [&["save"][..], &["restore"][..], &["key"][..]] {
+        let result = bmat_rust(&stack, tmp.path(), args, &[]);
+        assert_eq!(result.code, 2, "{args:?}: {result:?}");
+        assert!(result.stderr.contains("Cargo.toml"), "{result:?}");
+    }
+    let named = bmat_rust(
+        &stack,
+        tmp.path(),
+        &["save", "--manifest-path", "nope/Cargo.toml"],
+        &[],
+    );
+    assert_eq!(named.code, 2, "{named:?}");
+    assert!(named.stderr.contains("nope/Cargo.toml"), "{named:?}");
+
+    // cargo not on PATH: an infrastructure problem. Fail open, or exit 1 when strict.
+    let dir = checkout(&tmp.path().join("ws"));
+    let empty_path = tmp.path().join("empty-bin");
+    fs::create_dir_all(&empty_path).expect("mkdir");
+    let no_cargo = |strict: bool| {
+        let mut cmd = bmat(&stack);
+        cmd.env("PATH", &empty_path)
+            .env_remove("CARGO")
+            .env_remove("RUSTC");
+        let mut args = vec!["--json", "cache", "rust", "restore"];
+        if strict {
+            args.insert(0, "--strict");
+        }
+        run(cmd, &dir, &args, b"")
+    };
+    let lenient = no_cargo(false);
+    assert_eq!(lenient.code, 0, "{lenient:?}");
+    assert_eq!(lenient.warnings().len(), 1, "{lenient:?}");
+    assert_eq!(lenient.outcome(), "failed", "{lenient:?}");
+    let strict = no_cargo(true);
+    assert_eq!(strict.code, 1, "{strict:?}");
+}
