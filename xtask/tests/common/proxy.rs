@@ -83,7 +83,9 @@ impl FaultProxy {
     /// returns the status code. Bypasses the trip: for probing while traffic is held.
     /// A PUT carries one byte (Garage refuses an empty part).
     pub fn probe(&self, method: &str, url: &str) -> u16 {
-        let rest = url.strip_prefix(&self.url()).expect("a URL through this proxy");
+        let rest = url
+            .strip_prefix(&self.url())
+            .expect("a URL through this proxy");
         let body = if method == "PUT" { "x" } else { "" };
         let mut conn = TcpStream::connect(self.upstream).expect("upstream answers");
         let request = format!(
