@@ -298,8 +298,16 @@ async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow
             })
             .await?
     };
+    // A ULID carries its creation time: leave young objects alone, whatever the
+    // registry says, so nothing in flight (or a registry being put back) is touched.
+    let cutoff = stale_cutoff(st);
+    let young =
+        |u: &str| ulid::Ulid::from_string(u).is_ok_and(|id| id.timestamp_ms() as i64 >= cutoff);
     for (name, ulid) in ulids {
-        if ulid.as_ref().is_some_and(|u| referenced.contains(u)) {
+        if ulid
+            .as_ref()
+            .is_some_and(|u| referenced.contains(u) || young(u))
+        {
             continue;
         }
         match st.s3.delete_object(&name).await {

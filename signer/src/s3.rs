@@ -150,7 +150,8 @@ impl S3Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
+            // Generous: CompleteMultipartUpload of a large object can take minutes on AWS.
+            .timeout(Duration::from_secs(300))
             .build()?;
         let identity: Identity = AwsCredentials::new(
             creds.access_key_id,
