@@ -162,6 +162,12 @@ impl Stack {
             .prefix("bmat-stack-")
             .tempdir()
             .context("cannot create the stack's temp dir")?;
+        // It holds tokens, S3 keys and the shim's socket: owner only.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .context("cannot restrict the stack's temp dir")?;
 
         let (garage, s3, prefix) = match S3Target::from_env()? {
             // A shared server: a unique prefix keeps parallel stacks' objects and
