@@ -1,6 +1,7 @@
 //! cargo xtask: the local stack (S3, signer, shim) used by the integration tests and
 //! the demo, and the developer commands around it.
 
+pub mod bench;
 pub mod demo;
 pub mod stack;
 pub mod test_cmd;

@@ -36,8 +36,9 @@ enum Cmd {
     },
     /// Save and restore a sample tree on the local stack, end to end.
     Demo,
-    /// Measure save/restore throughput on the local stack.
-    Bench,
+    /// Measure bmat's save/restore against the actions/cache pipeline and the
+    /// machine's limits on the local stack (results in target/bench/).
+    Bench(xtask::bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
         Cmd::Stack { env_file } => stack(&env_file),
         Cmd::Test { args } => xtask::test_cmd::run(&args),
         Cmd::Demo => xtask::demo::run(),
-        Cmd::Bench => Err(anyhow::anyhow!("cargo xtask bench is not implemented yet")),
+        Cmd::Bench(opts) => xtask::bench::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

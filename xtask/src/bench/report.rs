@@ -1,0 +1,348 @@
+//! Medians, the table (plain text for the terminal, markdown for README) and the JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::inputs::Input;
+use super::ops::Sample;
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// What was measured, by operation name (see [`Op`]).
+pub type Samples = BTreeMap<&'static str, Vec<Sample>>;
+
+/// The measured operations; the names are the JSON's keys.
+pub struct Op;
+
+impl Op {
+    pub const A_SAVE: &str = "save.a";
+    pub const B_SAVE: &str = "save.b";
+    pub const C_COMPRESS: &str = "save.c_compress";
+    pub const C_PUT: &str = "save.c_put";
+    pub const A_RESTORE: &str = "restore.a";
+    pub const B_RESTORE: &str = "restore.b";
+    pub const C_DECOMPRESS: &str = "restore.c_decompress";
+    pub const C_GET: &str = "restore.c_get";
+    pub const A_SKIP: &str = "skip.a";
+}
+
+/// Medians of each field, taken separately.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Median {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub max_rss_mib: f64,
+    pub archive_mib: Option<f64>,
+    /// Uncompressed input per second of wall time.
+    pub mib_per_s: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if !n.is_multiple_of(2) {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+pub fn medians(input: &Input, samples: &Samples) -> BTreeMap<&'static str, Median> {
+    samples
+        .iter()
+        .filter(|(_, s)| !s.is_empty())
+        .map(|(op, s)| {
+            let wall = median(s.iter().map(|x| x.wall_s).collect());
+            let archive: Vec<f64> = s
+                .iter()
+                .filter_map(|x| x.archive_bytes)
+                .map(|b| b as f64 / MIB)
+                .collect();
+            let m = Median {
+                wall_s: wall,
+                cpu_s: median(s.iter().map(|x| x.cpu_s).collect()),
+                max_rss_mib: median(s.iter().map(|x| x.max_rss_bytes as f64 / MIB).collect()),
+                archive_mib: (!archive.is_empty()).then(|| median(archive)),
+                mib_per_s: input.bytes as f64 / MIB / wall,
+            };
+            (*op, m)
+        })
+        .collect()
+}
+
+/// One input's results, as stored in the JSON.
+#[derive(Debug, Serialize)]
+pub struct InputResult {
+    #[serde(flatten)]
+    pub input: Input,
+    pub medians: BTreeMap<&'static str, Median>,
+    pub samples: Samples,
+}
+
+/// The machine and the run.
+#[derive(Debug, Serialize)]
+pub struct Header {
+    pub date: String,
+    pub command: String,
+    pub cpus: String,
+    pub cpu_model: String,
+    pub memory: String,
+    pub rustc: String,
+    pub tar: String,
+    pub zstd: String,
+    pub git: String,
+    pub reps: usize,
+    pub part_size_mib: u64,
+    /// `BMAT_*` tuning overrides in the environment bmat ran with.
+    pub bmat_env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub header: Header,
+    pub inputs: Vec<InputResult>,
+    pub total_seconds: f64,
+}
+
+struct Row {
+    input: String,
+    op: &'static str,
+    cells: Vec<String>,
+}
+
+const COLUMNS: [&str; 11] = [
+    "A bmat",
+    "B baseline",
+    "C limit",
+    "A/B",
+    "A/C",
+    "C network",
+    "A CPU",
+    "B CPU",
+    "A peak RSS",
+    "B peak RSS",
+    "archive A / B",
+];
+
+fn rows(report: &Report) -> Vec<Row> {
+    let mut out = Vec::new();
+    for r in &report.inputs {
+        let m = |op: &str| r.medians.get(op).copied();
+        let label = format!(
+            "{} ({}, {} files)",
+            r.input.name,
+            size(r.input.bytes as f64 / MIB),
+            group(r.input.files)
+        );
+        let ops = [
+            (
+                "save",
+                Op::A_SAVE,
+                Op::B_SAVE,
+                Op::C_COMPRESS,
+                Op::C_PUT,
+                "PUT",
+            ),
+            (
+                "restore",
+                Op::A_RESTORE,
+                Op::B_RESTORE,
+                Op::C_DECOMPRESS,
+                Op::C_GET,
+                "GET",
+            ),
+        ];
+        for (i, (op, a, b, c, net, verb)) in ops.into_iter().enumerate() {
+            let (a, b, c, net) = (m(a), m(b), m(c), m(net));
+            let timed = |x: Option<Median>| {
+                x.map_or("–".to_owned(), |x| {
+                    format!("{:.2} s, {:.0} MiB/s", x.wall_s, x.mib_per_s)
+                })
+            };
+            let ratio = |x: Option<Median>, y: Option<Median>| match (x, y) {
+                (Some(x), Some(y)) => format!("{:.2}", x.wall_s / y.wall_s),
+                _ => "–".to_owned(),
+            };
+            let cpu =
+                |x: Option<Median>| x.map_or("–".to_owned(), |x| format!("{:.1} s", x.cpu_s));
+            let rss = |x: Option<Median>| {
+                x.map_or("–".to_owned(), |x| format!("{:.0} MiB", x.max_rss_mib))
+            };
+            let archive = match (m(Op::A_SAVE), m(Op::B_SAVE)) {
+                (Some(a), Some(b)) if i == 0 => format!(
+                    "{} / {}",
+                    size(a.archive_mib.unwrap_or(f64::NAN)),
+                    size(b.archive_mib.unwrap_or(f64::NAN))
+                ),
+                _ => String::new(),
+            };
+            out.push(Row {
+                input: if i == 0 { label.clone() } else { String::new() },
+                op,
+                cells: vec![
+                    timed(a),
+                    timed(b),
+                    timed(c),
+                    ratio(a, b),
+                    ratio(a, c),
+                    net.map_or("–".to_owned(), |n| format!("{verb} {:.2} s", n.wall_s)),
+                    cpu(a),
+                    cpu(b),
+                    rss(a),
+                    rss(b),
+                    archive,
+                ],
+            });
+        }
+        if let Some(skip) = m(Op::A_SKIP) {
+            let mut cells = vec![String::new(); COLUMNS.len()];
+            cells[0] = format!("{:.3} s", skip.wall_s);
+            cells[6] = format!("{:.2} s", skip.cpu_s);
+            cells[8] = format!("{:.0} MiB", skip.max_rss_mib);
+            out.push(Row {
+                input: String::new(),
+                op: "save, key exists",
+                cells,
+            });
+        }
+    }
+    out
+}
+
+/// The table for the terminal.
+pub fn text(report: &Report) -> String {
+    let rows = rows(report);
+    let mut widths = vec!["input".len(), "op".len()];
+    widths.extend(COLUMNS.iter().map(|c| c.chars().count()));
+    for row in &rows {
+        widths[0] = widths[0].max(row.input.chars().count());
+        widths[1] = widths[1].max(row.op.len());
+        for (i, c) in row.cells.iter().enumerate() {
+            widths[i + 2] = widths[i + 2].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(c.chars().count());
+            s.push_str(c);
+            s.push_str(&" ".repeat(pad + 2));
+        }
+        s.trim_end().to_owned() + "\n"
+    };
+    let mut out = String::new();
+    let mut head = vec!["input", "op"];
+    head.extend(COLUMNS);
+    out.push_str(&line(head));
+    for row in &rows {
+        let mut cells = vec![row.input.as_str(), row.op];
+        cells.extend(row.cells.iter().map(String::as_str));
+        out.push_str(&line(cells));
+    }
+    out
+}
+
+/// The markdown section body for README (no heading).
+pub fn markdown(report: &Report) -> String {
+    let h = &report.header;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Measured with `{}` on {}: {} CPUs ({}), {} RAM, {}, GNU {}, zstd {}; S3 is Garage on \
+         loopback. {} repetitions, interleaved, medians; input sizes are uncompressed, MiB/s \
+         is uncompressed input per second. Signer part size {} MiB.\n",
+        h.command,
+        h.date,
+        h.cpus,
+        h.cpu_model,
+        h.memory,
+        h.rustc,
+        h.tar,
+        h.zstd,
+        h.reps,
+        h.part_size_mib
+    );
+    let _ = writeln!(
+        out,
+        "- **A**: `bmat cache save KEY` / `bmat cache restore KEY` (into an empty directory), \
+         through the agent shim.\n\
+         - **B**: actions/cache's pipeline with the system tools: `tar --posix -cf - -T list | \
+         zstd -T0 -3` into a temp file, then 64 MiB parts, 8 in flight, through presigned URLs \
+         (plus the SHA-256 the signer wants); restore: lookup, 8 ranged GETs in flight into a \
+         temp file, then `zstd -d | tar -x`.\n\
+         - **C**: the machine's limits on the same input: compress only (`tar -c | zstd -T0 -3 > \
+         /dev/null`) and decompress only (`zstd -d < archive | tar -x`); \"C network\" is a raw \
+         parallel PUT / GET of B's archive (8 in flight), bytes already in memory / dropped.\n\
+         - CPU is user + system time of the processes (B's transfers: xtask's own threads); \
+         peak RSS is `ru_maxrss` (B: tar + zstd, summed). A/B and A/C are ratios of wall \
+         times (below 1: bmat is faster).\n"
+    );
+    if !h.bmat_env.is_empty() {
+        let vars: Vec<String> = h.bmat_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "bmat ran with {}.\n", vars.join(" "));
+    }
+    let mut head = vec!["input", "op"];
+    head.extend(COLUMNS);
+    let _ = writeln!(out, "| {} |", head.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
+    for row in rows(report) {
+        let mut cells = vec![row.input.as_str(), row.op];
+        cells.extend(row.cells.iter().map(String::as_str));
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    let _ = writeln!(
+        out,
+        "\nWhole run: {:.0} s (`target/bench/latest.json` has every sample).",
+        report.total_seconds
+    );
+    out
+}
+
+fn size(mib: f64) -> String {
+    if mib >= 1024.0 {
+        format!("{:.2} GiB", mib / 1024.0)
+    } else if mib >= 10.0 {
+        format!("{mib:.0} MiB")
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+    }
+
+    #[test]
+    fn numbers_are_grouped_and_sized() {
+        assert_eq!(group(1234567), "1,234,567");
+        assert_eq!(group(999), "999");
+        assert_eq!(size(2048.0), "2.00 GiB");
+        assert_eq!(size(100.0), "100 MiB");
+        assert_eq!(size(1.25), "1.2 MiB");
+    }
+}
