@@ -65,7 +65,9 @@ impl Garage {
             .env("GARAGE_DEFAULT_ACCESS_KEY", &access_key_id)
             .env("GARAGE_DEFAULT_SECRET_KEY", &secret_access_key)
             .env("GARAGE_DEFAULT_BUCKET", &bucket)
-            .env("RUST_LOG", "garage=warn");
+            .env("RUST_LOG", "garage=warn")
+            // A panic's message, not its backtrace, must end the log: errors show the tail.
+            .env("RUST_BACKTRACE", "0");
         let mut garage = Garage {
             endpoint: format!("http://127.0.0.1:{api}"),
             region,

@@ -414,17 +414,28 @@ pub(crate) fn s3_ready_check(
     }
 }
 
-/// A free loopback port: bind port 0, read it, release it. Another process could take
-/// it in between; the stack's children fail fast (and visibly) if that happens.
+/// A free loopback port for a child to listen on. Picked at random *below* the
+/// kernel's ephemeral range (32768 and up on Linux): a port from that range, even
+/// one just released, can be taken at any moment as the local end of some outgoing
+/// connection (every test opens many), and Garage would then die on bind. Our own
+/// picks can still collide; a child that finds its port taken is started again on
+/// new ports (see [`port_taken`]).
 pub(crate) fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind a loopback port")?;
-    Ok(listener.local_addr()?.port())
+    const RANGE: std::ops::Range<u16> = 20_000..32_000;
+    for _ in 0..200 {
+        let port = rand::random_range(RANGE);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port in {RANGE:?} after 200 tries")
 }
 
 /// True when a child failed because its port was taken (see [`free_port`]); the log
 /// tail is part of the error.
 pub(crate) fn port_taken(e: &anyhow::Error) -> bool {
-    format!("{e:#}").contains("Address already in use")
+    let text = format!("{e:#}");
+    text.contains("Address already in use") || text.contains("AddrInUse")
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
