@@ -4,9 +4,10 @@
 //!   (`release/{deps,build,.fingerprint}`, ~100 crates.io packages), which the
 //!   benchmark makes anyway. `--quick` builds the small fixture workspace of
 //!   `testdata/rust-fixture` instead.
-//! - `source-tree`: ~20,000 source-like text files totalling ~1 GiB in nested
-//!   directories (`--quick`: 2,000 files, 100 MiB), from a fixed seed.
-//! - `random-1g`: one file of random bytes, 1 GiB (`--quick`: 100 MiB).
+//! - `source-tree`: source-like text files in nested directories, from a fixed seed:
+//!   10,000 files / 512 MiB (`--large`: 20,000 / 1 GiB; `--quick`: 2,000 / 100 MiB).
+//! - `random`: one file of random bytes, 512 MiB (`--large`: 1 GiB; `--quick`:
+//!   100 MiB).
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -47,7 +48,19 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    pub fn full() -> Sizes {
+    /// The default: half of issue 5's sizes, so that a run from a clean clone (builds
+    /// included) stays within 15 minutes on 2 cores.
+    pub fn default_run() -> Sizes {
+        Sizes {
+            source_files: 10_000,
+            source_bytes: 512 * MIB,
+            random_bytes: 512 * MIB,
+            small_rust: false,
+        }
+    }
+
+    /// Issue 5's sizes.
+    pub fn large() -> Sizes {
         Sizes {
             source_files: 20_000,
             source_bytes: 1024 * MIB,

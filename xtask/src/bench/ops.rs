@@ -1,5 +1,6 @@
 //! The measured operations: bmat (A), the actions/cache pipeline (B) and the limits of
-//! the machine (C), each on one input. Every one checks its own result (a restore
+//! the machine (C), each on one input. C's decompress-only limit is the second half of
+//! B's restore (see [`Ctx::b_restore`]). Every one checks its own result (a restore
 //! must give back as many files and bytes as the input has), so that a broken
 //! pipeline cannot pass for a fast one.
 
@@ -18,6 +19,8 @@ use super::net::{self, Signer, Sink, Source};
 /// Everything the operations need.
 pub struct Ctx {
     pub bmat: PathBuf,
+    /// The stack's processes, whose CPU time is recorded with every step.
+    pub stack_pids: Vec<u32>,
     pub agent_socket: PathBuf,
     pub signer: Signer,
     pub rt: tokio::runtime::Runtime,
@@ -36,6 +39,9 @@ pub struct Sample {
     pub max_rss_bytes: u64,
     /// Compressed size, for saves.
     pub archive_bytes: Option<u64>,
+    /// CPU time the stack (S3 server, signer, shim) used meanwhile: on one machine,
+    /// the server's share of a transfer competes with compression for the cores.
+    pub stack_cpu_s: f64,
 }
 
 impl Sample {
@@ -45,11 +51,24 @@ impl Sample {
             cpu_s: usage.cpu.as_secs_f64(),
             max_rss_bytes: usage.max_rss,
             archive_bytes,
+            stack_cpu_s: 0.0,
         }
     }
 }
 
 impl Ctx {
+    /// Runs a step and records the stack's CPU time meanwhile.
+    pub fn with_stack_cpu<T>(
+        &self,
+        step: impl FnOnce() -> Result<T>,
+        sample: impl Fn(&mut T) -> &mut Sample,
+    ) -> Result<T> {
+        let before = stack_cpu(&self.stack_pids);
+        let mut out = step()?;
+        sample(&mut out).stack_cpu_s = (stack_cpu(&self.stack_pids) - before).max(0.0);
+        Ok(out)
+    }
+
     /// The list of paths given to bmat (stdin) and tar (`-T`).
     pub fn list_file(&self, input: &Input) -> Result<PathBuf> {
         let path = self.work.join(format!("{}.list", input.name));
@@ -112,8 +131,11 @@ impl Ctx {
     }
 
     /// B: look up, download in ranges ([`net::IN_FLIGHT`] at once) into a temp file,
-    /// then `zstd -d | tar -x` into an empty directory.
-    pub fn b_restore(&self, input: &Input, key: &str) -> Result<Sample> {
+    /// then `zstd -d | tar -x` into an empty directory. Returns the whole restore and,
+    /// as C's decompress-only limit, its second half on its own: that is exactly
+    /// `zstd -d` of a local file into `tar -x` (measuring it again would only double
+    /// the longest step of the benchmark).
+    pub fn b_restore(&self, input: &Input, key: &str) -> Result<(Sample, Sample)> {
         let dest = self.fresh_dir("restore-b")?;
         let download = self.work.join("b-download.tar.zst");
         settle();
@@ -134,7 +156,10 @@ impl Ctx {
         check_restored(input, &dest)?;
         remove_dir(&dest)?;
         fs::remove_file(&download)?;
-        Ok(Sample::of(fetch.then(unpack), None))
+        Ok((
+            Sample::of(fetch.then(unpack), None),
+            Sample::of(unpack, None),
+        ))
     }
 
     /// C: compress only, `tar -cf - -T list | zstd -T0 -3 > /dev/null`.
@@ -146,23 +171,6 @@ impl Ctx {
             Io::Null,
             &self.log,
         )?;
-        Ok(Sample::of(usage, None))
-    }
-
-    /// C: decompress only, `zstd -d < archive | tar -x` into an empty directory.
-    pub fn c_decompress(&self, input: &Input) -> Result<Sample> {
-        let dest = self.fresh_dir("restore-c")?;
-        settle();
-        let mut zstd = Command::new("zstd");
-        zstd.args(["-d", "-q", "-c"]);
-        let usage = pipeline(
-            vec![zstd, tar_extract(&dest)],
-            Io::read(&self.archive_path())?,
-            Io::Null,
-            &self.log,
-        )?;
-        check_restored(input, &dest)?;
-        remove_dir(&dest)?;
         Ok(Sample::of(usage, None))
     }
 
@@ -245,6 +253,25 @@ impl Ctx {
         fs::create_dir_all(&dir)?;
         Ok(dir)
     }
+}
+
+/// User + system CPU seconds of `pids` so far (from `/proc/PID/stat`; 0 for a pid
+/// that cannot be read).
+fn stack_cpu(pids: &[u32]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    pids.iter()
+        .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name (which may hold spaces) in parentheses:
+            // state is field 3, utime 14 and stime 15.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks)
+        })
+        .sum()
 }
 
 fn expect_outcome(json: &serde_json::Value, want: &str, key: &str) -> Result<()> {

@@ -37,6 +37,8 @@ pub struct Median {
     pub archive_mib: Option<f64>,
     /// Uncompressed input per second of wall time.
     pub mib_per_s: f64,
+    /// CPU time of the stack (S3 server, signer, shim) meanwhile.
+    pub stack_cpu_s: f64,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -69,6 +71,7 @@ pub fn medians(input: &Input, samples: &Samples) -> BTreeMap<&'static str, Media
                 max_rss_mib: median(s.iter().map(|x| x.max_rss_bytes as f64 / MIB).collect()),
                 archive_mib: (!archive.is_empty()).then(|| median(archive)),
                 mib_per_s: input.bytes as f64 / MIB / wall,
+                stack_cpu_s: median(s.iter().map(|x| x.stack_cpu_s).collect()),
             };
             (*op, m)
         })
@@ -116,7 +119,7 @@ struct Row {
     cells: Vec<String>,
 }
 
-const COLUMNS: [&str; 11] = [
+const COLUMNS: [&str; 12] = [
     "A bmat",
     "B baseline",
     "C limit",
@@ -128,6 +131,7 @@ const COLUMNS: [&str; 11] = [
     "A peak RSS",
     "B peak RSS",
     "archive A / B",
+    "stack CPU A / B",
 ];
 
 fn rows(report: &Report) -> Vec<Row> {
@@ -197,6 +201,12 @@ fn rows(report: &Report) -> Vec<Row> {
                     rss(a),
                     rss(b),
                     archive,
+                    match (a, b) {
+                        (Some(a), Some(b)) => {
+                            format!("{:.1} s / {:.1} s", a.stack_cpu_s, b.stack_cpu_s)
+                        }
+                        _ => "–".to_owned(),
+                    },
                 ],
             });
         }
@@ -254,8 +264,8 @@ pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Measured with `{}` on {}: {} CPUs ({}), {} RAM, {}, GNU {}, zstd {}; S3 is Garage on \
-         loopback. {} repetitions, interleaved, medians; input sizes are uncompressed, MiB/s \
+        "Measured with `{}` on {}: {} CPUs ({}), {} RAM, {}, {}, zstd {}; S3 is Garage on \
+         loopback. {} repetition(s), interleaved, medians; input sizes are uncompressed, MiB/s \
          is uncompressed input per second. Signer part size {} MiB.\n",
         h.command,
         h.date,
@@ -277,10 +287,12 @@ pub fn markdown(report: &Report) -> String {
          (plus the SHA-256 the signer wants); restore: lookup, 8 ranged GETs in flight into a \
          temp file, then `zstd -d | tar -x`.\n\
          - **C**: the machine's limits on the same input: compress only (`tar -c | zstd -T0 -3 > \
-         /dev/null`) and decompress only (`zstd -d < archive | tar -x`); \"C network\" is a raw \
-         parallel PUT / GET of B's archive (8 in flight), bytes already in memory / dropped.\n\
+         /dev/null`) and decompress only (`zstd -d archive | tar -x` from a local file: the second \
+         half of B's restore); \"C network\" is a raw parallel PUT / GET of B's archive (8 \
+         in flight), bytes already in memory / dropped.\n\
          - CPU is user + system time of the processes (B's transfers: xtask's own threads); \
-         peak RSS is `ru_maxrss` (B: tar + zstd, summed). A/B and A/C are ratios of wall \
+         peak RSS is `ru_maxrss` (B: tar + zstd, summed); stack CPU is what the S3 \
+         server, signer and shim used meanwhile (they share the machine's cores). A/B and A/C are ratios of wall \
          times (below 1: bmat is faster).\n"
     );
     if !h.bmat_env.is_empty() {
