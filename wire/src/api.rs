@@ -196,8 +196,13 @@ mod tests {
 
     #[test]
     fn begin_response_is_tagged_by_outcome() {
-        let skip = serde_json::to_string(&BeginResponse::Skip { reason: SkipReason::InProgress });
-        assert_eq!(skip.ok().as_deref(), Some(r#"{"outcome":"skip","reason":"in_progress"}"#));
+        let skip = serde_json::to_string(&BeginResponse::Skip {
+            reason: SkipReason::InProgress,
+        });
+        assert_eq!(
+            skip.ok().as_deref(),
+            Some(r#"{"outcome":"skip","reason":"in_progress"}"#)
+        );
     }
 
     #[test]

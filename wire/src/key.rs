@@ -21,7 +21,10 @@ impl fmt::Display for KeyError {
         match self {
             KeyError::Empty => write!(f, "is empty"),
             KeyError::TooLong(n) => {
-                write!(f, "is {n} characters long; at most {MAX_KEY_LEN} are allowed")
+                write!(
+                    f,
+                    "is {n} characters long; at most {MAX_KEY_LEN} are allowed"
+                )
             }
             KeyError::BadStart(c) => write!(f, "must not start with {c:?}"),
             KeyError::BadChar(c) => write!(
@@ -67,7 +70,12 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_keys() {
-        for key in ["a", "rust-deps-1.95.0-x86_64-unknown-linux-gnu-0123abcd", "A_b.c-9", &"k".repeat(128)] {
+        for key in [
+            "a",
+            "rust-deps-1.95.0-x86_64-unknown-linux-gnu-0123abcd",
+            "A_b.c-9",
+            &"k".repeat(128),
+        ] {
             assert_eq!(validate_key(key), Ok(()), "{key}");
         }
     }
