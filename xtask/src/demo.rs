@@ -25,6 +25,7 @@ use anyhow::{Context, Result, bail};
 use bmat::manifest::{Manifest, Options};
 use rand::{Rng, RngCore, SeedableRng};
 
+use crate::copy::copy_tree;
 use crate::stack::{Stack, bins};
 
 pub fn run() -> Result<()> {
@@ -224,26 +225,4 @@ fn write(path: &Path, data: &[u8], mode: u32, files: &mut u64, bytes: &mut u64) 
     *files += 1;
     *bytes += data.len() as u64;
     Ok(())
-}
-
-fn copy_tree(from: &Path, to: &Path) -> Result<(u64, u64)> {
-    let (mut files, mut bytes) = (0, 0);
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            let (f, b) = copy_tree(&src, &dst)?;
-            files += f;
-            bytes += b;
-        } else if kind.is_symlink() {
-            symlink(fs::read_link(&src)?, &dst)?;
-            files += 1;
-        } else if kind.is_file() {
-            bytes += fs::copy(&src, &dst)?;
-            files += 1;
-        }
-    }
-    Ok((files, bytes))
 }

@@ -2,6 +2,7 @@
 //! the demo, and the developer commands around it.
 
 pub mod bench;
+pub mod copy;
 pub mod demo;
 pub mod stack;
 pub mod test_cmd;

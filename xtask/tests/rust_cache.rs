@@ -21,31 +21,8 @@ fn fixture() -> PathBuf {
 
 /// A fresh copy of the fixture (sources, manifests, Cargo.lock; no target dir).
 fn checkout(dir: &Path) -> PathBuf {
-    let to = dir.to_path_buf();
-    fs::create_dir_all(&to).expect("mkdir");
-    for entry in walk(&fixture()) {
-        let rel = entry.strip_prefix(fixture()).expect("inside");
-        if rel.starts_with("target") {
-            continue;
-        }
-        let dest = to.join(rel);
-        fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-        fs::copy(&entry, &dest).expect("copy");
-    }
-    to
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir).expect("read_dir") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
+    xtask::copy::copy_tree(&fixture(), dir).expect("copy the fixture");
+    dir.to_path_buf()
 }
 
 /// Variables of the test's own environment that would change what cargo builds where.

@@ -184,7 +184,7 @@ fn build_fixture(dir: &Path, root: &Path) -> Result<()> {
     let src = tempfile::Builder::new()
         .prefix("bmat-bench-src-")
         .tempdir()?;
-    copy_tree(
+    crate::copy::copy_tree(
         &bins::workspace_root().join("testdata/rust-fixture"),
         src.path(),
     )?;
@@ -368,23 +368,6 @@ pub fn count(path: &Path) -> Result<(u64, u64)> {
     } else {
         Ok((1, 0))
     }
-}
-
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            if entry.file_name() != "target" {
-                copy_tree(&src, &dst)?;
-            }
-        } else if kind.is_file() {
-            fs::copy(&src, &dst)?;
-        }
-    }
-    Ok(())
 }
 
 fn say(line: &str) {
