@@ -405,20 +405,16 @@ fn assert_both_fail_open(stack: &Stack, cached_key: &str) {
 
 #[test]
 fn fails_open_when_the_shim_is_not_running() {
-    let mut stack = start();
-    let src = tempdir();
-    fs::write(src.path().join("data.bin"), b"cached").expect("write");
-    assert_outcome(
-        &save(&stack, src.path(), "cached", b"data.bin\n"),
-        0,
-        "saved",
-    );
-    stack.kill_shim().expect("kill shim");
-    assert_both_fail_open(&stack, "cached");
+    fails_open_after(|stack| stack.kill_shim());
 }
 
 #[test]
 fn fails_open_when_the_signer_is_down() {
+    fails_open_after(|stack| stack.kill_signer());
+}
+
+/// Saves a cache, breaks the stack with `break_it`, then checks both commands.
+fn fails_open_after(break_it: impl FnOnce(&mut Stack) -> anyhow::Result<()>) {
     let mut stack = start();
     let src = tempdir();
     fs::write(src.path().join("data.bin"), b"cached").expect("write");
@@ -427,7 +423,7 @@ fn fails_open_when_the_signer_is_down() {
         0,
         "saved",
     );
-    stack.kill_signer().expect("kill signer");
+    break_it(&mut stack).expect("break the stack");
     assert_both_fail_open(&stack, "cached");
 }
 
