@@ -11,13 +11,12 @@ use std::io::{self, Read};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use bytes::{Buf, Bytes};
 use futures_util::StreamExt;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
-use super::retry::{RetryPolicy, Verdict};
+use super::retry::{RetryPolicy, with_fresh_url};
 use super::s3::S3Transfer;
 use crate::progress::Progress;
 
@@ -102,35 +101,18 @@ impl RangeDownload {
     }
 
     async fn fetch(&self, start: u64, len: u64) -> anyhow::Result<Bytes> {
-        let mut retry = self.retry.start();
-        let mut refreshed = false;
-        let (mut generation, mut url) = self.url.get().await;
-        loop {
-            let err = match self.s3.get_range(&url, start, len, self.size).await {
-                Ok(bytes) => {
-                    self.progress.add_sent(len);
-                    return Ok(bytes);
-                }
-                Err(err) => err,
-            };
-            if err.verdict == Verdict::RefreshUrl && !refreshed {
-                refreshed = true;
-                (generation, url) = self.url.refreshed(generation).await?;
-                continue;
-            }
-            let verdict = if err.verdict == Verdict::RefreshUrl {
-                Verdict::Fatal
-            } else {
-                err.verdict
-            };
-            if !retry.wait(verdict).await {
-                return Err(anyhow!(
-                    "bytes {start}+{len}: {} (after {} attempts)",
-                    err.error,
-                    retry.failures()
-                ));
-            }
-        }
+        let bytes = with_fresh_url(
+            &self.retry,
+            self.url.get().await,
+            |(_, url): (u64, String)| async move {
+                self.s3.get_range(&url, start, len, self.size).await
+            },
+            |(generation, _): (u64, String)| async move { self.url.refreshed(generation).await },
+            || format!("bytes {start}+{len}"),
+        )
+        .await?;
+        self.progress.add_sent(len);
+        Ok(bytes)
     }
 }
 

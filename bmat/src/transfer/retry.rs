@@ -5,6 +5,7 @@
 //! URLs add one twist: an expired URL answers 400 on Garage ("Date is too old") and 403
 //! on AWS, so for those the caller fetches a fresh URL once instead of giving up.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -143,6 +144,49 @@ impl Retrier<'_> {
 
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+}
+
+/// One request to a presigned URL, retried under `policy`. A refused URL (most likely
+/// expired) is replaced through `refresh` once; refused again, it is fatal. `url` is
+/// whatever the caller needs to make and replace the request (a URL, or a URL with its
+/// generation). `what` names the operation in the final error.
+pub async fn with_fresh_url<U, T, AF, RF>(
+    policy: &RetryPolicy,
+    mut url: U,
+    mut attempt: impl FnMut(U) -> AF,
+    mut refresh: impl FnMut(U) -> RF,
+    what: impl FnOnce() -> String,
+) -> anyhow::Result<T>
+where
+    U: Clone,
+    AF: Future<Output = Result<T, AttemptError>>,
+    RF: Future<Output = anyhow::Result<U>>,
+{
+    let mut retry = policy.start();
+    let mut refreshed = false;
+    loop {
+        let err = match attempt(url.clone()).await {
+            Ok(done) => return Ok(done),
+            Err(err) => err,
+        };
+        let verdict = match err.verdict {
+            Verdict::RefreshUrl if !refreshed => {
+                refreshed = true;
+                url = refresh(url).await?;
+                continue;
+            }
+            Verdict::RefreshUrl => Verdict::Fatal,
+            other => other,
+        };
+        if !retry.wait(verdict).await {
+            return Err(anyhow::anyhow!(
+                "{}: {} (after {} attempts)",
+                what(),
+                err.error,
+                retry.failures()
+            ));
+        }
     }
 }
 

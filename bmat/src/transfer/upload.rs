@@ -14,7 +14,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 
 use super::parts::Part;
-use super::retry::{RetryPolicy, Verdict};
+use super::retry::{RetryPolicy, with_fresh_url};
 use super::s3::S3Transfer;
 use crate::api::ApiClient;
 use crate::progress::Progress;
@@ -58,43 +58,29 @@ impl Uploader<'_> {
         Ok(done)
     }
 
-    async fn upload_one(&self, part: Part, mut url: String) -> anyhow::Result<CompletedPart> {
-        let mut retry = self.retry.start();
-        let mut refreshed = false;
-        let len = part.data.len() as u64;
-        loop {
-            let err = match self.s3.put_part(&url, part.data.clone()).await {
-                Ok(etag) => {
-                    self.progress.add_sent(len);
-                    return Ok(CompletedPart {
-                        part_number: part.number,
-                        etag,
-                    });
-                }
-                Err(err) => err,
-            };
-            if err.verdict == Verdict::RefreshUrl && !refreshed {
-                refreshed = true;
-                url = fetch_urls(self.api, self.upload_id, vec![part.number])
+    async fn upload_one(&self, part: Part, url: String) -> anyhow::Result<CompletedPart> {
+        let number = part.number;
+        let etag = with_fresh_url(
+            self.retry,
+            url,
+            |url: String| {
+                let data = part.data.clone();
+                async move { self.s3.put_part(&url, data).await }
+            },
+            |_: String| async move {
+                fetch_urls(self.api, self.upload_id, vec![number])
                     .await?
-                    .remove(&part.number)
-                    .ok_or_else(|| anyhow!("the signer sent no URL for part {}", part.number))?;
-                continue;
-            }
-            let verdict = if err.verdict == Verdict::RefreshUrl {
-                Verdict::Fatal
-            } else {
-                err.verdict
-            };
-            if !retry.wait(verdict).await {
-                return Err(anyhow!(
-                    "part {}: {} (after {} attempts)",
-                    part.number,
-                    err.error,
-                    retry.failures()
-                ));
-            }
-        }
+                    .remove(&number)
+                    .ok_or_else(|| anyhow!("the signer sent no URL for part {number}"))
+            },
+            || format!("part {number}"),
+        )
+        .await?;
+        self.progress.add_sent(part.data.len() as u64);
+        Ok(CompletedPart {
+            part_number: number,
+            etag,
+        })
     }
 }
 
