@@ -236,41 +236,14 @@ pub fn register_archive(stack: &Stack, key: &str, archive: Vec<u8>) {
     block_on(async move {
         let http = crate::common::http();
         let api = |path: &str| format!("{}/v1{path}", env.signer_url);
-        let begin: BeginResponse = http
-            .post(api("/uploads"))
-            .bearer_auth(&env.token)
-            .json(&BeginRequest {
-                key: key.to_owned(),
-                expected_size: None,
-            })
-            .send()
-            .await
-            .expect("begin")
-            .json()
-            .await
-            .expect("begin JSON");
-        let BeginResponse::Upload { upload_id, .. } = begin else {
-            panic!("begin said {begin:?}")
-        };
-        let urls: PartUrlsResponse = http
-            .post(api(&format!("/uploads/{upload_id}/parts")))
-            .bearer_auth(&env.token)
-            .json(&PartUrlsRequest {
-                part_numbers: vec![1],
-            })
-            .send()
-            .await
-            .expect("part urls")
-            .json()
-            .await
-            .expect("part urls JSON");
+        let (upload_id, part_url) = begin_with_part_url(&http, &env, key).await;
         let sha256 = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&archive))
         };
         let size = archive.len() as u64;
         let put = http
-            .put(&urls.urls[0].url)
+            .put(&part_url)
             .body(archive)
             .send()
             .await
@@ -416,35 +389,46 @@ pub fn lookup_url(stack: &Stack, key: &str) -> String {
 pub fn fresh_part_url(stack: &Stack, key: &str) -> String {
     let env = stack.env().clone();
     block_on(async move {
-        let http = crate::common::http();
-        let begin: BeginResponse = http
-            .post(format!("{}/v1/uploads", env.signer_url))
-            .bearer_auth(&env.token)
-            .json(&BeginRequest {
-                key: key.to_owned(),
-                expected_size: None,
-            })
-            .send()
+        begin_with_part_url(&crate::common::http(), &env, key)
             .await
-            .expect("begin")
-            .json()
-            .await
-            .expect("begin JSON");
-        let BeginResponse::Upload { upload_id, .. } = begin else {
-            panic!("begin said {begin:?}")
-        };
-        let urls: PartUrlsResponse = http
-            .post(format!("{}/v1/uploads/{upload_id}/parts", env.signer_url))
-            .bearer_auth(&env.token)
-            .json(&PartUrlsRequest {
-                part_numbers: vec![1],
-            })
-            .send()
-            .await
-            .expect("part urls")
-            .json()
-            .await
-            .expect("part urls JSON");
-        urls.urls[0].url.clone()
+            .1
     })
+}
+
+/// Begins an upload of `key` as the stack's owner and asks for part 1's URL:
+/// (upload id, presigned PUT URL).
+async fn begin_with_part_url(
+    http: &reqwest::Client,
+    env: &xtask::stack::StackEnv,
+    key: &str,
+) -> (String, String) {
+    let begin: BeginResponse = http
+        .post(format!("{}/v1/uploads", env.signer_url))
+        .bearer_auth(&env.token)
+        .json(&BeginRequest {
+            key: key.to_owned(),
+            expected_size: None,
+        })
+        .send()
+        .await
+        .expect("begin")
+        .json()
+        .await
+        .expect("begin JSON");
+    let BeginResponse::Upload { upload_id, .. } = begin else {
+        panic!("begin said {begin:?}")
+    };
+    let urls: PartUrlsResponse = http
+        .post(format!("{}/v1/uploads/{upload_id}/parts", env.signer_url))
+        .bearer_auth(&env.token)
+        .json(&PartUrlsRequest {
+            part_numbers: vec![1],
+        })
+        .send()
+        .await
+        .expect("part urls")
+        .json()
+        .await
+        .expect("part urls JSON");
+    (upload_id, urls.urls[0].url.clone())
 }
