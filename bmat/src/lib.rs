@@ -12,6 +12,7 @@
 pub mod api;
 pub mod archive;
 pub mod cli;
+pub mod handoff;
 pub mod manifest;
 pub mod outcome;
 pub mod paths;

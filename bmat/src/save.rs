@@ -96,11 +96,9 @@ async fn upload(
     progress: &Progress,
 ) -> anyhow::Result<StreamSummary> {
     let s3 = S3Transfer::new(tuning)?;
-    let part_bytes =
-        usize::try_from(part_size).map_err(|_| anyhow!("part size {part_size} is too large"))?;
-    // Capacity 1: with the parts in flight and the one being filled, memory is about
-    // (parallelism + 2) × part size.
-    let (tx, rx) = mpsc::channel::<Part>(1);
+    // Parts wait on disk (see `PartWriter`): the spool holds at most the parts in
+    // flight, these queued ones and the one being written.
+    let (tx, rx) = mpsc::channel::<Part>(2);
     let producer = {
         let root = req.root.clone();
         let paths = req.paths.clone();
@@ -114,7 +112,7 @@ async fn upload(
                 tx.blocking_send(part)
                     .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
             };
-            let writer = PartWriter::new(part_bytes, max_size, sink);
+            let writer = PartWriter::new(part_size, max_size, sink)?;
             let (writer, report) = pack(&root, &paths, writer, compression, &progress)?;
             Ok::<_, io::Error>((writer.finish()?, report))
         })

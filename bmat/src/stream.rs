@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::archive::{
     ArchiveWriter, Staging, UnpackError, Unpacked, WriteReport, check_targets, place, unpack,
 };
+use crate::handoff;
 use crate::paths::RelPath;
 use crate::progress::Progress;
 
@@ -25,6 +26,10 @@ pub struct Compression {
 
 /// Archives `paths` (relative to `root`) into `out`, compressed. Returns the writer
 /// (flushed, to be finished by the caller) and what the archiver noticed.
+///
+/// Two threads: a scoped one walks, reads files and builds the tar stream; this one
+/// feeds zstd (whose workers compress) and writes its output to `out` (in `save`,
+/// hashing and cutting parts). See [`crate::handoff`] for why.
 pub fn pack<W: Write>(
     root: &Path,
     paths: &[RelPath],
@@ -37,15 +42,32 @@ pub fn pack<W: Write>(
         encoder.multithread(compression.workers)?;
     }
     encoder.include_checksum(true)?;
-    let counted = CountingWriter {
+    let mut counted = CountingWriter {
         inner: encoder,
         progress,
     };
-    let mut archive = ArchiveWriter::new(counted, root);
-    for path in paths {
-        archive.add(path)?;
-    }
-    let (counted, report) = archive.finish()?;
+    let (tar_out, mut tar_in) = handoff::pipe();
+    let (compressed, archived) = std::thread::scope(|s| {
+        let archiver = s.spawn(move || {
+            let mut archive = ArchiveWriter::new(tar_out, root);
+            for path in paths {
+                archive.add(path)?;
+            }
+            let (tar_out, report) = archive.finish()?;
+            tar_out.finish()?;
+            Ok::<_, io::Error>(report)
+        });
+        // On a write error `tar_in` is dropped here, which stops the archiver.
+        let compressed = tar_in.copy_to(&mut counted).map(drop);
+        drop(tar_in);
+        let archived = archiver
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the archiver thread panicked")));
+        (compressed, archived)
+    });
+    // A compression or upload failure makes the archiver fail too: report the cause.
+    compressed?;
+    let report = archived?;
     let out = counted.inner.finish()?;
     Ok((out, report))
 }
@@ -85,6 +107,9 @@ impl From<io::Error> for RestoreError {
 
 /// Unpacks the compressed archive read from `input` into `staging`, then checks that
 /// exactly `size` bytes with SHA-256 `sha256` were read.
+///
+/// Two threads: this one hashes and decompresses, a scoped one parses tar and writes
+/// files (see [`crate::handoff`]).
 pub fn unpack_verified<R: Read>(
     input: R,
     staging: &Path,
@@ -97,17 +122,37 @@ pub fn unpack_verified<R: Read>(
         hasher: Sha256::new(),
         count: 0,
     };
-    let unpacked = {
-        let decoder = zstd::stream::read::Decoder::new(&mut hashing)?;
-        let mut counted = CountingReader {
-            inner: decoder,
-            progress,
-        };
-        let unpacked = unpack(&mut counted, staging)?;
-        // The tar end marker may come before the end of the zstd frame: read on, so
-        // that zstd checks its frame checksum and every byte is hashed.
-        io::copy(&mut counted, &mut io::sink())?;
-        unpacked
+    let (mut tar_out, tar_in) = handoff::pipe();
+    let (decompressed, unpacked) = std::thread::scope(|s| {
+        let unpacker = s.spawn(move || {
+            let mut counted = CountingReader {
+                inner: tar_in,
+                progress,
+            };
+            let unpacked = unpack(&mut counted, staging)?;
+            // The tar end marker may come before the end of the zstd frame: read on,
+            // so that zstd checks its frame checksum and every byte is hashed.
+            io::copy(&mut counted, &mut io::sink())?;
+            Ok::<_, RestoreError>(unpacked)
+        });
+        let decompressed = decompress(&mut hashing, &mut tar_out);
+        match &decompressed {
+            Ok(()) => drop(tar_out),
+            // The unpacker must not take a cut stream for a whole one.
+            Err(e) => tar_out.fail(io::Error::new(e.kind(), e.to_string())),
+        }
+        let unpacked = unpacker
+            .join()
+            .unwrap_or_else(|_| Err(RestoreError::Io(io::Error::other("the unpacker panicked"))));
+        (decompressed, unpacked)
+    });
+    // When the unpacker stops (a refused entry, a full disk) the decompressor only
+    // sees a broken pipe: the unpacker's error is the cause then.
+    let unpacked = match (decompressed, unpacked) {
+        (Err(e), _) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
+        (_, Err(e)) => return Err(e),
+        (Err(e), Ok(_)) => return Err(e.into()),
+        (Ok(()), Ok(unpacked)) => unpacked,
     };
     io::copy(&mut hashing, &mut io::sink())?;
     if hashing.count != size {
@@ -123,6 +168,13 @@ pub fn unpack_verified<R: Read>(
         )));
     }
     Ok(unpacked)
+}
+
+/// Decompresses all of `input` into `out`, a chunk at a time.
+fn decompress(input: &mut impl Read, out: &mut handoff::ChunkWriter) -> io::Result<()> {
+    let mut decoder = zstd::stream::read::Decoder::new(input)?;
+    while out.fill_from(&mut decoder)? > 0 {}
+    Ok(())
 }
 
 /// The whole restore of one archive into `root`: unpack into a staging directory

@@ -5,6 +5,7 @@ pub mod place;
 pub mod times;
 pub mod unpack;
 pub mod write;
+mod writers;
 
 pub use place::{Staging, check_targets, place};
 pub use unpack::{UnpackError, Unpacked, unpack};

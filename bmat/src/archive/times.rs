@@ -65,6 +65,22 @@ impl Mtime {
         })
     }
 
+    /// Sets the mtime of an open file (no path lookup).
+    pub fn apply_to_file(self, file: &std::fs::File) -> io::Result<()> {
+        let times = std::fs::FileTimes::new().set_modified(self.to_system_time());
+        file.set_times(times)
+    }
+
+    fn to_system_time(self) -> std::time::SystemTime {
+        use std::time::{Duration, UNIX_EPOCH};
+        if self.secs >= 0 {
+            UNIX_EPOCH + Duration::new(self.secs as u64, self.nanos)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(self.secs.unsigned_abs())
+                + Duration::from_nanos(u64::from(self.nanos))
+        }
+    }
+
     /// Sets the mtime of `path` itself, never of what a symlink points to.
     pub fn apply(self, path: &Path) -> io::Result<()> {
         let c_path = CString::new(path.as_os_str().as_bytes())

@@ -12,15 +12,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tar::EntryType;
 
 use super::times::Mtime;
+use super::writers::{FileWriters, SMALL_FILE, SmallFile};
 use crate::paths::RelPath;
+
+const COPY_BUF: usize = 1 << 20;
 
 /// Prefix of staging directories; archive entries may not use it.
 pub const STAGING_PREFIX: &str = ".bmat-restore-";
@@ -58,10 +61,15 @@ pub struct Unpacked {
 pub fn unpack<R: Read>(archive: R, staging: &Path) -> Result<Unpacked, UnpackError> {
     let mut tar = tar::Archive::new(archive);
     let mut state = State::default();
-    for entry in tar.entries()? {
-        let mut entry = entry?;
-        state.unpack_one(&mut entry, staging)?;
-    }
+    std::thread::scope(|s| {
+        let writers = FileWriters::start(s);
+        for entry in tar.entries()? {
+            let mut entry = entry?;
+            state.unpack_one(&mut entry, staging, &writers)?;
+        }
+        writers.finish()?;
+        Ok::<_, UnpackError>(())
+    })?;
     let mut out = state.out;
     out.dirs = state
         .dirs
@@ -74,6 +82,11 @@ pub fn unpack<R: Read>(archive: R, staging: &Path) -> Result<Unpacked, UnpackErr
 #[derive(Default)]
 struct State {
     out: Unpacked,
+    /// Directories known to exist in the staging tree (entries or parents made for
+    /// them): most entries then cost no `stat` or `mkdir` for their parent.
+    made: HashSet<PathBuf>,
+    /// File contents pass through here, in large writes.
+    copy_buf: Vec<u8>,
     seen: HashSet<RelPath>,
     /// Symlinks the archive created: no later entry may go through one.
     symlinks: HashSet<RelPath>,
@@ -91,6 +104,7 @@ impl State {
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         staging: &Path,
+        writers: &FileWriters<'_>,
     ) -> Result<(), UnpackError> {
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
@@ -134,28 +148,69 @@ impl State {
         let mode = entry.header().mode().map_err(UnpackError::Io)? & 0o777;
         let mtime = entry_mtime(entry)?;
         let dest = staging.join(rel.as_path());
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
+        // A path seen before, or made as a parent, may be a file a writer has queued
+        // or a directory they write into: let them finish before touching it.
+        let conflict = self.seen.contains(&rel) || self.made.contains(&dest);
+        if conflict {
+            writers.wait_idle()?;
         }
-        self.clear_for(&rel, &dest, matches!(kind, Kind::Dir))?;
+        if let Some(parent) = dest.parent()
+            && !self.made.contains(parent)
+        {
+            fs::create_dir_all(parent)?;
+            self.made.extend(
+                parent
+                    .ancestors()
+                    .take_while(|a| a.starts_with(staging))
+                    .map(Path::to_owned),
+            );
+        }
         match kind {
+            Kind::File if !conflict && entry.size() <= SMALL_FILE => {
+                let mut data = Vec::with_capacity(entry.size() as usize);
+                entry.read_to_end(&mut data)?;
+                writers.write(SmallFile {
+                    dest,
+                    data,
+                    mode,
+                    mtime,
+                })?;
+                self.out.files += 1;
+            }
             Kind::File => {
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&dest)?;
-                io::copy(entry, &mut file)?;
+                // O_EXCL: never writes through whatever is there; an earlier entry
+                // of the same name is cleared first, as tar does.
+                let create = || {
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .open(&dest)
+                };
+                let mut file = match create() {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear_for(&rel, &dest, false)?;
+                        create()?
+                    }
+                    other => other?,
+                };
+                self.copy_data(entry, &mut file)?;
                 file.set_permissions(fs::Permissions::from_mode(mode))?;
-                drop(file);
-                mtime.apply(&dest)?;
+                mtime.apply_to_file(&file)?;
                 self.out.files += 1;
             }
             Kind::Dir => {
-                if !dest.is_dir() {
-                    fs::create_dir(&dest)?;
+                match fs::create_dir(&dest) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear_for(&rel, &dest, true)?;
+                        if !dest.is_dir() {
+                            fs::create_dir(&dest)?;
+                        }
+                    }
+                    other => other?,
                 }
+                self.made.insert(dest.clone());
                 self.dirs.insert(rel.clone(), (mode, mtime));
             }
             Kind::Symlink => {
@@ -164,7 +219,14 @@ impl State {
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| refuse(shown.clone(), "symlink without a target"))?
                     .into_owned();
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &dest)?;
+                let target = std::ffi::OsStr::from_bytes(&target);
+                match std::os::unix::fs::symlink(target, &dest) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear_for(&rel, &dest, false)?;
+                        std::os::unix::fs::symlink(target, &dest)?;
+                    }
+                    other => other?,
+                }
                 mtime.apply(&dest)?;
                 self.symlinks.insert(rel.clone());
                 self.out.symlinks += 1;
@@ -174,6 +236,22 @@ impl State {
             self.out.paths.push(rel);
         }
         Ok(())
+    }
+
+    /// Copies an entry's data to `file` in large writes.
+    fn copy_data(&mut self, mut data: impl Read, file: &mut fs::File) -> io::Result<()> {
+        if self.copy_buf.is_empty() {
+            self.copy_buf = vec![0; COPY_BUF];
+        }
+        loop {
+            let n = match data.read(&mut self.copy_buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            file.write_all(&self.copy_buf[..n])?;
+        }
     }
 
     /// A repeated entry replaces the earlier one, as tar does (a directory repeated
@@ -186,6 +264,7 @@ impl State {
             Ok(meta) => {
                 if meta.is_dir() {
                     fs::remove_dir_all(dest)?;
+                    self.made.retain(|p| !p.starts_with(dest));
                     self.dirs
                         .retain(|p, _| !p.as_path().starts_with(rel.as_path()));
                     self.symlinks

@@ -64,8 +64,8 @@ impl Uploader<'_> {
             self.retry,
             url,
             |url: String| {
-                let data = part.data.clone();
-                async move { self.s3.put_part(&url, data).await }
+                let part = &part;
+                async move { self.s3.put_part(&url, part).await }
             },
             |_: String| async move {
                 fetch_urls(self.api, self.upload_id, vec![number])
@@ -76,7 +76,8 @@ impl Uploader<'_> {
             || format!("part {number}"),
         )
         .await?;
-        self.progress.add_sent(part.data.len() as u64);
+        self.progress.add_sent(part.len);
+        part.release();
         Ok(CompletedPart {
             part_number: number,
             etag,

@@ -1,0 +1,226 @@
+//! Hands a byte stream from one thread to another in large chunks.
+//!
+//! The pack and unpack pipelines each have two CPU-heavy halves (file reading and
+//! tar on one side, zstd and hashing on the other). On one thread they take turns;
+//! split across two threads with a few chunks between them, each half runs while
+//! the other waits on the kernel. Chunks travel through a bounded channel (so memory
+//! stays at `depth` chunks) and go back through a second one to be reused: a fresh
+//! 1 MiB allocation would be an mmap and page faults every time.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+
+/// Bytes per chunk.
+pub const CHUNK: usize = 1 << 20;
+/// Chunks queued between the two threads.
+pub const DEPTH: usize = 4;
+
+/// What crosses: bytes, or the error that ended the stream on the writing side.
+type Message = io::Result<Vec<u8>>;
+
+/// The writing end: buffers writes into chunks and sends each full one.
+pub struct ChunkWriter {
+    to: SyncSender<Message>,
+    spare: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+/// The reading end: reads the chunks back as one stream; EOF when the writer is
+/// dropped (or finished), the writer's error if it sent one.
+pub struct ChunkReader {
+    from: Receiver<Message>,
+    spare: Sender<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+/// A connected pair.
+pub fn pipe() -> (ChunkWriter, ChunkReader) {
+    let (to, from) = sync_channel(DEPTH);
+    let (give_back, spare) = channel();
+    (
+        ChunkWriter {
+            to,
+            spare,
+            buf: Vec::with_capacity(CHUNK),
+        },
+        ChunkReader {
+            from,
+            spare: give_back,
+            buf: Vec::new(),
+            pos: 0,
+        },
+    )
+}
+
+fn reader_gone() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "the other half of the pipeline stopped",
+    )
+}
+
+impl ChunkWriter {
+    fn send(&mut self) -> io::Result<()> {
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.buf, next);
+        self.to.send(Ok(full)).map_err(|_| reader_gone())
+    }
+
+    /// Sends what is buffered; the reader sees EOF after it once this is dropped.
+    pub fn finish(mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// Fills a whole chunk from `src` (reading until it is full or `src` ends) and
+    /// sends it; the bytes go from `src` into the chunk with no copy in between.
+    /// Returns how many bytes were read: 0 at the end of `src`. Call it on a writer
+    /// that has nothing buffered.
+    pub fn fill_from(&mut self, src: &mut impl Read) -> io::Result<usize> {
+        let start = self.buf.len();
+        self.buf.resize(CHUNK, 0);
+        let mut filled = start;
+        while filled < CHUNK {
+            match src.read(&mut self.buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.buf.truncate(filled);
+                    return Err(e);
+                }
+            }
+        }
+        self.buf.truncate(filled);
+        if filled > start {
+            self.send()?;
+        }
+        Ok(filled - start)
+    }
+
+    /// Ends the stream with an error the reader will return.
+    pub fn fail(self, error: io::Error) {
+        // If the reader is gone it does not need to know.
+        let _ = self.to.send(Err(error));
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if !self.next_chunk()? {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl ChunkReader {
+    fn next_chunk(&mut self) -> io::Result<bool> {
+        match self.from.recv() {
+            Ok(Ok(next)) => {
+                let used = std::mem::replace(&mut self.buf, next);
+                self.pos = 0;
+                if used.capacity() == CHUNK {
+                    let _ = self.spare.send(clear(used));
+                }
+                Ok(true)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Writes the rest of the stream to `out`, a whole chunk per `write_all`.
+    pub fn copy_to(&mut self, out: &mut impl Write) -> io::Result<u64> {
+        let mut total = 0;
+        loop {
+            out.write_all(&self.buf[self.pos..])?;
+            total += (self.buf.len() - self.pos) as u64;
+            self.pos = self.buf.len();
+            if !self.next_chunk()? {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+fn clear(mut v: Vec<u8>) -> Vec<u8> {
+    v.clear();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_arrive_whole_and_in_order() -> io::Result<()> {
+        let data: Vec<u8> = (0..3 * CHUNK + 12345).map(|i| (i % 251) as u8).collect();
+        let (mut w, mut r) = pipe();
+        let got = std::thread::scope(|s| {
+            let reader = s.spawn(move || {
+                let mut got = vec![0u8; 10];
+                r.read_exact(&mut got)?;
+                r.copy_to(&mut got).map(|_| got)
+            });
+            let mut src = &data[..CHUNK + 7];
+            while w.fill_from(&mut src)? > 0 {}
+            for piece in data[CHUNK + 7..].chunks(70_000) {
+                w.write_all(piece)?;
+            }
+            w.finish()?;
+            reader
+                .join()
+                .map_err(|_| io::Error::other("reader panicked"))?
+        })?;
+        assert_eq!(got.len(), data.len());
+        assert!(got == data);
+        Ok(())
+    }
+
+    #[test]
+    fn the_writers_error_reaches_the_reader() {
+        let (mut w, mut r) = pipe();
+        assert!(w.write_all(b"some bytes").is_ok());
+        assert!(w.send().is_ok());
+        w.fail(io::Error::new(io::ErrorKind::InvalidData, "bad frame"));
+        let mut got = Vec::new();
+        let e = r.read_to_end(&mut got).err();
+        assert_eq!(got, b"some bytes");
+        assert_eq!(e.map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
+    }
+
+    #[test]
+    fn a_gone_reader_stops_the_writer() {
+        let (mut w, r) = pipe();
+        drop(r);
+        let e = w.write_all(&vec![0u8; CHUNK + 1]).err();
+        assert_eq!(e.map(|e| e.kind()), Some(io::ErrorKind::BrokenPipe));
+    }
+}
