@@ -5,7 +5,7 @@
 //! Per input and repetition, in this order: saves (A and B, their order alternating
 //! between repetitions, then C's compress and PUT), restores (likewise; B's unpack is
 //! C's decompress-only limit; then C's GET), then A's save of the existing key. Dirty pages are flushed
-//! before every measured step. The caches of a repetition are deleted after it.
+//! before every measured step; restored trees are kept until the end of the run. The caches of a repetition are deleted after it.
 //! Results: a table on stdout, `target/bench/bench-<time>.json` and `latest.json`,
 //! and `latest.md` for README's "Benchmarks" section.
 //!
@@ -140,6 +140,7 @@ pub fn run(opts: &Options) -> Result<()> {
         rt,
         work: work.clone(),
         log: out_dir.join("bench.log"),
+        set_aside: Default::default(),
     };
     let _ = fs::remove_file(&ctx.log);
 
