@@ -4,7 +4,8 @@
 //! (`BMAT_RETRY_ATTEMPTS`, `BMAT_STALL_TIMEOUT_SECS`, `BMAT_CONNECT_TIMEOUT_SECS`,
 //! `BMAT_UPLOAD_PARALLELISM`, `BMAT_DOWNLOAD_PARALLELISM`, `BMAT_RANGE_SIZE_MIB`,
 //! `BMAT_ZSTD_LEVEL`) so that tests and benchmarks can shorten a wait or measure a
-//! setting without a rebuild; they are not part of the documented interface.
+//! setting without a rebuild. Only `BMAT_ZSTD_LEVEL` is documented (README): the
+//! right level depends on the link to S3, which only the user knows.
 
 use std::time::Duration;
 

@@ -330,16 +330,61 @@ fn writing_through_a_symlink_on_disk_is_refused() -> Result {
 }
 
 #[test]
-fn hard_links_and_devices_are_refused() -> Result {
-    let hard = Crafted::new()
-        .entry("f", EntryType::Regular, None, b"x")?
-        .entry("h", EntryType::Link, Some("/etc/passwd"), b"")?
-        .finish()?;
-    assert_refused(&hard, "hard links")?;
+fn hard_links_outside_the_archive_and_devices_are_refused() -> Result {
+    for (target, why) in [
+        ("/etc/passwd", "absolute"),
+        ("../f", ".."),
+        ("later", "not a file restored before it"),
+        ("link", "not a file restored before it"),
+        ("d", "not a file restored before it"),
+    ] {
+        let hard = Crafted::new()
+            .entry("f", EntryType::Regular, None, b"x")?
+            .entry("d", EntryType::Directory, None, b"")?
+            .entry("link", EntryType::Symlink, Some("f"), b"")?
+            .entry("h", EntryType::Link, Some(target), b"")?
+            .entry("later", EntryType::Regular, None, b"y")?
+            .finish()?;
+        assert_refused(&hard, why)?;
+    }
     let dev = Crafted::new()
         .entry("null", EntryType::Char, None, b"")?
         .finish()?;
     assert_refused(&dev, "device")?;
+    Ok(())
+}
+
+#[test]
+fn hard_links_are_stored_once_and_restored_as_links() -> Result {
+    use std::os::unix::fs::MetadataExt;
+    let src = tempfile::tempdir()?;
+    let tree = src.path().join("tree");
+    fs::create_dir_all(tree.join("deps"))?;
+    fs::create_dir_all(tree.join("build"))?;
+    let mut body = vec![0u8; 3_000_000];
+    rand::Rng::fill(&mut rand::rng(), &mut body[..]);
+    fs::write(tree.join("deps/tool-1234"), &body)?;
+    fs::hard_link(tree.join("deps/tool-1234"), tree.join("build/tool"))?;
+    fs::write(tree.join("deps/small"), b"small")?;
+    fs::hard_link(tree.join("deps/small"), tree.join("small-link"))?;
+    let (archive, _) = pack_paths(src.path(), "tree\n")?;
+    assert!(
+        archive.len() < body.len() + body.len() / 2,
+        "the big file is stored once: {} bytes",
+        archive.len()
+    );
+    let dst = tempfile::tempdir()?;
+    restore_bytes(&archive, dst.path())?;
+    let t = dst.path().join("tree");
+    assert_eq!(fs::read(t.join("build/tool"))?, body);
+    assert_eq!(fs::read(t.join("small-link"))?, b"small");
+    let ino = |p: &str| fs::metadata(t.join(p)).map(|m| m.ino());
+    assert_eq!(ino("deps/tool-1234")?, ino("build/tool")?);
+    assert_eq!(ino("deps/small")?, ino("small-link")?);
+    assert_eq!(
+        manifest(src.path())?.diff(&manifest(dst.path())?),
+        Vec::<String>::new()
+    );
     Ok(())
 }
 
@@ -397,5 +442,51 @@ fn the_root_itself_can_be_listed() -> Result {
     let paths = vec![RelPath::from_input(b".")?];
     let (archive, _) = pack(src.path(), &paths, Vec::new(), C, &progress())?;
     assert_eq!(list_names(&archive)?, ["d/", "top"]);
+    Ok(())
+}
+
+#[test]
+fn a_repeated_name_ends_as_its_last_entry_whatever_the_types() -> Result {
+    // Small files go to the writer threads and big ones are written inline: the
+    // last entry must win in every mix, as with tar.
+    let big = vec![7u8; 2 << 20];
+    let mut crafted = Crafted::new()
+        .entry("a", EntryType::Regular, None, b"one")?
+        .entry("a", EntryType::Regular, None, b"two")?
+        .entry("d", EntryType::Directory, None, b"")?
+        .entry("d/x", EntryType::Regular, None, b"inside")?
+        .entry("d", EntryType::Regular, None, b"now a file")?
+        .entry("f", EntryType::Regular, None, b"was a file")?
+        .entry("f", EntryType::Directory, None, b"")?
+        .entry("f/y", EntryType::Regular, None, b"y")?
+        .entry("s", EntryType::Symlink, Some("a"), b"")?
+        .entry("s", EntryType::Regular, None, b"not a link")?
+        .entry("big", EntryType::Regular, None, &big)?
+        .entry("big", EntryType::Regular, None, b"small")?
+        .entry("small-then-big", EntryType::Regular, None, b"small")?
+        .entry("small-then-big", EntryType::Regular, None, &big)?;
+    for i in 0..300 {
+        let body = format!("file {i}");
+        crafted = crafted.entry(
+            &format!("many/{i}"),
+            EntryType::Regular,
+            None,
+            body.as_bytes(),
+        )?;
+    }
+    let dst = tempfile::tempdir()?;
+    restore_bytes(&crafted.finish()?, dst.path())?;
+    let read = |p: &str| fs::read(dst.path().join(p));
+    assert_eq!(read("a")?, b"two");
+    assert_eq!(read("d")?, b"now a file");
+    assert!(dst.path().join("f").is_dir());
+    assert_eq!(read("f/y")?, b"y");
+    assert!(!fs::symlink_metadata(dst.path().join("s"))?.is_symlink());
+    assert_eq!(read("s")?, b"not a link");
+    assert_eq!(read("big")?, b"small");
+    assert!(read("small-then-big")? == big);
+    for i in 0..300 {
+        assert_eq!(read(&format!("many/{i}"))?, format!("file {i}").as_bytes());
+    }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //!
 //! Refused, by entry name: absolute paths, any `..` component, an empty name, an
 //! entry inside a symlink the archive created earlier (writing through it could
-//! reach anywhere), hard links, device files, FIFOs and any other type. Nothing is
+//! reach anywhere), a hard link to anything but a file this archive restored before
+//! it, device files, FIFOs and any other type. Nothing is
 //! ever opened through a symlink: files are created with `O_EXCL`, which fails on an
 //! existing link instead of following it.
 //!
@@ -88,6 +89,9 @@ struct State {
     /// File contents pass through here, in large writes.
     copy_buf: Vec<u8>,
     seen: HashSet<RelPath>,
+    /// Regular files the archive created and that are still there: the only
+    /// targets a hard link may have.
+    files: HashSet<RelPath>,
     /// Symlinks the archive created: no later entry may go through one.
     symlinks: HashSet<RelPath>,
     dirs: HashMap<RelPath, (u32, Mtime)>,
@@ -95,6 +99,8 @@ struct State {
 
 enum Kind {
     File,
+    /// A second name of a file this archive created earlier.
+    HardLink,
     Dir,
     Symlink,
 }
@@ -124,7 +130,7 @@ impl State {
             EntryType::Regular | EntryType::Continuous => Kind::File,
             EntryType::Directory => Kind::Dir,
             EntryType::Symlink => Kind::Symlink,
-            EntryType::Link => return Err(refuse(shown, "hard links are not restored")),
+            EntryType::Link => Kind::HardLink,
             EntryType::Char | EntryType::Block => {
                 return Err(refuse(shown, "device files are not restored"));
             }
@@ -145,6 +151,10 @@ impl State {
                 format!("it would be written through the symlink {}", link.display()),
             ));
         }
+        let link_target = match kind {
+            Kind::HardLink => Some(self.hard_link_target(entry, &shown)?),
+            _ => None,
+        };
         let mode = entry.header().mode().map_err(UnpackError::Io)? & 0o777;
         let mtime = entry_mtime(entry)?;
         let dest = staging.join(rel.as_path());
@@ -175,6 +185,24 @@ impl State {
                     mode,
                     mtime,
                 })?;
+                self.files.insert(rel.clone());
+                self.out.files += 1;
+            }
+            Kind::HardLink => {
+                let target =
+                    staging.join(link_target.as_ref().map_or(Path::new(""), |t| t.as_path()));
+                // The target may still be queued for a writer.
+                writers.wait_idle()?;
+                // linkat without AT_SYMLINK_FOLLOW: never follows a link at `target`
+                // (there is none: it is a file this archive made).
+                match fs::hard_link(&target, &dest) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear_for(&rel, &dest, false)?;
+                        fs::hard_link(&target, &dest)?;
+                    }
+                    other => other?,
+                }
+                self.files.insert(rel.clone());
                 self.out.files += 1;
             }
             Kind::File => {
@@ -198,6 +226,7 @@ impl State {
                 self.copy_data(entry, &mut file)?;
                 file.set_permissions(fs::Permissions::from_mode(mode))?;
                 mtime.apply_to_file(&file)?;
+                self.files.insert(rel.clone());
                 self.out.files += 1;
             }
             Kind::Dir => {
@@ -238,6 +267,36 @@ impl State {
         Ok(())
     }
 
+    /// The target of a hard-link entry: it must name a regular file this archive
+    /// created earlier and that is still there, so a link can neither reach outside
+    /// the tree nor give a restored file a second name elsewhere.
+    fn hard_link_target<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+        shown: &str,
+    ) -> Result<RelPath, UnpackError> {
+        let raw = entry
+            .link_name_bytes()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| refuse(shown, "hard link without a target"))?;
+        let target = RelPath::from_entry(&raw).map_err(|e| {
+            refuse(
+                shown,
+                format!("hard link to {}: {e}", String::from_utf8_lossy(&raw)),
+            )
+        })?;
+        if !self.files.contains(&target) {
+            return Err(refuse(
+                shown,
+                format!(
+                    "hard link to {}, which is not a file restored before it",
+                    String::from_utf8_lossy(&raw)
+                ),
+            ));
+        }
+        Ok(target)
+    }
+
     /// Copies an entry's data to `file` in large writes.
     fn copy_data(&mut self, mut data: impl Read, file: &mut fs::File) -> io::Result<()> {
         if self.copy_buf.is_empty() {
@@ -269,9 +328,12 @@ impl State {
                         .retain(|p, _| !p.as_path().starts_with(rel.as_path()));
                     self.symlinks
                         .retain(|p| !p.as_path().starts_with(rel.as_path()));
+                    self.files
+                        .retain(|p| !p.as_path().starts_with(rel.as_path()));
                 } else {
                     fs::remove_file(dest)?;
                     self.symlinks.remove(rel);
+                    self.files.remove(rel);
                 }
                 Ok(())
             }

@@ -4,6 +4,8 @@
 //! writes): `mtime` with nanoseconds, and `path` / `linkpath` when a name does not fit
 //! the ustar fields. Files, directories (recursively) and symlinks (stored as links,
 //! never followed) are archived with their mode and mtime; owners are not recorded.
+//! A file reached again under another name (a hard link) is stored once, the other
+//! names as hard-link entries pointing at the first.
 //!
 //! The caller gives the root and paths relative to it, so the same writer serves
 //! `cache save` (root = working directory) and callers whose files live elsewhere
@@ -79,6 +81,10 @@ pub struct ArchiveWriter<W: Write> {
     /// What each ancestor of a listed path turned out to be.
     dir_cache: HashMap<PathBuf, AncestorKind>,
     report: WriteReport,
+    /// Files with more than one link, by (device, inode): the path they were first
+    /// archived under. Later names become hard-link entries (Cargo links every
+    /// build script and final binary twice).
+    linked: HashMap<(u64, u64), RelPath>,
     /// File contents pass through here: one read per 256 KiB instead of the 8 KiB
     /// that `tar::Builder::append` would use (syscalls are dear in a CI VM).
     copy_buf: Vec<u8>,
@@ -94,6 +100,7 @@ impl<W: Write> ArchiveWriter<W> {
             seen: HashSet::new(),
             dir_cache: HashMap::new(),
             report: WriteReport::default(),
+            linked: HashMap::new(),
             copy_buf: vec![0; COPY_BUF],
         }
     }
@@ -192,7 +199,13 @@ impl<W: Write> ArchiveWriter<W> {
             };
             self.append(rel, EntryType::Symlink, meta, Some(&target), 0, io::empty())?;
         } else if kind.is_file() {
-            self.add_file(rel, &full)?;
+            match self.linked.get(&(meta.dev(), meta.ino())) {
+                Some(first) if meta.nlink() > 1 => {
+                    let target = first.as_path().to_owned();
+                    self.append(rel, EntryType::Link, meta, Some(&target), 0, io::empty())?;
+                }
+                _ => self.add_file(rel, &full)?,
+            }
         } else {
             self.report.unsupported.push(rel.to_string());
         }
@@ -222,6 +235,9 @@ impl<W: Write> ArchiveWriter<W> {
         if !meta.is_file() {
             self.report.changed.push(rel.to_string());
             return Ok(());
+        }
+        if meta.nlink() > 1 {
+            self.linked.insert((meta.dev(), meta.ino()), rel.clone());
         }
         let size = meta.len();
         let mut body = ExactSize {
