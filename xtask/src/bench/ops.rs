@@ -247,11 +247,12 @@ impl Ctx {
         Ok((usage, json))
     }
 
-    /// Moves a restored tree out of the way, to be deleted after the run. Deleting it
-    /// now would slow down the next restore, A's or B's: on an ext4 without a
-    /// journal (this VM's), creating a file right after thousands were deleted scans
-    /// the inode table past every recently deleted inode (`recently_deleted` in
-    /// `perf`): extraction took 5.6 s instead of 0.9-1.7 s.
+    /// Moves a restored tree out of the way, to be deleted at the end of the
+    /// repetition ([`Ctx::delete_set_aside`]), before the saves of the next one.
+    /// Deleting it now would slow down the next restore, A's or B's: on an ext4
+    /// without a journal (this VM's), creating a file within seconds of thousands
+    /// being deleted scans the inode table past every recently deleted inode
+    /// (`recently_deleted` in `perf`): extraction took 5.6 s instead of 0.9-1.7 s.
     fn set_aside(&self, dir: &Path) -> Result<()> {
         let n = self
             .set_aside
@@ -261,6 +262,17 @@ impl Ctx {
         let to = trash.join(n.to_string());
         fs::rename(dir, &to)
             .with_context(|| format!("cannot move {} to {}", dir.display(), to.display()))
+    }
+
+    /// Deletes the trees set aside so far.
+    pub fn delete_set_aside(&self) -> Result<()> {
+        let trash = self.work.join("set-aside");
+        match fs::remove_dir_all(&trash) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {}", trash.display()))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn fresh_dir(&self, name: &str) -> Result<PathBuf> {
