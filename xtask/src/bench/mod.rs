@@ -5,9 +5,9 @@
 //! Per input and repetition, in this order: saves (A and B, their order alternating
 //! between repetitions, then C's compress and PUT), restores (likewise; B's unpack is
 //! C's decompress-only limit; then C's GET), then A's save of the existing key. Dirty
-//! pages are flushed before every measured step. The caches and restored trees of a
-//! repetition are deleted after it, not right before another restore (see
-//! `Ctx::set_aside`).
+//! pages are flushed before every measured step. The caches of a repetition are
+//! deleted after it; restored trees only at the end of the run (see
+//! `Ctx::set_aside`), so the run needs about 2 × reps × the inputs' size of disk.
 //! Results: a table on stdout, `target/bench/bench-<time>.json` and `latest.json`,
 //! and `latest.md` for README's "Benchmarks" section.
 //!
@@ -234,7 +234,6 @@ fn measure_input(ctx: &Ctx, input: &Input, reps: u32, run_id: &str) -> Result<Sa
         add(Op::A_SKIP, ctx.a_skip(input, &key_a, &list)?);
         ctx.forget(&[&key_a, &key_b])?;
         let _ = fs::remove_file(ctx.archive_path());
-        ctx.delete_set_aside()?;
         progress(input, &samples, rep);
     }
     Ok(samples)

@@ -247,12 +247,13 @@ impl Ctx {
         Ok((usage, json))
     }
 
-    /// Moves a restored tree out of the way, to be deleted at the end of the
-    /// repetition ([`Ctx::delete_set_aside`]), before the saves of the next one.
-    /// Deleting it now would slow down the next restore, A's or B's: on an ext4
-    /// without a journal (this VM's), creating a file within seconds of thousands
-    /// being deleted scans the inode table past every recently deleted inode
-    /// (`recently_deleted` in `perf`): extraction took 5.6 s instead of 0.9-1.7 s.
+    /// Moves a restored tree out of the way, to be deleted at the end of the run.
+    /// Deleting it any earlier slows down the restores that follow, A's and B's: on
+    /// an ext4 without a journal (this VM's), allocating an inode within 60 s (300 s
+    /// while the inode table is dirty) of many being deleted scans past every one
+    /// of them (`recently_deleted` in `perf`). Extracting 10,000 files took 5.6 s
+    /// instead of 0.9-1.7 s; deleting each repetition's trees at its end made the
+    /// source-tree restores slower with every repetition (B: 3.0, 8.5, 10.8, 13.9 s).
     fn set_aside(&self, dir: &Path) -> Result<()> {
         let n = self
             .set_aside
@@ -262,17 +263,6 @@ impl Ctx {
         let to = trash.join(n.to_string());
         fs::rename(dir, &to)
             .with_context(|| format!("cannot move {} to {}", dir.display(), to.display()))
-    }
-
-    /// Deletes the trees set aside so far.
-    pub fn delete_set_aside(&self) -> Result<()> {
-        let trash = self.work.join("set-aside");
-        match fs::remove_dir_all(&trash) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("cannot remove {}", trash.display()))
-            }
-            _ => Ok(()),
-        }
     }
 
     fn fresh_dir(&self, name: &str) -> Result<PathBuf> {
