@@ -15,14 +15,17 @@ pub const CHUNK: usize = 1 << 20;
 /// Chunks queued between the two threads.
 pub const DEPTH: usize = 4;
 
-/// What crosses: bytes, or the error that ended the stream on the writing side.
-type Message = io::Result<Vec<u8>>;
+/// What crosses: a chunk and how many of its bytes are filled, or the error that
+/// ended the stream on the writing side. Chunks always have `CHUNK` bytes of length,
+/// so a recycled one is never zeroed again.
+type Message = io::Result<(Vec<u8>, usize)>;
 
 /// The writing end: buffers writes into chunks and sends each full one.
 pub struct ChunkWriter {
     to: SyncSender<Message>,
     spare: Receiver<Vec<u8>>,
     buf: Vec<u8>,
+    filled: usize,
 }
 
 /// The reading end: reads the chunks back as one stream; EOF when the writer is
@@ -31,6 +34,7 @@ pub struct ChunkReader {
     from: Receiver<Message>,
     spare: Sender<Vec<u8>>,
     buf: Vec<u8>,
+    len: usize,
     pos: usize,
 }
 
@@ -42,12 +46,14 @@ pub fn pipe() -> (ChunkWriter, ChunkReader) {
         ChunkWriter {
             to,
             spare,
-            buf: Vec::with_capacity(CHUNK),
+            buf: vec![0; CHUNK],
+            filled: 0,
         },
         ChunkReader {
             from,
             spare: give_back,
             buf: Vec::new(),
+            len: 0,
             pos: 0,
         },
     )
@@ -62,46 +68,38 @@ fn reader_gone() -> io::Error {
 
 impl ChunkWriter {
     fn send(&mut self) -> io::Result<()> {
-        let next = self
-            .spare
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let next = self.spare.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
         let full = std::mem::replace(&mut self.buf, next);
-        self.to.send(Ok(full)).map_err(|_| reader_gone())
+        let filled = std::mem::take(&mut self.filled);
+        self.to.send(Ok((full, filled))).map_err(|_| reader_gone())
     }
 
     /// Sends what is buffered; the reader sees EOF after it once this is dropped.
     pub fn finish(mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
+        if self.filled > 0 {
             self.send()?;
         }
         Ok(())
     }
 
-    /// Fills a whole chunk from `src` (reading until it is full or `src` ends) and
-    /// sends it; the bytes go from `src` into the chunk with no copy in between.
-    /// Returns how many bytes were read: 0 at the end of `src`. Call it on a writer
-    /// that has nothing buffered.
+    /// Fills the chunk being built from `src` (reading until it is full or `src`
+    /// ends) and sends it; the bytes go from `src` into the chunk with no copy in
+    /// between. Returns how many bytes were read: 0 at the end of `src`.
     pub fn fill_from(&mut self, src: &mut impl Read) -> io::Result<usize> {
-        let start = self.buf.len();
-        self.buf.resize(CHUNK, 0);
-        let mut filled = start;
-        while filled < CHUNK {
-            match src.read(&mut self.buf[filled..]) {
+        let start = self.filled;
+        while self.filled < CHUNK {
+            match src.read(&mut self.buf[self.filled..]) {
                 Ok(0) => break,
-                Ok(n) => filled += n,
+                Ok(n) => self.filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.buf.truncate(filled);
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             }
         }
-        self.buf.truncate(filled);
-        if filled > start {
+        let read = self.filled - start;
+        if read > 0 {
             self.send()?;
         }
-        Ok(filled - start)
+        Ok(read)
     }
 
     /// Ends the stream with an error the reader will return.
@@ -113,9 +111,10 @@ impl ChunkWriter {
 
 impl Write for ChunkWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK {
+        let n = data.len().min(CHUNK - self.filled);
+        self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+        self.filled += n;
+        if self.filled == CHUNK {
             self.send()?;
         }
         Ok(n)
@@ -126,28 +125,15 @@ impl Write for ChunkWriter {
     }
 }
 
-impl Read for ChunkReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            if !self.next_chunk()? {
-                return Ok(0);
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 impl ChunkReader {
     fn next_chunk(&mut self) -> io::Result<bool> {
         match self.from.recv() {
-            Ok(Ok(next)) => {
+            Ok(Ok((next, len))) => {
                 let used = std::mem::replace(&mut self.buf, next);
+                self.len = len;
                 self.pos = 0;
-                if used.capacity() == CHUNK {
-                    let _ = self.spare.send(clear(used));
+                if used.len() == CHUNK {
+                    let _ = self.spare.send(used);
                 }
                 Ok(true)
             }
@@ -160,9 +146,9 @@ impl ChunkReader {
     pub fn copy_to(&mut self, out: &mut impl Write) -> io::Result<u64> {
         let mut total = 0;
         loop {
-            out.write_all(&self.buf[self.pos..])?;
-            total += (self.buf.len() - self.pos) as u64;
-            self.pos = self.buf.len();
+            out.write_all(&self.buf[self.pos..self.len])?;
+            total += (self.len - self.pos) as u64;
+            self.pos = self.len;
             if !self.next_chunk()? {
                 return Ok(total);
             }
@@ -170,9 +156,18 @@ impl ChunkReader {
     }
 }
 
-fn clear(mut v: Vec<u8>) -> Vec<u8> {
-    v.clear();
-    v
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.len {
+            if !self.next_chunk()? {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.len - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
