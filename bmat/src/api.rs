@@ -109,10 +109,11 @@ impl ApiClient {
     /// Not idempotent on the signer's side: if an answer is lost and the call retried,
     /// the retry sees our own lease and is told to skip. That is the safe outcome (no
     /// cache this time; the signer reaps the orphan).
-    pub async fn begin(&self, key: &str) -> anyhow::Result<BeginResponse> {
+    pub async fn begin(&self, key: &str, part_size: u64) -> anyhow::Result<BeginResponse> {
         let req = BeginRequest {
             key: key.to_owned(),
             expected_size: None,
+            part_size: Some(part_size),
         };
         self.call(Method::POST, "/v1/uploads", Some(&req)).await
     }

@@ -47,7 +47,7 @@ pub async fn save(req: SaveRequest, tuning: &Tuning) -> Outcome {
         Ok(api) => api,
         Err(e) => return failed(e),
     };
-    let (upload_id, part_size, max_size) = match api.begin(&req.key).await {
+    let (upload_id, part_size, max_size) = match api.begin(&req.key, tuning.part_size).await {
         Ok(BeginResponse::Skip { reason }) => {
             return Outcome::Skipped {
                 key: req.key.clone(),
@@ -96,9 +96,11 @@ async fn upload(
     progress: &Progress,
 ) -> anyhow::Result<StreamSummary> {
     let s3 = S3Transfer::new(tuning)?;
-    // Parts wait on disk (see `PartWriter`): the spool holds at most the parts in
-    // flight, these queued ones and the one being written.
-    let (tx, rx) = mpsc::channel::<Part>(2);
+    let part_bytes =
+        usize::try_from(part_size).map_err(|_| anyhow!("part size {part_size} is too large"))?;
+    // Capacity 1: with the parts in flight and the one being filled, memory is
+    // (in flight + 2) × part size, which `parts_in_flight` keeps within the budget.
+    let (tx, rx) = mpsc::channel::<Part>(1);
     let producer = {
         let root = req.root.clone();
         let paths = req.paths.clone();
@@ -112,7 +114,7 @@ async fn upload(
                 tx.blocking_send(part)
                     .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
             };
-            let writer = PartWriter::new(part_size, max_size, sink)?;
+            let writer = PartWriter::new(part_bytes, max_size, sink);
             let (writer, report) = pack(&root, &paths, writer, compression, &progress)?;
             Ok::<_, io::Error>((writer.finish()?, report))
         })
@@ -124,7 +126,7 @@ async fn upload(
         upload_id,
         part_size,
         max_size,
-        parallelism: tuning.upload_parallelism,
+        parallelism: tuning.parts_in_flight(part_size),
         url_batch: tuning.part_url_batch,
         progress,
     };

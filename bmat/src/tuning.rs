@@ -2,7 +2,8 @@
 //!
 //! The defaults are what jobs get. A few can be overridden through the environment
 //! (`BMAT_RETRY_ATTEMPTS`, `BMAT_STALL_TIMEOUT_SECS`, `BMAT_CONNECT_TIMEOUT_SECS`,
-//! `BMAT_UPLOAD_PARALLELISM`, `BMAT_DOWNLOAD_PARALLELISM`, `BMAT_RANGE_SIZE_MIB`,
+//! `BMAT_UPLOAD_PARALLELISM`, `BMAT_PART_SIZE_MIB`, `BMAT_DOWNLOAD_PARALLELISM`,
+//! `BMAT_RANGE_SIZE_MIB`,
 //! `BMAT_ZSTD_LEVEL`) so that tests and benchmarks can shorten a wait or measure a
 //! setting without a rebuild. Only `BMAT_ZSTD_LEVEL` is documented (README): the
 //! right level depends on the link to S3, which only the user knows.
@@ -23,7 +24,12 @@ pub struct Tuning {
     pub api_attempt_timeout: Duration,
     /// A transfer that moves no byte for this long is abandoned (and retried).
     pub stall_timeout: Duration,
-    /// Part PUTs in flight at once.
+    /// The part size asked of the signer (it may answer with another).
+    pub part_size: u64,
+    /// Memory for parts (in flight, queued, being filled): fewer are sent at once
+    /// when the signer's parts are larger than asked.
+    pub part_memory: u64,
+    /// Part PUTs in flight at once, at most.
     pub upload_parallelism: usize,
     /// Part URLs asked for in one call.
     pub part_url_batch: u32,
@@ -59,7 +65,10 @@ impl Default for Tuning {
             connect_timeout: Duration::from_secs(10),
             api_attempt_timeout: Duration::from_secs(30),
             stall_timeout: Duration::from_secs(30),
-            upload_parallelism: 4,
+            // 8 MiB parts, 6 in flight + 1 queued + 1 being filled: 64 MiB.
+            part_size: 8 << 20,
+            part_memory: 64 << 20,
+            upload_parallelism: 6,
             part_url_batch: 16,
             // 8 × 4 MiB: at most ~44 MiB of ranges held (in flight, queued, being read).
             download_parallelism: 8,
@@ -76,6 +85,13 @@ impl Default for Tuning {
 }
 
 impl Tuning {
+    /// Part PUTs to keep in flight with parts of `part_size` bytes: as many as the
+    /// part memory holds besides the queued part and the one being filled.
+    pub fn parts_in_flight(&self, part_size: u64) -> usize {
+        let fit = self.part_memory / part_size.max(1);
+        (fit.saturating_sub(2) as usize).clamp(1, self.upload_parallelism.max(1))
+    }
+
     /// The defaults with any environment overrides applied. Unparsable values are
     /// ignored: a knob must never turn a cache step into a failure.
     pub fn from_env() -> Tuning {
@@ -97,6 +113,10 @@ impl Tuning {
         }
         if let Some(n) = num("BMAT_UPLOAD_PARALLELISM").filter(|n| (1..=64).contains(n)) {
             t.upload_parallelism = n as usize;
+        }
+        if let Some(n) = num("BMAT_PART_SIZE_MIB").filter(|n| (5..=5120).contains(n)) {
+            t.part_size = n << 20;
+            t.part_memory = t.part_memory.max(3 * t.part_size);
         }
         if let Some(n) = num("BMAT_DOWNLOAD_PARALLELISM").filter(|n| (1..=64).contains(n)) {
             t.download_parallelism = n as usize;
@@ -129,6 +149,16 @@ mod tests {
         assert_eq!(t.api_retry.attempts, 2);
         assert_eq!(t.transfer_retry.attempts, 2);
         assert_eq!(t.stall_timeout, Tuning::default().stall_timeout);
-        assert_eq!(t.upload_parallelism, 4);
+        assert_eq!(t.upload_parallelism, 6);
+    }
+
+    #[test]
+    fn larger_parts_than_asked_mean_fewer_in_flight() {
+        let t = Tuning::default();
+        assert_eq!(t.parts_in_flight(8 << 20), 6);
+        assert_eq!(t.parts_in_flight(16 << 20), 2);
+        assert_eq!(t.parts_in_flight(64 << 20), 1);
+        assert_eq!(t.parts_in_flight(1 << 30), 1);
+        assert_eq!(t.parts_in_flight(1 << 20), 6);
     }
 }

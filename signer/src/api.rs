@@ -22,7 +22,7 @@ use bmat_wire::{validate_key, validate_prefix};
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use crate::config::MAX_PARTS;
+use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
 use crate::registry::{BeginOutcome, CacheRow, UploadRow};
 use crate::s3::S3Error;
 use crate::state::{AppState, now_ms};
@@ -359,13 +359,13 @@ async fn begin(
             limits.max_cache_size
         )));
     }
+    let part_size = req.part_size.map_or(limits.part_size, |asked| {
+        allowed_part_size(asked, limits.max_cache_size)
+    });
     let ulid = ulid::Ulid::new().to_string();
     let outcome = {
         let (owner, key, ulid) = (owner.0.clone(), req.key.clone(), ulid.clone());
-        let (part_size, lease) = (
-            limits.part_size,
-            std::time::Duration::from_secs(st.cfg.timing.lease_secs),
-        );
+        let lease = std::time::Duration::from_secs(st.cfg.timing.lease_secs);
         st.db
             .run(move |r| r.begin_upload(&owner, &key, &ulid, part_size, now_ms(), lease))
             .await?
@@ -424,9 +424,16 @@ async fn begin(
     info!(owner = %owner.0, key = %req.key, upload = %ulid, "upload begun");
     Ok(Json(BeginResponse::Upload {
         upload_id: ulid,
-        part_size: limits.part_size,
+        part_size,
         max_size: limits.max_cache_size,
     }))
+}
+
+/// A part size a client asked for, brought within S3's limits: at least 5 MiB, at most
+/// 5 GiB, and large enough that a cache of `max_cache_size` fits in 10,000 parts.
+fn allowed_part_size(asked: u64, max_cache_size: u64) -> u64 {
+    let floor = MIN_PART_SIZE.max(max_cache_size.div_ceil(u64::from(MAX_PARTS)));
+    asked.clamp(floor.min(MAX_PART_SIZE), MAX_PART_SIZE)
 }
 
 async fn part_urls(
@@ -726,6 +733,18 @@ async fn delete_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn asked_part_sizes_are_brought_within_s3_limits() {
+        const MIB: u64 = 1 << 20;
+        let cap = 10 * 1024 * MIB;
+        assert_eq!(allowed_part_size(8 * MIB, cap), 8 * MIB);
+        assert_eq!(allowed_part_size(1, cap), 5 * MIB);
+        assert_eq!(allowed_part_size(u64::MAX, cap), MAX_PART_SIZE);
+        // 1 TiB in at most 10,000 parts: no part under 1 TiB / 10,000.
+        let tib = 1024 * 1024 * MIB;
+        assert_eq!(allowed_part_size(8 * MIB, tib), tib.div_ceil(10_000));
+    }
 
     #[test]
     fn sha256_hex_is_strict() {

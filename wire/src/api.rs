@@ -67,6 +67,12 @@ pub struct BeginRequest {
     /// archive is streamed). Refused at once when over the cap.
     #[serde(default)]
     pub expected_size: Option<u64>,
+    /// The part size the client would like (it holds the parts in flight in memory).
+    /// The signer answers with the size to use: this one brought within S3's limits
+    /// (5 MiB to 5 GiB, and few enough parts for its maximum cache size), or its
+    /// configured default when none is asked for.
+    #[serde(default)]
+    pub part_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

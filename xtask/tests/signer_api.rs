@@ -123,6 +123,7 @@ impl Api {
         let req = BeginRequest {
             key: key.into(),
             expected_size: None,
+            part_size: None,
         };
         self.post("/v1/uploads", &req).await
     }
@@ -501,6 +502,48 @@ async fn an_expired_lease_lets_a_new_begin_through() {
 }
 
 #[tokio::test]
+async fn a_client_gets_the_part_size_it_asks_for_within_s3_limits() {
+    let cap = 20 * MIB;
+    let stack = Stack::start_with(|c| c.limits.max_cache_size = cap).expect("stack");
+    let api = Api::new(&stack);
+    let begin = |key: &str, part_size: Option<u64>| BeginRequest {
+        key: key.into(),
+        expected_size: None,
+        part_size,
+    };
+    let granted = |answer: BeginResponse| match answer {
+        BeginResponse::Upload {
+            upload_id,
+            part_size,
+            ..
+        } => (upload_id, part_size),
+        other => panic!("expected an upload, got {other:?}"),
+    };
+    let (_, default) = granted(api.post("/v1/uploads", &begin("default", None)).await.ok());
+    assert_eq!(
+        default,
+        16 * MIB,
+        "the configured size when none is asked for"
+    );
+    let (_, tiny) = granted(api.post("/v1/uploads", &begin("tiny", Some(1))).await.ok());
+    assert_eq!(tiny, 5 * MIB, "S3's minimum");
+
+    // The size granted is the upload's: the cap is checked against it.
+    let (id, size) = granted(
+        api.post("/v1/uploads", &begin("asked", Some(5 * MIB)))
+            .await
+            .ok(),
+    );
+    assert_eq!(size, 5 * MIB);
+    api.part_urls(&id, &[1, 2, 3, 4])
+        .await
+        .ok::<PartUrlsResponse>();
+    api.part_urls(&id, &[5])
+        .await
+        .err(StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
 async fn oversize_is_refused_at_part_urls_and_at_completion() {
     let cap = 6 * MIB;
     let stack = Stack::start_with(|c| {
@@ -514,6 +557,7 @@ async fn oversize_is_refused_at_part_urls_and_at_completion() {
     let req = BeginRequest {
         key: "big".into(),
         expected_size: Some(cap + 1),
+        part_size: None,
     };
     api.post("/v1/uploads", &req)
         .await

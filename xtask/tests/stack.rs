@@ -94,6 +94,7 @@ async fn begun_part_size(stack: &Stack, key: &str) -> u64 {
         .json(&BeginRequest {
             key: key.into(),
             expected_size: None,
+            part_size: None,
         })
         .send()
         .await

@@ -119,7 +119,9 @@ fn work(from: &Mutex<Receiver<SmallFile>>, shared: &Shared) {
     loop {
         let next = from.lock().unwrap_or_else(PoisonError::into_inner).recv();
         let Ok(file) = next else { return };
-        let result = write_one(&file);
+        // A panic must still count the file as done, or `wait_idle` would wait forever.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_one(&file)))
+            .unwrap_or_else(|_| Err(io::Error::other("a file writer panicked")));
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.0 -= 1;
         if let Err(e) = result

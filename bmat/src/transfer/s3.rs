@@ -10,7 +10,6 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, RANGE};
 
-use super::parts::Part;
 use super::retry::{AttemptError, classify_status, classify_transport};
 use super::stall::{Heartbeat, watch};
 use crate::tuning::Tuning;
@@ -38,15 +37,14 @@ impl S3Transfer {
     }
 
     /// PUTs one part to a presigned UploadPart URL; returns the ETag S3 answered with.
-    pub async fn put_part(&self, url: &str, part: &Part) -> Result<String, AttemptError> {
+    pub async fn put_part(&self, url: &str, data: Bytes) -> Result<String, AttemptError> {
         let beat = Heartbeat::new();
-        let len = part.len;
+        let len = data.len();
         let body_beat = beat.clone();
-        let part = part.clone();
         let slices =
             futures_util::stream::iter((0..len.max(1)).step_by(BODY_SLICE).map(move |start| {
                 body_beat.tick();
-                part.read(start, BODY_SLICE)
+                Ok::<Bytes, std::io::Error>(data.slice(start..(start + BODY_SLICE).min(len)))
             }));
         // S3 wants a Content-Length on UploadPart (no chunked encoding), and a streamed
         // body has none unless we set it.

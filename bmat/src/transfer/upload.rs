@@ -64,8 +64,8 @@ impl Uploader<'_> {
             self.retry,
             url,
             |url: String| {
-                let part = &part;
-                async move { self.s3.put_part(&url, part).await }
+                let data = part.data.clone();
+                async move { self.s3.put_part(&url, data).await }
             },
             |_: String| async move {
                 fetch_urls(self.api, self.upload_id, vec![number])
@@ -76,8 +76,7 @@ impl Uploader<'_> {
             || format!("part {number}"),
         )
         .await?;
-        self.progress.add_sent(part.len);
-        part.release();
+        self.progress.add_sent(part.data.len() as u64);
         Ok(CompletedPart {
             part_number: number,
             etag,

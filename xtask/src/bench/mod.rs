@@ -52,8 +52,8 @@ pub struct Options {
     /// Only these inputs (rust-target, source-tree, random); may be repeated.
     #[arg(long = "input", value_name = "NAME")]
     pub inputs: Vec<String>,
-    /// The signer's part size in MiB (the baseline's parts are 64 MiB; bmat uses what
-    /// the signer says).
+    /// The part size in MiB the baseline asks the signer for (actions/cache uploads
+    /// 64 MiB parts; bmat asks for its own).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(5..=1024))]
     pub part_size_mib: u64,
 }
@@ -123,7 +123,7 @@ pub fn run(opts: &Options) -> Result<()> {
         inputs_started.elapsed().as_secs_f64()
     ));
     let part_size = opts.part_size_mib * MIB;
-    let stack = Stack::start_with(|c| c.limits.part_size = part_size)?;
+    let stack = Stack::start()?;
     let env = stack.env();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -132,7 +132,7 @@ pub fn run(opts: &Options) -> Result<()> {
         .context("cannot build a tokio runtime")?;
     let signer = {
         let _guard = rt.enter();
-        net::Signer::new(&env.signer_url, &env.token)?
+        net::Signer::new(&env.signer_url, &env.token, part_size)?
     };
     let ctx = Ctx {
         bmat,

@@ -25,6 +25,8 @@ pub struct Signer {
     http: reqwest::Client,
     url: String,
     token: String,
+    /// The part size the baseline asks for (actions/cache uploads 64 MiB parts).
+    part_size: u64,
 }
 
 /// An upload begun, with a URL for each of its parts.
@@ -35,7 +37,7 @@ pub struct Upload {
 }
 
 impl Signer {
-    pub fn new(url: &str, token: &str) -> Result<Signer> {
+    pub fn new(url: &str, token: &str, part_size: u64) -> Result<Signer> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(32)
             .build()
@@ -44,6 +46,7 @@ impl Signer {
             http,
             url: url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
+            part_size,
         })
     }
 
@@ -84,6 +87,7 @@ impl Signer {
                 Some(&BeginRequest {
                     key: key.to_owned(),
                     expected_size: Some(size),
+                    part_size: Some(self.part_size),
                 }),
             )
             .await?;

@@ -266,7 +266,8 @@ pub fn markdown(report: &Report) -> String {
         out,
         "Measured with `{}` on {}: {} CPUs ({}), {} RAM, {}, {}, zstd {}; S3 is Garage on \
          loopback. {} repetition(s), interleaved, medians; input sizes are uncompressed, MiB/s \
-         is uncompressed input per second. Signer part size {} MiB.\n",
+         is uncompressed input per second. The baseline uploads {} MiB parts; bmat asks the \
+         signer for its own (8 MiB by default).\n",
         h.command,
         h.date,
         h.cpus,
@@ -283,7 +284,7 @@ pub fn markdown(report: &Report) -> String {
         "- **A**: `bmat cache save KEY` / `bmat cache restore KEY` (into an empty directory), \
          through the agent shim.\n\
          - **B**: actions/cache's pipeline with the system tools: `tar --posix -cf - -T list | \
-         zstd -T0 -3` into a temp file, then 64 MiB parts, 8 in flight, through presigned URLs \
+         zstd -T0 -3` into a temp file, then parts of that size, 8 in flight, through presigned URLs \
          (plus the SHA-256 the signer wants); restore: lookup, 8 ranged GETs in flight into a \
          temp file, then `zstd -d | tar -x`.\n\
          - **C**: the machine's limits on the same input: compress only (`tar -c | zstd -T0 -3 > \

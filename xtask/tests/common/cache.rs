@@ -408,6 +408,7 @@ async fn begin_with_part_url(
         .json(&BeginRequest {
             key: key.to_owned(),
             expected_size: None,
+            part_size: None,
         })
         .send()
         .await
