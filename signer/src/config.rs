@@ -71,7 +71,8 @@ pub struct S3Config {
 pub struct Limits {
     /// Largest compressed archive accepted, in bytes.
     pub max_cache_size: u64,
-    /// Size of every part but the last, in bytes (≥ 5 MiB).
+    /// Size of every part but the last, in bytes (≥ 5 MiB), for uploads whose client
+    /// asks for no size of its own.
     pub part_size: u64,
     /// Total bytes of caches an owner may keep; least recently used go first.
     pub owner_quota: u64,
