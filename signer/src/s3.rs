@@ -78,12 +78,25 @@ pub enum S3Error {
         code: String,
         message: String,
     },
-    #[error("S3 unreachable: {0}")]
+    #[error("S3 unreachable: {}", with_causes(.0))]
     Transport(#[from] reqwest::Error),
     #[error("S3 answer not understood: {0}")]
     Xml(String),
     #[error("cannot sign S3 request: {0}")]
     Signing(String),
+}
+
+/// reqwest's message and its causes (`error sending request for url (…)` alone does
+/// not say whether the connection was refused or cut).
+fn with_causes(e: &reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 impl S3Error {
@@ -265,23 +278,35 @@ impl S3Client {
         body: Vec<u8>,
     ) -> Result<reqwest::Response, S3Error> {
         let sha = hex::encode(Sha256::digest(&body));
-        let headers = self
-            .sign_parts(
-                method.as_str(),
-                &url,
-                SignableBody::Precomputed(sha),
-                Self::signing_settings(SignatureLocation::Headers),
-            )?
-            .headers;
-        let mut request = self.http.request(method, &url);
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let response = request.body(body).send().await?;
-        if response.status().is_success() {
-            Ok(response)
-        } else {
-            Err(error_from(response).await)
+        // A transport error is retried twice: a pooled connection the server closed
+        // while idle, or a refused connect, fails before S3 acts on the request. When
+        // S3 did act, a repeat is harmless: reads, PUTs and DELETEs are idempotent; a
+        // second CreateMultipartUpload leaves an upload whose id no row holds, which
+        // the reaper aborts; a repeated CompleteMultipartUpload answers NoSuchUpload,
+        // which the worker settles with HeadObject.
+        let mut attempt = 0;
+        loop {
+            let headers = self
+                .sign_parts(
+                    method.as_str(),
+                    &url,
+                    SignableBody::Precomputed(sha.clone()),
+                    Self::signing_settings(SignatureLocation::Headers),
+                )?
+                .headers;
+            let mut request = self.http.request(method.clone(), &url);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            match request.body(body.clone()).send().await {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) => return Err(error_from(response).await),
+                Err(_) if attempt < 2 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 

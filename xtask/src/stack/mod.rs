@@ -417,14 +417,25 @@ pub(crate) fn s3_ready_check(
 /// A free loopback port for a child to listen on. Picked at random *below* the
 /// kernel's ephemeral range (32768 and up on Linux): a port from that range, even
 /// one just released, can be taken at any moment as the local end of some outgoing
-/// connection (every test opens many), and Garage would then die on bind. Our own
-/// picks can still collide; a child that finds its port taken is started again on
-/// new ports (see [`port_taken`]).
+/// connection (every test opens many), and Garage would then die on bind.
+///
+/// A port is never handed out twice by one process: stacks started at once by
+/// parallel tests would otherwise both see a port free before either child binds
+/// it, and the loser can die *after* it was found ready (a server may bind one port
+/// after another already answers), which no start-up retry catches: seen as
+/// "Connection refused" from Garage on the first request of a signer test. Other processes'
+/// picks can still collide; a child that finds its port taken during start-up is
+/// started again on new ports (see [`port_taken`]).
 pub(crate) fn free_port() -> Result<u16> {
     const RANGE: std::ops::Range<u16> = 20_000..32_000;
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..200 {
         let port = rand::random_range(RANGE);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return Ok(port);
         }
     }
