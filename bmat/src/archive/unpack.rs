@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -99,8 +99,8 @@ struct State {
 
 enum Kind {
     File,
-    /// A second name of a file this archive created earlier.
-    HardLink,
+    /// A second name of a file this archive created earlier (that file).
+    HardLink(RelPath),
     Dir,
     Symlink,
 }
@@ -130,7 +130,7 @@ impl State {
             EntryType::Regular | EntryType::Continuous => Kind::File,
             EntryType::Directory => Kind::Dir,
             EntryType::Symlink => Kind::Symlink,
-            EntryType::Link => Kind::HardLink,
+            EntryType::Link => Kind::HardLink(self.hard_link_target(entry, &shown)?),
             EntryType::Char | EntryType::Block => {
                 return Err(refuse(shown, "device files are not restored"));
             }
@@ -151,10 +151,6 @@ impl State {
                 format!("it would be written through the symlink {}", link.display()),
             ));
         }
-        let link_target = match kind {
-            Kind::HardLink => Some(self.hard_link_target(entry, &shown)?),
-            _ => None,
-        };
         let mode = entry.header().mode().map_err(UnpackError::Io)? & 0o777;
         let mtime = entry_mtime(entry)?;
         let dest = staging.join(rel.as_path());
@@ -188,42 +184,29 @@ impl State {
                 self.files.insert(rel.clone());
                 self.out.files += 1;
             }
-            Kind::HardLink => {
-                let target =
-                    staging.join(link_target.as_ref().map_or(Path::new(""), |t| t.as_path()));
+            Kind::HardLink(target) => {
+                let target = staging.join(target.as_path());
                 // The target may still be queued for a writer.
                 writers.wait_idle()?;
                 // linkat without AT_SYMLINK_FOLLOW: never follows a link at `target`
                 // (there is none: it is a file this archive made).
-                match fs::hard_link(&target, &dest) {
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        self.clear_for(&rel, &dest, false)?;
-                        fs::hard_link(&target, &dest)?;
-                    }
-                    other => other?,
-                }
+                self.create_or_replace(&rel, &dest, || fs::hard_link(&target, &dest))?;
                 self.files.insert(rel.clone());
                 self.out.files += 1;
             }
             Kind::File => {
-                // O_EXCL: never writes through whatever is there; an earlier entry
-                // of the same name is cleared first, as tar does.
-                let create = || {
+                let mut file = self.create_or_replace(&rel, &dest, || {
                     fs::OpenOptions::new()
                         .write(true)
                         .create_new(true)
                         .mode(0o600)
                         .custom_flags(libc::O_NOFOLLOW)
                         .open(&dest)
-                };
-                let mut file = match create() {
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        self.clear_for(&rel, &dest, false)?;
-                        create()?
-                    }
-                    other => other?,
-                };
-                self.copy_data(entry, &mut file)?;
+                })?;
+                if self.copy_buf.is_empty() {
+                    self.copy_buf = vec![0; COPY_BUF];
+                }
+                super::copy_through(&mut self.copy_buf, entry, &mut file)?;
                 file.set_permissions(fs::Permissions::from_mode(mode))?;
                 mtime.apply_to_file(&file)?;
                 self.files.insert(rel.clone());
@@ -249,13 +232,7 @@ impl State {
                     .ok_or_else(|| refuse(shown.clone(), "symlink without a target"))?
                     .into_owned();
                 let target = std::ffi::OsStr::from_bytes(&target);
-                match std::os::unix::fs::symlink(target, &dest) {
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        self.clear_for(&rel, &dest, false)?;
-                        std::os::unix::fs::symlink(target, &dest)?;
-                    }
-                    other => other?,
-                }
+                self.create_or_replace(&rel, &dest, || std::os::unix::fs::symlink(target, &dest))?;
                 mtime.apply(&dest)?;
                 self.symlinks.insert(rel.clone());
                 self.out.symlinks += 1;
@@ -297,19 +274,21 @@ impl State {
         Ok(target)
     }
 
-    /// Copies an entry's data to `file` in large writes.
-    fn copy_data(&mut self, mut data: impl Read, file: &mut fs::File) -> io::Result<()> {
-        if self.copy_buf.is_empty() {
-            self.copy_buf = vec![0; COPY_BUF];
-        }
-        loop {
-            let n = match data.read(&mut self.copy_buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            file.write_all(&self.copy_buf[..n])?;
+    /// Creates `dest` with `create`; if an earlier entry left something there, clears
+    /// it first, as tar does. `create` never follows or writes through what is there
+    /// (`O_EXCL`, `symlink`, `link` fail on an existing name).
+    fn create_or_replace<T>(
+        &mut self,
+        rel: &RelPath,
+        dest: &Path,
+        create: impl Fn() -> io::Result<T>,
+    ) -> io::Result<T> {
+        match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.clear_for(rel, dest, false)?;
+                create()
+            }
+            other => other,
         }
     }
 

@@ -306,15 +306,7 @@ impl<W: Write> ArchiveWriter<W> {
         // to 512 bytes), with large reads.
         let out = self.builder.get_mut();
         out.write_all(header.as_bytes())?;
-        let mut written = 0u64;
-        loop {
-            let n = data.read(&mut self.copy_buf)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&self.copy_buf[..n])?;
-            written += n as u64;
-        }
+        let written = super::copy_through(&mut self.copy_buf, &mut data, out)?;
         let pad = (512 - written % 512) % 512;
         out.write_all(&[0u8; 512][..pad as usize])?;
         self.report.entries += 1;
