@@ -1,31 +1,62 @@
 //! agent-shim: runs beside a CI job and forwards bmat's API calls from a Unix socket to
 //! the signer, adding the job's bearer token, so the job itself never holds a token.
 
+mod listen;
 mod proxy;
+mod secret;
 
 use std::io::IsTerminal;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use tokio::net::UnixListener;
+
+use listen::{PeerCheckedListener, PeerPolicy};
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// Unix socket to listen on (created with mode 0600; a stale file is replaced).
+    /// Unix socket to listen on (a stale socket file is replaced).
     #[arg(long)]
     socket: PathBuf,
+    /// The socket's mode, in octal: 600 (the shim's uid only) or 660 (its group too:
+    /// run the job in that group).
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    socket_mode: u32,
+    /// Accept connections only from this uid (repeatable; the shim's own uid always).
+    #[arg(long = "allow-uid", value_name = "UID")]
+    allow_uids: Vec<u32>,
+    /// Accept connections only from processes whose primary gid is this (repeatable).
+    #[arg(long = "allow-gid", value_name = "GID")]
+    allow_gids: Vec<u32>,
     /// Base URL of the signer, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     signer: String,
-    /// File holding the job's token; used when BMAT_SHIM_TOKEN is not set.
+    /// File holding the job's token (preferred); else BMAT_SHIM_TOKEN, which the shim
+    /// removes from its environment at start.
     #[arg(long)]
     token_file: Option<PathBuf>,
 }
 
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let mode = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("{s:?} is not an octal mode such as 600 or 660"))?;
+    if mode & !0o777 != 0 || mode & 0o600 != 0o600 || mode & 0o007 != 0 {
+        return Err(format!(
+            "{s:?}: the owner needs read and write, others nothing (600, 620, 660)"
+        ));
+    }
+    Ok(mode)
+}
+
 fn main() -> std::process::ExitCode {
+    // First, while the process has one thread: the token leaves the environment and
+    // the process becomes non-dumpable (see `secret`).
+    let env_token = secret::take_token_from_env();
+    if let Err(e) = secret::forbid_inspection() {
+        eprintln!("agent-shim: error: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -40,7 +71,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
-        .and_then(|rt| rt.block_on(run(args)));
+        .and_then(|rt| rt.block_on(run(args, env_token)));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -50,17 +81,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<()> {
-    let token = read_token(
-        std::env::var("BMAT_SHIM_TOKEN").ok(),
-        args.token_file.as_deref(),
-    )?;
+async fn run(args: Args, env_token: Option<String>) -> Result<()> {
+    let token = secret::read_token(env_token, args.token_file.as_deref())?;
     let signer = args.signer.trim_end_matches('/').to_owned();
     url_check(&signer)?;
-    let listener = bind(&args.socket)?;
-    tracing::info!(socket = %args.socket.display(), signer = %signer, "listening");
+    let listener = listen::bind(&args.socket, args.socket_mode)?;
+    let policy = PeerPolicy {
+        uids: args.allow_uids.iter().copied().collect(),
+        gids: args.allow_gids.iter().copied().collect(),
+    };
+    tracing::info!(
+        socket = %args.socket.display(), mode = format!("{:o}", args.socket_mode),
+        signer = %signer, "listening"
+    );
     let app = proxy::router(proxy::Upstream::new(signer, token)?);
-    let served = axum::serve(listener, app)
+    let served = axum::serve(PeerCheckedListener::new(listener, policy), app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
     // Remove the socket whatever happened, so the job sees "no shim", not a dead file.
@@ -71,52 +106,11 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// `BMAT_SHIM_TOKEN` (passed in as `from_env`), else the token file; surrounding
-/// whitespace (a file's trailing newline) is trimmed.
-fn read_token(from_env: Option<String>, file: Option<&Path>) -> Result<String> {
-    let (token, source) = match (from_env, file) {
-        (Some(t), _) => (t, "BMAT_SHIM_TOKEN".to_owned()),
-        (None, Some(path)) => (
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read token file {}", path.display()))?,
-            path.display().to_string(),
-        ),
-        (None, None) => bail!("no token: set BMAT_SHIM_TOKEN or pass --token-file"),
-    };
-    let token = token.trim().to_owned();
-    if token.is_empty() {
-        bail!("the token from {source} is empty");
-    }
-    Ok(token)
-}
-
 fn url_check(signer: &str) -> Result<()> {
     if !(signer.starts_with("http://") || signer.starts_with("https://")) {
         bail!("--signer {signer:?} must be an http:// or https:// URL");
     }
     Ok(())
-}
-
-/// Binds the socket, replacing a stale socket file, and restricts it to the owner.
-fn bind(path: &Path) -> Result<UnixListener> {
-    // Only a socket is replaced (one left by a shim that was killed); any other file
-    // at that path is somebody's data.
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)
-            .with_context(|| format!("cannot remove stale socket {}", path.display()))?,
-        Ok(_) => bail!(
-            "{} exists and is not a socket; not replacing it",
-            path.display()
-        ),
-        Err(_) => {}
-    }
-    let listener =
-        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
-    // Between bind and chmod the socket has the umask's mode; the directory it lives in
-    // is what really guards it, this makes the intent explicit.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot chmod 0600 {}", path.display()))?;
-    Ok(listener)
 }
 
 async fn shutdown_signal() {
@@ -139,58 +133,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_comes_from_the_env_first_then_the_file_trimmed() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("token");
-        std::fs::write(&file, "from-file\n").unwrap();
-        assert_eq!(
-            read_token(Some("from-env".into()), Some(&file)).unwrap(),
-            "from-env"
-        );
-        assert_eq!(read_token(None, Some(&file)).unwrap(), "from-file");
-    }
-
-    #[test]
-    fn missing_or_empty_tokens_name_their_source() {
-        let e = read_token(None, None).unwrap_err().to_string();
-        assert!(
-            e.contains("BMAT_SHIM_TOKEN") && e.contains("--token-file"),
-            "{e}"
-        );
-        let e = read_token(None, Some(Path::new("/nonexistent/token")))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("/nonexistent/token"), "{e}");
-        let e = read_token(Some(" \n".into()), None)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("BMAT_SHIM_TOKEN") && e.contains("empty"), "{e}");
-    }
-
-    #[test]
-    fn a_stale_socket_file_is_replaced_and_the_new_one_is_private() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
-        // A listener dropped without unlinking leaves a stale socket file, as SIGKILL does.
-        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        assert!(path.exists());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let _listener = rt.block_on(async { bind(&path) }).unwrap();
-        let meta = std::fs::metadata(&path).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        assert!(meta.file_type().is_socket());
-
-        let file = dir.path().join("data");
-        std::fs::write(&file, "keep me").unwrap();
-        let e = rt.block_on(async { bind(&file) }).unwrap_err().to_string();
-        assert!(e.contains("not a socket"), "{e}");
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
-        assert!(
-            rt.block_on(async { bind(dir.path()) }).is_err(),
-            "a directory is not replaced"
-        );
+    fn socket_modes_keep_others_out() {
+        assert_eq!(parse_mode("600"), Ok(0o600));
+        assert_eq!(parse_mode("0o660"), Ok(0o660));
+        assert!(parse_mode("666").is_err());
+        assert!(parse_mode("400").is_err());
+        assert!(parse_mode("9").is_err());
     }
 }

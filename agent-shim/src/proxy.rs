@@ -85,6 +85,7 @@ async fn forward(State(up): State<Upstream>, req: Request) -> Response {
 fn unreachable_signer(base: &str, detail: &str) -> Response {
     let body = bmat_wire::api::ErrorBody {
         error: format!("signer unreachable at {base}: {detail}"),
+        code: None,
     };
     (StatusCode::BAD_GATEWAY, axum::Json(body)).into_response()
 }

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CompleteRequest, ErrorBody, LookupRequest, LookupResponse,
-    PartUrlsRequest, PartUrlsResponse, UploadStatus,
+    BeginRequest, BeginResponse, CompleteRequest, ErrorBody, ErrorCode, LookupRequest,
+    LookupResponse, PartUrlsRequest, PartUrlsResponse, UploadStatus,
 };
 use reqwest::Method;
 use serde::Serialize;
@@ -56,6 +56,26 @@ impl Endpoint {
             Endpoint::AgentSocket(path) => format!("agent socket {}", path.display()),
             Endpoint::Signer { url, .. } => format!("signer {url}"),
         }
+    }
+}
+
+/// The signer answered with an error status: it refused, as opposed to not answering.
+#[derive(Debug, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct Refused {
+    pub status: reqwest::StatusCode,
+    pub code: Option<ErrorCode>,
+    pub message: String,
+}
+
+impl Refused {
+    /// The refusal somewhere in `e`'s chain of causes, if any.
+    pub fn in_chain(e: &anyhow::Error) -> Option<&Refused> {
+        e.chain().find_map(|c| c.downcast_ref::<Refused>())
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.code == Some(ErrorCode::ReadOnly)
     }
 }
 
@@ -177,11 +197,10 @@ impl ApiClient {
                 } else {
                     String::new()
                 };
-                return Err(anyhow!(
-                    "{method} {path} via {}: {}{tries}",
-                    self.endpoint.describe(),
-                    err.error
-                ));
+                return Err(err.error.context(format!(
+                    "{method} {path} via {}{tries}",
+                    self.endpoint.describe()
+                )));
             }
         }
     }
@@ -209,12 +228,20 @@ impl ApiClient {
             .await
             .map_err(|e| AttemptError::retry(anyhow!("reading the answer: {}", describe(&e))))?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            let (message, code) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => (body.error, body.code),
+                Err(_) => (
+                    String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                    None,
+                ),
+            };
             return Err(AttemptError::new(
                 classify_status(status.as_u16(), false),
-                anyhow!("{status}: {}", message.trim()),
+                anyhow::Error::new(Refused {
+                    status,
+                    code,
+                    message: message.trim().to_owned(),
+                }),
             ));
         }
         serde_json::from_slice(&bytes)

@@ -16,6 +16,9 @@ pub enum Outcome {
     Hit {
         key: String,
         matched_key: String,
+        /// The scope the cache came from, and whether it is the job's own.
+        scope: String,
+        own_scope: bool,
         bytes: u64,
         archive_bytes: u64,
         elapsed: Duration,
@@ -32,7 +35,7 @@ pub enum Outcome {
     },
     Skipped {
         key: String,
-        in_progress: bool,
+        reason: Skip,
         elapsed: Duration,
     },
     /// The cache step failed; the tree is as it was. `action` is "save" or "restore".
@@ -42,6 +45,18 @@ pub enum Outcome {
         error: String,
         elapsed: Duration,
     },
+}
+
+/// Why a save stored nothing, and why that is not a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// The key has a cache: keys are written once.
+    Exists,
+    /// Another job is saving the key right now.
+    InProgress,
+    /// The job's token may restore but not save (a pull request's, say).
+    ReadOnly,
 }
 
 /// The command line is wrong: exit 2, nothing attempted.
@@ -55,6 +70,8 @@ pub struct JsonOutcome<'a> {
     pub outcome: &'static str,
     pub key: &'a str,
     pub matched_key: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    pub reason: Option<Skip>,
     pub bytes: Option<u64>,
     pub archive_bytes: Option<u64>,
     pub seconds: f64,
@@ -66,13 +83,15 @@ With --json, one JSON object is printed on stdout when the command ends:
   {\"outcome\": \"hit\" | \"miss\" | \"saved\" | \"skipped\" | \"failed\",
    \"key\": the key asked for,
    \"matched_key\": the key restored (differs from key after a --fallback match), or null,
+   \"scope\": on a hit, the scope the cache came from (the job's own, or one it may read), or null,
+   \"reason\": on skipped, \"exists\" | \"in_progress\" | \"read_only\", else null,
    \"bytes\": uncompressed archive bytes packed or unpacked, or null,
    \"archive_bytes\": compressed bytes uploaded or downloaded, or null,
    \"seconds\": time taken,
    \"error\": one line saying what failed, or null}
 The outcome line for people is always printed on stderr.
 
-Exit status: 0 for hit, miss, saved, skipped, and for a failure of the cache service
+Exit status: 0 for hit, miss, saved, skipped (a read-only token's save included), and for a failure of the cache service
 (a `warning:` line; the tree is left as it was); 1 for such a failure with --strict
 or BMAT_CACHE_STRICT=1; 2 for a usage error (unknown flag, invalid key, a path
 outside the working directory).";
@@ -98,14 +117,17 @@ impl Outcome {
             Outcome::Hit {
                 key,
                 matched_key,
+                scope,
+                own_scope,
                 bytes,
                 elapsed,
                 ..
             } => {
-                let via = if matched_key != key {
-                    format!("from {matched_key}, ")
-                } else {
-                    String::new()
+                let via = match (matched_key != key, *own_scope) {
+                    (false, true) => String::new(),
+                    (true, true) => format!("from {matched_key}, "),
+                    (false, false) => format!("from scope {scope}, "),
+                    (true, false) => format!("from {matched_key} in scope {scope}, "),
                 };
                 format!("cache hit: {key} ({via}{})", amount(*bytes, *elapsed))
             }
@@ -122,18 +144,13 @@ impl Outcome {
                     human_bytes(*archive_bytes)
                 )
             }
-            Outcome::Skipped {
-                key,
-                in_progress: false,
-                ..
-            } => format!("cache exists, skipped: {key}"),
-            Outcome::Skipped {
-                key,
-                in_progress: true,
-                ..
-            } => {
-                format!("cache exists, skipped: {key} (another job is saving it)")
-            }
+            Outcome::Skipped { key, reason, .. } => match reason {
+                Skip::Exists => format!("cache exists, skipped: {key}"),
+                Skip::InProgress => {
+                    format!("cache exists, skipped: {key} (another job is saving it)")
+                }
+                Skip::ReadOnly => format!("cache save skipped (read-only): {key}"),
+            },
             Outcome::Failed {
                 key, action, error, ..
             } => {
@@ -148,6 +165,8 @@ impl Outcome {
             outcome: "",
             key: self.key(),
             matched_key: None,
+            scope: None,
+            reason: None,
             bytes: None,
             archive_bytes: None,
             seconds: 0.0,
@@ -156,6 +175,7 @@ impl Outcome {
         let elapsed = match self {
             Outcome::Hit {
                 matched_key,
+                scope,
                 bytes,
                 archive_bytes,
                 elapsed,
@@ -163,6 +183,7 @@ impl Outcome {
             } => {
                 j.outcome = "hit";
                 j.matched_key = Some(matched_key);
+                j.scope = Some(scope);
                 j.bytes = Some(*bytes);
                 j.archive_bytes = Some(*archive_bytes);
                 elapsed
@@ -182,8 +203,11 @@ impl Outcome {
                 j.archive_bytes = Some(*archive_bytes);
                 elapsed
             }
-            Outcome::Skipped { elapsed, .. } => {
+            Outcome::Skipped {
+                reason, elapsed, ..
+            } => {
                 j.outcome = "skipped";
+                j.reason = Some(*reason);
                 elapsed
             }
             Outcome::Failed { error, elapsed, .. } => {
@@ -222,6 +246,8 @@ mod tests {
         let hit = Outcome::Hit {
             key: "k".into(),
             matched_key: "k".into(),
+            scope: "refs/heads/main".into(),
+            own_scope: true,
             bytes: 400 << 20,
             archive_bytes: 100 << 20,
             elapsed: SEC,
@@ -233,6 +259,8 @@ mod tests {
         let fallback = Outcome::Hit {
             key: "k".into(),
             matched_key: "k-old".into(),
+            scope: "refs/heads/main".into(),
+            own_scope: true,
             bytes: 400 << 20,
             archive_bytes: 100 << 20,
             elapsed: SEC,
@@ -240,6 +268,23 @@ mod tests {
         assert_eq!(
             fallback.line(false),
             "cache hit: k (from k-old, 400 MiB in 2.0 s, 200 MiB/s)"
+        );
+        let hit_from = |key: &str, own_scope| Outcome::Hit {
+            key: key.into(),
+            matched_key: "k-old".into(),
+            scope: "refs/heads/main".into(),
+            own_scope,
+            bytes: 400 << 20,
+            archive_bytes: 100 << 20,
+            elapsed: SEC,
+        };
+        assert_eq!(
+            hit_from("k", false).line(false),
+            "cache hit: k (from k-old in scope refs/heads/main, 400 MiB in 2.0 s, 200 MiB/s)"
+        );
+        assert_eq!(
+            hit_from("k-old", false).line(false),
+            "cache hit: k-old (from scope refs/heads/main, 400 MiB in 2.0 s, 200 MiB/s)"
         );
         assert_eq!(
             Outcome::Miss {
@@ -252,11 +297,20 @@ mod tests {
         assert_eq!(
             Outcome::Skipped {
                 key: "k".into(),
-                in_progress: false,
+                reason: Skip::Exists,
                 elapsed: SEC
             }
             .line(false),
             "cache exists, skipped: k"
+        );
+        assert_eq!(
+            Outcome::Skipped {
+                key: "k".into(),
+                reason: Skip::ReadOnly,
+                elapsed: SEC
+            }
+            .line(false),
+            "cache save skipped (read-only): k"
         );
         let failed = Outcome::Failed {
             key: "k".into(),
@@ -299,7 +353,17 @@ mod tests {
         let text = serde_json::to_string(&saved.json()).unwrap_or_default();
         assert_eq!(
             text,
-            r#"{"outcome":"saved","key":"k","matched_key":null,"bytes":10,"archive_bytes":5,"seconds":2.0,"error":null}"#
+            r#"{"outcome":"saved","key":"k","matched_key":null,"scope":null,"reason":null,"bytes":10,"archive_bytes":5,"seconds":2.0,"error":null}"#
+        );
+        let skipped = Outcome::Skipped {
+            key: "k".into(),
+            reason: Skip::ReadOnly,
+            elapsed: SEC,
+        };
+        let text = serde_json::to_string(&skipped.json()).unwrap_or_default();
+        assert!(
+            text.contains(r#""outcome":"skipped""#) && text.contains(r#""reason":"read_only""#),
+            "{text}"
         );
     }
 }

@@ -64,6 +64,8 @@ pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
         Ok(()) => Outcome::Hit {
             key: req.key.clone(),
             matched_key: hit.key.clone(),
+            scope: hit.scope.clone(),
+            own_scope: hit.own_scope,
             bytes: progress.raw(),
             archive_bytes: hit.size,
             elapsed: started.elapsed(),

@@ -17,7 +17,8 @@ use bmat_wire::api::{BeginResponse, CompleteRequest, SkipReason, UploadState};
 use tokio::sync::mpsc;
 
 use crate::api::ApiClient;
-use crate::outcome::Outcome;
+use crate::api::Refused;
+use crate::outcome::{Outcome, Skip};
 use crate::paths::RelPath;
 use crate::progress::Progress;
 use crate::stream::{Compression, pack};
@@ -51,7 +52,18 @@ pub async fn save(req: SaveRequest, tuning: &Tuning) -> Outcome {
         Ok(BeginResponse::Skip { reason }) => {
             return Outcome::Skipped {
                 key: req.key.clone(),
-                in_progress: reason == SkipReason::InProgress,
+                reason: match reason {
+                    SkipReason::Exists => Skip::Exists,
+                    SkipReason::InProgress => Skip::InProgress,
+                },
+                elapsed: started.elapsed(),
+            };
+        }
+        // A read-only token (a pull request's): saving is not the job's to do.
+        Err(e) if Refused::in_chain(&e).is_some_and(Refused::is_read_only) => {
+            return Outcome::Skipped {
+                key: req.key.clone(),
+                reason: Skip::ReadOnly,
                 elapsed: started.elapsed(),
             };
         }

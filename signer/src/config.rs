@@ -1,6 +1,7 @@
-//! `signer.toml`: listen address, registry file, S3 settings, limits, timings and the
-//! token → owner map. Every field but `s3.endpoint`, `s3.bucket` and `tokens` has a
-//! default. Secrets (S3 credentials, tokens) never appear in `Debug` output or logs.
+//! `signer.toml`: listen address, registry file, S3 settings, limits, timings, static
+//! job tokens and operator credentials. Every field but `s3.endpoint`, `s3.bucket` and
+//! at least one `[[tokens]]` or `[[operators]]` entry has a default. Secrets (S3
+//! credentials, tokens) never appear in `Debug` output or logs.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -37,8 +38,15 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub timing: Timing,
-    /// Bearer tokens and the owner (account or repository) each one acts for.
+    #[serde(default)]
+    pub job_tokens: JobTokenPolicy,
+    /// Static job tokens (small setups): each acts for one owner in one scope.
+    #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Operator credentials: mint and revoke job tokens, list and delete caches, for
+    /// the owners they are allowed.
+    #[serde(default)]
+    pub operators: Vec<OperatorConfig>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -98,11 +106,50 @@ pub struct Timing {
     pub worker_start_delay_secs: u64,
 }
 
+/// Lifetimes of minted job tokens.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobTokenPolicy {
+    /// When a mint request names none.
+    pub default_ttl_secs: u64,
+    /// Longer requests are refused.
+    pub max_ttl_secs: u64,
+}
+
+impl Default for JobTokenPolicy {
+    fn default() -> Self {
+        JobTokenPolicy {
+            default_ttl_secs: 4 * 3600,
+            max_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+/// A job token written in the config, with the fields of a minted one.
 #[derive(Serialize, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     pub token: String,
     pub owner: String,
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    #[serde(default)]
+    pub read_scopes: Vec<String>,
+    #[serde(default = "default_true")]
+    pub write: bool,
+}
+
+impl TokenConfig {
+    /// A writing token of `owner` in the default scope.
+    pub fn new(token: impl Into<String>, owner: impl Into<String>) -> TokenConfig {
+        TokenConfig {
+            token: token.into(),
+            owner: owner.into(),
+            scope: default_scope(),
+            read_scopes: Vec::new(),
+            write: true,
+        }
+    }
 }
 
 impl fmt::Debug for TokenConfig {
@@ -110,6 +157,31 @@ impl fmt::Debug for TokenConfig {
         f.debug_struct("TokenConfig")
             .field("token", &"<redacted>")
             .field("owner", &self.owner)
+            .field("scope", &self.scope)
+            .field("read_scopes", &self.read_scopes)
+            .field("write", &self.write)
+            .finish()
+    }
+}
+
+/// An operator credential (a CI controller, an admin).
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    pub token: String,
+    /// Shown in logs and recorded with each token it mints.
+    pub name: String,
+    /// Owners it acts for: exact names, or a prefix ending in `*` (`acme/*`; `*` is
+    /// every owner).
+    pub owners: Vec<String>,
+}
+
+impl fmt::Debug for OperatorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperatorConfig")
+            .field("token", &"<redacted>")
+            .field("name", &self.name)
+            .field("owners", &self.owners)
             .finish()
     }
 }
@@ -133,6 +205,9 @@ fn default_region() -> String {
 }
 fn default_true() -> bool {
     true
+}
+fn default_scope() -> String {
+    bmat_wire::DEFAULT_SCOPE.to_owned()
 }
 fn default_prefix() -> String {
     "bmat".to_owned()
@@ -287,18 +362,67 @@ impl Config {
             return Err("timing.completion_max_attempts must be at least 1".into());
         }
 
-        if self.tokens.is_empty() {
-            return Err("tokens: at least one [[tokens]] entry is needed".into());
+        let p = &self.job_tokens;
+        if p.default_ttl_secs == 0 || p.max_ttl_secs == 0 {
+            return Err("job_tokens.default_ttl_secs and max_ttl_secs must be at least 1".into());
         }
+        if p.default_ttl_secs > p.max_ttl_secs {
+            return Err(format!(
+                "job_tokens.default_ttl_secs = {} is above job_tokens.max_ttl_secs = {}",
+                p.default_ttl_secs, p.max_ttl_secs
+            ));
+        }
+
+        if self.tokens.is_empty() && self.operators.is_empty() {
+            return Err("tokens: at least one [[tokens]] or [[operators]] entry is needed".into());
+        }
+        let name_rule = |field: String, v: &str| {
+            bmat_wire::validate_scope(v).map_err(|e| format!("{field} {v:?} {e}"))
+        };
         for (i, tok) in self.tokens.iter().enumerate() {
-            if tok.token.trim().is_empty() {
-                return Err(format!("tokens[{i}].token is empty"));
-            }
             if tok.owner.trim().is_empty() {
                 return Err(format!("tokens[{i}].owner is empty"));
             }
-            if self.tokens[..i].iter().any(|o| o.token == tok.token) {
-                return Err(format!("tokens[{i}].token repeats an earlier token"));
+            name_rule(format!("tokens[{i}].scope"), &tok.scope)?;
+            for (j, r) in tok.read_scopes.iter().enumerate() {
+                name_rule(format!("tokens[{i}].read_scopes[{j}]"), r)?;
+            }
+        }
+        for (i, op) in self.operators.iter().enumerate() {
+            if op.name.trim().is_empty() {
+                return Err(format!("operators[{i}].name is empty"));
+            }
+            if op.owners.is_empty() {
+                return Err(format!("operators[{i}].owners is empty"));
+            }
+            for (j, pattern) in op.owners.iter().enumerate() {
+                let exact = pattern.strip_suffix('*').unwrap_or(pattern);
+                if exact.contains('*') || (exact.is_empty() && pattern != "*") {
+                    return Err(format!(
+                        "operators[{i}].owners[{j}] = {pattern:?}: an owner, or a prefix \
+                         ending in '*'"
+                    ));
+                }
+            }
+        }
+        let secrets = self
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("tokens[{i}].token"), &t.token))
+            .chain(
+                self.operators
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| (format!("operators[{i}].token"), &o.token)),
+            );
+        let mut seen = std::collections::HashSet::new();
+        for (field, secret) in secrets {
+            if secret.trim().is_empty() {
+                return Err(format!("{field} is empty"));
+            }
+            if !seen.insert(secret.as_str()) {
+                return Err(format!("{field} repeats an earlier token"));
             }
         }
         Ok(())
@@ -473,6 +597,38 @@ owner = "acme/widgets"
             "{MINIMAL}\n[[tokens]]\ntoken = \"t0ken\"\nowner = \"other\"\n"
         ));
         assert!(e.contains("tokens[1].token"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[operators]]\ntoken = \"t0ken\"\nname = \"ci\"\nowners = [\"*\"]\n"
+        ));
+        assert!(e.contains("operators[0].token"), "{e}");
+    }
+
+    #[test]
+    fn static_tokens_default_to_a_writing_token_of_the_default_scope() {
+        let cfg = Config::parse(MINIMAL).unwrap();
+        let t = &cfg.tokens[0];
+        assert_eq!(
+            (t.scope.as_str(), t.read_scopes.len(), t.write),
+            (bmat_wire::DEFAULT_SCOPE, 0, true)
+        );
+        assert_eq!(cfg.job_tokens.default_ttl_secs, 4 * 3600);
+    }
+
+    #[test]
+    fn scopes_and_operator_owners_are_checked() {
+        let e = err(&format!("{MINIMAL}scope = \"refs heads\"\n"));
+        assert!(e.contains("tokens[0].scope"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[operators]]\ntoken = \"op\"\nname = \"ci\"\nowners = [\"a*b\"]\n"
+        ));
+        assert!(e.contains("operators[0].owners[0]"), "{e}");
+        let op = "[[operators]]\ntoken = \"op\"\nname = \"ci\"\nowners = [\"acme/*\"]\n";
+        let cfg = Config::parse(&format!(
+            "[s3]\nendpoint = \"http://x\"\nbucket = \"b\"\n{op}"
+        ))
+        .unwrap();
+        assert_eq!(cfg.operators[0].owners, ["acme/*"]);
+        assert!(!format!("{cfg:?}").contains("\"op\""));
     }
 
     #[test]

@@ -2,18 +2,22 @@
 //! and evicts.
 //!
 //! - [`config`] — `signer.toml`.
+//! - [`auth`] — tokens: who is asking and what it may do.
 //! - [`registry`] — the SQLite index of caches and uploads.
 //! - [`api`] — the HTTP API under `/v1`.
 //! - [`worker`] — durable completion of finished uploads.
 //! - [`reaper`] — aborts what was abandoned, evicts what is old or over quota.
 //! - [`server`] — startup, the ready file, shutdown.
 //! - [`s3`] — the S3 client.
+//! - [`token_cmd`] — `signer token create|revoke`, the operator's client.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod reaper;
 pub mod registry;
 pub mod s3;
 pub mod server;
 pub mod state;
+pub mod token_cmd;
 pub mod worker;

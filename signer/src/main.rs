@@ -1,27 +1,53 @@
-//! `signer --config signer.toml [--ready-file PATH]`
+//! `signer --config signer.toml [--ready-file PATH]`: serve.
+//! `signer token create|revoke …`: mint or revoke a job token on a running signer.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use signer::config::Config;
+use signer::token_cmd::TokenCommand;
 use tracing_subscriber::EnvFilter;
 
 /// Holds the S3 credentials and the cache registry; presigns, completes, reaps and
 /// evicts.
 #[derive(Parser)]
-#[command(version)]
+#[command(version, args_conflicts_with_subcommands = true)]
 struct Args {
-    /// The TOML config file.
-    #[arg(long)]
-    config: PathBuf,
+    /// The TOML config file (to serve).
+    #[arg(long, required = true)]
+    config: Option<PathBuf>,
     /// Once listening, write the base URL (`http://127.0.0.1:PORT`) to this file.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Job tokens, with an operator credential in BMAT_OPERATOR_TOKEN.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Token(cmd)) = args.command {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let done = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::new)
+            .and_then(|rt| rt.block_on(signer::token_cmd::run(cmd)));
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
+    let Some(config) = args.config else {
+        return fail(&anyhow::anyhow!("--config is required to serve"));
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -32,7 +58,7 @@ fn main() -> ExitCode {
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let cfg = match Config::load(&args.config) {
+    let cfg = match Config::load(&config) {
         Ok(cfg) => cfg,
         Err(e) => return fail(&e),
     };

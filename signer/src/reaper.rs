@@ -9,7 +9,8 @@
 //! 4. eviction: caches unused for `ttl_days`, then least recently used caches of
 //!    owners over `owner_quota` (object first, then row);
 //! 5. objects under the prefix that no row refers to → deleted;
-//! 6. old `completed`/`aborted` upload rows → forgotten.
+//! 6. old `completed`/`aborted` upload rows, and job tokens expired for a week →
+//!    forgotten.
 //!
 //! Each step runs even if an earlier one failed; failures are reported and retried on
 //! the next pass.
@@ -24,7 +25,8 @@ use tracing::{info, warn};
 use crate::registry::{CacheRow, UploadRow};
 use crate::state::{AppState, now_ms};
 
-/// Finished upload rows are kept this long for `GET /v1/uploads/{id}`.
+/// Finished upload rows are kept this long for `GET /v1/uploads/{id}`, and expired job
+/// tokens so that their holders hear "expired", not "unknown".
 const UPLOAD_ROW_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -109,6 +111,11 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
     match st.db.run(move |r| r.prune_uploads(cutoff)).await {
         Ok(n) => report.pruned_upload_rows = n,
         Err(e) => report.errors.push(format!("pruning upload rows: {e:#}")),
+    }
+    if let Err(e) = st.db.run(move |r| r.prune_job_tokens(cutoff)).await {
+        report
+            .errors
+            .push(format!("pruning expired job tokens: {e:#}"));
     }
     report
 }

@@ -1,6 +1,5 @@
 //! What request handlers and background tasks share.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,6 +7,7 @@ use bmat_wire::api::UploadState;
 use tokio::sync::Notify;
 use tracing::warn;
 
+use crate::auth::{AuthError, Principal, StaticTokens, check_job_token, token_hash};
 use crate::config::Config;
 use crate::registry::{Db, UploadRow};
 use crate::s3::S3Client;
@@ -19,17 +19,13 @@ pub struct AppState {
     pub s3: S3Client,
     /// Wakes the completion worker when `complete` queued an upload.
     pub worker_wake: Arc<Notify>,
-    /// Token → owner.
-    tokens: Arc<HashMap<String, String>>,
+    /// The config's tokens, by hash.
+    tokens: Arc<StaticTokens>,
 }
 
 impl AppState {
     pub fn new(cfg: Config, db: Db, s3: S3Client) -> AppState {
-        let tokens = cfg
-            .tokens
-            .iter()
-            .map(|t| (t.token.clone(), t.owner.clone()))
-            .collect();
+        let tokens = StaticTokens::from_config(&cfg);
         AppState {
             cfg: Arc::new(cfg),
             db,
@@ -39,16 +35,21 @@ impl AppState {
         }
     }
 
-    /// The owner a bearer token acts for. Every configured token is compared in
-    /// constant time, so timing does not reveal how much of a guess was right.
-    pub fn owner_of(&self, token: &str) -> Option<&str> {
-        let mut found = None;
-        for (known, owner) in self.tokens.iter() {
-            if constant_time_eq(known.as_bytes(), token.as_bytes()) {
-                found = Some(owner.as_str());
-            }
+    /// Who a bearer token is: a token of the config, else a minted job token that has
+    /// neither expired nor been revoked. Registry failures are `Err(Err(..))`.
+    pub async fn principal(
+        &self,
+        token: &str,
+    ) -> Result<Result<Principal, AuthError>, anyhow::Error> {
+        let hash = token_hash(token);
+        if let Some(p) = self.tokens.get(&hash) {
+            return Ok(Ok(p.clone()));
         }
-        found
+        let row = self.db.run(move |r| r.job_token_by_hash(&hash)).await?;
+        Ok(match row {
+            Some(row) => check_job_token(row, now_ms()),
+            None => Err(AuthError::UnknownToken),
+        })
     }
 
     pub fn object_name(&self, ulid: &str) -> String {
@@ -83,13 +84,6 @@ impl AppState {
         }
         Ok(marked)
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Unix time in milliseconds (the registry's clock).

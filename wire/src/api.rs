@@ -12,6 +12,13 @@
 //! | DELETE | /v1/uploads/{id}              | –                  | [`UploadStatus`]   |
 //! | GET    | /v1/caches                    | –                  | [`CacheList`]      |
 //! | DELETE | /v1/caches/{key}              | –                  | [`Deleted`]        |
+//! | POST   | /v1/tokens                    | [`MintRequest`]    | [`MintedToken`]    |
+//! | DELETE | /v1/tokens/{id}               | –                  | [`Revoked`]        |
+//!
+//! A job token acts in one owner's scope (DESIGN §6): lookups search its own scope,
+//! then its read scopes; uploads and deletes need `write` and stay in its own scope.
+//! An operator credential mints and revokes job tokens and lists and deletes caches of
+//! its owners (`GET /v1/caches?owner=O&scope=S`, `DELETE /v1/caches/{key}?owner=O&scope=S`).
 //!
 //! Any error answers with a fitting status and an [`ErrorBody`].
 
@@ -19,10 +26,27 @@ use serde::{Deserialize, Serialize};
 
 pub const API_PREFIX: &str = "/v1";
 
-/// Every error: one line a person can act on.
+/// Every error: one line a person can act on, and for the few errors a client acts on
+/// by itself, a code.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {
     pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 403: the token may read but not write (a save is then skipped, not failed).
+    ReadOnly,
+    /// 401: the token expired.
+    TokenExpired,
+    /// 401: the token was revoked.
+    TokenRevoked,
+    /// A code this client does not know yet.
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -58,6 +82,20 @@ pub struct CacheHit {
     pub sha256: String,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// The scope the cache belongs to: the token's own, or one of its read scopes.
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// False when the hit came from one of the token's read scopes.
+    #[serde(default = "yes")]
+    pub own_scope: bool,
+}
+
+fn default_scope() -> String {
+    crate::DEFAULT_SCOPE.to_owned()
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -184,6 +222,8 @@ pub struct CacheList {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CacheInfo {
+    pub owner: String,
+    pub scope: String,
     pub key: String,
     pub size: u64,
     pub sha256: String,
@@ -194,6 +234,46 @@ pub struct CacheInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Deleted {
     pub deleted: bool,
+}
+
+/// Which caches an operator lists or deletes in (`?owner=O&scope=S`); a job token's
+/// own owner and scope are implied and these must be absent or equal to them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheSelector {
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// An operator asks for a job token (DESIGN §6).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MintRequest {
+    pub owner: String,
+    /// The scope the token writes (with `write`) and searches first.
+    pub scope: String,
+    /// Scopes searched after its own, in this order; never written.
+    #[serde(default)]
+    pub read_scopes: Vec<String>,
+    pub write: bool,
+    /// Lifetime; the signer's default when absent, refused above its maximum.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MintedToken {
+    /// The bearer token. Shown once: the signer keeps only its SHA-256.
+    pub token: String,
+    /// Names the token to revoke it (`DELETE /v1/tokens/{id}`).
+    pub id: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Revoked {
+    pub revoked: bool,
 }
 
 #[cfg(test)]
@@ -209,6 +289,15 @@ mod tests {
             skip.ok().as_deref(),
             Some(r#"{"outcome":"skip","reason":"in_progress"}"#)
         );
+    }
+
+    #[test]
+    fn unknown_error_codes_still_parse() {
+        let body: Result<ErrorBody, _> =
+            serde_json::from_str(r#"{"error":"x","code":"something_new"}"#);
+        assert_eq!(body.ok().and_then(|b| b.code), Some(ErrorCode::Other));
+        let body: Result<ErrorBody, _> = serde_json::from_str(r#"{"error":"x"}"#);
+        assert_eq!(body.ok().map(|b| b.code), Some(None));
     }
 
     #[test]

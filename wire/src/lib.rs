@@ -6,4 +6,6 @@
 pub mod api;
 pub mod key;
 
-pub use key::{KeyError, validate_key, validate_prefix};
+pub use key::{
+    DEFAULT_SCOPE, KeyError, validate_key, validate_owner, validate_prefix, validate_scope,
+};

@@ -8,234 +8,14 @@ mod common;
 use std::time::Duration;
 
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CacheHit, CacheList, CompleteRequest, CompletedPart, Deleted,
-    ErrorBody, LookupRequest, LookupResponse, PartUrlsRequest, PartUrlsResponse, SkipReason,
-    UploadState, UploadStatus,
+    BeginRequest, BeginResponse, CacheHit, Deleted, PartUrlsResponse, SkipReason, UploadState,
+    UploadStatus,
 };
-use common::{http, poll_until};
+use common::api::{Api, PART, PATIENCE, download, put, random_bytes, sha256};
+use common::poll_until;
 use reqwest::StatusCode;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use signer::config::{Config, MIB};
 use xtask::stack::Stack;
-
-/// Generous: a 2-core CI machine builds and tests at the same time.
-const PATIENCE: Duration = Duration::from_secs(60);
-const PART: u64 = 5 * MIB;
-
-// ---- a small client of the signer API ----
-
-#[derive(Clone)]
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-/// A status and the JSON body (an `ErrorBody` when the status is not 200).
-struct Answer {
-    status: StatusCode,
-    body: serde_json::Value,
-}
-
-impl Answer {
-    fn ok<T: DeserializeOwned>(self) -> T {
-        assert_eq!(self.status, StatusCode::OK, "body: {}", self.body);
-        serde_json::from_value(self.body).expect("response JSON")
-    }
-
-    /// Asserts an error answer with this status; returns its one-line message.
-    fn err(self, status: StatusCode) -> String {
-        assert_eq!(self.status, status, "body: {}", self.body);
-        let body: ErrorBody = serde_json::from_value(self.body).expect("ErrorBody JSON");
-        assert!(
-            !body.error.is_empty() && !body.error.contains('\n'),
-            "{body:?}"
-        );
-        body.error
-    }
-}
-
-impl Api {
-    fn new(stack: &Stack) -> Api {
-        Api {
-            http: http(),
-            base: stack.env().signer_url.clone(),
-            token: Some(stack.env().token.clone()),
-        }
-    }
-
-    fn with_token(&self, token: Option<&str>) -> Api {
-        Api {
-            token: token.map(str::to_owned),
-            ..self.clone()
-        }
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> Answer {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("signer answers");
-        let status = resp.status();
-        let text = resp.text().await.expect("response body");
-        let body = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {text:?}"));
-        Answer { status, body }
-    }
-
-    async fn post(&self, path: &str, body: &impl Serialize) -> Answer {
-        let body = serde_json::to_value(body).expect("request JSON");
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn delete(&self, path: &str) -> Answer {
-        self.send(reqwest::Method::DELETE, path, None).await
-    }
-
-    async fn lookup(&self, key: &str, fallbacks: &[&str]) -> Answer {
-        let req = LookupRequest {
-            key: key.into(),
-            fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
-        };
-        self.post("/v1/lookup", &req).await
-    }
-
-    async fn hit(&self, key: &str, fallbacks: &[&str]) -> Option<CacheHit> {
-        self.lookup(key, fallbacks).await.ok::<LookupResponse>().hit
-    }
-
-    async fn begin(&self, key: &str) -> Answer {
-        let req = BeginRequest {
-            key: key.into(),
-            expected_size: None,
-            part_size: None,
-        };
-        self.post("/v1/uploads", &req).await
-    }
-
-    /// Begins an upload that must be granted; returns its id.
-    async fn begin_upload(&self, key: &str) -> String {
-        match self.begin(key).await.ok::<BeginResponse>() {
-            BeginResponse::Upload { upload_id, .. } => upload_id,
-            other => panic!("begin {key}: expected an upload, got {other:?}"),
-        }
-    }
-
-    async fn part_urls(&self, id: &str, parts: &[u32]) -> Answer {
-        let req = PartUrlsRequest {
-            part_numbers: parts.to_vec(),
-        };
-        self.post(&format!("/v1/uploads/{id}/parts"), &req).await
-    }
-
-    async fn complete(&self, id: &str, parts: &[(u32, String)], size: u64, sha256: &str) -> Answer {
-        let req = CompleteRequest {
-            parts: parts
-                .iter()
-                .map(|(n, e)| CompletedPart {
-                    part_number: *n,
-                    etag: e.clone(),
-                })
-                .collect(),
-            size,
-            sha256: sha256.into(),
-        };
-        self.post(&format!("/v1/uploads/{id}/complete"), &req).await
-    }
-
-    async fn status(&self, id: &str) -> UploadStatus {
-        self.get(&format!("/v1/uploads/{id}")).await.ok()
-    }
-
-    async fn caches(&self) -> Vec<String> {
-        let list: CacheList = self.get("/v1/caches").await.ok();
-        list.caches.into_iter().map(|c| c.key).collect()
-    }
-
-    async fn wait_state(&self, id: &str, state: UploadState) {
-        poll_until(
-            &format!("upload {id} to be {state:?}"),
-            PATIENCE,
-            || async { self.status(id).await.state == state },
-        )
-        .await;
-    }
-
-    /// Uploads `data` in `part_size` parts through presigned URLs (plain HTTP PUTs);
-    /// returns the part list, ready for `complete`.
-    async fn put_parts(&self, id: &str, data: &[u8], part_size: u64) -> Vec<(u32, String)> {
-        let chunks: Vec<&[u8]> = data.chunks(part_size as usize).collect();
-        let numbers: Vec<u32> = (1..=chunks.len() as u32).collect();
-        let urls: PartUrlsResponse = self.part_urls(id, &numbers).await.ok();
-        assert_eq!(urls.urls.len(), chunks.len());
-        let mut parts = Vec::new();
-        for (url, chunk) in urls.urls.iter().zip(chunks) {
-            parts.push((
-                url.part_number,
-                put(&self.http, &url.url, chunk.to_vec()).await,
-            ));
-        }
-        parts
-    }
-
-    /// begin → parts → complete → wait until the worker completed it. Returns the id.
-    async fn store(&self, key: &str, data: &[u8]) -> String {
-        let id = self.begin_upload(key).await;
-        let parts = self.put_parts(&id, data, PART).await;
-        let status: UploadStatus = self
-            .complete(&id, &parts, data.len() as u64, &sha256(data))
-            .await
-            .ok();
-        assert_eq!(status.state, UploadState::Finished);
-        self.wait_state(&id, UploadState::Completed).await;
-        id
-    }
-}
-
-/// A presigned PUT; returns the ETag.
-async fn put(http: &reqwest::Client, url: &str, body: Vec<u8>) -> String {
-    let resp = http.put(url).body(body).send().await.expect("PUT to S3");
-    assert_eq!(
-        resp.status(),
-        StatusCode::OK,
-        "PUT part: {:?}",
-        resp.text().await
-    );
-    resp.headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .expect("ETag header")
-        .to_owned()
-}
-
-async fn download(http: &reqwest::Client, url: &str) -> Vec<u8> {
-    let resp = http.get(url).send().await.expect("GET from S3");
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.bytes().await.expect("body").to_vec()
-}
-
-fn sha256(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-fn random_bytes(n: usize) -> Vec<u8> {
-    (0..n).map(|_| rand::random::<u8>()).collect()
-}
 
 fn object_name(stack: &Stack, id: &str) -> String {
     format!("{}/caches/{id}", stack.env().s3_prefix)
@@ -779,20 +559,21 @@ async fn tokens_and_owners_are_enforced() {
         .expect("answer");
     assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
 
-    // Another owner's upload: 403 on every upload endpoint, and it is left untouched.
-    other.part_urls(&id, &[1]).await.err(StatusCode::FORBIDDEN);
+    // Another owner's upload: 404 on every upload endpoint, as for an unknown one (ids
+    // reveal nothing), and it is left untouched.
+    other.part_urls(&id, &[1]).await.err(StatusCode::NOT_FOUND);
     other
         .complete(&id, &[(1, "\"e\"".into())], 1, &"0".repeat(64))
         .await
-        .err(StatusCode::FORBIDDEN);
+        .err(StatusCode::NOT_FOUND);
     other
         .get(&format!("/v1/uploads/{id}"))
         .await
-        .err(StatusCode::FORBIDDEN);
+        .err(StatusCode::NOT_FOUND);
     other
         .delete(&format!("/v1/uploads/{id}"))
         .await
-        .err(StatusCode::FORBIDDEN);
+        .err(StatusCode::NOT_FOUND);
     assert_eq!(api.status(&id).await.state, UploadState::Uploading);
 
     // Another owner's key does not exist for you.

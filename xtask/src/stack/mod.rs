@@ -27,7 +27,10 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use signer::config::{Config, Limits, S3Config, Timing, TokenConfig};
+use bmat_wire::api::{MintRequest, MintedToken};
+use signer::config::{
+    Config, JobTokenPolicy, Limits, OperatorConfig, S3Config, Timing, TokenConfig,
+};
 use signer::s3::{Credentials, S3Client, S3Settings};
 
 pub use bins::GARAGE_VERSION;
@@ -38,16 +41,23 @@ use signer_proc::SignerProc;
 /// Owners of the two tokens every stack's signer knows.
 pub const OWNER: &str = "alpha";
 pub const OTHER_OWNER: &str = "beta";
+/// The scope of both: main's caches, as a CI job on main would write them.
+pub const SCOPE: &str = "refs/heads/main";
+/// Name of the stack's operator credential (allowed both owners).
+pub const OPERATOR: &str = "stack-operator";
 
 /// What a job, a test or a person needs to talk to the stack.
 #[derive(Debug, Clone)]
 pub struct StackEnv {
     /// `http://127.0.0.1:PORT`; stays the same across signer restarts.
     pub signer_url: String,
-    /// Bearer token of owner [`OWNER`] (the one the shim uses).
+    /// A writing job token of owner [`OWNER`] in scope [`SCOPE`] (the one the shim
+    /// uses).
     pub token: String,
-    /// Bearer token of owner [`OTHER_OWNER`].
+    /// The same for owner [`OTHER_OWNER`].
     pub other_token: String,
+    /// An operator credential allowed both owners: mints tokens for other scopes.
+    pub operator_token: String,
     pub agent_socket: PathBuf,
     pub s3_endpoint: String,
     pub s3_bucket: String,
@@ -66,6 +76,9 @@ impl StackEnv {
             ("BMAT_AGENT_SOCKET", self.agent_socket.display().to_string()),
             ("BMAT_SIGNER_URL", self.signer_url.clone()),
             ("BMAT_TOKEN", self.token.clone()),
+            ("BMAT_OPERATOR_TOKEN", self.operator_token.clone()),
+            ("BMAT_OWNER", OWNER.to_owned()),
+            ("BMAT_SCOPE", SCOPE.to_owned()),
             ("BMAT_S3_ENDPOINT", self.s3_endpoint.clone()),
             ("BMAT_S3_BUCKET", self.s3_bucket.clone()),
             ("BMAT_S3_ACCESS_KEY_ID", self.s3_access_key_id.clone()),
@@ -187,6 +200,11 @@ impl Stack {
 
         let token = random_hex(16);
         let other_token = random_hex(16);
+        let operator_token = random_hex(16);
+        let job_token = |token: &str, owner: &str| TokenConfig {
+            scope: SCOPE.to_owned(),
+            ..TokenConfig::new(token, owner)
+        };
         let mut config = Config {
             listen: ([127, 0, 0, 1], free_port()?).into(),
             database: dir.path().join("registry.sqlite"),
@@ -202,16 +220,16 @@ impl Stack {
             },
             limits: Limits::default(),
             timing: Timing::default(),
+            job_tokens: JobTokenPolicy::default(),
             tokens: vec![
-                TokenConfig {
-                    token: token.clone(),
-                    owner: OWNER.to_owned(),
-                },
-                TokenConfig {
-                    token: other_token.clone(),
-                    owner: OTHER_OWNER.to_owned(),
-                },
+                job_token(&token, OWNER),
+                job_token(&other_token, OTHER_OWNER),
             ],
+            operators: vec![OperatorConfig {
+                token: operator_token.clone(),
+                name: OPERATOR.to_owned(),
+                owners: vec![OWNER.to_owned(), OTHER_OWNER.to_owned()],
+            }],
         };
         tweak(&mut config);
         let signer = SignerProc::start(&signer_bin, dir.path(), &mut config, &s3)?;
@@ -223,6 +241,7 @@ impl Stack {
             signer_url,
             token,
             other_token,
+            operator_token,
             agent_socket,
             s3_endpoint: s3.endpoint.clone(),
             s3_bucket: s3.bucket.clone(),
@@ -250,6 +269,26 @@ impl Stack {
     /// The stack's temp dir (logs, registry, socket, Garage data).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Mints a job token with the stack's operator credential (`POST /v1/tokens`).
+    pub fn mint(&self, req: &MintRequest) -> Result<MintedToken> {
+        let url = format!("{}/v1/tokens", self.env.signer_url);
+        let (operator, req) = (self.env.operator_token.clone(), req.clone());
+        process::block_on(async move {
+            let answer = reqwest::Client::new()
+                .post(&url)
+                .bearer_auth(operator)
+                .json(&req)
+                .send()
+                .await?;
+            let status = answer.status();
+            let body = answer.text().await?;
+            if !status.is_success() {
+                bail!("minting a token: {status}: {body}");
+            }
+            serde_json::from_str(&body).with_context(|| format!("minting a token: {body}"))
+        })?
     }
 
     /// The config the signer runs with.

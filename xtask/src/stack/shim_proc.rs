@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::process::Proc;
 
@@ -21,12 +21,17 @@ impl ShimProc {
         signer_url: &str,
         token: &str,
     ) -> Result<ShimProc> {
+        // A token file, as README recommends (the stack's dir is owner-only).
+        let token_file = dir.join("agent-shim.token");
+        std::fs::write(&token_file, token)
+            .with_context(|| format!("cannot write {}", token_file.display()))?;
         let proc = Proc::new("agent-shim", bin, dir.join("agent-shim.log"))
             .arg("--socket")
             .arg(socket)
             .arg("--signer")
             .arg(signer_url)
-            .env("BMAT_SHIM_TOKEN", token)
+            .arg("--token-file")
+            .arg(&token_file)
             .env("RUST_LOG", super::child_log_filter());
         let mut shim = ShimProc {
             proc,

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (each test file uses a subset).
 #![allow(dead_code)]
 
+pub mod api;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -64,10 +66,15 @@ pub fn bmat(stack: &Stack) -> Command {
 
 /// `bmat` talking to the signer directly with the token (development mode).
 pub fn bmat_direct(stack: &Stack) -> Command {
+    bmat_with_token(stack, &stack.env().token)
+}
+
+/// `bmat` talking to the signer directly with another job token.
+pub fn bmat_with_token(stack: &Stack, token: &str) -> Command {
     let mut cmd = Command::new(bins::workspace_bin("bmat").expect("bmat binary"));
     clear_bmat_env(&mut cmd);
     cmd.env("BMAT_SIGNER_URL", &stack.env().signer_url)
-        .env("BMAT_TOKEN", &stack.env().token);
+        .env("BMAT_TOKEN", token);
     cmd
 }
 

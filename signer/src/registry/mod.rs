@@ -13,6 +13,8 @@ use anyhow::{Context, anyhow, bail};
 use bmat_wire::api::UploadState;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
+mod job_tokens;
+
 /// Each entry upgrades the schema by one version (`PRAGMA user_version`).
 const MIGRATIONS: &[&str] = &[
     // 1: caches and uploads.
@@ -55,11 +57,58 @@ const MIGRATIONS: &[&str] = &[
         WHERE state IN ('creating', 'uploading', 'finished');
     CREATE INDEX uploads_by_state ON uploads (state, next_attempt_at);
     "#,
+    // 2: scopes (DESIGN §6) and job tokens. A cache belongs to (owner, scope, key);
+    // rows of version 1 get the scope 'default' (bmat_wire::DEFAULT_SCOPE), which is
+    // also the scope of config tokens that name none, so they keep serving. SQLite
+    // cannot change a UNIQUE constraint in place: the caches table is rebuilt.
+    r#"
+    CREATE TABLE caches_v2 (
+        id           INTEGER PRIMARY KEY,
+        owner        TEXT NOT NULL,
+        scope        TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        ulid         TEXT NOT NULL UNIQUE,
+        size         INTEGER NOT NULL,
+        sha256       TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER NOT NULL,
+        -- Also the index of exact and prefix lookups (a range scan on key).
+        UNIQUE (owner, scope, key)
+    );
+    INSERT INTO caches_v2 (id, owner, scope, key, ulid, size, sha256, created_at, last_used_at)
+        SELECT id, owner, 'default', key, ulid, size, sha256, created_at, last_used_at
+        FROM caches;
+    DROP TABLE caches;
+    ALTER TABLE caches_v2 RENAME TO caches;
+    CREATE INDEX caches_by_owner_last_used ON caches (owner, last_used_at);
+    CREATE INDEX caches_by_last_used ON caches (last_used_at);
+
+    ALTER TABLE uploads ADD COLUMN scope TEXT NOT NULL DEFAULT 'default';
+    DROP INDEX uploads_one_live_per_key;
+    CREATE UNIQUE INDEX uploads_one_live_per_key ON uploads (owner, scope, key)
+        WHERE state IN ('creating', 'uploading', 'finished');
+
+    -- Only the SHA-256 of a job token is kept; the token itself is shown once.
+    CREATE TABLE job_tokens (
+        id               TEXT PRIMARY KEY,
+        hash             TEXT NOT NULL UNIQUE,
+        owner            TEXT NOT NULL,
+        scope            TEXT NOT NULL,
+        read_scopes_json TEXT NOT NULL,
+        write            INTEGER NOT NULL,
+        minted_by        TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        expires_at       INTEGER NOT NULL,
+        revoked_at       INTEGER
+    );
+    CREATE INDEX job_tokens_by_expiry ON job_tokens (expires_at);
+    "#,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheRow {
     pub owner: String,
+    pub scope: String,
     pub key: String,
     pub ulid: String,
     pub size: u64,
@@ -72,6 +121,7 @@ pub struct CacheRow {
 pub struct UploadRow {
     pub ulid: String,
     pub owner: String,
+    pub scope: String,
     pub key: String,
     pub s3_upload_id: Option<String>,
     pub state: UploadState,
@@ -110,6 +160,27 @@ pub enum CompletedOutcome {
     NotFinished,
 }
 
+/// Where caches live: an owner's scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place<'a> {
+    pub owner: &'a str,
+    pub scope: &'a str,
+}
+
+/// A job token as the registry keeps it (the hash, never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTokenRow {
+    pub id: String,
+    pub owner: String,
+    pub scope: String,
+    pub read_scopes: Vec<String>,
+    pub write: bool,
+    pub minted_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 pub struct Registry {
     conn: Connection,
 }
@@ -121,6 +192,7 @@ fn to_i64(v: u64) -> anyhow::Result<i64> {
 fn cache_from_row(r: &Row<'_>) -> rusqlite::Result<CacheRow> {
     Ok(CacheRow {
         owner: r.get("owner")?,
+        scope: r.get("scope")?,
         key: r.get("key")?,
         ulid: r.get("ulid")?,
         size: r.get::<_, i64>("size")?.max(0) as u64,
@@ -149,6 +221,7 @@ fn upload_from_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
     Ok(UploadRow {
         ulid: r.get("ulid")?,
         owner: r.get("owner")?,
+        scope: r.get("scope")?,
         key: r.get("key")?,
         s3_upload_id: r.get("s3_upload_id")?,
         state,
@@ -233,12 +306,12 @@ impl Registry {
 
     // ---- caches ----
 
-    pub fn find_cache(&self, owner: &str, key: &str) -> anyhow::Result<Option<CacheRow>> {
+    pub fn find_cache(&self, at: &Place<'_>, key: &str) -> anyhow::Result<Option<CacheRow>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT * FROM caches WHERE owner = ?1 AND key = ?2",
-                params![owner, key],
+                "SELECT * FROM caches WHERE owner = ?1 AND scope = ?2 AND key = ?3",
+                params![at.owner, at.scope, key],
                 cache_from_row,
             )
             .optional()?)
@@ -255,20 +328,21 @@ impl Registry {
             .optional()?)
     }
 
-    /// The newest cache of `owner` whose key starts with `prefix`.
+    /// The newest cache in `at` whose key starts with `prefix`.
     pub fn newest_with_prefix(
         &self,
-        owner: &str,
+        at: &Place<'_>,
         prefix: &str,
     ) -> anyhow::Result<Option<CacheRow>> {
-        // substr, not LIKE: '_' is a LIKE wildcard and valid in keys.
+        // A range on the (owner, scope, key) index, not LIKE ('_' is a LIKE wildcard
+        // and valid in keys): every key character sorts below '~'.
         Ok(self
             .conn
             .query_row(
                 "SELECT * FROM caches
-                 WHERE owner = ?1 AND length(key) >= length(?2) AND substr(key, 1, length(?2)) = ?2
+                 WHERE owner = ?1 AND scope = ?2 AND key >= ?3 AND key < ?3 || '~'
                  ORDER BY created_at DESC, id DESC LIMIT 1",
-                params![owner, prefix],
+                params![at.owner, at.scope, prefix],
                 cache_from_row,
             )
             .optional()?)
@@ -282,11 +356,13 @@ impl Registry {
         Ok(())
     }
 
-    pub fn list_caches(&self, owner: &str) -> anyhow::Result<Vec<CacheRow>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT * FROM caches WHERE owner = ?1 ORDER BY key")?;
-        let rows = st.query_map(params![owner], cache_from_row)?;
+    /// The caches of `owner` (of one scope, when given), by scope and key.
+    pub fn list_caches(&self, owner: &str, scope: Option<&str>) -> anyhow::Result<Vec<CacheRow>> {
+        let mut st = self.conn.prepare(
+            "SELECT * FROM caches WHERE owner = ?1 AND (?2 IS NULL OR scope = ?2)
+             ORDER BY scope, key",
+        )?;
+        let rows = st.query_map(params![owner, scope], cache_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -339,7 +415,7 @@ impl Registry {
     /// CreateMultipartUpload, so no multipart upload exists without a row.
     pub fn begin_upload(
         &mut self,
-        owner: &str,
+        at: &Place<'_>,
         key: &str,
         ulid: &str,
         part_size: u64,
@@ -350,8 +426,8 @@ impl Registry {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM caches WHERE owner = ?1 AND key = ?2)",
-            params![owner, key],
+            "SELECT EXISTS (SELECT 1 FROM caches WHERE owner = ?1 AND scope = ?2 AND key = ?3)",
+            params![at.owner, at.scope, key],
             |r| r.get(0),
         )?;
         if exists {
@@ -359,8 +435,11 @@ impl Registry {
         }
         let live: Option<UploadRow> = tx
             .query_row(
-                &format!("SELECT * FROM uploads WHERE owner = ?1 AND key = ?2 AND state IN {LIVE}"),
-                params![owner, key],
+                &format!(
+                    "SELECT * FROM uploads WHERE owner = ?1 AND scope = ?2 AND key = ?3
+                     AND state IN {LIVE}"
+                ),
+                params![at.owner, at.scope, key],
                 upload_from_row,
             )
             .optional()?;
@@ -379,10 +458,18 @@ impl Registry {
         }
         let lease_ms = to_i64(lease.as_millis() as u64)?;
         let inserted = tx.execute(
-            "INSERT INTO uploads (ulid, owner, key, state, part_size, lease_expires_at,
+            "INSERT INTO uploads (ulid, owner, scope, key, state, part_size, lease_expires_at,
                                   created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'creating', ?4, ?5, ?6, ?6)",
-            params![ulid, owner, key, to_i64(part_size)?, now + lease_ms, now],
+             VALUES (?1, ?2, ?3, ?4, 'creating', ?5, ?6, ?7, ?7)",
+            params![
+                ulid,
+                at.owner,
+                at.scope,
+                key,
+                to_i64(part_size)?,
+                now + lease_ms,
+                now
+            ],
         );
         match inserted {
             Ok(_) => {}
@@ -529,10 +616,18 @@ impl Registry {
             bail!("finished upload {ulid} has no size or checksum");
         };
         let inserted = tx.execute(
-            "INSERT INTO caches (owner, key, ulid, size, sha256, created_at, last_used_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-             ON CONFLICT (owner, key) DO NOTHING",
-            params![up.owner, up.key, up.ulid, to_i64(size)?, sha256, now],
+            "INSERT INTO caches (owner, scope, key, ulid, size, sha256, created_at, last_used_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT (owner, scope, key) DO NOTHING",
+            params![
+                up.owner,
+                up.scope,
+                up.key,
+                up.ulid,
+                to_i64(size)?,
+                sha256,
+                now
+            ],
         )?;
         tx.execute(
             "UPDATE uploads SET state = 'completed', needs_abort = 0, updated_at = ?2 WHERE ulid = ?1",
@@ -632,6 +727,11 @@ mod tests {
         (dir, reg)
     }
 
+    /// Owner `owner`'s scope "s".
+    fn at(owner: &str) -> Place<'_> {
+        Place { owner, scope: "s" }
+    }
+
     fn created(o: BeginOutcome) -> bool {
         matches!(o, BeginOutcome::Created { .. })
     }
@@ -665,20 +765,24 @@ mod tests {
     fn second_begin_is_in_progress_until_the_lease_expires() {
         let (_d, mut reg) = open();
         assert!(created(
-            reg.begin_upload("o", "k", "U1", 1, 1_000, LEASE).unwrap()
+            reg.begin_upload(&at("o"), "k", "U1", 1, 1_000, LEASE)
+                .unwrap()
         ));
         assert_eq!(
-            reg.begin_upload("o", "k", "U2", 1, 2_000, LEASE).unwrap(),
+            reg.begin_upload(&at("o"), "k", "U2", 1, 2_000, LEASE)
+                .unwrap(),
             BeginOutcome::InProgress
         );
         // Another owner's namespace is independent.
         assert!(created(
-            reg.begin_upload("p", "k", "U3", 1, 2_000, LEASE).unwrap()
+            reg.begin_upload(&at("p"), "k", "U3", 1, 2_000, LEASE)
+                .unwrap()
         ));
         // Past the lease, the old upload is taken over.
         let later = 1_000 + LEASE.as_millis() as i64 + 1;
         assert_eq!(
-            reg.begin_upload("o", "k", "U4", 1, later, LEASE).unwrap(),
+            reg.begin_upload(&at("o"), "k", "U4", 1, later, LEASE)
+                .unwrap(),
             BeginOutcome::Created {
                 took_over: Some("U1".into())
             }
@@ -693,12 +797,12 @@ mod tests {
     #[test]
     fn renewed_lease_keeps_blocking() {
         let (_d, mut reg) = open();
-        reg.begin_upload("o", "k", "U1", 1, 0, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "k", "U1", 1, 0, LEASE).unwrap();
         assert!(reg.set_uploading("U1", "s3id", 10).unwrap());
         let near_end = LEASE.as_millis() as i64 - 1;
         assert!(reg.renew_lease("U1", near_end, LEASE).unwrap());
         assert_eq!(
-            reg.begin_upload("o", "k", "U2", 1, near_end + 10, LEASE)
+            reg.begin_upload(&at("o"), "k", "U2", 1, near_end + 10, LEASE)
                 .unwrap(),
             BeginOutcome::InProgress
         );
@@ -726,14 +830,14 @@ mod tests {
     #[test]
     fn finished_uploads_block_even_past_their_lease() {
         let (_d, mut reg) = open();
-        reg.begin_upload("o", "k", "U1", 1, 0, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "k", "U1", 1, 0, LEASE).unwrap();
         reg.set_uploading("U1", "s3id", 0).unwrap();
         assert!(
             reg.mark_finished("U1", &[(1, "\"e\"".into())], 5, "ab", 0)
                 .unwrap()
         );
         assert_eq!(
-            reg.begin_upload("o", "k", "U2", 1, i64::MAX / 2, LEASE)
+            reg.begin_upload(&at("o"), "k", "U2", 1, i64::MAX / 2, LEASE)
                 .unwrap(),
             BeginOutcome::InProgress
         );
@@ -742,7 +846,8 @@ mod tests {
     #[test]
     fn full_life_of_an_upload() {
         let (_d, mut reg) = open();
-        reg.begin_upload("o", "k", "U1", 7, 100, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "k", "U1", 7, 100, LEASE)
+            .unwrap();
         let up = reg.get_upload("U1").unwrap().unwrap();
         assert_eq!(
             (up.state, up.part_size, up.s3_upload_id.clone()),
@@ -773,7 +878,7 @@ mod tests {
             reg.record_completed("U1", 1_100).unwrap(),
             CompletedOutcome::NotFinished
         );
-        let cache = reg.find_cache("o", "k").unwrap().unwrap();
+        let cache = reg.find_cache(&at("o"), "k").unwrap().unwrap();
         assert_eq!(
             (cache.ulid.as_str(), cache.size, cache.sha256.as_str()),
             ("U1", 10, "cafe")
@@ -785,7 +890,8 @@ mod tests {
         assert!(reg.next_completion_time().unwrap().is_none());
         // Write-once.
         assert_eq!(
-            reg.begin_upload("o", "k", "U2", 7, 2_000, LEASE).unwrap(),
+            reg.begin_upload(&at("o"), "k", "U2", 7, 2_000, LEASE)
+                .unwrap(),
             BeginOutcome::Exists
         );
     }
@@ -793,13 +899,13 @@ mod tests {
     #[test]
     fn aborting_flags_the_s3_upload_until_confirmed() {
         let (_d, mut reg) = open();
-        reg.begin_upload("o", "k", "U1", 1, 0, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "k", "U1", 1, 0, LEASE).unwrap();
         // Without an S3 upload id there is nothing to abort in S3.
         assert!(reg.mark_aborted("U1", &[UploadState::Creating], 1).unwrap());
         assert!(reg.pending_s3_aborts().unwrap().is_empty());
         assert!(!reg.mark_aborted("U1", &[UploadState::Creating], 1).unwrap());
 
-        reg.begin_upload("o", "k", "U2", 1, 0, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "k", "U2", 1, 0, LEASE).unwrap();
         reg.set_uploading("U2", "s3id", 0).unwrap();
         assert!(!reg.mark_aborted("U2", &[UploadState::Creating], 1).unwrap());
         assert!(
@@ -811,15 +917,17 @@ mod tests {
         assert!(reg.pending_s3_aborts().unwrap().is_empty());
         // Aborted rows do not block a new begin.
         assert!(created(
-            reg.begin_upload("o", "k", "U3", 1, 2, LEASE).unwrap()
+            reg.begin_upload(&at("o"), "k", "U3", 1, 2, LEASE).unwrap()
         ));
     }
 
     #[test]
     fn stale_uploads_are_those_idle_since_the_cutoff() {
         let (_d, mut reg) = open();
-        reg.begin_upload("o", "a", "U1", 1, 100, LEASE).unwrap();
-        reg.begin_upload("o", "b", "U2", 1, 100, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "a", "U1", 1, 100, LEASE)
+            .unwrap();
+        reg.begin_upload(&at("o"), "b", "U2", 1, 100, LEASE)
+            .unwrap();
         reg.set_uploading("U2", "s3", 100).unwrap();
         reg.renew_lease("U2", 500, LEASE).unwrap();
         let stale: Vec<_> = reg
@@ -831,13 +939,14 @@ mod tests {
         assert_eq!(stale, ["U1"]);
     }
 
-    fn add_cache(reg: &mut Registry, owner: &str, key: &str, ulid: &str, size: u64, at: i64) {
-        reg.begin_upload(owner, key, ulid, 1, at, LEASE).unwrap();
-        reg.set_uploading(ulid, "s3", at).unwrap();
-        reg.mark_finished(ulid, &[(1, "e".into())], size, "00", at)
+    fn add_cache(reg: &mut Registry, owner: &str, key: &str, ulid: &str, size: u64, t: i64) {
+        reg.begin_upload(&at(owner), key, ulid, 1, t, LEASE)
+            .unwrap();
+        reg.set_uploading(ulid, "s3", t).unwrap();
+        reg.mark_finished(ulid, &[(1, "e".into())], size, "00", t)
             .unwrap();
         assert_eq!(
-            reg.record_completed(ulid, at).unwrap(),
+            reg.record_completed(ulid, t).unwrap(),
             CompletedOutcome::Recorded
         );
     }
@@ -850,20 +959,113 @@ mod tests {
         add_cache(&mut reg, "o", "depsXc", "U3", 1, 300);
         add_cache(&mut reg, "p", "deps-z", "U4", 1, 400);
         assert_eq!(
-            reg.newest_with_prefix("o", "deps-").unwrap().unwrap().key,
+            reg.newest_with_prefix(&at("o"), "deps-")
+                .unwrap()
+                .unwrap()
+                .key,
             "deps-b"
         );
         assert_eq!(
-            reg.newest_with_prefix("o", "deps").unwrap().unwrap().key,
+            reg.newest_with_prefix(&at("o"), "deps")
+                .unwrap()
+                .unwrap()
+                .key,
             "depsXc"
         );
         add_cache(&mut reg, "o", "x_1", "U5", 1, 500);
         add_cache(&mut reg, "o", "xa2", "U6", 1, 600);
         assert_eq!(
-            reg.newest_with_prefix("o", "x_").unwrap().unwrap().key,
+            reg.newest_with_prefix(&at("o"), "x_").unwrap().unwrap().key,
             "x_1"
         );
-        assert!(reg.newest_with_prefix("o", "nothing").unwrap().is_none());
+        assert!(
+            reg.newest_with_prefix(&at("o"), "nothing")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn scopes_are_separate_namespaces() {
+        let (_d, mut reg) = open();
+        add_cache(&mut reg, "o", "deps-a", "U1", 1, 100);
+        let pr = Place {
+            owner: "o",
+            scope: "refs/pull/1/merge",
+        };
+        assert!(reg.find_cache(&pr, "deps-a").unwrap().is_none());
+        assert!(reg.newest_with_prefix(&pr, "deps-").unwrap().is_none());
+        // The same key in another scope is a new cache, not "exists".
+        assert!(created(
+            reg.begin_upload(&pr, "deps-a", "U2", 1, 200, LEASE)
+                .unwrap()
+        ));
+        reg.set_uploading("U2", "s3", 200).unwrap();
+        reg.mark_finished("U2", &[(1, "e".into())], 1, "00", 200)
+            .unwrap();
+        assert_eq!(
+            reg.record_completed("U2", 200).unwrap(),
+            CompletedOutcome::Recorded
+        );
+        assert_eq!(reg.find_cache(&pr, "deps-a").unwrap().unwrap().ulid, "U2");
+        assert_eq!(
+            reg.find_cache(&at("o"), "deps-a").unwrap().unwrap().ulid,
+            "U1"
+        );
+        let scopes: Vec<_> = reg
+            .list_caches("o", None)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.scope)
+            .collect();
+        assert_eq!(scopes, ["refs/pull/1/merge", "s"]);
+        assert_eq!(reg.list_caches("o", Some("s")).unwrap().len(), 1);
+        // Quota is per owner, across its scopes.
+        assert_eq!(reg.owners_over_quota(1).unwrap(), vec![("o".into(), 2)]);
+    }
+
+    #[test]
+    fn a_version_1_registry_migrates_into_the_default_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO caches (owner, key, ulid, size, sha256, created_at, last_used_at)
+                 VALUES ('o', 'deps-a', 'U1', 7, 'ab', 100, 100)",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO uploads (ulid, owner, key, state, part_size, lease_expires_at,
+                                      created_at, updated_at)
+                 VALUES ('U2', 'o', 'deps-b', 'uploading', 1, 10000, 100, 100)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut reg = Registry::open(&path).unwrap();
+        assert_eq!(reg.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let default = Place {
+            owner: "o",
+            scope: bmat_wire::DEFAULT_SCOPE,
+        };
+        let c = reg.find_cache(&default, "deps-a").unwrap().unwrap();
+        assert_eq!((c.ulid.as_str(), c.size), ("U1", 7));
+        assert_eq!(reg.get_upload("U2").unwrap().unwrap().scope, "default");
+        // The live upload still blocks its key in the default scope.
+        assert_eq!(
+            reg.begin_upload(&default, "deps-b", "U3", 1, 200, LEASE)
+                .unwrap(),
+            BeginOutcome::InProgress
+        );
+        assert_eq!(
+            reg.begin_upload(&default, "deps-a", "U4", 1, 200, LEASE)
+                .unwrap(),
+            BeginOutcome::Exists
+        );
     }
 
     #[test]
@@ -900,11 +1102,13 @@ mod tests {
     fn prune_keeps_live_and_unconfirmed_aborts() {
         let (_d, mut reg) = open();
         add_cache(&mut reg, "o", "a", "U1", 1, 100);
-        reg.begin_upload("o", "b", "U2", 1, 100, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "b", "U2", 1, 100, LEASE)
+            .unwrap();
         reg.set_uploading("U2", "s3", 100).unwrap();
         reg.mark_aborted("U2", &[UploadState::Uploading], 100)
             .unwrap();
-        reg.begin_upload("o", "c", "U3", 1, 100, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "c", "U3", 1, 100, LEASE)
+            .unwrap();
         assert_eq!(reg.prune_uploads(1_000).unwrap(), 1);
         assert!(reg.get_upload("U1").unwrap().is_none());
         assert!(reg.get_upload("U2").unwrap().is_some());

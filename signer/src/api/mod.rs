@@ -1,29 +1,34 @@
 //! The HTTP API under `/v1` (see `bmat_wire::api` for the table of endpoints).
 //!
-//! Every endpoint but health needs `Authorization: Bearer <token>`; the token names the
-//! owner, and an owner sees only its own caches and uploads. Every error is an
-//! `ErrorBody` with one line a person can act on.
+//! Every endpoint but health needs `Authorization: Bearer <token>`. A job token acts in
+//! one owner's scope and reads its read scopes ([`crate::auth`]); an operator credential
+//! mints tokens ([`tokens`]) and lists and deletes caches of its owners. Nothing crosses
+//! owners: another owner's (or scope's) upload is answered 404, like an unknown one.
+//! Every error is an `ErrorBody` with one line a person can act on.
+
+mod tokens;
 
 use std::collections::HashMap;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CacheHit, CacheInfo, CacheList, CompleteRequest, Deleted,
-    ErrorBody, Health, LookupRequest, LookupResponse, PartUrl, PartUrlsRequest, PartUrlsResponse,
-    SkipReason, UploadState, UploadStatus,
+    BeginRequest, BeginResponse, CacheHit, CacheInfo, CacheList, CacheSelector, CompleteRequest,
+    Deleted, ErrorBody, ErrorCode, Health, LookupRequest, LookupResponse, PartUrl, PartUrlsRequest,
+    PartUrlsResponse, SkipReason, UploadState, UploadStatus,
 };
-use bmat_wire::{validate_key, validate_prefix};
+use bmat_wire::{validate_key, validate_owner, validate_prefix, validate_scope};
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
+use crate::auth::{AuthError, JobGrant, OperatorGrant, Principal, bearer};
 use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
-use crate::registry::{BeginOutcome, CacheRow, UploadRow};
+use crate::registry::{BeginOutcome, CacheRow, Place, UploadRow};
 use crate::s3::S3Error;
 use crate::state::{AppState, now_ms};
 
@@ -42,6 +47,8 @@ pub fn router(state: AppState) -> Router {
         // An empty key in the path: answer like any invalid key, not "no route".
         .route("/v1/caches/", delete(delete_empty_key))
         .route("/v1/caches/{key}", delete(delete_cache))
+        .route("/v1/tokens", post(tokens::mint))
+        .route("/v1/tokens/{id}", delete(tokens::revoke))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state)
@@ -53,6 +60,7 @@ pub fn router(state: AppState) -> Router {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    code: Option<ErrorCode>,
 }
 
 impl ApiError {
@@ -60,13 +68,11 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            code: None,
         }
     }
     fn bad_request(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, m)
-    }
-    fn unauthorized(m: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, m)
     }
     fn not_found(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, m)
@@ -87,6 +93,28 @@ impl ApiError {
     }
 }
 
+/// The one place where refusals of [`crate::auth`] become statuses.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        let (status, code) = match &e {
+            AuthError::MissingHeader | AuthError::MalformedHeader | AuthError::UnknownToken => {
+                (StatusCode::UNAUTHORIZED, None)
+            }
+            AuthError::Expired { .. } => (StatusCode::UNAUTHORIZED, Some(ErrorCode::TokenExpired)),
+            AuthError::Revoked { .. } => (StatusCode::UNAUTHORIZED, Some(ErrorCode::TokenRevoked)),
+            AuthError::ReadOnly => (StatusCode::FORBIDDEN, Some(ErrorCode::ReadOnly)),
+            AuthError::NeedsJobToken
+            | AuthError::NeedsOperator
+            | AuthError::OwnerNotAllowed { .. } => (StatusCode::FORBIDDEN, None),
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+            code,
+        }
+    }
+}
+
 /// Registry failures (SQLite busy, disk full…): the request may succeed later.
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
@@ -104,6 +132,7 @@ impl IntoResponse for ApiError {
             self.status,
             Json(ErrorBody {
                 error: self.message,
+                code: self.code,
             }),
         )
             .into_response();
@@ -175,30 +204,62 @@ fn path_rejection(rej: PathRejection) -> ApiError {
     ApiError::bad_request(format!("invalid path: {}", rej.body_text()).replace('\n', " "))
 }
 
-/// The owner named by the request's bearer token.
-pub struct Owner(pub String);
+/// `?owner=…&scope=…`, with `ErrorBody` rejections.
+pub struct ApiQuery(pub CacheSelector);
 
-impl FromRequestParts<AppState> for Owner {
+impl<S: Send + Sync> FromRequestParts<S> for ApiQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<CacheSelector>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(ApiQuery(v)),
+            Err(rej) => Err(ApiError::bad_request(
+                format!("invalid query: {}", rej.body_text()).replace('\n', " "),
+            )),
+        }
+    }
+}
+
+/// Whoever the request's bearer token names.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(ApiError::unauthorized(
-                "missing Authorization header; send `Authorization: Bearer <token>`",
-            ));
-        };
-        let value = value.to_str().unwrap_or("");
-        let token = match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => {
-                return Err(ApiError::unauthorized(
-                    "the Authorization header is not `Bearer <token>`",
-                ));
-            }
-        };
-        match state.owner_of(token) {
-            Some(owner) => Ok(Owner(owner.to_owned())),
-            None => Err(ApiError::unauthorized("unknown token")),
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        let token = bearer(header)?;
+        Ok(Caller(state.principal(token).await??))
+    }
+}
+
+/// A job token's grant; operator credentials are refused.
+pub struct Job(pub JobGrant);
+
+impl FromRequestParts<AppState> for Job {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Caller::from_request_parts(parts, state).await?.0 {
+            Principal::Job(grant) => Ok(Job(grant)),
+            Principal::Operator(_) => Err(AuthError::NeedsJobToken.into()),
+        }
+    }
+}
+
+/// An operator credential's grant; job tokens are refused.
+pub struct Operator(pub OperatorGrant);
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Caller::from_request_parts(parts, state).await?.0 {
+            Principal::Operator(grant) => Ok(Operator(grant)),
+            Principal::Job(_) => Err(AuthError::NeedsOperator.into()),
         }
     }
 }
@@ -218,6 +279,16 @@ fn shown(s: &str) -> String {
 
 fn check_key(key: &str) -> Result<(), ApiError> {
     validate_key(key).map_err(|e| ApiError::bad_request(format!("invalid key {}: {e}", shown(key))))
+}
+
+fn check_scope(what: &str, scope: &str) -> Result<(), ApiError> {
+    validate_scope(scope)
+        .map_err(|e| ApiError::bad_request(format!("invalid {what} {}: {e}", shown(scope))))
+}
+
+fn check_owner(owner: &str) -> Result<(), ApiError> {
+    validate_owner(owner)
+        .map_err(|e| ApiError::bad_request(format!("invalid owner {}: {e}", shown(owner))))
 }
 
 fn check_prefix(prefix: &str) -> Result<(), ApiError> {
@@ -254,6 +325,8 @@ fn upload_status(up: &UploadRow) -> UploadStatus {
 
 fn cache_info(c: CacheRow) -> CacheInfo {
     CacheInfo {
+        owner: c.owner,
+        scope: c.scope,
         key: c.key,
         size: c.size,
         sha256: c.sha256,
@@ -262,19 +335,17 @@ fn cache_info(c: CacheRow) -> CacheInfo {
     }
 }
 
-async fn load_owned_upload(st: &AppState, owner: &Owner, id: &str) -> Result<UploadRow, ApiError> {
+/// The upload `id` if it is the job's: its owner's and its scope's. Anyone else's is
+/// answered like an unknown one, so ids reveal nothing.
+async fn load_owned_upload(st: &AppState, job: &JobGrant, id: &str) -> Result<UploadRow, ApiError> {
     let ulid = parse_upload_id(id)?;
     let found = {
         let ulid = ulid.clone();
         st.db.run(move |r| r.get_upload(&ulid)).await?
     };
     match found {
-        None => Err(ApiError::not_found(format!("no upload {ulid}"))),
-        Some(up) if up.owner != owner.0 => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("upload {ulid} belongs to another owner"),
-        )),
-        Some(up) => Ok(up),
+        Some(up) if up.owner == job.owner && up.scope == job.scope => Ok(up),
+        _ => Err(ApiError::not_found(format!("no upload {ulid}"))),
     }
 }
 
@@ -289,7 +360,7 @@ async fn health(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
 }
 
 async fn lookup(
-    owner: Owner,
+    Job(job): Job,
     State(st): State<AppState>,
     ApiJson(req): ApiJson<LookupRequest>,
 ) -> Result<Json<LookupResponse>, ApiError> {
@@ -303,16 +374,25 @@ async fn lookup(
     for p in &req.fallbacks {
         check_prefix(p)?;
     }
+    // Own scope first, then each read scope in order; in each, the exact key, then
+    // each fallback prefix in order.
     let found = {
-        let (owner, key, fallbacks) = (owner.0.clone(), req.key.clone(), req.fallbacks.clone());
+        let (owner, scopes) = (job.owner.clone(), job.search_order());
+        let (key, fallbacks) = (req.key.clone(), req.fallbacks.clone());
         st.db
             .run(move |r| {
-                if let Some(c) = r.find_cache(&owner, &key)? {
-                    return Ok(Some(c));
-                }
-                for p in &fallbacks {
-                    if let Some(c) = r.newest_with_prefix(&owner, p)? {
+                for scope in &scopes {
+                    let at = Place {
+                        owner: &owner,
+                        scope,
+                    };
+                    if let Some(c) = r.find_cache(&at, &key)? {
                         return Ok(Some(c));
+                    }
+                    for p in &fallbacks {
+                        if let Some(c) = r.newest_with_prefix(&at, p)? {
+                            return Ok(Some(c));
+                        }
                     }
                 }
                 Ok(None)
@@ -340,15 +420,18 @@ async fn lookup(
             size: c.size,
             sha256: c.sha256,
             created_at: c.created_at.div_euclid(1000),
+            own_scope: c.scope == job.scope,
+            scope: c.scope,
         }),
     }))
 }
 
 async fn begin(
-    owner: Owner,
+    Job(job): Job,
     State(st): State<AppState>,
     ApiJson(req): ApiJson<BeginRequest>,
 ) -> Result<Json<BeginResponse>, ApiError> {
+    job.require_write()?;
     check_key(&req.key)?;
     let limits = &st.cfg.limits;
     if let Some(size) = req.expected_size
@@ -364,10 +447,10 @@ async fn begin(
     });
     let ulid = ulid::Ulid::new().to_string();
     let outcome = {
-        let (owner, key, ulid) = (owner.0.clone(), req.key.clone(), ulid.clone());
+        let (job, key, ulid) = (job.clone(), req.key.clone(), ulid.clone());
         let lease = std::time::Duration::from_secs(st.cfg.timing.lease_secs);
         st.db
-            .run(move |r| r.begin_upload(&owner, &key, &ulid, part_size, now_ms(), lease))
+            .run(move |r| r.begin_upload(&job.place(), &key, &ulid, part_size, now_ms(), lease))
             .await?
     };
     match outcome {
@@ -383,7 +466,7 @@ async fn begin(
         }
         BeginOutcome::Created { took_over } => {
             if let Some(old) = took_over {
-                info!(owner = %owner.0, key = %req.key, "lease of upload {old} expired; it was aborted");
+                info!(owner = %job.owner, scope = %job.scope, key = %req.key, "lease of upload {old} expired; it was aborted");
             }
         }
     }
@@ -421,7 +504,7 @@ async fn begin(
             "upload {ulid} was aborted while it was being created; begin again"
         )));
     }
-    info!(owner = %owner.0, key = %req.key, upload = %ulid, "upload begun");
+    info!(owner = %job.owner, scope = %job.scope, key = %req.key, upload = %ulid, "upload begun");
     Ok(Json(BeginResponse::Upload {
         upload_id: ulid,
         part_size,
@@ -437,12 +520,13 @@ fn allowed_part_size(asked: u64, max_cache_size: u64) -> u64 {
 }
 
 async fn part_urls(
-    owner: Owner,
+    Job(job): Job,
     State(st): State<AppState>,
     ApiPath(id): ApiPath,
     ApiJson(req): ApiJson<PartUrlsRequest>,
 ) -> Result<Json<PartUrlsResponse>, ApiError> {
-    let up = load_owned_upload(&st, &owner, &id).await?;
+    job.require_write()?;
+    let up = load_owned_upload(&st, &job, &id).await?;
     if up.state != UploadState::Uploading {
         return Err(ApiError::conflict(format!(
             "upload {} is {}; part URLs are only issued while it is uploading",
@@ -511,12 +595,13 @@ async fn part_urls(
 }
 
 async fn complete(
-    owner: Owner,
+    Job(job): Job,
     State(st): State<AppState>,
     ApiPath(id): ApiPath,
     ApiJson(req): ApiJson<CompleteRequest>,
 ) -> Result<Json<UploadStatus>, ApiError> {
-    let up = load_owned_upload(&st, &owner, &id).await?;
+    job.require_write()?;
+    let up = load_owned_upload(&st, &job, &id).await?;
     match up.state {
         // A retried complete (lost answer): the first one was accepted.
         UploadState::Finished | UploadState::Completed => return Ok(Json(upload_status(&up))),
@@ -626,7 +711,7 @@ async fn complete(
     };
     if !marked {
         // A concurrent complete won, or the upload was aborted meanwhile.
-        let now = load_owned_upload(&st, &owner, &up.ulid).await?;
+        let now = load_owned_upload(&st, &job, &up.ulid).await?;
         return match now.state {
             UploadState::Finished | UploadState::Completed => Ok(Json(upload_status(&now))),
             s => Err(ApiError::conflict(format!(
@@ -637,7 +722,7 @@ async fn complete(
         };
     }
     st.worker_wake.notify_one();
-    info!(owner = %owner.0, key = %up.key, upload = %up.ulid, size = total, "upload finished, queued for completion");
+    info!(owner = %job.owner, scope = %job.scope, key = %up.key, upload = %up.ulid, size = total, "upload finished, queued for completion");
     Ok(Json(UploadStatus {
         upload_id: up.ulid,
         key: up.key,
@@ -646,20 +731,21 @@ async fn complete(
 }
 
 async fn status(
-    owner: Owner,
+    Job(job): Job,
     State(st): State<AppState>,
     ApiPath(id): ApiPath,
 ) -> Result<Json<UploadStatus>, ApiError> {
-    let up = load_owned_upload(&st, &owner, &id).await?;
+    let up = load_owned_upload(&st, &job, &id).await?;
     Ok(Json(upload_status(&up)))
 }
 
 async fn abort(
-    owner: Owner,
+    Job(job): Job,
     State(st): State<AppState>,
     ApiPath(id): ApiPath,
 ) -> Result<Json<UploadStatus>, ApiError> {
-    let up = load_owned_upload(&st, &owner, &id).await?;
+    job.require_write()?;
+    let up = load_owned_upload(&st, &job, &id).await?;
     match up.state {
         UploadState::Aborted => Ok(Json(upload_status(&up))),
         UploadState::Finished | UploadState::Completed => Err(ApiError::conflict(format!(
@@ -670,9 +756,9 @@ async fn abort(
         UploadState::Creating | UploadState::Uploading => {
             st.abort_upload(&up, &[UploadState::Creating, UploadState::Uploading])
                 .await?;
-            let now = load_owned_upload(&st, &owner, &up.ulid).await?;
+            let now = load_owned_upload(&st, &job, &up.ulid).await?;
             if now.state == UploadState::Aborted {
-                info!(owner = %owner.0, key = %up.key, upload = %up.ulid, "upload aborted by the client");
+                info!(owner = %job.owner, scope = %job.scope, key = %up.key, upload = %up.ulid, "upload aborted by the client");
                 Ok(Json(upload_status(&now)))
             } else {
                 Err(ApiError::conflict(format!(
@@ -685,17 +771,62 @@ async fn abort(
     }
 }
 
+/// The owner and scope a caller lists or deletes in. A job token: its own (the
+/// selector may only repeat them); an operator: the selector's, for an owner it is
+/// allowed (`scope` may be left out to list every scope, never to delete).
+fn selected(
+    caller: &Principal,
+    sel: CacheSelector,
+    scope_needed: bool,
+) -> Result<(String, Option<String>), ApiError> {
+    match caller {
+        Principal::Job(job) => {
+            if sel.owner.as_ref().is_some_and(|o| *o != job.owner)
+                || sel.scope.as_ref().is_some_and(|s| *s != job.scope)
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "a job token lists and deletes in its own owner and scope only",
+                ));
+            }
+            Ok((job.owner.clone(), Some(job.scope.clone())))
+        }
+        Principal::Operator(op) => {
+            let Some(owner) = sel.owner else {
+                return Err(ApiError::bad_request(
+                    "an operator credential names the owner: ?owner=…",
+                ));
+            };
+            check_owner(&owner)?;
+            op.require_owner(&owner)?;
+            if let Some(scope) = &sel.scope {
+                check_scope("scope", scope)?;
+            } else if scope_needed {
+                return Err(ApiError::bad_request(
+                    "an operator credential names the scope to delete in: ?owner=…&scope=…",
+                ));
+            }
+            Ok((owner, sel.scope))
+        }
+    }
+}
+
 async fn list_caches(
-    owner: Owner,
+    Caller(caller): Caller,
     State(st): State<AppState>,
+    ApiQuery(sel): ApiQuery,
 ) -> Result<Json<CacheList>, ApiError> {
-    let rows = st.db.run(move |r| r.list_caches(&owner.0)).await?;
+    let (owner, scope) = selected(&caller, sel, false)?;
+    let rows = st
+        .db
+        .run(move |r| r.list_caches(&owner, scope.as_deref()))
+        .await?;
     Ok(Json(CacheList {
         caches: rows.into_iter().map(cache_info).collect(),
     }))
 }
 
-async fn delete_empty_key(_owner: Owner) -> ApiError {
+async fn delete_empty_key(_caller: Caller) -> ApiError {
     match check_key("") {
         Err(e) => e,
         Ok(()) => ApiError::bad_request("invalid key \"\""),
@@ -703,19 +834,36 @@ async fn delete_empty_key(_owner: Owner) -> ApiError {
 }
 
 async fn delete_cache(
-    owner: Owner,
+    Caller(caller): Caller,
     State(st): State<AppState>,
     ApiPath(key): ApiPath,
+    ApiQuery(sel): ApiQuery,
 ) -> Result<Json<Deleted>, ApiError> {
+    if let Principal::Job(job) = &caller {
+        job.require_write()?;
+    }
     check_key(&key)?;
+    let (owner, scope) = selected(&caller, sel, true)?;
+    let scope = scope.unwrap_or_default();
     let found = {
-        let (o, k) = (owner.0.clone(), key.clone());
-        st.db.run(move |r| r.find_cache(&o, &k)).await?
+        let (o, s, k) = (owner.clone(), scope.clone(), key.clone());
+        st.db
+            .run(move |r| {
+                r.find_cache(
+                    &Place {
+                        owner: &o,
+                        scope: &s,
+                    },
+                    &k,
+                )
+            })
+            .await?
     };
     let Some(c) = found else {
         return Err(ApiError::not_found(format!(
-            "no cache with key {}",
-            shown(&key)
+            "no cache with key {} in scope {}",
+            shown(&key),
+            shown(&scope)
         )));
     };
     // Object first, then row: a row without an object would be a broken hit, an
@@ -726,7 +874,7 @@ async fn delete_cache(
         .map_err(|e| ApiError::s3("deleting the cache object", &e))?;
     let ulid = c.ulid.clone();
     st.db.run(move |r| r.delete_cache(&ulid)).await?;
-    info!(owner = %owner.0, key = %key, "cache deleted by the client");
+    info!(owner = %owner, scope = %scope, key = %key, "cache deleted by the client");
     Ok(Json(Deleted { deleted: true }))
 }
 
