@@ -147,3 +147,139 @@ async fn sigterm_removes_the_socket() {
     assert!(status.success(), "shim exited with {status}");
     assert!(!socket.exists(), "socket left behind after SIGTERM");
 }
+
+/// A shim started by hand (not the stack's), killed when dropped.
+struct LooseShim {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Drop for LooseShim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The uid and gid "another process of the job's uid" runs as: nobody when the tests
+/// run as root (the shim and the prober then both drop to it), else our own.
+fn job_ids() -> Option<(u32, u32)> {
+    // SAFETY: getuid cannot fail.
+    (unsafe { libc::getuid() } == 0).then_some((65534, 65534))
+}
+
+/// A directory the job's uid may create its socket in.
+fn shared_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    dir
+}
+
+fn start_loose_shim(
+    dir: &std::path::Path,
+    signer_url: &str,
+    token: &str,
+    extra: &[&str],
+) -> LooseShim {
+    use std::os::unix::process::CommandExt;
+    let socket = dir.join("shim.sock");
+    let mut cmd = std::process::Command::new(
+        xtask::stack::bins::workspace_bin("agent-shim").expect("agent-shim binary"),
+    );
+    cmd.args([
+        "--socket",
+        &socket.display().to_string(),
+        "--signer",
+        signer_url,
+    ])
+    .args(extra)
+    // The hardest case: the token in the environment, as a careless runner passes it.
+    .env("BMAT_SHIM_TOKEN", token)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(dir.join("shim.log")).expect("log file"));
+    if let Some((uid, gid)) = job_ids() {
+        cmd.uid(uid).gid(gid);
+    }
+    let child = cmd.spawn().expect("agent-shim starts");
+    let shim = LooseShim { child, socket };
+    common::poll_until_sync(
+        "the shim's socket",
+        std::time::Duration::from_secs(30),
+        || shim.socket.exists(),
+    );
+    shim
+}
+
+#[test]
+fn the_token_is_out_of_reach_of_other_processes_of_the_jobs_uid() {
+    use std::os::unix::process::CommandExt;
+    let dir = shared_dir();
+    let token = "secret-token-that-must-not-leak-0123456789";
+    let shim = start_loose_shim(dir.path(), "http://127.0.0.1:9", token, &[]);
+    let pid = shim.child.id();
+
+    for file in ["environ", "mem", "cmdline"] {
+        let mut cat = std::process::Command::new("cat");
+        cat.arg(format!("/proc/{pid}/{file}"));
+        if let Some((uid, gid)) = job_ids() {
+            cat.uid(uid).gid(gid);
+        }
+        let out = cat.output().expect("cat runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains(token), "/proc/{pid}/{file} shows the token");
+        if file != "cmdline" {
+            assert!(
+                !out.status.success(),
+                "/proc/{pid}/{file} is readable by the job's uid"
+            );
+        }
+    }
+    // Not even root (who may read a non-dumpable process) finds it in the environment
+    // block: its bytes were wiped.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&environ).contains(token));
+}
+
+#[test]
+fn the_shim_admits_only_allowed_peers() {
+    use std::os::unix::process::CommandExt;
+    let Some((job_uid, job_gid)) = job_ids() else {
+        eprintln!("skipped: needs root to run processes under other uids");
+        return;
+    };
+    let stack = Stack::start().expect("stack starts");
+    let dir = shared_dir();
+    let shim = start_loose_shim(
+        dir.path(),
+        &stack.env().signer_url,
+        &stack.env().token,
+        &["--socket-mode", "660", "--allow-uid", "4242"],
+    );
+    let mode = std::fs::metadata(&shim.socket)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "{mode:o}");
+
+    // bmat as a given uid, in the socket's group: a lookup that misses, or fails.
+    let lookup_as = |uid: u32| {
+        let mut cmd = common::bmat(&stack);
+        cmd.env("BMAT_AGENT_SOCKET", &shim.socket)
+            .args(["--json", "cache", "restore", "nothing-here"])
+            .current_dir(dir.path())
+            .uid(uid)
+            .gid(job_gid);
+        let out = cmd.output().expect("bmat runs");
+        let json: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("bmat's JSON outcome");
+        json["outcome"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(lookup_as(job_uid), "miss", "the shim's own uid is admitted");
+    assert_eq!(lookup_as(4242), "miss", "an --allow-uid is admitted");
+    assert_eq!(
+        lookup_as(4243),
+        "failed",
+        "a peer the socket's mode lets in but the policy does not is refused"
+    );
+}
