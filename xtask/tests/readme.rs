@@ -24,6 +24,8 @@ fn sample_signer_config_parses() {
         signer::config::Config::parse(sample).unwrap_or_else(|e| panic!("README sample: {e}"));
     assert!(cfg.s3.path_style);
     assert_eq!(cfg.tokens.len(), 1);
+    assert_eq!(cfg.tokens[0].scope, "refs/heads/main");
+    assert_eq!(cfg.operators[0].owners, ["acme/*"]);
     assert_eq!(cfg.limits.ttl_days, 7.0);
 }
 
