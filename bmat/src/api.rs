@@ -142,8 +142,9 @@ impl ApiClient {
         &self,
         upload_id: &str,
         part_numbers: Vec<u32>,
+        size: Option<u64>,
     ) -> anyhow::Result<PartUrlsResponse> {
-        let req = PartUrlsRequest { part_numbers };
+        let req = PartUrlsRequest { part_numbers, size };
         self.call(
             Method::POST,
             &format!("/v1/uploads/{upload_id}/parts"),

@@ -86,6 +86,9 @@ pub struct Limits {
     pub owner_quota: u64,
     /// Caches unused for this many days are deleted (fractions allowed).
     pub ttl_days: f64,
+    /// Uploads an owner may have in progress at once (under a live lease); more
+    /// begins are answered 429.
+    pub max_live_uploads: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -226,6 +229,7 @@ impl Default for Limits {
             part_size: 16 * MIB,
             owner_quota: 50 * GIB,
             ttl_days: 7.0,
+            max_live_uploads: 32,
         }
     }
 }
@@ -322,6 +326,9 @@ impl Config {
         // SQLite stores sizes as i64.
         if i64::try_from(l.max_cache_size).is_err() || i64::try_from(l.owner_quota).is_err() {
             return Err("limits.max_cache_size and limits.owner_quota must be below 2^63".into());
+        }
+        if l.max_live_uploads == 0 {
+            return Err("limits.max_live_uploads must be at least 1".into());
         }
         if !(l.ttl_days.is_finite() && l.ttl_days > 0.0) {
             return Err(format!(

@@ -221,6 +221,7 @@ impl S3Client {
         &self,
         method: &str,
         url: &str,
+        headers: &[(&str, &str)],
         body: SignableBody<'_>,
         settings: SigningSettings,
     ) -> Result<Signed, S3Error> {
@@ -233,7 +234,7 @@ impl S3Client {
             .build()
             .map_err(|e| S3Error::Signing(e.to_string()))?
             .into();
-        let request = SignableRequest::new(method, url, std::iter::empty(), body)
+        let request = SignableRequest::new(method, url, headers.iter().copied(), body)
             .map_err(|e| S3Error::Signing(e.to_string()))?;
         let (instructions, _signature) = sign(request, &params)
             .map_err(|e| S3Error::Signing(e.to_string()))?
@@ -251,13 +252,26 @@ impl S3Client {
         })
     }
 
-    /// A URL anyone can use with `method` until `expires` passes; the payload is unsigned,
-    /// so the holder chooses the body (the signer re-checks sizes with ListParts).
-    fn presign(&self, method: &str, url: String, expires: Duration) -> Result<String, S3Error> {
+    /// A URL anyone can use with `method` until `expires` passes. The payload is
+    /// unsigned, but `headers` are signed: the request must carry them with exactly
+    /// these values (a signed `content-length` makes S3 refuse any other body size).
+    fn presign(
+        &self,
+        method: &str,
+        url: String,
+        headers: &[(&str, &str)],
+        expires: Duration,
+    ) -> Result<String, S3Error> {
         let mut settings = Self::signing_settings(SignatureLocation::QueryParams);
         settings.expires_in = Some(expires);
         let params = self
-            .sign_parts(method, &url, SignableBody::UnsignedPayload, settings)?
+            .sign_parts(
+                method,
+                &url,
+                headers,
+                SignableBody::UnsignedPayload,
+                settings,
+            )?
             .query;
         let mut url = url;
         let mut sep = if url.contains('?') { '&' } else { '?' };
@@ -290,6 +304,7 @@ impl S3Client {
                 .sign_parts(
                     method.as_str(),
                     &url,
+                    &[],
                     SignableBody::Precomputed(sha.clone()),
                     Self::signing_settings(SignatureLocation::Headers),
                 )?
@@ -343,22 +358,31 @@ impl S3Client {
         Ok(parsed.upload_id)
     }
 
+    /// An UploadPart URL for a body of exactly `size` bytes: the length is signed, so
+    /// S3 itself refuses a bigger (or smaller) part.
     pub fn presign_upload_part(
         &self,
         object: &str,
         upload_id: &str,
         part_number: u32,
+        size: u64,
         expires: Duration,
     ) -> Result<String, S3Error> {
         let query = format!(
             "partNumber={part_number}&uploadId={}",
             encode_query(upload_id)
         );
-        self.presign("PUT", self.url(object, &query), expires)
+        let size = size.to_string();
+        self.presign(
+            "PUT",
+            self.url(object, &query),
+            &[("content-length", &size)],
+            expires,
+        )
     }
 
     pub fn presign_get(&self, object: &str, expires: Duration) -> Result<String, S3Error> {
-        self.presign("GET", self.url(object, ""), expires)
+        self.presign("GET", self.url(object, ""), &[], expires)
     }
 
     pub async fn complete_multipart_upload(
@@ -688,7 +712,7 @@ mod tests {
     #[test]
     fn presigned_part_url_carries_the_signature_and_expiry() {
         let url = client(true)
-            .presign_upload_part("p/caches/X", "abc+/=", 3, Duration::from_secs(60))
+            .presign_upload_part("p/caches/X", "abc+/=", 3, 5 << 20, Duration::from_secs(60))
             .expect("presign");
         assert!(url.starts_with(
             "http://127.0.0.1:3900/caches/p/caches/X?partNumber=3&uploadId=abc%2B%2F%3D&"
@@ -697,6 +721,7 @@ mod tests {
             "X-Amz-Signature=",
             "X-Amz-Expires=60",
             "X-Amz-Credential=GKtest%2F",
+            "X-Amz-SignedHeaders=content-length%3Bhost",
         ] {
             assert!(url.contains(param), "{param} missing from {url}");
         }

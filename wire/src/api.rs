@@ -137,8 +137,13 @@ pub enum SkipReason {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PartUrlsRequest {
-    /// 1-based, as S3 numbers parts.
+    /// 1-based, as S3 numbers parts; each at most once.
     pub part_numbers: Vec<u32>,
+    /// The exact size of the one part asked for, when it is the archive's last and
+    /// shorter than the part size. Without it, every URL is for a part of exactly the
+    /// part size: each URL's body length is signed, and S3 refuses any other.
+    #[serde(default)]
+    pub size: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -754,8 +754,9 @@ fn an_expired_part_url_is_replaced_once() {
         b"data.bin\n",
     );
     proxy.wait_tripped(Duration::from_secs(120));
-    // Issued after bmat's part URLs: once it has expired, theirs have too.
-    wait_expired(&proxy, "PUT", &fresh_part_url(&stack, "probe"));
+    // Issued after bmat's part URLs: once it has expired, theirs have too. (For the
+    // probe's 1-byte body: a part URL is signed for its body's length.)
+    wait_expired(&proxy, "PUT", &fresh_part_url(&stack, "probe", 1));
     proxy.release();
     let r = Run::from_output(child.wait_with_output().expect("bmat ends"));
     assert_outcome(&r, 0, "saved");

@@ -1,6 +1,8 @@
 //! Uploads parts as they arrive, several at once, to presigned UploadPart URLs.
 //!
-//! Part URLs are asked for in batches ahead of need. Each part is retried alone; a
+//! Part URLs are asked for in batches ahead of need, each signed for a full part (S3
+//! refuses a body of another length); the last, shorter part gets a URL of its own
+//! size when it is known. Each part is retried alone; a
 //! refused URL (expired) is replaced by a fresh one once. The first part that cannot
 //! be uploaded ends the whole upload: the receiver is dropped, which stops the
 //! producer at its next part.
@@ -46,7 +48,7 @@ impl Uploader<'_> {
             tokio::select! {
                 part = rx.recv(), if open && in_flight.len() < self.parallelism.max(1) => match part {
                     Some(part) => {
-                        let url = urls.get(part.number).await?;
+                        let url = urls.get(part.number, self.short_size(&part)).await?;
                         in_flight.push(self.upload_one(part, url));
                     }
                     None => open = false,
@@ -58,8 +60,15 @@ impl Uploader<'_> {
         Ok(done)
     }
 
+    /// The size to ask a URL for when `part` is not a full one (the archive's last).
+    fn short_size(&self, part: &Part) -> Option<u64> {
+        let len = part.data.len() as u64;
+        (len != self.part_size).then_some(len)
+    }
+
     async fn upload_one(&self, part: Part, url: String) -> anyhow::Result<CompletedPart> {
         let number = part.number;
+        let size = self.short_size(&part);
         let etag = with_fresh_url(
             self.retry,
             url,
@@ -68,7 +77,7 @@ impl Uploader<'_> {
                 async move { self.s3.put_part(&url, data).await }
             },
             |_: String| async move {
-                fetch_urls(self.api, self.upload_id, vec![number])
+                fetch_urls(self.api, self.upload_id, vec![number], size)
                     .await?
                     .remove(&number)
                     .ok_or_else(|| anyhow!("the signer sent no URL for part {number}"))
@@ -105,8 +114,12 @@ impl<'a> PartUrls<'a> {
         }
     }
 
-    async fn get(&mut self, number: u32) -> anyhow::Result<String> {
-        if let Some(url) = self.known.remove(&number) {
+    /// The URL of part `number`; with `size`, of a short part of that size (never one
+    /// fetched ahead, which is signed for a full part).
+    async fn get(&mut self, number: u32, size: Option<u64>) -> anyhow::Result<String> {
+        if let Some(url) = self.known.remove(&number)
+            && size.is_none()
+        {
             return Ok(url);
         }
         if number > self.last_allowed {
@@ -115,10 +128,22 @@ impl<'a> PartUrls<'a> {
                 self.last_allowed
             ));
         }
+        if size.is_some() {
+            return fetch_urls(self.up.api, self.up.upload_id, vec![number], size)
+                .await?
+                .remove(&number)
+                .ok_or_else(|| anyhow!("the signer sent no URL for part {number}"));
+        }
         let end = number
             .saturating_add(self.up.url_batch.max(1) - 1)
             .min(self.last_allowed);
-        self.known = fetch_urls(self.up.api, self.up.upload_id, (number..=end).collect()).await?;
+        self.known = fetch_urls(
+            self.up.api,
+            self.up.upload_id,
+            (number..=end).collect(),
+            None,
+        )
+        .await?;
         self.known
             .remove(&number)
             .ok_or_else(|| anyhow!("the signer sent no URL for part {number}"))
@@ -129,9 +154,10 @@ async fn fetch_urls(
     api: &ApiClient,
     upload_id: &str,
     numbers: Vec<u32>,
+    size: Option<u64>,
 ) -> anyhow::Result<HashMap<u32, String>> {
     let answer = api
-        .part_urls(upload_id, numbers)
+        .part_urls(upload_id, numbers, size)
         .await
         .context("asking for part URLs")?;
     Ok(answer

@@ -28,12 +28,15 @@ use tracing::{info, warn};
 
 use crate::auth::{AuthError, JobGrant, OperatorGrant, Principal, bearer};
 use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
-use crate::registry::{BeginOutcome, CacheRow, Place, UploadRow};
+use crate::registry::{BeginOutcome, CacheRow, Place, UploadRow, UploadRules};
 use crate::s3::S3Error;
 use crate::state::{AppState, now_ms};
 
 /// More fallbacks than this is a client bug, not a search.
 const MAX_FALLBACKS: usize = 32;
+/// Part URLs in one answer: plenty for a client that asks ahead, small enough that
+/// one request cannot make the signer presign thousands of URLs.
+const MAX_URLS_PER_REQUEST: usize = 256;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -448,9 +451,12 @@ async fn begin(
     let ulid = ulid::Ulid::new().to_string();
     let outcome = {
         let (job, key, ulid) = (job.clone(), req.key.clone(), ulid.clone());
-        let lease = std::time::Duration::from_secs(st.cfg.timing.lease_secs);
+        let rules = UploadRules {
+            lease: std::time::Duration::from_secs(st.cfg.timing.lease_secs),
+            max_live: limits.max_live_uploads,
+        };
         st.db
-            .run(move |r| r.begin_upload(&job.place(), &key, &ulid, part_size, now_ms(), lease))
+            .run(move |r| r.begin_upload(&job.place(), &key, &ulid, part_size, now_ms(), &rules))
             .await?
     };
     match outcome {
@@ -463,6 +469,16 @@ async fn begin(
             return Ok(Json(BeginResponse::Skip {
                 reason: SkipReason::InProgress,
             }));
+        }
+        BeginOutcome::TooMany(max) => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "owner {} has {max} uploads in progress, the most allowed \
+                     (limits.max_live_uploads); try again when one ends",
+                    job.owner
+                ),
+            ));
         }
         BeginOutcome::Created { took_over } => {
             if let Some(old) = took_over {
@@ -534,31 +550,7 @@ async fn part_urls(
             up.state.as_str()
         )));
     }
-    if req.part_numbers.is_empty() {
-        return Err(ApiError::bad_request("part_numbers is empty"));
-    }
-    if req.part_numbers.len() > MAX_PARTS as usize {
-        return Err(ApiError::bad_request(format!(
-            "{} part numbers asked; at most {MAX_PARTS} per request",
-            req.part_numbers.len()
-        )));
-    }
-    let cap = st.cfg.limits.max_cache_size;
-    for &n in &req.part_numbers {
-        if n == 0 || n > MAX_PARTS {
-            return Err(ApiError::bad_request(format!(
-                "part number {n} is outside S3's range 1..={MAX_PARTS}"
-            )));
-        }
-        // Every part but the last is `part_size` bytes, so part n starts here; a part
-        // that starts at or past the cap can only make the archive too large.
-        let start = u64::from(n - 1).saturating_mul(up.part_size);
-        if start >= cap {
-            return Err(ApiError::too_large(format!(
-                "part {n} would start at byte {start}, past the maximum cache size of {cap} bytes"
-            )));
-        }
-    }
+    let sizes = part_sizes(&req, up.part_size, st.cfg.limits.max_cache_size)?;
     let renewed = {
         let u = up.ulid.clone();
         let lease = std::time::Duration::from_secs(st.cfg.timing.lease_secs);
@@ -580,11 +572,11 @@ async fn part_urls(
     };
     let object = st.object_name(&up.ulid);
     let expiry = st.cfg.timing.part_url_expiry();
-    let mut urls = Vec::with_capacity(req.part_numbers.len());
-    for &n in &req.part_numbers {
+    let mut urls = Vec::with_capacity(sizes.len());
+    for (n, size) in sizes {
         let url = st
             .s3
-            .presign_upload_part(&object, s3_id, n, expiry)
+            .presign_upload_part(&object, s3_id, n, size, expiry)
             .map_err(|e| ApiError::s3("presigning a part upload", &e))?;
         urls.push(PartUrl {
             part_number: n,
@@ -592,6 +584,66 @@ async fn part_urls(
         });
     }
     Ok(Json(PartUrlsResponse { urls }))
+}
+
+/// The parts asked for, each with the body size its URL is signed for: the part size,
+/// or less where the size cap ends the archive, or the client's `size` for a short last
+/// part. So no part can be larger than the upload's part size, and none can reach past
+/// the cap: S3 itself refuses other bodies.
+fn part_sizes(
+    req: &PartUrlsRequest,
+    part_size: u64,
+    cap: u64,
+) -> Result<Vec<(u32, u64)>, ApiError> {
+    if req.part_numbers.is_empty() {
+        return Err(ApiError::bad_request("part_numbers is empty"));
+    }
+    if req.part_numbers.len() > MAX_URLS_PER_REQUEST {
+        return Err(ApiError::bad_request(format!(
+            "{} part numbers asked; at most {MAX_URLS_PER_REQUEST} per request",
+            req.part_numbers.len()
+        )));
+    }
+    if req.size.is_some() && req.part_numbers.len() != 1 {
+        return Err(ApiError::bad_request(
+            "size is for one part (the last) at a time",
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut sizes = Vec::with_capacity(req.part_numbers.len());
+    for &n in &req.part_numbers {
+        if n == 0 || n > MAX_PARTS {
+            return Err(ApiError::bad_request(format!(
+                "part number {n} is outside S3's range 1..={MAX_PARTS}"
+            )));
+        }
+        if !seen.insert(n) {
+            return Err(ApiError::bad_request(format!(
+                "part number {n} is asked for twice"
+            )));
+        }
+        // Every part but the last is `part_size` bytes, so part n starts here; a part
+        // that starts at or past the cap can only make the archive too large.
+        let start = u64::from(n - 1).saturating_mul(part_size);
+        if start >= cap {
+            return Err(ApiError::too_large(format!(
+                "part {n} would start at byte {start}, past the maximum cache size of {cap} bytes"
+            )));
+        }
+        let largest = part_size.min(cap - start);
+        let size = match req.size {
+            None => largest,
+            Some(s) if (1..=largest).contains(&s) => s,
+            Some(s) => {
+                return Err(ApiError::too_large(format!(
+                    "part {n} of {s} bytes: parts are 1 to {largest} bytes here (part size \
+                     {part_size}, maximum cache size {cap})"
+                )));
+            }
+        };
+        sizes.push((n, size));
+    }
+    Ok(sizes)
 }
 
 async fn complete(
@@ -892,6 +944,29 @@ mod tests {
         // 1 TiB in at most 10,000 parts: no part under 1 TiB / 10,000.
         let tib = 1024 * 1024 * MIB;
         assert_eq!(allowed_part_size(8 * MIB, tib), tib.div_ceil(10_000));
+    }
+
+    #[test]
+    fn part_urls_are_signed_for_sizes_within_the_part_size_and_the_cap() {
+        let ask = |parts: &[u32], size: Option<u64>| PartUrlsRequest {
+            part_numbers: parts.to_vec(),
+            size,
+        };
+        // Part size 10, cap 25: parts 1-2 full, part 3 at most 5 bytes.
+        assert_eq!(
+            part_sizes(&ask(&[1, 2, 3], None), 10, 25).unwrap(),
+            [(1, 10), (2, 10), (3, 5)]
+        );
+        assert_eq!(part_sizes(&ask(&[2], Some(3)), 10, 25).unwrap(), [(2, 3)]);
+        assert!(part_sizes(&ask(&[2], Some(11)), 10, 25).is_err());
+        assert!(part_sizes(&ask(&[3], Some(6)), 10, 25).is_err());
+        assert!(part_sizes(&ask(&[2], Some(0)), 10, 25).is_err());
+        assert!(part_sizes(&ask(&[4], None), 10, 25).is_err());
+        assert!(part_sizes(&ask(&[1, 2], Some(3)), 10, 25).is_err());
+        assert!(part_sizes(&ask(&[1, 1], None), 10, 25).is_err());
+        assert!(part_sizes(&ask(&[], None), 10, 25).is_err());
+        let many: Vec<u32> = (1..=257).collect();
+        assert!(part_sizes(&ask(&many, None), 10, 1 << 40).is_err());
     }
 
     #[test]

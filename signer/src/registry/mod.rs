@@ -147,6 +147,8 @@ pub enum BeginOutcome {
     /// A `creating` row was written. `took_over` names an upload whose lease had
     /// expired and which was marked aborted to make room.
     Created { took_over: Option<String> },
+    /// The owner already has this many uploads under a live lease: the most allowed.
+    TooMany(u64),
 }
 
 /// What the completion worker's final write did.
@@ -165,6 +167,15 @@ pub enum CompletedOutcome {
 pub struct Place<'a> {
     pub owner: &'a str,
     pub scope: &'a str,
+}
+
+/// What a begin must respect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadRules {
+    /// How long a begun upload holds its key without a sign of life.
+    pub lease: Duration,
+    /// Uploads an owner may have under a live lease at once.
+    pub max_live: u64,
 }
 
 /// A job token as the registry keeps it (the hash, never the token).
@@ -420,11 +431,23 @@ impl Registry {
         ulid: &str,
         part_size: u64,
         now: i64,
-        lease: Duration,
+        rules: &UploadRules,
     ) -> anyhow::Result<BeginOutcome> {
+        let UploadRules { lease, max_live } = *rules;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Uploads whose lease ran out no longer count: their holder is gone, and the
+        // reaper will abort them.
+        let live: i64 = tx.query_row(
+            "SELECT count(*) FROM uploads WHERE owner = ?1
+             AND state IN ('creating', 'uploading') AND lease_expires_at > ?2",
+            params![at.owner, now],
+            |r| r.get(0),
+        )?;
+        if live.max(0) as u64 >= max_live {
+            return Ok(BeginOutcome::TooMany(max_live));
+        }
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM caches WHERE owner = ?1 AND scope = ?2 AND key = ?3)",
             params![at.owner, at.scope, key],
@@ -727,6 +750,13 @@ mod tests {
         (dir, reg)
     }
 
+    fn rules(max_live: u64) -> UploadRules {
+        UploadRules {
+            lease: LEASE,
+            max_live,
+        }
+    }
+
     /// Owner `owner`'s scope "s".
     fn at(owner: &str) -> Place<'_> {
         Place { owner, scope: "s" }
@@ -765,23 +795,23 @@ mod tests {
     fn second_begin_is_in_progress_until_the_lease_expires() {
         let (_d, mut reg) = open();
         assert!(created(
-            reg.begin_upload(&at("o"), "k", "U1", 1, 1_000, LEASE)
+            reg.begin_upload(&at("o"), "k", "U1", 1, 1_000, &rules(100))
                 .unwrap()
         ));
         assert_eq!(
-            reg.begin_upload(&at("o"), "k", "U2", 1, 2_000, LEASE)
+            reg.begin_upload(&at("o"), "k", "U2", 1, 2_000, &rules(100))
                 .unwrap(),
             BeginOutcome::InProgress
         );
         // Another owner's namespace is independent.
         assert!(created(
-            reg.begin_upload(&at("p"), "k", "U3", 1, 2_000, LEASE)
+            reg.begin_upload(&at("p"), "k", "U3", 1, 2_000, &rules(100))
                 .unwrap()
         ));
         // Past the lease, the old upload is taken over.
         let later = 1_000 + LEASE.as_millis() as i64 + 1;
         assert_eq!(
-            reg.begin_upload(&at("o"), "k", "U4", 1, later, LEASE)
+            reg.begin_upload(&at("o"), "k", "U4", 1, later, &rules(100))
                 .unwrap(),
             BeginOutcome::Created {
                 took_over: Some("U1".into())
@@ -795,14 +825,42 @@ mod tests {
     }
 
     #[test]
+    fn an_owner_has_at_most_max_live_uploads_under_a_live_lease() {
+        let (_d, mut reg) = open();
+        for (i, key) in ["a", "b"].iter().enumerate() {
+            let ulid = format!("U{i}");
+            assert!(created(
+                reg.begin_upload(&at("o"), key, &ulid, 1, 0, &rules(2))
+                    .unwrap()
+            ));
+        }
+        assert_eq!(
+            reg.begin_upload(&at("o"), "c", "U3", 1, 0, &rules(2))
+                .unwrap(),
+            BeginOutcome::TooMany(2)
+        );
+        // Another owner is not affected; nor is the owner once the leases ran out.
+        assert!(created(
+            reg.begin_upload(&at("p"), "c", "U4", 1, 0, &rules(2))
+                .unwrap()
+        ));
+        let later = LEASE.as_millis() as i64 + 1;
+        assert!(created(
+            reg.begin_upload(&at("o"), "c", "U5", 1, later, &rules(2))
+                .unwrap()
+        ));
+    }
+
+    #[test]
     fn renewed_lease_keeps_blocking() {
         let (_d, mut reg) = open();
-        reg.begin_upload(&at("o"), "k", "U1", 1, 0, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "k", "U1", 1, 0, &rules(100))
+            .unwrap();
         assert!(reg.set_uploading("U1", "s3id", 10).unwrap());
         let near_end = LEASE.as_millis() as i64 - 1;
         assert!(reg.renew_lease("U1", near_end, LEASE).unwrap());
         assert_eq!(
-            reg.begin_upload(&at("o"), "k", "U2", 1, near_end + 10, LEASE)
+            reg.begin_upload(&at("o"), "k", "U2", 1, near_end + 10, &rules(100))
                 .unwrap(),
             BeginOutcome::InProgress
         );
@@ -830,14 +888,15 @@ mod tests {
     #[test]
     fn finished_uploads_block_even_past_their_lease() {
         let (_d, mut reg) = open();
-        reg.begin_upload(&at("o"), "k", "U1", 1, 0, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "k", "U1", 1, 0, &rules(100))
+            .unwrap();
         reg.set_uploading("U1", "s3id", 0).unwrap();
         assert!(
             reg.mark_finished("U1", &[(1, "\"e\"".into())], 5, "ab", 0)
                 .unwrap()
         );
         assert_eq!(
-            reg.begin_upload(&at("o"), "k", "U2", 1, i64::MAX / 2, LEASE)
+            reg.begin_upload(&at("o"), "k", "U2", 1, i64::MAX / 2, &rules(100))
                 .unwrap(),
             BeginOutcome::InProgress
         );
@@ -846,7 +905,7 @@ mod tests {
     #[test]
     fn full_life_of_an_upload() {
         let (_d, mut reg) = open();
-        reg.begin_upload(&at("o"), "k", "U1", 7, 100, LEASE)
+        reg.begin_upload(&at("o"), "k", "U1", 7, 100, &rules(100))
             .unwrap();
         let up = reg.get_upload("U1").unwrap().unwrap();
         assert_eq!(
@@ -890,7 +949,7 @@ mod tests {
         assert!(reg.next_completion_time().unwrap().is_none());
         // Write-once.
         assert_eq!(
-            reg.begin_upload(&at("o"), "k", "U2", 7, 2_000, LEASE)
+            reg.begin_upload(&at("o"), "k", "U2", 7, 2_000, &rules(100))
                 .unwrap(),
             BeginOutcome::Exists
         );
@@ -899,13 +958,15 @@ mod tests {
     #[test]
     fn aborting_flags_the_s3_upload_until_confirmed() {
         let (_d, mut reg) = open();
-        reg.begin_upload(&at("o"), "k", "U1", 1, 0, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "k", "U1", 1, 0, &rules(100))
+            .unwrap();
         // Without an S3 upload id there is nothing to abort in S3.
         assert!(reg.mark_aborted("U1", &[UploadState::Creating], 1).unwrap());
         assert!(reg.pending_s3_aborts().unwrap().is_empty());
         assert!(!reg.mark_aborted("U1", &[UploadState::Creating], 1).unwrap());
 
-        reg.begin_upload(&at("o"), "k", "U2", 1, 0, LEASE).unwrap();
+        reg.begin_upload(&at("o"), "k", "U2", 1, 0, &rules(100))
+            .unwrap();
         reg.set_uploading("U2", "s3id", 0).unwrap();
         assert!(!reg.mark_aborted("U2", &[UploadState::Creating], 1).unwrap());
         assert!(
@@ -917,16 +978,17 @@ mod tests {
         assert!(reg.pending_s3_aborts().unwrap().is_empty());
         // Aborted rows do not block a new begin.
         assert!(created(
-            reg.begin_upload(&at("o"), "k", "U3", 1, 2, LEASE).unwrap()
+            reg.begin_upload(&at("o"), "k", "U3", 1, 2, &rules(100))
+                .unwrap()
         ));
     }
 
     #[test]
     fn stale_uploads_are_those_idle_since_the_cutoff() {
         let (_d, mut reg) = open();
-        reg.begin_upload(&at("o"), "a", "U1", 1, 100, LEASE)
+        reg.begin_upload(&at("o"), "a", "U1", 1, 100, &rules(100))
             .unwrap();
-        reg.begin_upload(&at("o"), "b", "U2", 1, 100, LEASE)
+        reg.begin_upload(&at("o"), "b", "U2", 1, 100, &rules(100))
             .unwrap();
         reg.set_uploading("U2", "s3", 100).unwrap();
         reg.renew_lease("U2", 500, LEASE).unwrap();
@@ -940,7 +1002,7 @@ mod tests {
     }
 
     fn add_cache(reg: &mut Registry, owner: &str, key: &str, ulid: &str, size: u64, t: i64) {
-        reg.begin_upload(&at(owner), key, ulid, 1, t, LEASE)
+        reg.begin_upload(&at(owner), key, ulid, 1, t, &rules(100))
             .unwrap();
         reg.set_uploading(ulid, "s3", t).unwrap();
         reg.mark_finished(ulid, &[(1, "e".into())], size, "00", t)
@@ -997,7 +1059,7 @@ mod tests {
         assert!(reg.newest_with_prefix(&pr, "deps-").unwrap().is_none());
         // The same key in another scope is a new cache, not "exists".
         assert!(created(
-            reg.begin_upload(&pr, "deps-a", "U2", 1, 200, LEASE)
+            reg.begin_upload(&pr, "deps-a", "U2", 1, 200, &rules(100))
                 .unwrap()
         ));
         reg.set_uploading("U2", "s3", 200).unwrap();
@@ -1057,12 +1119,12 @@ mod tests {
         assert_eq!(reg.get_upload("U2").unwrap().unwrap().scope, "default");
         // The live upload still blocks its key in the default scope.
         assert_eq!(
-            reg.begin_upload(&default, "deps-b", "U3", 1, 200, LEASE)
+            reg.begin_upload(&default, "deps-b", "U3", 1, 200, &rules(100))
                 .unwrap(),
             BeginOutcome::InProgress
         );
         assert_eq!(
-            reg.begin_upload(&default, "deps-a", "U4", 1, 200, LEASE)
+            reg.begin_upload(&default, "deps-a", "U4", 1, 200, &rules(100))
                 .unwrap(),
             BeginOutcome::Exists
         );
@@ -1102,12 +1164,12 @@ mod tests {
     fn prune_keeps_live_and_unconfirmed_aborts() {
         let (_d, mut reg) = open();
         add_cache(&mut reg, "o", "a", "U1", 1, 100);
-        reg.begin_upload(&at("o"), "b", "U2", 1, 100, LEASE)
+        reg.begin_upload(&at("o"), "b", "U2", 1, 100, &rules(100))
             .unwrap();
         reg.set_uploading("U2", "s3", 100).unwrap();
         reg.mark_aborted("U2", &[UploadState::Uploading], 100)
             .unwrap();
-        reg.begin_upload(&at("o"), "c", "U3", 1, 100, LEASE)
+        reg.begin_upload(&at("o"), "c", "U3", 1, 100, &rules(100))
             .unwrap();
         assert_eq!(reg.prune_uploads(1_000).unwrap(), 1);
         assert!(reg.get_upload("U1").unwrap().is_none());

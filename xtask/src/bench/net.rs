@@ -100,22 +100,27 @@ impl Signer {
             bail!("the signer said {begin:?} to a fresh key {key}");
         };
         let parts = size.div_ceil(part_size).max(1) as u32;
+        let last_size = size - u64::from(parts - 1) * part_size;
         let mut urls = Vec::new();
-        // The signer hands out part URLs in batches.
+        // The signer hands out part URLs in batches, each signed for a full part; the
+        // last part's URL is signed for its own length.
         for first in (1..=parts).step_by(100) {
             let numbers: Vec<u32> = (first..=(first + 99).min(parts)).collect();
-            let answer: PartUrlsResponse = self
-                .call(
-                    reqwest::Method::POST,
-                    &format!("/uploads/{upload_id}/parts"),
-                    Some(&PartUrlsRequest {
-                        part_numbers: numbers,
-                    }),
-                )
-                .await?;
-            let mut batch = answer.urls;
-            batch.sort_by_key(|u| u.part_number);
-            urls.extend(batch.into_iter().map(|u| u.url));
+            for (numbers, size) in batch_sizes(numbers, parts, last_size, part_size) {
+                let answer: PartUrlsResponse = self
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/uploads/{upload_id}/parts"),
+                        Some(&PartUrlsRequest {
+                            part_numbers: numbers,
+                            size,
+                        }),
+                    )
+                    .await?;
+                let mut batch = answer.urls;
+                batch.sort_by_key(|u| u.part_number);
+                urls.extend(batch.into_iter().map(|u| u.url));
+            }
         }
         Ok(Upload {
             id: upload_id,
@@ -366,4 +371,23 @@ fn read_at(file: &File, start: u64, len: u64) -> Result<Vec<u8>> {
     file.read_exact_at(&mut buf, start)
         .context("reading a part of the archive")?;
     Ok(buf)
+}
+
+/// A batch of part numbers as requests: one for the full parts, and one with its own
+/// size for the last part when it is shorter.
+fn batch_sizes(
+    numbers: Vec<u32>,
+    parts: u32,
+    last_size: u64,
+    part_size: u64,
+) -> Vec<(Vec<u32>, Option<u64>)> {
+    if last_size == part_size || !numbers.contains(&parts) {
+        return vec![(numbers, None)];
+    }
+    let full: Vec<u32> = numbers.into_iter().filter(|n| *n != parts).collect();
+    let mut requests = vec![(vec![parts], Some(last_size.max(1)))];
+    if !full.is_empty() {
+        requests.insert(0, (full, None));
+    }
+    requests
 }

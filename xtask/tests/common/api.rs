@@ -130,9 +130,16 @@ impl Api {
         }
     }
 
+    /// URLs for full-size parts.
     pub async fn part_urls(&self, id: &str, parts: &[u32]) -> Answer {
+        self.part_urls_sized(id, parts, None).await
+    }
+
+    /// With `size`: the URL of one (last) part of that many bytes.
+    pub async fn part_urls_sized(&self, id: &str, parts: &[u32], size: Option<u64>) -> Answer {
         let req = PartUrlsRequest {
             part_numbers: parts.to_vec(),
+            size,
         };
         self.post(&format!("/v1/uploads/{id}/parts"), &req).await
     }
@@ -180,15 +187,14 @@ impl Api {
     /// returns the part list, ready for `complete`.
     pub async fn put_parts(&self, id: &str, data: &[u8], part_size: u64) -> Vec<(u32, String)> {
         let chunks: Vec<&[u8]> = data.chunks(part_size as usize).collect();
-        let numbers: Vec<u32> = (1..=chunks.len() as u32).collect();
-        let urls: PartUrlsResponse = self.part_urls(id, &numbers).await.ok();
-        assert_eq!(urls.urls.len(), chunks.len());
         let mut parts = Vec::new();
-        for (url, chunk) in urls.urls.iter().zip(chunks) {
-            parts.push((
-                url.part_number,
-                put(&self.http, &url.url, chunk.to_vec()).await,
-            ));
+        for (i, chunk) in chunks.iter().enumerate() {
+            // Every URL is signed for its body's length: the part size, or the last
+            // part's own.
+            let size = (chunk.len() as u64 != part_size).then_some(chunk.len() as u64);
+            let n = i as u32 + 1;
+            let urls: PartUrlsResponse = self.part_urls_sized(id, &[n], size).await.ok();
+            parts.push((n, put(&self.http, &urls.urls[0].url, chunk.to_vec()).await));
         }
         parts
     }

@@ -236,7 +236,8 @@ pub fn register_archive(stack: &Stack, key: &str, archive: Vec<u8>) {
     block_on(async move {
         let http = crate::common::http();
         let api = |path: &str| format!("{}/v1{path}", env.signer_url);
-        let (upload_id, part_url) = begin_with_part_url(&http, &env, key).await;
+        let size = Some(archive.len() as u64);
+        let (upload_id, part_url) = begin_with_part_url(&http, &env, key, size).await;
         let sha256 = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&archive))
@@ -385,22 +386,24 @@ pub fn lookup_url(stack: &Stack, key: &str) -> String {
     })
 }
 
-/// A fresh presigned part URL of a new upload of `key`, from the signer.
-pub fn fresh_part_url(stack: &Stack, key: &str) -> String {
+/// A fresh presigned part URL of a new upload of `key`, from the signer, for a body of
+/// `size` bytes.
+pub fn fresh_part_url(stack: &Stack, key: &str, size: u64) -> String {
     let env = stack.env().clone();
     block_on(async move {
-        begin_with_part_url(&crate::common::http(), &env, key)
+        begin_with_part_url(&crate::common::http(), &env, key, Some(size))
             .await
             .1
     })
 }
 
-/// Begins an upload of `key` as the stack's owner and asks for part 1's URL:
-/// (upload id, presigned PUT URL).
+/// Begins an upload of `key` as the stack's owner and asks for part 1's URL, for a
+/// body of `size` bytes (else of the part size): (upload id, presigned PUT URL).
 async fn begin_with_part_url(
     http: &reqwest::Client,
     env: &xtask::stack::StackEnv,
     key: &str,
+    size: Option<u64>,
 ) -> (String, String) {
     let begin: BeginResponse = http
         .post(format!("{}/v1/uploads", env.signer_url))
@@ -424,6 +427,7 @@ async fn begin_with_part_url(
         .bearer_auth(&env.token)
         .json(&PartUrlsRequest {
             part_numbers: vec![1],
+            size,
         })
         .send()
         .await
