@@ -490,3 +490,100 @@ fn a_repeated_name_ends_as_its_last_entry_whatever_the_types() -> Result {
     }
     Ok(())
 }
+
+/// A tar stream whose first entry is an extension header of type `kind` claiming
+/// `claimed` bytes but carrying only `body` bytes before the stream ends.
+fn lying_extension_header(kind: EntryType, claimed: u64, body: usize) -> Vec<u8> {
+    let mut h = Header::new_ustar();
+    h.as_old_mut().name[..4].copy_from_slice(b"huge");
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(claimed);
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.resize(tar.len() + body, b'a');
+    tar
+}
+
+fn compress(tar: &[u8]) -> Result<Vec<u8>> {
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3)?;
+    enc.include_checksum(true)?;
+    enc.write_all(tar)?;
+    Ok(enc.finish()?)
+}
+
+/// Counts the bytes read through it.
+struct Counted<'a> {
+    inner: &'a [u8],
+    read: usize,
+}
+
+impl io::Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_oversized_extension_header_is_refused_before_it_is_read() -> Result {
+    // The tar crate's own walk read such a header whole into memory: 1 GiB of zeros
+    // compresses to 33 KB. Here the body is short; the claim is what counts.
+    for kind in [
+        EntryType::XHeader,
+        EntryType::GNULongName,
+        EntryType::GNULongLink,
+    ] {
+        let tar = lying_extension_header(kind, 1 << 30, 32 << 10);
+        assert_refused(&compress(&tar)?, "extension header too large")?;
+
+        // Not one byte of its body is read: the header alone decides.
+        let staging = tempfile::tempdir()?;
+        let mut counted = Counted {
+            inner: &tar,
+            read: 0,
+        };
+        let err = crate::archive::unpack(&mut counted, staging.path());
+        assert!(
+            matches!(&err, Err(e) if e.to_string().contains("extension header too large")),
+            "{kind:?}: {err:?}"
+        );
+        assert_eq!(counted.read, 512, "{kind:?}: only the header was read");
+    }
+    // Just past the limit with the whole body there: refused all the same.
+    let limit = crate::archive::entries::MAX_EXTENSION;
+    let tar = lying_extension_header(EntryType::XHeader, limit + 1, limit as usize + 1);
+    assert_refused(&compress(&tar)?, "extension header too large")?;
+    Ok(())
+}
+
+#[test]
+fn gnu_long_names_and_link_targets_are_read() -> Result {
+    let long = format!("{}/{}", "d".repeat(90), "f".repeat(90));
+    let target = "t".repeat(150);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut h = Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o640);
+    h.set_size(4);
+    builder.append_data(&mut h, &long, &b"body"[..])?;
+    let mut h = Header::new_gnu();
+    h.set_entry_type(EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    builder.append_link(&mut h, "link", &target)?;
+    let tar = builder.into_inner()?;
+    let kinds: Vec<u8> = tar::Archive::new(&tar[..])
+        .entries()?
+        .raw(true)
+        .map(|e| e.map(|e| e.header().entry_type().as_byte()))
+        .collect::<io::Result<_>>()?;
+    assert_eq!(kinds, b"L0K2", "the archive uses GNU long names and links");
+
+    let dst = tempfile::tempdir()?;
+    restore_bytes(&compress(&tar)?, dst.path())?;
+    assert_eq!(fs::read(dst.path().join(&long))?, b"body");
+    assert_eq!(fs::read_link(dst.path().join("link"))?, Path::new(&target));
+    Ok(())
+}
