@@ -153,7 +153,8 @@ fn restore_merges_over_an_existing_tree() -> Result {
     fs::create_dir_all(dst.path().join("d/sub"))?;
     fs::write(dst.path().join("d/sub/x"), b"old")?;
     fs::write(dst.path().join("d/keep"), b"untouched")?;
-    fs::create_dir_all(dst.path().join("d/was-dir/inner"))?;
+    // An empty directory is replaced; a non-empty one never is (see below).
+    fs::create_dir_all(dst.path().join("d/was-dir"))?;
     restore_bytes(&archive, dst.path())?;
     assert_eq!(fs::read(dst.path().join("d/sub/x"))?, b"x2");
     assert_eq!(fs::read(dst.path().join("d/new"))?, b"new");
@@ -585,5 +586,69 @@ fn gnu_long_names_and_link_targets_are_read() -> Result {
     restore_bytes(&compress(&tar)?, dst.path())?;
     assert_eq!(fs::read(dst.path().join(&long))?, b"body");
     assert_eq!(fs::read_link(dst.path().join("link"))?, Path::new(&target));
+    Ok(())
+}
+
+#[test]
+fn a_non_empty_directory_on_disk_is_never_replaced() -> Result {
+    for (name, archive) in [
+        (
+            "file",
+            Crafted::new()
+                .entry("fresh", EntryType::Regular, None, b"new")?
+                .entry("a/d", EntryType::Regular, None, b"a file")?
+                .finish()?,
+        ),
+        (
+            "symlink",
+            Crafted::new()
+                .entry("a/d", EntryType::Symlink, Some("elsewhere"), b"")?
+                .finish()?,
+        ),
+        (
+            "hard link",
+            Crafted::new()
+                .entry("f", EntryType::Regular, None, b"x")?
+                .entry("a/d", EntryType::Link, Some("f"), b"")?
+                .finish()?,
+        ),
+        (
+            "a directory's contents replaced by a later file",
+            Crafted::new()
+                .entry("a/d", EntryType::Directory, None, b"")?
+                .entry("a/d/inner/x", EntryType::Regular, None, b"x")?
+                .entry("a/d", EntryType::Regular, None, b"a file")?
+                .finish()?,
+        ),
+    ] {
+        let dst = tempfile::tempdir()?;
+        fs::create_dir_all(dst.path().join("a/d/inner"))?;
+        fs::write(dst.path().join("a/d/inner/precious"), b"the user's")?;
+        let before = manifest(dst.path())?;
+        let err = restore_bytes(&archive, dst.path());
+        assert!(
+            matches!(&err, Err(RestoreError::Refused(e))
+                if e.to_string().contains("a/d: it would replace a non-empty directory")),
+            "{name}: {err:?}"
+        );
+        assert_eq!(
+            before.diff(&manifest(dst.path())?),
+            Vec::<String>::new(),
+            "{name}: the tree is untouched"
+        );
+    }
+    // A directory of the archive merges into the one on disk, as always.
+    let archive = Crafted::new()
+        .entry("a/d/new", EntryType::Regular, None, b"new")?
+        .finish()?;
+    let dst = tempfile::tempdir()?;
+    fs::create_dir_all(dst.path().join("a/d/inner"))?;
+    fs::write(dst.path().join("a/d/inner/precious"), b"the user's")?;
+    restore_bytes(&archive, dst.path())?;
+    assert_eq!(
+        fs::read(dst.path().join("a/d/inner/precious"))?,
+        b"the user's"
+    );
+    assert_eq!(fs::read(dst.path().join("a/d/new"))?, b"new");
     Ok(())
 }
