@@ -767,3 +767,63 @@ fn an_expired_part_url_is_replaced_once() {
         fs::read(src.path().join("data.bin")).ok()
     );
 }
+
+#[test]
+fn a_restore_killed_mid_download_leaves_litter_that_save_skips_and_restore_removes() {
+    let Some((stack, proxy)) = start_behind_proxy() else {
+        return;
+    };
+    let src = tempdir();
+    write_random(&src.path().join("data.bin"), 20 * MIB);
+    assert_outcome(&save(&stack, src.path(), "k", b"data.bin\n"), 0, "saved");
+    let first = only_object(&stack);
+
+    let dst = tempdir();
+    fs::write(dst.path().join("mine"), b"the user's").expect("write");
+    // The download is held after 1 MiB: bmat is in the middle of the restore, its
+    // staging directory locked, when it is killed with SIGKILL.
+    proxy.arm(Trip::Download, MIB as u64);
+    let mut child = spawn(
+        &mut bmat(&stack),
+        dst.path(),
+        &["--json", "cache", "restore", "k"],
+        b"",
+    );
+    proxy.wait_tripped(Duration::from_secs(120));
+    poll_until_sync(
+        "the restore's staging directory",
+        Duration::from_secs(30),
+        || {
+            staging_leftovers(dst.path())
+                .iter()
+                .any(|p| p.join("locked").exists())
+        },
+    );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("bmat reaped");
+    proxy.release();
+    assert_eq!(
+        staging_leftovers(dst.path()).len(),
+        1,
+        "the litter is there"
+    );
+
+    // `find . | bmat cache save` does not archive it.
+    let saved = save(&stack, dst.path(), "after-kill", b".\n");
+    assert_outcome(&saved, 0, "saved");
+    assert!(saved.warnings().is_empty(), "{saved:?}");
+    let second = stored_objects(&stack)
+        .into_iter()
+        .map(|(name, _)| name)
+        .find(|name| *name != first)
+        .expect("the second archive");
+    assert_eq!(archive_names(&get_object(&stack, &second)), ["mine"]);
+
+    // The next restore removes it (its restore is dead: its lock is free).
+    assert_outcome(&restore(&stack, dst.path(), "k"), 0, "hit");
+    assert!(staging_leftovers(dst.path()).is_empty());
+    assert!(
+        fs::read(dst.path().join("data.bin")).expect("restored")
+            == fs::read(src.path().join("data.bin")).expect("source")
+    );
+}

@@ -1,4 +1,4 @@
-//! Moves a verified staging tree into place, and the staging directory itself.
+//! Moves a verified staging tree into place.
 //!
 //! [`check_targets`] runs first and touches nothing: it refuses an entry whose
 //! parent, already on disk, is a symlink (writing there would go wherever the link
@@ -15,66 +15,12 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-
-use rand::Rng;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use super::times::Mtime;
-use super::unpack::{STAGING_PREFIX, UnpackError, Unpacked};
+use super::unpack::{UnpackError, Unpacked};
 use crate::paths::RelPath;
-
-/// A staging directory inside the destination tree, removed on drop. Unless the
-/// restore got as far as placing files, dropping it also puts back the tree root's
-/// mtime (which creating and removing the staging directory changed), so that a
-/// failed restore leaves no trace at all.
-pub struct Staging {
-    path: PathBuf,
-    root: PathBuf,
-    root_mtime: Option<Mtime>,
-    placed: bool,
-}
-
-impl Staging {
-    pub fn create(root: &Path) -> io::Result<Staging> {
-        let suffix: String = {
-            let mut rng = rand::rng();
-            (0..10)
-                .map(|_| {
-                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
-                })
-                .collect()
-        };
-        let root_mtime = fs::symlink_metadata(root).ok().map(|m| Mtime::of(&m));
-        let path = root.join(format!("{STAGING_PREFIX}{suffix}"));
-        fs::DirBuilder::new().mode(0o700).create(&path)?;
-        Ok(Staging {
-            path,
-            root: root.to_owned(),
-            root_mtime,
-            placed: false,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Marks the tree as changed on purpose: its root keeps its new mtime.
-    pub fn set_placed(&mut self) {
-        self.placed = true;
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        // Never follows symlinks: removes links, not what they point to.
-        let _ = fs::remove_dir_all(&self.path);
-        if let (false, Some(mtime)) = (self.placed, self.root_mtime) {
-            let _ = mtime.apply(&self.root);
-        }
-    }
-}
 
 /// Refuses when any entry would be written below a symlink that exists in the
 /// destination tree, or when a file or symlink would replace a non-empty directory

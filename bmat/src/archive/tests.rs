@@ -652,3 +652,74 @@ fn a_non_empty_directory_on_disk_is_never_replaced() -> Result {
     assert_eq!(fs::read(dst.path().join("a/d/new"))?, b"new");
     Ok(())
 }
+
+#[test]
+fn staging_directories_of_dead_restores_are_removed_and_live_ones_left() -> Result {
+    let root = tempfile::tempdir()?;
+    fs::write(root.path().join("mine"), b"the user's")?;
+    // What a restore killed with SIGKILL leaves (its flock went with it).
+    let dead = root.path().join(".bmat-restore-dead000000");
+    fs::create_dir_all(dead.join("tree/half"))?;
+    fs::write(dead.join("locked"), b"")?;
+    fs::write(dead.join("tree/half/f"), b"partial")?;
+    // One a restore is creating this very moment: not locked yet, not marked.
+    let fresh = root.path().join(".bmat-restore-fresh00000");
+    fs::create_dir(&fresh)?;
+    // A symlink with a staging name is not followed.
+    let outside = tempfile::tempdir()?;
+    fs::write(outside.path().join("locked"), b"")?;
+    fs::write(outside.path().join("keep"), b"k")?;
+    symlink(outside.path(), root.path().join(".bmat-restore-link000000"))?;
+
+    // A live restore, holding its lock.
+    let live = crate::archive::Staging::create(root.path())?;
+    fs::write(live.path().join("being-restored"), b"x")?;
+    assert!(!dead.exists(), "the dead restore's directory is removed");
+
+    // Another restore while the first one lives.
+    let archive = Crafted::new()
+        .entry("restored", EntryType::Regular, None, b"r")?
+        .finish()?;
+    restore_bytes(&archive, root.path())?;
+    assert_eq!(fs::read(root.path().join("restored"))?, b"r");
+    assert_eq!(
+        fs::read(live.path().join("being-restored"))?,
+        b"x",
+        "the live restore's directory is left alone"
+    );
+    assert!(fresh.is_dir(), "an unmarked directory is left alone");
+    assert_eq!(fs::read(outside.path().join("keep"))?, b"k");
+    assert!(fs::symlink_metadata(root.path().join(".bmat-restore-link000000")).is_ok());
+    assert_eq!(fs::read(root.path().join("mine"))?, b"the user's");
+    drop(live);
+    let mut left: Vec<String> = fs::read_dir(root.path())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".bmat-restore-"))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [".bmat-restore-fresh00000", ".bmat-restore-link000000"]
+    );
+    Ok(())
+}
+
+#[test]
+fn staging_directories_are_never_archived() -> Result {
+    let src = tempfile::tempdir()?;
+    fs::create_dir_all(src.path().join(".bmat-restore-abc/tree/d"))?;
+    fs::write(src.path().join(".bmat-restore-abc/locked"), b"")?;
+    fs::write(src.path().join(".bmat-restore-abc/tree/d/f"), b"half")?;
+    fs::create_dir_all(src.path().join("sub/.bmat-restore-xyz/tree"))?;
+    fs::write(src.path().join("sub/.bmat-restore-xyz/tree/g"), b"half")?;
+    fs::write(src.path().join("sub/kept"), b"k")?;
+    fs::write(src.path().join("top"), b"t")?;
+    let (archive, report) = pack_paths(
+        src.path(),
+        ".\n.bmat-restore-abc/tree/d/f\n./.bmat-restore-abc\nsub/.bmat-restore-xyz/tree/g\n",
+    )?;
+    assert!(report.warnings().is_empty(), "{:?}", report.warnings());
+    assert_eq!(list_names(&archive)?, ["sub/", "sub/kept", "top"]);
+    Ok(())
+}

@@ -24,14 +24,12 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 
 use super::entries::{Entries, Names};
+use super::staging::is_staging_name;
 use super::times::Mtime;
 use super::writers::{FileWriters, SMALL_FILE, SmallFile};
 use crate::paths::RelPath;
 
 const COPY_BUF: usize = 1 << 20;
-
-/// Prefix of staging directories; archive entries may not use it.
-pub const STAGING_PREFIX: &str = ".bmat-restore-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
@@ -122,9 +120,9 @@ impl State {
             RelPath::from_entry(&names.path).map_err(|e| refuse(shown.clone(), e.to_string()))?;
         if rel
             .as_path()
-            .as_os_str()
-            .as_bytes()
-            .starts_with(STAGING_PREFIX.as_bytes())
+            .components()
+            .next()
+            .is_some_and(|c| is_staging_name(c.as_os_str()))
         {
             return Err(refuse(
                 shown,

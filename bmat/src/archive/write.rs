@@ -11,6 +11,9 @@
 //! `cache save` (root = working directory) and callers whose files live elsewhere
 //! (a target directory outside the tree).
 //!
+//! A restore's staging directory (`.bmat-restore-*`, anywhere) is never archived:
+//! listed or met in a walk, it is skipped without a word.
+//!
 //! A path that vanished before it could be read is noted in the report, not an
 //! error; so is a path reached through a symlinked directory (that would follow a
 //! link, possibly out of the tree) and a file that changed size while it was read.
@@ -24,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
+use super::staging::is_staging_name;
 use super::times::Mtime;
 use crate::paths::RelPath;
 
@@ -108,6 +112,13 @@ impl<W: Write> ArchiveWriter<W> {
     /// Adds a path: a file, a symlink, or a directory with everything under it.
     /// The empty path adds the root's contents.
     pub fn add(&mut self, rel: &RelPath) -> io::Result<()> {
+        if rel
+            .as_path()
+            .components()
+            .any(|c| is_staging_name(c.as_os_str()))
+        {
+            return Ok(());
+        }
         if let Some(link) = self.symlinked_ancestor(rel) {
             self.report
                 .through_symlink
@@ -133,7 +144,9 @@ impl<W: Write> ArchiveWriter<W> {
     fn add_tree(&mut self, rel: &RelPath, full: &Path) -> io::Result<()> {
         let walk = walkdir::WalkDir::new(full)
             .follow_links(false)
-            .sort_by_file_name();
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !is_staging_name(e.file_name()));
         for item in walk {
             let item = match item {
                 Ok(item) => item,
