@@ -723,3 +723,51 @@ fn staging_directories_are_never_archived() -> Result {
     assert_eq!(list_names(&archive)?, ["sub/", "sub/kept", "top"]);
     Ok(())
 }
+
+#[test]
+fn a_file_that_changes_while_it_is_read_fails_the_archive() -> Result {
+    type Change = fn(&Path) -> io::Result<()>;
+    let cases: [(&str, Change); 3] = [
+        ("it shrank", |p| {
+            fs::OpenOptions::new().write(true).open(p)?.set_len(1000)
+        }),
+        ("its size changed", |p| {
+            fs::OpenOptions::new()
+                .append(true)
+                .open(p)?
+                .write_all(b"more")
+        }),
+        ("its mtime changed", |p| {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(p)?
+                .write_all(b"same size, new bytes")?;
+            set_mtime(p, 1_600_000_001, 0)
+        }),
+    ];
+    for (what, change) in cases {
+        let src = tempfile::tempdir()?;
+        fs::write(src.path().join("f"), vec![7u8; 600_000])?;
+        set_mtime(&src.path().join("f"), 1_600_000_000, 0)?;
+        let mut tar = Vec::new();
+        let mut writer = crate::archive::ArchiveWriter::new(&mut tar, src.path());
+        // A test-only injected fault: the file changes after the writer stat'ed it
+        // and before it reads it, as a build writing it meanwhile would.
+        writer.before_read = Some(Box::new(move |p| change(p).expect("change the file")));
+        let err = writer.add(&RelPath::from_input(b"f")?).err();
+        assert!(
+            err.as_ref().is_some_and(
+                |e| e.to_string() == format!("f changed while it was being archived ({what})")
+            ),
+            "{what}: {err:?}"
+        );
+    }
+    // Unchanged, the same file is archived.
+    let src = tempfile::tempdir()?;
+    fs::write(src.path().join("f"), vec![7u8; 600_000])?;
+    let mut tar = Vec::new();
+    let mut writer = crate::archive::ArchiveWriter::new(&mut tar, src.path());
+    writer.before_read = Some(Box::new(|_| {}));
+    writer.add(&RelPath::from_input(b"f")?)?;
+    Ok(())
+}
