@@ -10,7 +10,7 @@ mod proxy;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cache::{
@@ -826,4 +826,62 @@ fn a_restore_killed_mid_download_leaves_litter_that_save_skips_and_restore_remov
         fs::read(dst.path().join("data.bin")).expect("restored")
             == fs::read(src.path().join("data.bin")).expect("source")
     );
+}
+
+#[test]
+fn a_full_or_closed_stdout_or_stderr_fails_the_step_open_never_a_panic() {
+    let stack = start();
+    let dir = tempdir();
+    let full = || {
+        Stdio::from(
+            fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .expect("/dev/full"),
+        )
+    };
+    let closed_pipe = || {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        Stdio::from(writer)
+    };
+    let run_with = |strict: bool, stdout: Stdio, stderr: Stdio| {
+        let mut cmd = bmat(&stack);
+        cmd.current_dir(dir.path())
+            .args(["--json", "cache", "restore", "k"])
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        if strict {
+            cmd.arg("--strict");
+        }
+        Run::from_output(cmd.output().expect("bmat runs"))
+    };
+
+    // stdout unwritable: the miss is reported on stderr, then a warning that the
+    // JSON could not be written; exit 0, or 1 under --strict.
+    for (what, stdout) in [("full", full()), ("closed", closed_pipe())] {
+        let r = run_with(false, stdout, Stdio::piped());
+        assert_eq!(r.code, 0, "stdout {what}: {r:?}");
+        assert!(r.stderr.contains("cache miss: k"), "stdout {what}: {r:?}");
+        assert!(
+            r.stderr.contains("warning: cannot write the outcome"),
+            "stdout {what}: {r:?}"
+        );
+    }
+    for (what, stdout) in [("full", full()), ("closed", closed_pipe())] {
+        let r = run_with(true, stdout, Stdio::piped());
+        assert_eq!(r.code, 1, "stdout {what}, --strict: {r:?}");
+        assert!(
+            r.stderr.contains("error: cannot write the outcome"),
+            "stdout {what}, --strict: {r:?}"
+        );
+    }
+    // stderr unwritable: the JSON still reaches stdout; exit 0, or 1 under --strict.
+    for (strict, code) in [(false, 0), (true, 1)] {
+        let r = run_with(strict, Stdio::piped(), full());
+        assert_eq!((r.code, r.outcome().as_str()), (code, "miss"), "{r:?}");
+        let r = run_with(strict, Stdio::piped(), closed_pipe());
+        assert_eq!((r.code, r.outcome().as_str()), (code, "miss"), "{r:?}");
+    }
 }
