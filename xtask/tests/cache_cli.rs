@@ -885,3 +885,64 @@ fn a_full_or_closed_stdout_or_stderr_fails_the_step_open_never_a_panic() {
         assert_eq!((r.code, r.outcome().as_str()), (code, "miss"), "{r:?}");
     }
 }
+
+#[test]
+fn a_restore_never_replaces_a_non_empty_directory() {
+    let stack = start();
+    register_archive(
+        &stack,
+        "k",
+        Crafted::default()
+            .file("new-file", b"new")
+            .file("nested", b"a file where the tree has a directory")
+            .finish(),
+    );
+    let dst = tempdir();
+    existing_tree(dst.path());
+    let before = manifest(dst.path());
+    let r = restore(&stack, dst.path(), "k");
+    assert_failed_open(&r);
+    assert!(
+        r.stderr
+            .contains("nested: it would replace a non-empty directory"),
+        "{r:?}"
+    );
+    assert_same(&before, &manifest(dst.path()), "tree after the refusal");
+    assert!(staging_leftovers(dst.path()).is_empty());
+}
+
+#[test]
+fn a_33_kb_archive_claiming_a_gib_extension_header_is_refused() {
+    use std::io::Write as _;
+    // One pax extension header claiming 1 GiB, and the GiB of zeros: 33 KB
+    // compressed. The tar crate's own walk would read that header into memory whole.
+    let mut header = tar::Header::new_ustar();
+    header.set_path("PaxHeaders/huge").expect("name");
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_size(1 << 30);
+    header.set_cksum();
+    let mut zstd = zstd::stream::write::Encoder::new(Vec::new(), 19).expect("zstd");
+    zstd.write_all(header.as_bytes()).expect("header");
+    let zeros = vec![0u8; MIB];
+    for _ in 0..1024 {
+        zstd.write_all(&zeros).expect("body");
+    }
+    zstd.write_all(&[0u8; 1024]).expect("end of archive");
+    let archive = zstd.finish().expect("zstd");
+    assert!(archive.len() < 40_000, "{} bytes", archive.len());
+
+    let stack = start();
+    register_archive(&stack, "k", archive);
+    let dst = tempdir();
+    existing_tree(dst.path());
+    let before = manifest(dst.path());
+    let r = restore(&stack, dst.path(), "k");
+    assert_failed_open(&r);
+    assert!(
+        r.stderr
+            .contains("huge: pax extension header too large: 1073741824 bytes"),
+        "{r:?}"
+    );
+    assert_same(&before, &manifest(dst.path()), "tree after the refusal");
+    assert!(staging_leftovers(dst.path()).is_empty());
+}
