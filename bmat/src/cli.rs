@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::outcome::{JSON_HELP, Outcome, UsageError};
+use crate::output;
 use crate::paths::parse_list;
 use crate::restore::{RestoreRequest, restore};
 use crate::rust;
@@ -114,29 +115,36 @@ impl ManifestArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let (strict, json) = (cli.strict, cli.json);
-    match prepare(cli.command) {
-        Ok(Prepared::Print(text)) => {
-            print!("{text}");
-            0
-        }
-        Ok(Prepared::Done(outcome)) => {
-            report(&outcome, strict, json);
-            outcome.exit_code(strict)
-        }
+    let (code, written) = match prepare(cli.command) {
+        Ok(Prepared::Print(text)) => (0, output::print(&text)),
+        Ok(Prepared::Done(outcome)) => (outcome.exit_code(strict), report(&outcome, strict, json)),
         Ok(Prepared::Run(job)) => {
             let outcome = run(job);
-            report(&outcome, strict, json);
-            outcome.exit_code(strict)
+            (outcome.exit_code(strict), report(&outcome, strict, json))
         }
         Err(usage) => {
-            eprintln!("error: {usage}");
+            let mut written = output::eprintln(&format!("error: {usage}"));
             if json {
                 let line = serde_json::json!({"outcome": "failed", "error": usage.0});
-                println!("{line}");
+                written = written.and(output::println(&line.to_string()));
             }
-            2
+            (2, written)
         }
+    };
+    match written {
+        Ok(()) => code,
+        Err(e) => output_failed(&e, code, strict),
     }
+}
+
+/// Stdout or stderr could not be written (full, or its reader gone): a failure of the
+/// cache step like any other, so exit 0 with a `warning:` (if stderr takes it), or 1
+/// under `--strict`. A usage error keeps its 2.
+fn output_failed(e: &std::io::Error, code: i32, strict: bool) -> i32 {
+    let level = if strict { "error" } else { "warning" };
+    // Nothing more can be done if stderr is the stream that failed.
+    let _ = output::eprintln(&format!("{level}: cannot write the outcome: {e}"));
+    if strict { code.max(1) } else { code }
 }
 
 /// What preparing a command came to.
@@ -243,12 +251,15 @@ pub fn run(job: Job) -> Outcome {
     })
 }
 
-pub fn report(outcome: &Outcome, strict: bool, json: bool) {
-    eprintln!("{}", outcome.line(strict));
-    if json {
-        match serde_json::to_string(&outcome.json()) {
-            Ok(line) => println!("{line}"),
-            Err(e) => eprintln!("warning: cannot print the JSON outcome: {e}"),
-        }
+/// Prints the outcome line on stderr and, with `json`, its JSON object on stdout.
+/// Tries both; fails with the first error.
+pub fn report(outcome: &Outcome, strict: bool, json: bool) -> std::io::Result<()> {
+    let line = output::eprintln(&outcome.line(strict));
+    if !json {
+        return line;
     }
+    let object = serde_json::to_string(&outcome.json())
+        .map_err(std::io::Error::other)
+        .and_then(|text| output::println(&text));
+    line.and(object)
 }

@@ -7,7 +7,11 @@
 //! - [`api`]: the signer API client; [`transfer`]: retries, presigned S3 requests,
 //!   part upload and ranged download;
 //! - [`save`], [`restore`]: the two commands; [`outcome`]: their result, line, JSON and
-//!   exit code; [`cli`]: the command line; [`manifest`]: tree manifests for checks.
+//!   exit code; [`cli`]: the command line; [`output`]: stdout and stderr without
+//!   panics; [`manifest`]: tree manifests for checks.
+
+// Output goes through `output`, never through a macro that panics when a stream fails.
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod api;
 pub mod archive;
@@ -15,6 +19,7 @@ pub mod cli;
 pub mod handoff;
 pub mod manifest;
 pub mod outcome;
+pub mod output;
 pub mod paths;
 pub mod progress;
 pub mod restore;

@@ -101,7 +101,8 @@ impl Progress {
 
     fn run_lines(&self, stopped: &mpsc::Receiver<()>, interval: Duration) {
         while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-            eprintln!("{}", self.line());
+            // A progress line that cannot be written is not worth failing for.
+            let _ = crate::output::eprintln(&self.line());
         }
     }
 

@@ -151,7 +151,7 @@ async fn upload(
     let parts = uploaded?;
     let (summary, report) = packed.map_err(|e| anyhow!("archiving: {e}"))?;
     for warning in report.warnings() {
-        eprintln!("warning: {warning}");
+        let _ = crate::output::eprintln(&format!("warning: {warning}"));
     }
     if parts.len() as u32 != summary.parts {
         return Err(anyhow!(

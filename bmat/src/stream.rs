@@ -195,7 +195,7 @@ pub fn unpack_into_tree<R: Read>(
         ))
     })?;
     let unpacked = unpack_verified(input, staging.path(), size, sha256, progress)?;
-    check_targets(root, &unpacked.paths)?;
+    check_targets(root, &unpacked)?;
     staging.set_placed();
     place(staging.path(), root, &unpacked.dirs).map_err(|e| {
         RestoreError::Io(io::Error::new(

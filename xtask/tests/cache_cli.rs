@@ -10,7 +10,7 @@ mod proxy;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cache::{
@@ -767,4 +767,183 @@ fn an_expired_part_url_is_replaced_once() {
         fs::read(dst.path().join("data.bin")).ok(),
         fs::read(src.path().join("data.bin")).ok()
     );
+}
+
+#[test]
+fn a_restore_killed_mid_download_leaves_litter_that_save_skips_and_restore_removes() {
+    let Some((stack, proxy)) = start_behind_proxy() else {
+        return;
+    };
+    let src = tempdir();
+    write_random(&src.path().join("data.bin"), 20 * MIB);
+    assert_outcome(&save(&stack, src.path(), "k", b"data.bin\n"), 0, "saved");
+    let first = only_object(&stack);
+
+    let dst = tempdir();
+    fs::write(dst.path().join("mine"), b"the user's").expect("write");
+    // The download is held after 1 MiB: bmat is in the middle of the restore, its
+    // staging directory locked, when it is killed with SIGKILL.
+    proxy.arm(Trip::Download, MIB as u64);
+    let mut child = spawn(
+        &mut bmat(&stack),
+        dst.path(),
+        &["--json", "cache", "restore", "k"],
+        b"",
+    );
+    proxy.wait_tripped(Duration::from_secs(120));
+    poll_until_sync(
+        "the restore's staging directory",
+        Duration::from_secs(30),
+        || {
+            staging_leftovers(dst.path())
+                .iter()
+                .any(|p| p.join("locked").exists())
+        },
+    );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("bmat reaped");
+    proxy.release();
+    assert_eq!(
+        staging_leftovers(dst.path()).len(),
+        1,
+        "the litter is there"
+    );
+
+    // `find . | bmat cache save` does not archive it.
+    let saved = save(&stack, dst.path(), "after-kill", b".\n");
+    assert_outcome(&saved, 0, "saved");
+    assert!(saved.warnings().is_empty(), "{saved:?}");
+    let second = stored_objects(&stack)
+        .into_iter()
+        .map(|(name, _)| name)
+        .find(|name| *name != first)
+        .expect("the second archive");
+    assert_eq!(archive_names(&get_object(&stack, &second)), ["mine"]);
+
+    // The next restore removes it (its restore is dead: its lock is free).
+    assert_outcome(&restore(&stack, dst.path(), "k"), 0, "hit");
+    assert!(staging_leftovers(dst.path()).is_empty());
+    assert!(
+        fs::read(dst.path().join("data.bin")).expect("restored")
+            == fs::read(src.path().join("data.bin")).expect("source")
+    );
+}
+
+#[test]
+fn a_full_or_closed_stdout_or_stderr_fails_the_step_open_never_a_panic() {
+    let stack = start();
+    let dir = tempdir();
+    let full = || {
+        Stdio::from(
+            fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .expect("/dev/full"),
+        )
+    };
+    let closed_pipe = || {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        Stdio::from(writer)
+    };
+    let run_with = |strict: bool, stdout: Stdio, stderr: Stdio| {
+        let mut cmd = bmat(&stack);
+        cmd.current_dir(dir.path())
+            .args(["--json", "cache", "restore", "k"])
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        if strict {
+            cmd.arg("--strict");
+        }
+        Run::from_output(cmd.output().expect("bmat runs"))
+    };
+
+    // stdout unwritable: the miss is reported on stderr, then a warning that the
+    // JSON could not be written; exit 0, or 1 under --strict.
+    for (what, stdout) in [("full", full()), ("closed", closed_pipe())] {
+        let r = run_with(false, stdout, Stdio::piped());
+        assert_eq!(r.code, 0, "stdout {what}: {r:?}");
+        assert!(r.stderr.contains("cache miss: k"), "stdout {what}: {r:?}");
+        assert!(
+            r.stderr.contains("warning: cannot write the outcome"),
+            "stdout {what}: {r:?}"
+        );
+    }
+    for (what, stdout) in [("full", full()), ("closed", closed_pipe())] {
+        let r = run_with(true, stdout, Stdio::piped());
+        assert_eq!(r.code, 1, "stdout {what}, --strict: {r:?}");
+        assert!(
+            r.stderr.contains("error: cannot write the outcome"),
+            "stdout {what}, --strict: {r:?}"
+        );
+    }
+    // stderr unwritable: the JSON still reaches stdout; exit 0, or 1 under --strict.
+    for (strict, code) in [(false, 0), (true, 1)] {
+        let r = run_with(strict, Stdio::piped(), full());
+        assert_eq!((r.code, r.outcome().as_str()), (code, "miss"), "{r:?}");
+        let r = run_with(strict, Stdio::piped(), closed_pipe());
+        assert_eq!((r.code, r.outcome().as_str()), (code, "miss"), "{r:?}");
+    }
+}
+
+#[test]
+fn a_restore_never_replaces_a_non_empty_directory() {
+    let stack = start();
+    register_archive(
+        &stack,
+        "k",
+        Crafted::default()
+            .file("new-file", b"new")
+            .file("nested", b"a file where the tree has a directory")
+            .finish(),
+    );
+    let dst = tempdir();
+    existing_tree(dst.path());
+    let before = manifest(dst.path());
+    let r = restore(&stack, dst.path(), "k");
+    assert_failed_open(&r);
+    assert!(
+        r.stderr
+            .contains("nested: it would replace a non-empty directory"),
+        "{r:?}"
+    );
+    assert_same(&before, &manifest(dst.path()), "tree after the refusal");
+    assert!(staging_leftovers(dst.path()).is_empty());
+}
+
+#[test]
+fn a_33_kb_archive_claiming_a_gib_extension_header_is_refused() {
+    use std::io::Write as _;
+    // One pax extension header claiming 1 GiB, and the GiB of zeros: 33 KB
+    // compressed. The tar crate's own walk would read that header into memory whole.
+    let mut header = tar::Header::new_ustar();
+    header.set_path("PaxHeaders/huge").expect("name");
+    header.set_entry_type(tar::EntryType::XHeader);
+    header.set_size(1 << 30);
+    header.set_cksum();
+    let mut zstd = zstd::stream::write::Encoder::new(Vec::new(), 19).expect("zstd");
+    zstd.write_all(header.as_bytes()).expect("header");
+    let zeros = vec![0u8; MIB];
+    for _ in 0..1024 {
+        zstd.write_all(&zeros).expect("body");
+    }
+    zstd.write_all(&[0u8; 1024]).expect("end of archive");
+    let archive = zstd.finish().expect("zstd");
+    assert!(archive.len() < 40_000, "{} bytes", archive.len());
+
+    let stack = start();
+    register_archive(&stack, "k", archive);
+    let dst = tempdir();
+    existing_tree(dst.path());
+    let before = manifest(dst.path());
+    let r = restore(&stack, dst.path(), "k");
+    assert_failed_open(&r);
+    assert!(
+        r.stderr
+            .contains("huge: pax extension header too large: 1073741824 bytes"),
+        "{r:?}"
+    );
+    assert_same(&before, &manifest(dst.path()), "tree after the refusal");
+    assert!(staging_leftovers(dst.path()).is_empty());
 }

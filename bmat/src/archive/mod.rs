@@ -1,13 +1,16 @@
 //! The archive format: tar with pax mtimes, compressed with zstd; written from a
 //! list of paths, unpacked with every entry checked, moved into place at the end.
 
+pub mod entries;
 pub mod place;
+pub mod staging;
 pub mod times;
 pub mod unpack;
 pub mod write;
 mod writers;
 
-pub use place::{Staging, check_targets, place};
+pub use place::{check_targets, place};
+pub use staging::Staging;
 pub use unpack::{UnpackError, Unpacked, unpack};
 pub use write::{ArchiveWriter, WriteReport};
 

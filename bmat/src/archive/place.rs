@@ -1,106 +1,85 @@
-//! Moves a verified staging tree into place, and the staging directory itself.
+//! Moves a verified staging tree into place.
 //!
 //! [`check_targets`] runs first and touches nothing: it refuses an entry whose
 //! parent, already on disk, is a symlink (writing there would go wherever the link
-//! points). Only then [`place`] renames entries over what is there: a whole
-//! directory in one rename when the destination has none, otherwise merged entry by
-//! entry, replacing files, symlinks and mismatched types. Renames stay inside one
+//! points), and a file or symlink that would replace a non-empty directory. Only then
+//! [`place`] renames entries over what is there: a whole directory in one rename
+//! when the destination has none, otherwise merged entry by entry, replacing files,
+//! symlinks, empty directories and mismatched types. Renames stay inside one
 //! filesystem because the staging directory lives in the destination tree.
 //!
 //! Crash window: a failure in the middle of [`place`] (disk full, a permission
 //! change) leaves the entries moved so far in place; every one of them is complete
 //! and verified, none is half-written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-
-use rand::Rng;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use super::times::Mtime;
-use super::unpack::{STAGING_PREFIX, UnpackError};
+use super::unpack::{UnpackError, Unpacked};
 use crate::paths::RelPath;
 
-/// A staging directory inside the destination tree, removed on drop. Unless the
-/// restore got as far as placing files, dropping it also puts back the tree root's
-/// mtime (which creating and removing the staging directory changed), so that a
-/// failed restore leaves no trace at all.
-pub struct Staging {
-    path: PathBuf,
-    root: PathBuf,
-    root_mtime: Option<Mtime>,
-    placed: bool,
-}
-
-impl Staging {
-    pub fn create(root: &Path) -> io::Result<Staging> {
-        let suffix: String = {
-            let mut rng = rand::rng();
-            (0..10)
-                .map(|_| {
-                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
-                })
-                .collect()
-        };
-        let root_mtime = fs::symlink_metadata(root).ok().map(|m| Mtime::of(&m));
-        let path = root.join(format!("{STAGING_PREFIX}{suffix}"));
-        fs::DirBuilder::new().mode(0o700).create(&path)?;
-        Ok(Staging {
-            path,
-            root: root.to_owned(),
-            root_mtime,
-            placed: false,
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Marks the tree as changed on purpose: its root keeps its new mtime.
-    pub fn set_placed(&mut self) {
-        self.placed = true;
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        // Never follows symlinks: removes links, not what they point to.
-        let _ = fs::remove_dir_all(&self.path);
-        if let (false, Some(mtime)) = (self.placed, self.root_mtime) {
-            let _ = mtime.apply(&self.root);
-        }
-    }
-}
-
 /// Refuses when any entry would be written below a symlink that exists in the
-/// destination tree. Looks, changes nothing.
-pub fn check_targets(root: &Path, paths: &[RelPath]) -> Result<(), UnpackError> {
-    let mut checked: HashSet<&Path> = HashSet::new();
-    for rel in paths {
+/// destination tree, or when a file or symlink would replace a non-empty directory
+/// there (a restore never deletes what the user has in a directory). Looks, changes
+/// nothing.
+pub fn check_targets(root: &Path, unpacked: &Unpacked) -> Result<(), UnpackError> {
+    let dirs: HashSet<&RelPath> = unpacked.dirs.iter().map(|(p, _, _)| p).collect();
+    // Whether each ancestor looked at is a directory on disk. Below one that is not,
+    // nothing exists: a restore into a fresh tree costs one `lstat` per directory.
+    let mut is_dir: HashMap<&Path, bool> = HashMap::new();
+    for rel in &unpacked.paths {
+        let mut parent_on_disk = true;
         for ancestor in rel.ancestors() {
-            if !checked.insert(ancestor) {
-                continue;
-            }
-            match fs::symlink_metadata(root.join(ancestor)) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    return Err(UnpackError::Refused {
-                        path: rel.to_string(),
-                        reason: format!(
-                            "it would be written through the symlink {} on disk",
-                            ancestor.display()
-                        ),
-                    });
+            let here = match is_dir.get(ancestor) {
+                Some(here) => *here,
+                None => {
+                    let here = ancestor_is_dir(root, rel, ancestor)?;
+                    is_dir.insert(ancestor, here);
+                    here
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(UnpackError::Io(e)),
+            };
+            if !here {
+                parent_on_disk = false;
+                break;
             }
+        }
+        if parent_on_disk && !dirs.contains(rel) && is_non_empty_dir(&root.join(rel.as_path()))? {
+            return Err(UnpackError::Refused {
+                path: rel.to_string(),
+                reason: "it would replace a non-empty directory on disk".into(),
+            });
         }
     }
     Ok(())
+}
+
+/// Whether `ancestor` of `rel` is a directory on disk; a symlink is refused.
+fn ancestor_is_dir(root: &Path, rel: &RelPath, ancestor: &Path) -> Result<bool, UnpackError> {
+    match fs::symlink_metadata(root.join(ancestor)) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(UnpackError::Refused {
+            path: rel.to_string(),
+            reason: format!(
+                "it would be written through the symlink {} on disk",
+                ancestor.display()
+            ),
+        }),
+        Ok(meta) => Ok(meta.is_dir()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(UnpackError::Io(e)),
+    }
+}
+
+fn is_non_empty_dir(path: &Path) -> io::Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(fs::read_dir(path)?.next().is_some()),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Moves everything under `staging` to the same place under `root`, then sets the
@@ -130,7 +109,9 @@ fn merge(from: &Path, to: &Path) -> io::Result<()> {
             Ok(meta) if meta.is_dir() && src_is_dir => merge(&src, &dest)?,
             Ok(meta) => {
                 if meta.is_dir() {
-                    fs::remove_dir_all(&dest)?;
+                    // Empty: `check_targets` refused non-empty ones, and `remove_dir`
+                    // fails rather than delete anything put there since.
+                    fs::remove_dir(&dest)?;
                 } else if src_is_dir {
                     fs::remove_file(&dest)?;
                 }

@@ -153,7 +153,8 @@ fn restore_merges_over_an_existing_tree() -> Result {
     fs::create_dir_all(dst.path().join("d/sub"))?;
     fs::write(dst.path().join("d/sub/x"), b"old")?;
     fs::write(dst.path().join("d/keep"), b"untouched")?;
-    fs::create_dir_all(dst.path().join("d/was-dir/inner"))?;
+    // An empty directory is replaced; a non-empty one never is (see below).
+    fs::create_dir_all(dst.path().join("d/was-dir"))?;
     restore_bytes(&archive, dst.path())?;
     assert_eq!(fs::read(dst.path().join("d/sub/x"))?, b"x2");
     assert_eq!(fs::read(dst.path().join("d/new"))?, b"new");
@@ -488,5 +489,285 @@ fn a_repeated_name_ends_as_its_last_entry_whatever_the_types() -> Result {
     for i in 0..300 {
         assert_eq!(read(&format!("many/{i}"))?, format!("file {i}").as_bytes());
     }
+    Ok(())
+}
+
+/// A tar stream whose first entry is an extension header of type `kind` claiming
+/// `claimed` bytes but carrying only `body` bytes before the stream ends.
+fn lying_extension_header(kind: EntryType, claimed: u64, body: usize) -> Vec<u8> {
+    let mut h = Header::new_ustar();
+    h.as_old_mut().name[..4].copy_from_slice(b"huge");
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(claimed);
+    h.set_cksum();
+    let mut tar = h.as_bytes().to_vec();
+    tar.resize(tar.len() + body, b'a');
+    tar
+}
+
+fn compress(tar: &[u8]) -> Result<Vec<u8>> {
+    let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3)?;
+    enc.include_checksum(true)?;
+    enc.write_all(tar)?;
+    Ok(enc.finish()?)
+}
+
+/// Counts the bytes read through it.
+struct Counted<'a> {
+    inner: &'a [u8],
+    read: usize,
+}
+
+impl io::Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_oversized_extension_header_is_refused_before_it_is_read() -> Result {
+    // The tar crate's own walk read such a header whole into memory: 1 GiB of zeros
+    // compresses to 33 KB. Here the body is short; the claim is what counts.
+    for kind in [
+        EntryType::XHeader,
+        EntryType::GNULongName,
+        EntryType::GNULongLink,
+    ] {
+        let tar = lying_extension_header(kind, 1 << 30, 32 << 10);
+        assert_refused(&compress(&tar)?, "extension header too large")?;
+
+        // Not one byte of its body is read: the header alone decides.
+        let staging = tempfile::tempdir()?;
+        let mut counted = Counted {
+            inner: &tar,
+            read: 0,
+        };
+        let err = crate::archive::unpack(&mut counted, staging.path());
+        assert!(
+            matches!(&err, Err(e) if e.to_string().contains("extension header too large")),
+            "{kind:?}: {err:?}"
+        );
+        assert_eq!(counted.read, 512, "{kind:?}: only the header was read");
+    }
+    // Just past the limit with the whole body there: refused all the same.
+    let limit = crate::archive::entries::MAX_EXTENSION;
+    let tar = lying_extension_header(EntryType::XHeader, limit + 1, limit as usize + 1);
+    assert_refused(&compress(&tar)?, "extension header too large")?;
+    Ok(())
+}
+
+#[test]
+fn gnu_long_names_and_link_targets_are_read() -> Result {
+    let long = format!("{}/{}", "d".repeat(90), "f".repeat(90));
+    let target = "t".repeat(150);
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut h = Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o640);
+    h.set_size(4);
+    builder.append_data(&mut h, &long, &b"body"[..])?;
+    let mut h = Header::new_gnu();
+    h.set_entry_type(EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    builder.append_link(&mut h, "link", &target)?;
+    let tar = builder.into_inner()?;
+    let kinds: Vec<u8> = tar::Archive::new(&tar[..])
+        .entries()?
+        .raw(true)
+        .map(|e| e.map(|e| e.header().entry_type().as_byte()))
+        .collect::<io::Result<_>>()?;
+    assert_eq!(kinds, b"L0K2", "the archive uses GNU long names and links");
+
+    let dst = tempfile::tempdir()?;
+    restore_bytes(&compress(&tar)?, dst.path())?;
+    assert_eq!(fs::read(dst.path().join(&long))?, b"body");
+    assert_eq!(fs::read_link(dst.path().join("link"))?, Path::new(&target));
+    Ok(())
+}
+
+#[test]
+fn a_non_empty_directory_on_disk_is_never_replaced() -> Result {
+    for (name, archive) in [
+        (
+            "file",
+            Crafted::new()
+                .entry("fresh", EntryType::Regular, None, b"new")?
+                .entry("a/d", EntryType::Regular, None, b"a file")?
+                .finish()?,
+        ),
+        (
+            "symlink",
+            Crafted::new()
+                .entry("a/d", EntryType::Symlink, Some("elsewhere"), b"")?
+                .finish()?,
+        ),
+        (
+            "hard link",
+            Crafted::new()
+                .entry("f", EntryType::Regular, None, b"x")?
+                .entry("a/d", EntryType::Link, Some("f"), b"")?
+                .finish()?,
+        ),
+        (
+            "a directory's contents replaced by a later file",
+            Crafted::new()
+                .entry("a/d", EntryType::Directory, None, b"")?
+                .entry("a/d/inner/x", EntryType::Regular, None, b"x")?
+                .entry("a/d", EntryType::Regular, None, b"a file")?
+                .finish()?,
+        ),
+    ] {
+        let dst = tempfile::tempdir()?;
+        fs::create_dir_all(dst.path().join("a/d/inner"))?;
+        fs::write(dst.path().join("a/d/inner/precious"), b"the user's")?;
+        let before = manifest(dst.path())?;
+        let err = restore_bytes(&archive, dst.path());
+        assert!(
+            matches!(&err, Err(RestoreError::Refused(e))
+                if e.to_string().contains("a/d: it would replace a non-empty directory")),
+            "{name}: {err:?}"
+        );
+        assert_eq!(
+            before.diff(&manifest(dst.path())?),
+            Vec::<String>::new(),
+            "{name}: the tree is untouched"
+        );
+    }
+    // A directory of the archive merges into the one on disk, as always.
+    let archive = Crafted::new()
+        .entry("a/d/new", EntryType::Regular, None, b"new")?
+        .finish()?;
+    let dst = tempfile::tempdir()?;
+    fs::create_dir_all(dst.path().join("a/d/inner"))?;
+    fs::write(dst.path().join("a/d/inner/precious"), b"the user's")?;
+    restore_bytes(&archive, dst.path())?;
+    assert_eq!(
+        fs::read(dst.path().join("a/d/inner/precious"))?,
+        b"the user's"
+    );
+    assert_eq!(fs::read(dst.path().join("a/d/new"))?, b"new");
+    Ok(())
+}
+
+#[test]
+fn staging_directories_of_dead_restores_are_removed_and_live_ones_left() -> Result {
+    let root = tempfile::tempdir()?;
+    fs::write(root.path().join("mine"), b"the user's")?;
+    // What a restore killed with SIGKILL leaves (its flock went with it).
+    let dead = root.path().join(".bmat-restore-dead000000");
+    fs::create_dir_all(dead.join("tree/half"))?;
+    fs::write(dead.join("locked"), b"")?;
+    fs::write(dead.join("tree/half/f"), b"partial")?;
+    // One a restore is creating this very moment: not locked yet, not marked.
+    let fresh = root.path().join(".bmat-restore-fresh00000");
+    fs::create_dir(&fresh)?;
+    // A symlink with a staging name is not followed.
+    let outside = tempfile::tempdir()?;
+    fs::write(outside.path().join("locked"), b"")?;
+    fs::write(outside.path().join("keep"), b"k")?;
+    symlink(outside.path(), root.path().join(".bmat-restore-link000000"))?;
+
+    // A live restore, holding its lock.
+    let live = crate::archive::Staging::create(root.path())?;
+    fs::write(live.path().join("being-restored"), b"x")?;
+    assert!(!dead.exists(), "the dead restore's directory is removed");
+
+    // Another restore while the first one lives.
+    let archive = Crafted::new()
+        .entry("restored", EntryType::Regular, None, b"r")?
+        .finish()?;
+    restore_bytes(&archive, root.path())?;
+    assert_eq!(fs::read(root.path().join("restored"))?, b"r");
+    assert_eq!(
+        fs::read(live.path().join("being-restored"))?,
+        b"x",
+        "the live restore's directory is left alone"
+    );
+    assert!(fresh.is_dir(), "an unmarked directory is left alone");
+    assert_eq!(fs::read(outside.path().join("keep"))?, b"k");
+    assert!(fs::symlink_metadata(root.path().join(".bmat-restore-link000000")).is_ok());
+    assert_eq!(fs::read(root.path().join("mine"))?, b"the user's");
+    drop(live);
+    let mut left: Vec<String> = fs::read_dir(root.path())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".bmat-restore-"))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [".bmat-restore-fresh00000", ".bmat-restore-link000000"]
+    );
+    Ok(())
+}
+
+#[test]
+fn staging_directories_are_never_archived() -> Result {
+    let src = tempfile::tempdir()?;
+    fs::create_dir_all(src.path().join(".bmat-restore-abc/tree/d"))?;
+    fs::write(src.path().join(".bmat-restore-abc/locked"), b"")?;
+    fs::write(src.path().join(".bmat-restore-abc/tree/d/f"), b"half")?;
+    fs::create_dir_all(src.path().join("sub/.bmat-restore-xyz/tree"))?;
+    fs::write(src.path().join("sub/.bmat-restore-xyz/tree/g"), b"half")?;
+    fs::write(src.path().join("sub/kept"), b"k")?;
+    fs::write(src.path().join("top"), b"t")?;
+    let (archive, report) = pack_paths(
+        src.path(),
+        ".\n.bmat-restore-abc/tree/d/f\n./.bmat-restore-abc\nsub/.bmat-restore-xyz/tree/g\n",
+    )?;
+    assert!(report.warnings().is_empty(), "{:?}", report.warnings());
+    assert_eq!(list_names(&archive)?, ["sub/", "sub/kept", "top"]);
+    Ok(())
+}
+
+#[test]
+fn a_file_that_changes_while_it_is_read_fails_the_archive() -> Result {
+    type Change = fn(&Path) -> io::Result<()>;
+    let cases: [(&str, Change); 3] = [
+        ("it shrank", |p| {
+            fs::OpenOptions::new().write(true).open(p)?.set_len(1000)
+        }),
+        ("its size changed", |p| {
+            fs::OpenOptions::new()
+                .append(true)
+                .open(p)?
+                .write_all(b"more")
+        }),
+        ("its mtime changed", |p| {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(p)?
+                .write_all(b"same size, new bytes")?;
+            set_mtime(p, 1_600_000_001, 0)
+        }),
+    ];
+    for (what, change) in cases {
+        let src = tempfile::tempdir()?;
+        fs::write(src.path().join("f"), vec![7u8; 600_000])?;
+        set_mtime(&src.path().join("f"), 1_600_000_000, 0)?;
+        let mut tar = Vec::new();
+        let mut writer = crate::archive::ArchiveWriter::new(&mut tar, src.path());
+        // A test-only injected fault: the file changes after the writer stat'ed it
+        // and before it reads it, as a build writing it meanwhile would.
+        writer.before_read = Some(Box::new(move |p| change(p).expect("change the file")));
+        let err = writer.add(&RelPath::from_input(b"f")?).err();
+        assert!(
+            err.as_ref().is_some_and(
+                |e| e.to_string() == format!("f changed while it was being archived ({what})")
+            ),
+            "{what}: {err:?}"
+        );
+    }
+    // Unchanged, the same file is archived.
+    let src = tempfile::tempdir()?;
+    fs::write(src.path().join("f"), vec![7u8; 600_000])?;
+    let mut tar = Vec::new();
+    let mut writer = crate::archive::ArchiveWriter::new(&mut tar, src.path());
+    writer.before_read = Some(Box::new(|_| {}));
+    writer.add(&RelPath::from_input(b"f")?)?;
     Ok(())
 }

@@ -8,6 +8,9 @@
 //! ever opened through a symlink: files are created with `O_EXCL`, which fails on an
 //! existing link instead of following it.
 //!
+//! Extension headers (pax, GNU long names) are read by [`super::entries`], which
+//! refuses an oversized one before reading it.
+//!
 //! Directory modes and mtimes are returned rather than applied: they must be set
 //! after the entries are moved into place (moving into a directory changes its mtime).
 
@@ -20,14 +23,13 @@ use std::path::{Path, PathBuf};
 
 use tar::EntryType;
 
+use super::entries::{Entries, Names};
+use super::staging::is_staging_name;
 use super::times::Mtime;
 use super::writers::{FileWriters, SMALL_FILE, SmallFile};
 use crate::paths::RelPath;
 
 const COPY_BUF: usize = 1 << 20;
-
-/// Prefix of staging directories; archive entries may not use it.
-pub const STAGING_PREFIX: &str = ".bmat-restore-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
@@ -64,9 +66,9 @@ pub fn unpack<R: Read>(archive: R, staging: &Path) -> Result<Unpacked, UnpackErr
     let mut state = State::default();
     std::thread::scope(|s| {
         let writers = FileWriters::start(s);
-        for entry in tar.entries()? {
-            let mut entry = entry?;
-            state.unpack_one(&mut entry, staging, &writers)?;
+        let mut entries = Entries::new(&mut tar)?;
+        while let Some((mut entry, names)) = entries.next_entry()? {
+            state.unpack_one(&mut entry, names, staging, &writers)?;
         }
         writers.finish()?;
         Ok::<_, UnpackError>(())
@@ -109,17 +111,18 @@ impl State {
     fn unpack_one<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
+        names: Names,
         staging: &Path,
         writers: &FileWriters<'_>,
     ) -> Result<(), UnpackError> {
-        let raw = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&raw).into_owned();
-        let rel = RelPath::from_entry(&raw).map_err(|e| refuse(shown.clone(), e.to_string()))?;
+        let shown = String::from_utf8_lossy(&names.path).into_owned();
+        let rel =
+            RelPath::from_entry(&names.path).map_err(|e| refuse(shown.clone(), e.to_string()))?;
         if rel
             .as_path()
-            .as_os_str()
-            .as_bytes()
-            .starts_with(STAGING_PREFIX.as_bytes())
+            .components()
+            .next()
+            .is_some_and(|c| is_staging_name(c.as_os_str()))
         {
             return Err(refuse(
                 shown,
@@ -130,7 +133,7 @@ impl State {
             EntryType::Regular | EntryType::Continuous => Kind::File,
             EntryType::Directory => Kind::Dir,
             EntryType::Symlink => Kind::Symlink,
-            EntryType::Link => Kind::HardLink(self.hard_link_target(entry, &shown)?),
+            EntryType::Link => Kind::HardLink(self.hard_link_target(&names, &shown)?),
             EntryType::Char | EntryType::Block => {
                 return Err(refuse(shown, "device files are not restored"));
             }
@@ -152,7 +155,7 @@ impl State {
             ));
         }
         let mode = entry.header().mode().map_err(UnpackError::Io)? & 0o777;
-        let mtime = entry_mtime(entry)?;
+        let mtime = names.mtime;
         let dest = staging.join(rel.as_path());
         // A path seen before, or made as a parent, may be a file a writer has queued
         // or a directory they write into: let them finish before touching it.
@@ -226,12 +229,12 @@ impl State {
                 self.dirs.insert(rel.clone(), (mode, mtime));
             }
             Kind::Symlink => {
-                let target = entry
-                    .link_name_bytes()
+                let target = names
+                    .link
+                    .as_deref()
                     .filter(|t| !t.is_empty())
-                    .ok_or_else(|| refuse(shown.clone(), "symlink without a target"))?
-                    .into_owned();
-                let target = std::ffi::OsStr::from_bytes(&target);
+                    .ok_or_else(|| refuse(shown.clone(), "symlink without a target"))?;
+                let target = std::ffi::OsStr::from_bytes(target);
                 self.create_or_replace(&rel, &dest, || std::os::unix::fs::symlink(target, &dest))?;
                 mtime.apply(&dest)?;
                 self.symlinks.insert(rel.clone());
@@ -247,19 +250,16 @@ impl State {
     /// The target of a hard-link entry: it must name a regular file this archive
     /// created earlier and that is still there, so a link can neither reach outside
     /// the tree nor give a restored file a second name elsewhere.
-    fn hard_link_target<R: Read>(
-        &self,
-        entry: &tar::Entry<'_, R>,
-        shown: &str,
-    ) -> Result<RelPath, UnpackError> {
-        let raw = entry
-            .link_name_bytes()
+    fn hard_link_target(&self, names: &Names, shown: &str) -> Result<RelPath, UnpackError> {
+        let raw = names
+            .link
+            .as_deref()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| refuse(shown, "hard link without a target"))?;
-        let target = RelPath::from_entry(&raw).map_err(|e| {
+        let target = RelPath::from_entry(raw).map_err(|e| {
             refuse(
                 shown,
-                format!("hard link to {}: {e}", String::from_utf8_lossy(&raw)),
+                format!("hard link to {}: {e}", String::from_utf8_lossy(raw)),
             )
         })?;
         if !self.files.contains(&target) {
@@ -267,7 +267,7 @@ impl State {
                 shown,
                 format!(
                     "hard link to {}, which is not a file restored before it",
-                    String::from_utf8_lossy(&raw)
+                    String::from_utf8_lossy(raw)
                 ),
             ));
         }
@@ -318,22 +318,4 @@ impl State {
             }
         }
     }
-}
-
-/// The pax `mtime` (nanoseconds) when present, else the header's whole seconds.
-fn entry_mtime<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Mtime, UnpackError> {
-    if let Some(exts) = entry.pax_extensions()? {
-        for ext in exts.flatten() {
-            if ext.key_bytes() == b"mtime"
-                && let Some(m) = ext.value().ok().and_then(Mtime::from_pax)
-            {
-                return Ok(m);
-            }
-        }
-    }
-    let secs = entry.header().mtime()?;
-    Ok(Mtime {
-        secs: secs.min(i64::MAX as u64) as i64,
-        nanos: 0,
-    })
 }

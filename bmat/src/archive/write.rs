@@ -11,9 +11,15 @@
 //! `cache save` (root = working directory) and callers whose files live elsewhere
 //! (a target directory outside the tree).
 //!
+//! A restore's staging directory (`.bmat-restore-*`, anywhere) is never archived:
+//! listed or met in a walk, it is skipped without a word.
+//!
 //! A path that vanished before it could be read is noted in the report, not an
 //! error; so is a path reached through a symlinked directory (that would follow a
-//! link, possibly out of the tree) and a file that changed size while it was read.
+//! link, possibly out of the tree) and a file swapped for another kind of entry
+//! before it was opened. A file whose size or mtime changes while it is read fails
+//! the archive ([`ChangedWhileRead`]): what was read is neither the old file nor the
+//! new one, and a cache must not restore a torn file with a plausible mtime.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, Metadata};
@@ -24,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
+use super::staging::is_staging_name;
 use super::times::Mtime;
 use crate::paths::RelPath;
 
@@ -35,7 +42,8 @@ pub struct WriteReport {
     pub vanished: Vec<String>,
     /// Reached through a symlinked directory: skipped.
     pub through_symlink: Vec<String>,
-    /// Changed while being read (size, or type): archived as best possible or skipped.
+    /// Swapped for another kind of entry (a symlink, a directory) before it was
+    /// opened: skipped.
     pub changed: Vec<String>,
     /// Sockets, FIFOs, devices: skipped.
     pub unsupported: Vec<String>,
@@ -65,7 +73,10 @@ impl WriteReport {
             &self.through_symlink,
             "path(s) skipped because they go through a symlinked directory",
         );
-        add(&self.changed, "file(s) changed while being archived");
+        add(
+            &self.changed,
+            "file(s) replaced by another kind of entry while being archived, skipped",
+        );
         add(
             &self.unsupported,
             "special file(s) skipped (not a file, directory or symlink)",
@@ -73,6 +84,26 @@ impl WriteReport {
         out
     }
 }
+
+/// A file changed while it was being read: the archive would hold a torn copy.
+#[derive(Debug, thiserror::Error)]
+#[error("{path} changed while it was being archived ({what})")]
+pub struct ChangedWhileRead {
+    pub path: String,
+    pub what: &'static str,
+}
+
+fn changed(rel: &RelPath, what: &'static str) -> io::Error {
+    io::Error::other(ChangedWhileRead {
+        path: rel.to_string(),
+        what,
+    })
+}
+
+/// A test-only injected fault: called with a file's path after the file is opened
+/// and stat'ed and before it is read, to change it at exactly that point.
+#[cfg(test)]
+pub type BeforeRead = Box<dyn FnMut(&Path)>;
 
 pub struct ArchiveWriter<W: Write> {
     builder: tar::Builder<W>,
@@ -88,6 +119,8 @@ pub struct ArchiveWriter<W: Write> {
     /// File contents pass through here: one read per 256 KiB instead of the 8 KiB
     /// that `tar::Builder::append` would use (syscalls are dear in a CI VM).
     copy_buf: Vec<u8>,
+    #[cfg(test)]
+    pub(crate) before_read: Option<BeforeRead>,
 }
 
 const COPY_BUF: usize = 256 << 10;
@@ -102,12 +135,21 @@ impl<W: Write> ArchiveWriter<W> {
             report: WriteReport::default(),
             linked: HashMap::new(),
             copy_buf: vec![0; COPY_BUF],
+            #[cfg(test)]
+            before_read: None,
         }
     }
 
     /// Adds a path: a file, a symlink, or a directory with everything under it.
     /// The empty path adds the root's contents.
     pub fn add(&mut self, rel: &RelPath) -> io::Result<()> {
+        if rel
+            .as_path()
+            .components()
+            .any(|c| is_staging_name(c.as_os_str()))
+        {
+            return Ok(());
+        }
         if let Some(link) = self.symlinked_ancestor(rel) {
             self.report
                 .through_symlink
@@ -133,7 +175,9 @@ impl<W: Write> ArchiveWriter<W> {
     fn add_tree(&mut self, rel: &RelPath, full: &Path) -> io::Result<()> {
         let walk = walkdir::WalkDir::new(full)
             .follow_links(false)
-            .sort_by_file_name();
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !is_staging_name(e.file_name()));
         for item in walk {
             let item = match item {
                 Ok(item) => item,
@@ -239,16 +283,29 @@ impl<W: Write> ArchiveWriter<W> {
         if meta.nlink() > 1 {
             self.linked.insert((meta.dev(), meta.ino()), rel.clone());
         }
+        #[cfg(test)]
+        if let Some(fault) = &mut self.before_read {
+            fault(full);
+        }
         let size = meta.len();
         let mut body = ExactSize {
-            inner: file,
+            inner: &file,
             remaining: size,
             short: false,
         };
-        self.append(rel, EntryType::Regular, &meta, None, size, &mut body)
-            .map_err(|e| with_path(e, rel))?;
+        let appended = self.append(rel, EntryType::Regular, &meta, None, size, &mut body);
         if body.short {
-            self.report.changed.push(rel.to_string());
+            return Err(changed(rel, "it shrank"));
+        }
+        appended.map_err(|e| with_path(e, rel))?;
+        // What was read is the file as stat'ed only if it still is: a write that kept
+        // the size moved the mtime, one that grew it moved the size.
+        let after = file.metadata().map_err(|e| with_path(e, rel))?;
+        if after.len() != size {
+            return Err(changed(rel, "its size changed"));
+        }
+        if Mtime::of(&after) != Mtime::of(&meta) {
+            return Err(changed(rel, "its mtime changed"));
         }
         Ok(())
     }
@@ -362,15 +419,14 @@ fn set_name_bytes(header: &mut Header, name: &[u8]) {
     }
 }
 
-/// Reads exactly `remaining` bytes: a file that shrank while being read is padded with
-/// zeros (and flagged), one that grew is cut, so the tar header stays true.
-struct ExactSize {
-    inner: File,
+/// Reads at most `remaining` bytes; fails if the file ends before (`short` tells).
+struct ExactSize<'a> {
+    inner: &'a File,
     remaining: u64,
     short: bool,
 }
 
-impl Read for ExactSize {
+impl Read for ExactSize<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.remaining == 0 {
             return Ok(0);
@@ -378,18 +434,14 @@ impl Read for ExactSize {
         let want = buf
             .len()
             .min(self.remaining.min(usize::MAX as u64) as usize);
-        let n = if self.short {
-            0
-        } else {
-            self.inner.read(&mut buf[..want])?
-        };
-        let n = if n == 0 {
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
             self.short = true;
-            buf[..want].fill(0);
-            want
-        } else {
-            n
-        };
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file ended before its size",
+            ));
+        }
         self.remaining -= n as u64;
         Ok(n)
     }

@@ -98,10 +98,10 @@ pub fn plan(action: Action, manifest: &Path) -> Result<Result<Plan, Outcome>, Us
                 ))));
             }
             if !selection.pruned.is_empty() {
-                eprintln!(
+                let _ = crate::output::eprintln(&format!(
                     "leaving out {} build units of package versions no longer in Cargo.lock",
                     selection.pruned.len()
-                );
+                ));
             }
             let paths = match selection
                 .paths
