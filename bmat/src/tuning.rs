@@ -1,12 +1,13 @@
 //! Knobs of the transfer machinery: retry bounds, timeouts, parallelism.
 //!
 //! The defaults are what jobs get. A few can be overridden through the environment
-//! (`BMAT_RETRY_ATTEMPTS`, `BMAT_STALL_TIMEOUT_SECS`, `BMAT_CONNECT_TIMEOUT_SECS`,
-//! `BMAT_UPLOAD_PARALLELISM`, `BMAT_PART_SIZE_MIB`, `BMAT_DOWNLOAD_PARALLELISM`,
-//! `BMAT_RANGE_SIZE_MIB`,
-//! `BMAT_ZSTD_LEVEL`) so that tests and benchmarks can shorten a wait or measure a
-//! setting without a rebuild. Only `BMAT_ZSTD_LEVEL` is documented (README): the
-//! right level depends on the link to S3, which only the user knows.
+//! (`BMAT_RETRY_ATTEMPTS`, `BMAT_API_RETRY_SECS`, `BMAT_STALL_TIMEOUT_SECS`,
+//! `BMAT_CONNECT_TIMEOUT_SECS`, `BMAT_UPLOAD_PARALLELISM`, `BMAT_PART_SIZE_MIB`,
+//! `BMAT_DOWNLOAD_PARALLELISM`, `BMAT_RANGE_SIZE_MIB`, `BMAT_ZSTD_LEVEL`) so that
+//! tests and benchmarks can shorten a wait or measure a setting without a rebuild.
+//! `BMAT_ZSTD_LEVEL` and `BMAT_API_RETRY_SECS` are documented (README): the right
+//! level depends on the link to S3, and how long to wait out a cache service that is
+//! down on what a job can afford, which only the user knows.
 
 use std::time::Duration;
 
@@ -50,11 +51,13 @@ impl Default for Tuning {
     fn default() -> Self {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
         Tuning {
+            // Control requests ride out a signer restart or a short outage: up to 30 s
+            // in all (BMAT_API_RETRY_SECS), the deadline rather than the count ending it.
             api_retry: RetryPolicy {
-                attempts: 4,
+                attempts: 40,
                 base_delay: Duration::from_millis(250),
                 max_delay: Duration::from_secs(4),
-                deadline: Duration::from_secs(120),
+                deadline: Duration::from_secs(30),
             },
             transfer_retry: RetryPolicy {
                 attempts: 4,
@@ -106,6 +109,9 @@ impl Tuning {
             t.api_retry.attempts = n as u32;
             t.transfer_retry.attempts = n as u32;
         }
+        if let Some(n) = num("BMAT_API_RETRY_SECS").filter(|n| (1..=600).contains(n)) {
+            t.api_retry.deadline = Duration::from_secs(n);
+        }
         if let Some(n) = num("BMAT_STALL_TIMEOUT_SECS").filter(|n| *n > 0) {
             t.stall_timeout = Duration::from_secs(n);
         }
@@ -145,9 +151,15 @@ mod tests {
             "BMAT_RETRY_ATTEMPTS" => Some("2".into()),
             "BMAT_STALL_TIMEOUT_SECS" => Some("abc".into()),
             "BMAT_UPLOAD_PARALLELISM" => Some("0".into()),
+            "BMAT_API_RETRY_SECS" => Some("5".into()),
             _ => None,
         });
         assert_eq!(t.api_retry.attempts, 2);
+        assert_eq!(t.api_retry.deadline, Duration::from_secs(5));
+        assert_eq!(
+            Tuning::default().api_retry.deadline,
+            Duration::from_secs(30)
+        );
         assert_eq!(t.transfer_retry.attempts, 2);
         assert_eq!(t.stall_timeout, Tuning::default().stall_timeout);
         assert_eq!(t.upload_parallelism, 6);

@@ -370,22 +370,31 @@ fn existing_tree(root: &Path) {
     fs::write(root.join("data.bin"), b"the old contents").expect("write");
 }
 
+/// bmat with its control requests' retries cut to 1 s: against a stack that stays
+/// broken, the default 30 s of retries would only slow the test down.
+fn impatient(stack: &Stack) -> Command {
+    let mut cmd = bmat(stack);
+    cmd.env("BMAT_API_RETRY_SECS", "1");
+    cmd
+}
+
 /// Runs restore and save against a broken stack: exit 0 with one warning, 1 with
 /// --strict or BMAT_CACHE_STRICT=1, and the tree untouched.
 fn assert_both_fail_open(stack: &Stack, cached_key: &str) {
     let dir = tempdir();
     existing_tree(dir.path());
     let before = manifest(dir.path());
-    assert_failed_open(&restore(stack, dir.path(), cached_key));
+    let json_restore = ["--json", "cache", "restore", cached_key];
+    assert_failed_open(&run(impatient(stack), dir.path(), &json_restore, b""));
     let strict = run(
-        bmat(stack),
+        impatient(stack),
         dir.path(),
         &["--strict", "cache", "restore", cached_key],
         b"",
     );
     assert_eq!(strict.code, 1, "{strict:?}");
     assert!(strict.stderr.contains("error: cache restore"), "{strict:?}");
-    let mut by_env = bmat(stack);
+    let mut by_env = impatient(stack);
     by_env.env("BMAT_CACHE_STRICT", "1");
     assert_eq!(
         run(by_env, dir.path(), &["cache", "restore", cached_key], b"").code,
@@ -393,14 +402,50 @@ fn assert_both_fail_open(stack: &Stack, cached_key: &str) {
     );
     assert_same(&before, &manifest(dir.path()), "tree after failed restores");
 
-    assert_failed_open(&save(stack, dir.path(), "new-key", b"data.bin\n"));
+    let json_save = ["--json", "cache", "save", "new-key"];
+    assert_failed_open(&run(
+        impatient(stack),
+        dir.path(),
+        &json_save,
+        b"data.bin\n",
+    ));
     let strict = run(
-        bmat(stack),
+        impatient(stack),
         dir.path(),
         &["--strict", "cache", "save", "new-key"],
         b"data.bin\n",
     );
     assert_eq!(strict.code, 1, "{strict:?}");
+}
+
+#[test]
+fn a_save_rides_out_a_signer_restart() {
+    let mut stack = start();
+    let src = tempdir();
+    write_random(&src.path().join("data.bin"), MIB);
+    stack.kill_signer().expect("kill signer");
+    let mut cmd = bmat(&stack);
+    let child = spawn(
+        &mut cmd,
+        src.path(),
+        &["--json", "cache", "save", "k"],
+        b"data.bin\n",
+    );
+    // Four refused begins (the shim logs each 502) is more than the 2 s of retries
+    // bmat used to allow; then the signer comes back.
+    let shim_log = stack.log_paths().pop().expect("the shim's log");
+    poll_until_sync("four refused begins", Duration::from_secs(60), || {
+        fs::read_to_string(&shim_log)
+            .unwrap_or_default()
+            .matches("POST /v1/uploads 502")
+            .count()
+            >= 4
+    });
+    stack.start_signer().expect("signer restarts");
+    let r = Run::from_output(child.wait_with_output().expect("bmat ends"));
+    assert_outcome(&r, 0, "saved");
+    let dst = tempdir();
+    assert_outcome(&restore(&stack, dst.path(), "k"), 0, "hit");
 }
 
 #[test]
