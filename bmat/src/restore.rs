@@ -14,10 +14,12 @@ use anyhow::{Context as _, anyhow};
 use bmat_wire::api::CacheHit;
 
 use crate::api::ApiClient;
+use crate::disk::free_space;
 use crate::outcome::Outcome;
 use crate::progress::Progress;
+use crate::progress::human_bytes;
 use crate::save::one_line;
-use crate::stream::unpack_into_tree;
+use crate::stream::{Expected, unpack_into_tree};
 use crate::transfer::download::{RangeDownload, UrlSource};
 use crate::transfer::s3::S3Transfer;
 use crate::tuning::Tuning;
@@ -83,6 +85,21 @@ pub async fn download_into(
     tuning: &Tuning,
     progress: &Progress,
 ) -> anyhow::Result<()> {
+    // What the archive may cost is bounded before it is paid: it must fit the free
+    // space now, and unpacking stops past what its saver recorded (or, for a cache
+    // saved before that was recorded, past the free space).
+    let free = free_space(root).with_context(|| format!("free space under {}", root.display()))?;
+    let need = hit.extent.unpacked_size.unwrap_or(hit.size);
+    if need > free {
+        return Err(anyhow!(
+            "not enough free space under {}: the cache unpacks to {}, {} are free",
+            root.display(),
+            human_bytes(need),
+            human_bytes(free)
+        ));
+    }
+    let (max_unpacked, max_entries) =
+        (hit.extent.unpacked_size.unwrap_or(free), hit.extent.entries);
     let download = RangeDownload {
         s3: S3Transfer::new(tuning)?,
         url: Arc::new(refreshable_url(api.clone(), hit)),
@@ -97,7 +114,13 @@ pub async fn download_into(
         let root = root.to_owned();
         let (size, sha256, progress) = (hit.size, hit.sha256.clone(), progress.clone());
         tokio::task::spawn_blocking(move || {
-            unpack_into_tree(reader, &root, size, &sha256, &progress)
+            let expected = Expected {
+                size,
+                sha256: &sha256,
+                max_unpacked,
+                max_entries,
+            };
+            unpack_into_tree(reader, &root, &expected, &progress)
         })
     };
     let unpacked = unpack_task

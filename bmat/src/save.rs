@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
-use bmat_wire::api::{BeginResponse, CompleteRequest, SkipReason, UploadState};
+use bmat_wire::api::{BeginResponse, CompleteRequest, Extent, SkipReason, UploadState};
 use tokio::sync::mpsc;
 
 use crate::api::ApiClient;
@@ -164,6 +164,11 @@ async fn upload(
         parts,
         size: summary.size,
         sha256: summary.sha256.clone(),
+        // What restores of this cache may unpack to: the tar stream and its entries.
+        extent: Extent {
+            unpacked_size: Some(progress.raw()),
+            entries: Some(report.entries),
+        },
     };
     let status = api
         .complete(upload_id, &complete)

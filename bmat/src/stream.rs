@@ -105,18 +105,42 @@ impl From<io::Error> for RestoreError {
     }
 }
 
+/// What the registry says an archive is: its compressed size and SHA-256, checked at
+/// the end, and bounds on what it unpacks to, checked as it unpacks (a zstd bomb or an
+/// archive of millions of entries stops at once, not when the disk is full).
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    pub size: u64,
+    pub sha256: &'a str,
+    /// Bytes of the tar stream.
+    pub max_unpacked: u64,
+    pub max_entries: Option<u64>,
+}
+
+impl<'a> Expected<'a> {
+    /// Size and hash only, no bound on what the archive unpacks to.
+    pub fn unbounded(size: u64, sha256: &'a str) -> Self {
+        Expected {
+            size,
+            sha256,
+            max_unpacked: u64::MAX,
+            max_entries: None,
+        }
+    }
+}
+
 /// Unpacks the compressed archive read from `input` into `staging`, then checks that
-/// exactly `size` bytes with SHA-256 `sha256` were read.
+/// exactly `expected.size` bytes with its SHA-256 were read.
 ///
 /// Two threads: this one hashes and decompresses, a scoped one parses tar and writes
 /// files (see [`crate::handoff`]).
 pub fn unpack_verified<R: Read>(
     input: R,
     staging: &Path,
-    size: u64,
-    sha256: &str,
+    expected: &Expected<'_>,
     progress: &Progress,
 ) -> Result<Unpacked, RestoreError> {
+    let (size, sha256) = (expected.size, expected.sha256);
     let mut hashing = HashingReader {
         inner: input,
         hasher: Sha256::new(),
@@ -128,8 +152,10 @@ pub fn unpack_verified<R: Read>(
             let mut counted = CountingReader {
                 inner: tar_in,
                 progress,
+                count: 0,
+                limit: expected.max_unpacked,
             };
-            let unpacked = unpack(&mut counted, staging)?;
+            let unpacked = unpack(&mut counted, staging, expected.max_entries)?;
             // The tar end marker may come before the end of the zstd frame: read on,
             // so that zstd checks its frame checksum and every byte is hashed.
             io::copy(&mut counted, &mut io::sink())?;
@@ -184,8 +210,7 @@ fn decompress(input: &mut impl Read, out: &mut handoff::ChunkWriter) -> io::Resu
 pub fn unpack_into_tree<R: Read>(
     input: R,
     root: &Path,
-    size: u64,
-    sha256: &str,
+    expected: &Expected<'_>,
     progress: &Progress,
 ) -> Result<Unpacked, RestoreError> {
     let mut staging = Staging::create(root).map_err(|e| {
@@ -194,7 +219,7 @@ pub fn unpack_into_tree<R: Read>(
             format!("creating a staging directory: {e}"),
         ))
     })?;
-    let unpacked = unpack_verified(input, staging.path(), size, sha256, progress)?;
+    let unpacked = unpack_verified(input, staging.path(), expected, progress)?;
     check_targets(root, &unpacked)?;
     staging.set_placed();
     place(staging.path(), root, &unpacked.dirs).map_err(|e| {
@@ -232,15 +257,28 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Counts the decompressed bytes, and fails once they pass `limit`.
 struct CountingReader<'a, R> {
     inner: R,
     progress: &'a Progress,
+    count: u64,
+    limit: u64,
 }
 
 impl<R: Read> Read for CountingReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.progress.add_raw(n as u64);
+        self.count += n as u64;
+        if self.count > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the archive unpacks to more than the {} bytes recorded for it",
+                    self.limit
+                ),
+            ));
+        }
         Ok(n)
     }
 }

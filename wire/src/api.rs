@@ -88,6 +88,8 @@ pub struct CacheHit {
     /// False when the hit came from one of the token's read scopes.
     #[serde(default = "yes")]
     pub own_scope: bool,
+    #[serde(default, flatten)]
+    pub extent: Extent,
 }
 
 fn default_scope() -> String {
@@ -165,6 +167,21 @@ pub struct CompleteRequest {
     pub size: u64,
     /// Lower-case hex SHA-256 of the whole compressed archive.
     pub sha256: String,
+    /// What the archive unpacks to: restores stop past it.
+    #[serde(default, flatten)]
+    pub extent: Extent,
+}
+
+/// The uncompressed size of an archive (its tar stream) and its number of entries, as
+/// the saver recorded them. A restore checks free space against the size first and
+/// stops as soon as the archive goes past either. Unknown for caches saved before
+/// they were recorded.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Extent {
+    #[serde(default)]
+    pub unpacked_size: Option<u64>,
+    #[serde(default)]
+    pub entries: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -13,11 +13,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use bmat_wire::api::Extent;
 use cache::{
     Crafted, Run, archive_names, assert_same, chmod, fresh_part_url, get_object, is_empty_dir,
     lookup_url, manifest, multipart_uploads, only_object, outside_dir, put_object,
-    register_archive, run, set_mtime, small_tree, spawn, staging_leftovers, stored_objects,
-    write_random,
+    register_archive, register_archive_with, run, set_mtime, small_tree, spawn, staging_leftovers,
+    stored_objects, write_random,
 };
 use common::{bmat, poll_until_sync};
 use proxy::{FaultProxy, Trip};
@@ -991,4 +992,63 @@ fn a_33_kb_archive_claiming_a_gib_extension_header_is_refused() {
     );
     assert_same(&before, &manifest(dst.path()), "tree after the refusal");
     assert!(staging_leftovers(dst.path()).is_empty());
+}
+
+/// A zstd-compressed tar of one file of `claimed` zero bytes: a few hundred KiB that
+/// unpack to `claimed`.
+fn zstd_bomb(claimed: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut header = tar::Header::new_gnu();
+    header.set_path("zeros").expect("path");
+    header.set_size(claimed);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut z = zstd::stream::write::Encoder::new(Vec::new(), 19).expect("zstd");
+    z.write_all(header.as_bytes()).expect("header");
+    let zeros = vec![0u8; MIB];
+    for _ in 0..claimed / MIB as u64 {
+        z.write_all(&zeros).expect("zeros");
+    }
+    z.write_all(&[0u8; 1024]).expect("end of archive");
+    z.finish().expect("zstd finish")
+}
+
+#[test]
+fn a_restore_stops_past_the_recorded_size_and_checks_free_space_first() {
+    let stack = start();
+    let bomb = zstd_bomb(1 << 30);
+    assert!(bomb.len() < 200 * 1024, "{} bytes", bomb.len());
+    let recorded = |unpacked_size| Extent {
+        unpacked_size: Some(unpacked_size),
+        entries: Some(1),
+    };
+    register_archive_with(&stack, "bomb", bomb.clone(), recorded(MIB as u64));
+    register_archive_with(&stack, "huge", bomb, recorded(1 << 60));
+
+    for (key, reason) in [
+        ("bomb", "unpacks to more than the 1048576 bytes recorded"),
+        ("huge", "not enough free space"),
+    ] {
+        let dst = tempdir();
+        existing_tree(dst.path());
+        let before = manifest(dst.path());
+        let r = restore(&stack, dst.path(), key);
+        assert_failed_open(&r);
+        assert!(r.stderr.contains(reason), "{key}: {r:?}");
+        assert_same(&before, &manifest(dst.path()), key);
+        assert!(staging_leftovers(dst.path()).is_empty(), "{key}");
+    }
+
+    // A real save records what its archive unpacks to.
+    let src = tempdir();
+    small_tree(&src.path().join("tree"));
+    assert_outcome(&save(&stack, src.path(), "real", b"tree\n"), 0, "saved");
+    let hit = cache::block_on(common::api::Api::new(&stack).hit("real", &[])).expect("hit");
+    // Every entry under the source, "tree" itself included.
+    let entries = manifest(src.path()).entries.len() as u64;
+    assert_eq!(hit.extent.entries, Some(entries), "{hit:?}");
+    assert!(
+        hit.extent.unpacked_size.unwrap_or(0) >= entries * 512,
+        "{hit:?}"
+    );
 }

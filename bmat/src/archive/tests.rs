@@ -12,7 +12,7 @@ use crate::archive::times::Mtime;
 use crate::manifest::{Manifest, Options};
 use crate::paths::{RelPath, parse_list};
 use crate::progress::Progress;
-use crate::stream::{Compression, RestoreError, pack, unpack_into_tree};
+use crate::stream::{Compression, Expected, RestoreError, pack, unpack_into_tree};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -76,7 +76,8 @@ fn pack_paths(root: &Path, list: &str) -> Result<(Vec<u8>, crate::archive::Write
 
 fn restore_bytes(archive: &[u8], root: &Path) -> std::result::Result<(), RestoreError> {
     let sha = hex::encode(Sha256::digest(archive));
-    unpack_into_tree(archive, root, archive.len() as u64, &sha, &progress()).map(|_| ())
+    let expected = Expected::unbounded(archive.len() as u64, &sha);
+    unpack_into_tree(archive, root, &expected, &progress()).map(|_| ())
 }
 
 fn manifest(root: &Path) -> Result<Manifest> {
@@ -409,13 +410,8 @@ fn a_flipped_byte_or_a_short_archive_is_refused_and_leaves_nothing() -> Result {
         fs::write(dst.path().join("existing"), b"as before")?;
         let before = manifest(dst.path())?;
         // The registry's size and hash are those of the good archive.
-        let res = unpack_into_tree(
-            &bytes[..],
-            dst.path(),
-            archive.len() as u64,
-            &sha,
-            &progress(),
-        );
+        let expected = Expected::unbounded(archive.len() as u64, &sha);
+        let res = unpack_into_tree(&bytes[..], dst.path(), &expected, &progress());
         assert!(res.is_err(), "{what}: accepted");
         assert_eq!(
             before.diff(&manifest(dst.path())?),
@@ -545,7 +541,7 @@ fn an_oversized_extension_header_is_refused_before_it_is_read() -> Result {
             inner: &tar,
             read: 0,
         };
-        let err = crate::archive::unpack(&mut counted, staging.path());
+        let err = crate::archive::unpack(&mut counted, staging.path(), None);
         assert!(
             matches!(&err, Err(e) if e.to_string().contains("extension header too large")),
             "{kind:?}: {err:?}"
@@ -769,5 +765,53 @@ fn a_file_that_changes_while_it_is_read_fails_the_archive() -> Result {
     let mut writer = crate::archive::ArchiveWriter::new(&mut tar, src.path());
     writer.before_read = Some(Box::new(|_| {}));
     writer.add(&RelPath::from_input(b"f")?)?;
+    Ok(())
+}
+
+#[test]
+fn an_archive_is_bounded_by_its_recorded_size_and_entries() -> Result {
+    let src = tempfile::tempdir()?;
+    sample_tree(&src.path().join("tree"))?;
+    fs::hard_link(
+        src.path().join("tree/a/b/c/deep.txt"),
+        src.path().join("tree/hard"),
+    )?;
+    fs::write(src.path().join("tree/big"), vec![7u8; 1 << 20])?;
+    let counted = progress();
+    let paths = parse_list(b"tree\n", false)?;
+    let (archive, report) = pack(src.path(), &paths, Vec::new(), C, &counted)?;
+    let (raw, entries) = (counted.raw(), report.entries);
+    let sha = hex::encode(Sha256::digest(&archive));
+    let bounded = |max_unpacked, max_entries| Expected {
+        size: archive.len() as u64,
+        sha256: &sha,
+        max_unpacked,
+        max_entries,
+    };
+    // What the saver recorded is exactly what the restore meets.
+    let dst = tempfile::tempdir()?;
+    unpack_into_tree(
+        &archive[..],
+        dst.path(),
+        &bounded(raw, Some(entries)),
+        &progress(),
+    )?;
+    assert_eq!(
+        manifest(&src.path().join("tree"))?.diff(&manifest(&dst.path().join("tree"))?),
+        Vec::<String>::new()
+    );
+    // One byte or one entry fewer recorded: refused, nothing left behind.
+    for (expected, what) in [
+        (bounded(raw - 1, Some(entries)), "bytes recorded"),
+        (bounded(raw, Some(entries - 1)), "entries recorded"),
+    ] {
+        let dst = tempfile::tempdir()?;
+        let err = unpack_into_tree(&archive[..], dst.path(), &expected, &progress())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(what), "{what}: {err}");
+        assert_eq!(fs::read_dir(dst.path())?.count(), 0, "{what}: leftovers");
+    }
     Ok(())
 }

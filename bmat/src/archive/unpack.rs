@@ -61,13 +61,27 @@ pub struct Unpacked {
 
 /// Unpacks every entry of `archive` under `staging`. Stops at the end-of-archive
 /// marker; the caller drains whatever follows (to finish hashing).
-pub fn unpack<R: Read>(archive: R, staging: &Path) -> Result<Unpacked, UnpackError> {
+///
+/// More than `max_entries` entries (the number its saver recorded) fails the unpack.
+pub fn unpack<R: Read>(
+    archive: R,
+    staging: &Path,
+    max_entries: Option<u64>,
+) -> Result<Unpacked, UnpackError> {
     let mut tar = tar::Archive::new(archive);
     let mut state = State::default();
+    let mut count = 0u64;
     std::thread::scope(|s| {
         let writers = FileWriters::start(s);
         let mut entries = Entries::new(&mut tar)?;
         while let Some((mut entry, names)) = entries.next_entry()? {
+            count += 1;
+            if let Some(max) = max_entries.filter(|max| count > *max) {
+                return Err(UnpackError::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the archive holds more than the {max} entries recorded for it"),
+                )));
+            }
             state.unpack_one(&mut entry, names, staging, &writers)?;
         }
         writers.finish()?;

@@ -425,6 +425,7 @@ async fn lookup(
             created_at: c.created_at.div_euclid(1000),
             own_scope: c.scope == job.scope,
             scope: c.scope,
+            extent: c.extent,
         }),
     }))
 }
@@ -756,9 +757,12 @@ async fn complete(
         .map(|p| (p.part_number, p.etag.clone()))
         .collect();
     let marked = {
-        let (u, sha) = (up.ulid.clone(), req.sha256.clone());
+        let (u, sha, extent) = (up.ulid.clone(), req.sha256.clone(), req.extent);
         st.db
-            .run(move |r| r.mark_finished(&u, &parts, total, &sha, now_ms()))
+            .run(move |r| {
+                r.record_extent(&u, extent)?;
+                r.mark_finished(&u, &parts, total, &sha, now_ms())
+            })
             .await?
     };
     if !marked {

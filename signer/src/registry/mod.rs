@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use bmat_wire::api::UploadState;
+use bmat_wire::api::{Extent, UploadState};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 mod job_tokens;
@@ -103,6 +103,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX job_tokens_by_expiry ON job_tokens (expires_at);
     "#,
+    // 3: what an archive unpacks to (bytes of its tar stream, entries), as its saver
+    // recorded them; NULL for older caches.
+    r#"
+    ALTER TABLE uploads ADD COLUMN unpacked_size INTEGER;
+    ALTER TABLE uploads ADD COLUMN entries INTEGER;
+    ALTER TABLE caches ADD COLUMN unpacked_size INTEGER;
+    ALTER TABLE caches ADD COLUMN entries INTEGER;
+    "#,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +121,7 @@ pub struct CacheRow {
     pub ulid: String,
     pub size: u64,
     pub sha256: String,
+    pub extent: Extent,
     pub created_at: i64,
     pub last_used_at: i64,
 }
@@ -208,8 +217,17 @@ fn cache_from_row(r: &Row<'_>) -> rusqlite::Result<CacheRow> {
         ulid: r.get("ulid")?,
         size: r.get::<_, i64>("size")?.max(0) as u64,
         sha256: r.get("sha256")?,
+        extent: extent_from_row(r)?,
         created_at: r.get("created_at")?,
         last_used_at: r.get("last_used_at")?,
+    })
+}
+
+fn extent_from_row(r: &Row<'_>) -> rusqlite::Result<Extent> {
+    let unsigned = |v: Option<i64>| v.map(|n| n.max(0) as u64);
+    Ok(Extent {
+        unpacked_size: unsigned(r.get("unpacked_size")?),
+        entries: unsigned(r.get("entries")?),
     })
 }
 
@@ -574,6 +592,18 @@ impl Registry {
         )? > 0)
     }
 
+    /// Records what an `uploading` upload's archive unpacks to (set just before
+    /// [`Registry::mark_finished`]; the completion copies it to the cache row).
+    pub fn record_extent(&self, ulid: &str, extent: Extent) -> anyhow::Result<()> {
+        let signed = |v: Option<u64>| v.map(to_i64).transpose();
+        self.conn.execute(
+            "UPDATE uploads SET unpacked_size = ?2, entries = ?3
+             WHERE ulid = ?1 AND state = 'uploading'",
+            params![ulid, signed(extent.unpacked_size)?, signed(extent.entries)?],
+        )?;
+        Ok(())
+    }
+
     /// Marks an upload aborted if it is in one of `from`. `needs_abort` is set when an
     /// S3 upload id is known; clear it with [`Registry::s3_aborted`] once
     /// AbortMultipartUpload succeeded.
@@ -635,22 +665,16 @@ impl Registry {
         let Some(up) = up.filter(|u| u.state == UploadState::Finished) else {
             return Ok(CompletedOutcome::NotFinished);
         };
-        let (Some(size), Some(sha256)) = (up.size, up.sha256.as_deref()) else {
+        if up.size.is_none() || up.sha256.is_none() {
             bail!("finished upload {ulid} has no size or checksum");
-        };
+        }
         let inserted = tx.execute(
-            "INSERT INTO caches (owner, scope, key, ulid, size, sha256, created_at, last_used_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+            "INSERT INTO caches (owner, scope, key, ulid, size, sha256, created_at, last_used_at,
+                                 unpacked_size, entries)
+             SELECT owner, scope, key, ulid, size, sha256, ?2, ?2, unpacked_size, entries
+             FROM uploads WHERE ulid = ?1
              ON CONFLICT (owner, scope, key) DO NOTHING",
-            params![
-                up.owner,
-                up.scope,
-                up.key,
-                up.ulid,
-                to_i64(size)?,
-                sha256,
-                now
-            ],
+            params![up.ulid, now],
         )?;
         tx.execute(
             "UPDATE uploads SET state = 'completed', needs_abort = 0, updated_at = ?2 WHERE ulid = ?1",

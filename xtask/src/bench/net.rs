@@ -145,6 +145,7 @@ impl Signer {
                     parts,
                     size,
                     sha256,
+                    extent: Default::default(),
                 }),
             )
             .await?;

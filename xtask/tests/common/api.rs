@@ -161,6 +161,7 @@ impl Api {
                 .collect(),
             size,
             sha256: sha256.into(),
+            extent: Default::default(),
         };
         self.post(&format!("/v1/uploads/{id}/complete"), &req).await
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use bmat::archive::times::Mtime;
 use bmat::manifest::{Manifest, Options};
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CompleteRequest, CompletedPart, PartUrlsRequest, PartUrlsResponse,
-    UploadState, UploadStatus,
+    BeginRequest, BeginResponse, CompleteRequest, CompletedPart, Extent, PartUrlsRequest,
+    PartUrlsResponse, UploadState, UploadStatus,
 };
 use rand::RngCore;
 use xtask::stack::Stack;
@@ -232,6 +232,11 @@ pub fn archive_names(archive: &[u8]) -> Vec<String> {
 /// part URL, PUT, complete), as if a client had saved it, and waits until it is
 /// completed.
 pub fn register_archive(stack: &Stack, key: &str, archive: Vec<u8>) {
+    register_archive_with(stack, key, archive, Extent::default())
+}
+
+/// The same, recording `extent` as what the archive unpacks to.
+pub fn register_archive_with(stack: &Stack, key: &str, archive: Vec<u8>, extent: Extent) {
     let env = stack.env().clone();
     block_on(async move {
         let http = crate::common::http();
@@ -261,6 +266,7 @@ pub fn register_archive(stack: &Stack, key: &str, archive: Vec<u8>) {
                 }],
                 size,
                 sha256,
+                extent,
             })
             .send()
             .await
