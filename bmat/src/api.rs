@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CompleteRequest, ErrorBody, ErrorCode, LookupRequest,
-    LookupResponse, PartUrlsRequest, PartUrlsResponse, UploadStatus,
+    BeginRequest, BeginResponse, CacheRef, CompleteRequest, ErrorBody, ErrorCode, LookupRequest,
+    LookupResponse, PartUrlsRequest, PartUrlsResponse, ReportAnswer, ReportRequest, UploadStatus,
 };
 use reqwest::Method;
 use serde::Serialize;
@@ -118,12 +118,24 @@ impl ApiClient {
         Self::new(Endpoint::from_env()?, tuning)
     }
 
-    pub async fn lookup(&self, key: &str, fallbacks: &[String]) -> anyhow::Result<LookupResponse> {
+    /// Passes over the caches in `exclude` (candidates that already failed).
+    pub async fn lookup(
+        &self,
+        key: &str,
+        fallbacks: &[String],
+        exclude: &[CacheRef],
+    ) -> anyhow::Result<LookupResponse> {
         let req = LookupRequest {
             key: key.to_owned(),
             fallbacks: fallbacks.to_vec(),
+            exclude: exclude.to_vec(),
         };
         self.call(Method::POST, "/v1/lookup", Some(&req)).await
+    }
+
+    pub async fn report(&self, req: &ReportRequest) -> anyhow::Result<ReportAnswer> {
+        self.call(Method::POST, "/v1/caches/report", Some(req))
+            .await
     }
 
     /// Not idempotent on the signer's side: if an answer is lost and the call retried,

@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
-use bmat_wire::api::CacheHit;
+use bmat_wire::api::{CacheHit, CacheProblem, CacheRef, LookupResponse, ReportRequest};
 
 use crate::api::ApiClient;
 use crate::disk::free_space;
@@ -19,7 +19,7 @@ use crate::outcome::Outcome;
 use crate::progress::Progress;
 use crate::progress::human_bytes;
 use crate::save::one_line;
-use crate::stream::{Expected, unpack_into_tree};
+use crate::stream::{CacheDefect, Expected, unpack_into_tree};
 use crate::transfer::download::{RangeDownload, UrlSource};
 use crate::transfer::s3::S3Transfer;
 use crate::tuning::Tuning;
@@ -45,36 +45,73 @@ pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
         Ok(api) => api,
         Err(e) => return failed(e),
     };
-    let hit = match api.lookup(&req.key, &req.fallbacks).await {
-        Ok(answer) => match answer.hit {
-            Some(hit) => hit,
-            None => {
-                return Outcome::Miss {
+    // A broken cache (missing, corrupt, not unpackable) is reported, and the next
+    // candidate tried; anything else (network, disk) ends the restore.
+    let mut tried: Vec<CacheRef> = Vec::new();
+    let mut broken = None;
+    while tried.len() < MAX_CANDIDATES {
+        let hit = match api.lookup(&req.key, &req.fallbacks, &tried).await {
+            Ok(LookupResponse { hit: Some(hit) }) => hit,
+            Ok(LookupResponse { hit: None }) => break,
+            Err(e) => return failed(e.context("looking up the cache")),
+        };
+        let progress = Progress::new(format!("restoring {}", hit.key), Some(hit.size));
+        let result = {
+            let _display = progress.display(tuning.progress_interval);
+            download_into(&api, &hit, &req.root, tuning, &progress).await
+        };
+        let problem = result.as_ref().err().and_then(CacheDefect::in_chain);
+        report(&api, &hit, problem).await;
+        match result {
+            Ok(()) => {
+                return Outcome::Hit {
                     key: req.key.clone(),
+                    matched_key: hit.key.clone(),
+                    scope: hit.scope.clone(),
+                    own_scope: hit.own_scope,
+                    bytes: progress.raw(),
+                    archive_bytes: hit.size,
                     elapsed: started.elapsed(),
                 };
             }
-        },
-        Err(e) => return failed(e.context("looking up the cache")),
-    };
-    let progress = Progress::new(format!("restoring {}", hit.key), Some(hit.size));
-    let result = {
-        let _display = progress.display(tuning.progress_interval);
-        download_into(&api, &hit, &req.root, tuning, &progress).await
-    };
-    match result {
-        Ok(()) => Outcome::Hit {
+            Err(e) if problem.is_some() => {
+                tried.push(CacheRef {
+                    scope: hit.scope,
+                    key: hit.key,
+                });
+                broken = Some(e);
+            }
+            Err(e) => return failed(e),
+        }
+    }
+    match broken {
+        Some(e) => failed(e),
+        None => Outcome::Miss {
             key: req.key.clone(),
-            matched_key: hit.key.clone(),
-            scope: hit.scope.clone(),
-            own_scope: hit.own_scope,
-            bytes: progress.raw(),
-            archive_bytes: hit.size,
             elapsed: started.elapsed(),
         },
-        Err(e) => failed(e),
     }
 }
+
+/// Caches one restore tries at most: the hit, then the next candidates while each
+/// turns out broken.
+const MAX_CANDIDATES: usize = 3;
+
+/// Tells the signer how the restore of `hit` went (best effort, bounded: the job must
+/// not wait on it). A success moves the cache's last use; a problem may get a broken
+/// cache dropped.
+async fn report(api: &ApiClient, hit: &CacheHit, problem: Option<CacheProblem>) {
+    let req = ReportRequest {
+        scope: hit.scope.clone(),
+        key: hit.key.clone(),
+        sha256: hit.sha256.clone(),
+        issued_at_ms: hit.issued_at_ms,
+        problem,
+    };
+    let _ = tokio::time::timeout(REPORT_TIMEOUT, api.report(&req)).await;
+}
+
+const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Downloads the archive of `hit` and unpacks it into `root` (through a staging
 /// directory inside it, see [`unpack_into_tree`]).
@@ -151,7 +188,7 @@ fn refreshable_url(api: ApiClient, hit: &CacheHit) -> UrlSource {
         let (api, key, sha256) = (api.clone(), key.clone(), sha256.clone());
         Box::pin(async move {
             let fresh = api
-                .lookup(&key, &[])
+                .lookup(&key, &[], &[])
                 .await?
                 .hit
                 .ok_or_else(|| anyhow!("the cache was deleted"))?;

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use anyhow::anyhow;
+use bmat_wire::api::CacheProblem;
 use sha2::{Digest, Sha256};
 
 use crate::archive::{
@@ -72,13 +73,35 @@ pub fn pack<W: Write>(
     Ok((out, report))
 }
 
+/// A restore failed because of the cache itself (not the network or the disk): what
+/// the signer is told, so that it can drop a broken cache.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CacheDefect {
+    pub problem: CacheProblem,
+    pub message: String,
+}
+
+impl CacheDefect {
+    /// The defect somewhere in `e`'s chain of causes, if any.
+    pub fn in_chain(e: &anyhow::Error) -> Option<CacheProblem> {
+        e.chain()
+            .find_map(|c| c.downcast_ref::<CacheDefect>())
+            .map(|d| d.problem)
+    }
+}
+
 /// Why an unpack failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
     #[error(transparent)]
     Refused(UnpackError),
+    /// zstd or tar could not read it.
     #[error("corrupt archive: {0}")]
     Corrupt(String),
+    /// Not the size or SHA-256 the registry holds.
+    #[error("corrupt archive: {0}")]
+    Mismatch(String),
     #[error("{0}")]
     Io(io::Error),
 }
@@ -182,14 +205,14 @@ pub fn unpack_verified<R: Read>(
     };
     io::copy(&mut hashing, &mut io::sink())?;
     if hashing.count != size {
-        return Err(RestoreError::Corrupt(format!(
+        return Err(RestoreError::Mismatch(format!(
             "{} bytes read, {size} expected",
             hashing.count
         )));
     }
     let got = hex::encode(hashing.hasher.finalize());
     if !got.eq_ignore_ascii_case(sha256) {
-        return Err(RestoreError::Corrupt(format!(
+        return Err(RestoreError::Mismatch(format!(
             "SHA-256 is {got}, {sha256} expected"
         )));
     }
@@ -237,8 +260,17 @@ impl RestoreError {
         matches!(self, RestoreError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof)
     }
 
+    /// The error, typed as a [`CacheDefect`] when the archive is to blame.
     pub fn into_anyhow(self) -> anyhow::Error {
-        anyhow!("{self}")
+        let problem = match &self {
+            RestoreError::Mismatch(_) => CacheProblem::Corrupt,
+            RestoreError::Refused(_) | RestoreError::Corrupt(_) => CacheProblem::Undecodable,
+            RestoreError::Io(_) => return anyhow!("{self}"),
+        };
+        anyhow::Error::new(CacheDefect {
+            problem,
+            message: self.to_string(),
+        })
     }
 }
 

@@ -523,6 +523,25 @@ impl S3Client {
         Ok(response.bytes().await?.to_vec())
     }
 
+    /// The object's size and hex SHA-256, read as a stream (never held whole), or
+    /// `None` when it does not exist.
+    pub async fn object_digest(&self, object: &str) -> Result<Option<(u64, String)>, S3Error> {
+        let mut response = match self
+            .send(reqwest::Method::GET, self.url(object, ""), Vec::new())
+            .await
+        {
+            Ok(response) => response,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (mut hasher, mut size) = (Sha256::new(), 0u64);
+        while let Some(chunk) = response.chunk().await? {
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+        }
+        Ok(Some((size, hex::encode(hasher.finalize()))))
+    }
+
     /// Every object (name, size) under `prefix` (ListObjectsV2, all pages). Also the
     /// readiness probe of the local stack.
     pub async fn list_objects(&self, prefix: &str) -> Result<Vec<(String, u64)>, S3Error> {

@@ -12,6 +12,7 @@
 //! | DELETE | /v1/uploads/{id}              | –                  | [`UploadStatus`]   |
 //! | GET    | /v1/caches                    | –                  | [`CacheList`]      |
 //! | DELETE | /v1/caches/{key}              | –                  | [`Deleted`]        |
+//! | POST   | /v1/caches/report             | [`ReportRequest`]  | [`ReportAnswer`]   |
 //! | POST   | /v1/tokens                    | [`MintRequest`]    | [`MintedToken`]    |
 //! | DELETE | /v1/tokens/{id}               | –                  | [`Revoked`]        |
 //!
@@ -62,6 +63,50 @@ pub struct LookupRequest {
     pub key: String,
     #[serde(default)]
     pub fallbacks: Vec<String>,
+    /// Caches to pass over: candidates that already failed this restore.
+    #[serde(default)]
+    pub exclude: Vec<CacheRef>,
+}
+
+/// One cache, as a job names it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheRef {
+    pub scope: String,
+    pub key: String,
+}
+
+/// What became of a restore, for the registry: a success moves the cache's last use
+/// (a bare lookup does not), a problem may drop a broken cache so that the next save
+/// writes a good one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReportRequest {
+    pub scope: String,
+    pub key: String,
+    /// The hit's SHA-256: a report about another archive of the key is ignored.
+    pub sha256: String,
+    /// The hit's `issued_at_ms`.
+    pub issued_at_ms: i64,
+    /// `None`: restored.
+    #[serde(default)]
+    pub problem: Option<CacheProblem>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheProblem {
+    /// S3 has no object.
+    Missing,
+    /// The bytes downloaded do not have the registered size or SHA-256.
+    Corrupt,
+    /// The bytes match, but do not unpack (bad zstd or tar, refused entries, past the
+    /// recorded extent).
+    Undecodable,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReportAnswer {
+    /// The cache was deleted: a lookup now finds the next candidate, a save writes anew.
+    pub dropped: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -90,6 +135,9 @@ pub struct CacheHit {
     pub own_scope: bool,
     #[serde(default, flatten)]
     pub extent: Extent,
+    /// When the signer answered (Unix ms); sent back with a report.
+    #[serde(default)]
+    pub issued_at_ms: i64,
 }
 
 fn default_scope() -> String {

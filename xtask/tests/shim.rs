@@ -15,6 +15,7 @@ fn lookup(key: &str) -> LookupRequest {
     LookupRequest {
         key: key.to_owned(),
         fallbacks: vec![],
+        exclude: vec![],
     }
 }
 

@@ -180,12 +180,11 @@ where
             other => other,
         };
         if !retry.wait(verdict).await {
-            return Err(anyhow::anyhow!(
-                "{}: {} (after {} attempts)",
-                what(),
-                err.error,
-                retry.failures()
-            ));
+            // The cause stays typed (a missing object is told apart from a timeout).
+            let tries = retry.failures();
+            return Err(err
+                .error
+                .context(format!("{} (after {tries} attempts)", what())));
         }
     }
 }

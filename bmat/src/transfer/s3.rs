@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
+use crate::stream::CacheDefect;
 use anyhow::anyhow;
+use bmat_wire::api::CacheProblem;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, RANGE};
@@ -108,9 +110,21 @@ impl S3Transfer {
                 })?;
             let status = response.status();
             if status.as_u16() == 416 {
-                return Err(AttemptError::fatal(anyhow!(
-                    "download: the stored archive is shorter than the {total} bytes registered"
-                )));
+                return Err(AttemptError::fatal(CacheDefect {
+                    problem: CacheProblem::Corrupt,
+                    message: format!(
+                        "download: the stored archive is shorter than the {total} bytes \
+                         registered"
+                    ),
+                }));
+            }
+            // The object is gone (deleted behind the registry's back, a lost bucket).
+            if status.as_u16() == 404 {
+                let body = response.text().await.unwrap_or_default();
+                return Err(AttemptError::fatal(CacheDefect {
+                    problem: CacheProblem::Missing,
+                    message: format!("download: S3 answered {status}{}", s3_error_code(&body)),
+                }));
             }
             if !status.is_success() {
                 let body = response.text().await.unwrap_or_default();

@@ -6,6 +6,7 @@
 //! owners: another owner's (or scope's) upload is answered 404, like an unknown one.
 //! Every error is an `ErrorBody` with one line a person can act on.
 
+mod report;
 mod tokens;
 
 use std::collections::HashMap;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         // An empty key in the path: answer like any invalid key, not "no route".
         .route("/v1/caches/", delete(delete_empty_key))
         .route("/v1/caches/{key}", delete(delete_cache))
+        .route("/v1/caches/report", post(report::report))
         .route("/v1/tokens", post(tokens::mint))
         .route("/v1/tokens/{id}", delete(tokens::revoke))
         .fallback(no_route)
@@ -377,11 +379,18 @@ async fn lookup(
     for p in &req.fallbacks {
         check_prefix(p)?;
     }
+    if req.exclude.len() > MAX_FALLBACKS {
+        return Err(ApiError::bad_request(format!(
+            "{} caches excluded; at most {MAX_FALLBACKS} are allowed",
+            req.exclude.len()
+        )));
+    }
     // Own scope first, then each read scope in order; in each, the exact key, then
-    // each fallback prefix in order.
+    // each fallback prefix in order; candidates the client already tried are passed
+    // over.
     let found = {
         let (owner, scopes) = (job.owner.clone(), job.search_order());
-        let (key, fallbacks) = (req.key.clone(), req.fallbacks.clone());
+        let (key, fallbacks, exclude) = (req.key.clone(), req.fallbacks.clone(), req.exclude);
         st.db
             .run(move |r| {
                 for scope in &scopes {
@@ -389,11 +398,18 @@ async fn lookup(
                         owner: &owner,
                         scope,
                     };
-                    if let Some(c) = r.find_cache(&at, &key)? {
+                    let excluded: Vec<&str> = exclude
+                        .iter()
+                        .filter(|e| e.scope == *scope)
+                        .map(|e| e.key.as_str())
+                        .collect();
+                    if !excluded.contains(&key.as_str())
+                        && let Some(c) = r.find_cache(&at, &key)?
+                    {
                         return Ok(Some(c));
                     }
                     for p in &fallbacks {
-                        if let Some(c) = r.newest_with_prefix(&at, p)? {
+                        if let Some(c) = r.newest_with_prefix(&at, p, &excluded)? {
                             return Ok(Some(c));
                         }
                     }
@@ -412,10 +428,8 @@ async fn lookup(
             st.cfg.timing.download_url_expiry(),
         )
         .map_err(|e| ApiError::s3("presigning the download", &e))?;
-    {
-        let ulid = c.ulid.clone();
-        st.db.run(move |r| r.touch_cache(&ulid, now_ms())).await?;
-    }
+    // The last use moves when the job reports a successful restore, not here: a cache
+    // that fails every restore must age out.
     Ok(Json(LookupResponse {
         hit: Some(CacheHit {
             key: c.key,
@@ -426,6 +440,7 @@ async fn lookup(
             own_scope: c.scope == job.scope,
             scope: c.scope,
             extent: c.extent,
+            issued_at_ms: now_ms(),
         }),
     }))
 }

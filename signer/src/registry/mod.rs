@@ -110,6 +110,8 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE uploads ADD COLUMN entries INTEGER;
     ALTER TABLE caches ADD COLUMN unpacked_size INTEGER;
     ALTER TABLE caches ADD COLUMN entries INTEGER;
+    -- The last restore a job reported as successful.
+    ALTER TABLE caches ADD COLUMN restored_at INTEGER;
     "#,
 ];
 
@@ -124,6 +126,7 @@ pub struct CacheRow {
     pub extent: Extent,
     pub created_at: i64,
     pub last_used_at: i64,
+    pub restored_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,6 +223,7 @@ fn cache_from_row(r: &Row<'_>) -> rusqlite::Result<CacheRow> {
         extent: extent_from_row(r)?,
         created_at: r.get("created_at")?,
         last_used_at: r.get("last_used_at")?,
+        restored_at: r.get("restored_at")?,
     })
 }
 
@@ -357,29 +361,37 @@ impl Registry {
             .optional()?)
     }
 
-    /// The newest cache in `at` whose key starts with `prefix`.
+    /// The newest cache in `at` whose key starts with `prefix`, passing over the keys
+    /// in `exclude`.
     pub fn newest_with_prefix(
         &self,
         at: &Place<'_>,
         prefix: &str,
+        exclude: &[&str],
     ) -> anyhow::Result<Option<CacheRow>> {
         // A range on the (owner, scope, key) index, not LIKE ('_' is a LIKE wildcard
         // and valid in keys): every key character sorts below '~'.
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT * FROM caches
-                 WHERE owner = ?1 AND scope = ?2 AND key >= ?3 AND key < ?3 || '~'
-                 ORDER BY created_at DESC, id DESC LIMIT 1",
-                params![at.owner, at.scope, prefix],
-                cache_from_row,
-            )
-            .optional()?)
+        let mut st = self.conn.prepare_cached(
+            "SELECT * FROM caches
+             WHERE owner = ?1 AND scope = ?2 AND key >= ?3 AND key < ?3 || '~'
+             ORDER BY created_at DESC, id DESC",
+        )?;
+        let mut rows = st.query(params![at.owner, at.scope, prefix])?;
+        while let Some(row) = rows.next()? {
+            let c = cache_from_row(row)?;
+            if !exclude.contains(&c.key.as_str()) {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
     }
 
+    /// A job restored the cache: its last use (for TTL and LRU) and last good restore.
     pub fn touch_cache(&self, ulid: &str, now: i64) -> anyhow::Result<()> {
         self.conn.execute(
-            "UPDATE caches SET last_used_at = max(last_used_at, ?2) WHERE ulid = ?1",
+            "UPDATE caches SET last_used_at = max(last_used_at, ?2),
+                               restored_at = max(coalesce(restored_at, ?2), ?2)
+             WHERE ulid = ?1",
             params![ulid, now],
         )?;
         Ok(())
@@ -1045,14 +1057,14 @@ mod tests {
         add_cache(&mut reg, "o", "depsXc", "U3", 1, 300);
         add_cache(&mut reg, "p", "deps-z", "U4", 1, 400);
         assert_eq!(
-            reg.newest_with_prefix(&at("o"), "deps-")
+            reg.newest_with_prefix(&at("o"), "deps-", &[])
                 .unwrap()
                 .unwrap()
                 .key,
             "deps-b"
         );
         assert_eq!(
-            reg.newest_with_prefix(&at("o"), "deps")
+            reg.newest_with_prefix(&at("o"), "deps", &[])
                 .unwrap()
                 .unwrap()
                 .key,
@@ -1061,14 +1073,20 @@ mod tests {
         add_cache(&mut reg, "o", "x_1", "U5", 1, 500);
         add_cache(&mut reg, "o", "xa2", "U6", 1, 600);
         assert_eq!(
-            reg.newest_with_prefix(&at("o"), "x_").unwrap().unwrap().key,
+            reg.newest_with_prefix(&at("o"), "x_", &[])
+                .unwrap()
+                .unwrap()
+                .key,
             "x_1"
         );
         assert!(
-            reg.newest_with_prefix(&at("o"), "nothing")
+            reg.newest_with_prefix(&at("o"), "nothing", &[])
                 .unwrap()
                 .is_none()
         );
+        // A failed candidate is passed over for the next newest.
+        let next = reg.newest_with_prefix(&at("o"), "deps-", &["deps-b"]);
+        assert_eq!(next.unwrap().unwrap().key, "deps-a");
     }
 
     #[test]
@@ -1080,7 +1098,7 @@ mod tests {
             scope: "refs/pull/1/merge",
         };
         assert!(reg.find_cache(&pr, "deps-a").unwrap().is_none());
-        assert!(reg.newest_with_prefix(&pr, "deps-").unwrap().is_none());
+        assert!(reg.newest_with_prefix(&pr, "deps-", &[]).unwrap().is_none());
         // The same key in another scope is a new cache, not "exists".
         assert!(created(
             reg.begin_upload(&pr, "deps-a", "U2", 1, 200, &rules(100))

@@ -187,6 +187,7 @@ impl Signer {
                 Some(&LookupRequest {
                     key: key.to_owned(),
                     fallbacks: vec![],
+                    exclude: vec![],
                 }),
             )
             .await?;

@@ -105,6 +105,7 @@ impl Api {
         let req = LookupRequest {
             key: key.into(),
             fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
+            exclude: vec![],
         };
         self.post("/v1/lookup", &req).await
     }

@@ -381,6 +381,7 @@ pub fn lookup_url(stack: &Stack, key: &str) -> String {
             .json(&bmat_wire::api::LookupRequest {
                 key: key.to_owned(),
                 fallbacks: vec![],
+                exclude: vec![],
             })
             .send()
             .await
