@@ -244,13 +244,13 @@ pub fn unpack_into_tree<R: Read>(
     })?;
     let unpacked = unpack_verified(input, staging.path(), expected, progress)?;
     check_targets(root, &unpacked)?;
-    staging.set_placed();
     place(staging.path(), root, &unpacked.dirs).map_err(|e| {
         RestoreError::Io(io::Error::new(
             e.kind(),
             format!("moving the files into place: {e}"),
         ))
     })?;
+    staging.set_placed();
     Ok(unpacked)
 }
 

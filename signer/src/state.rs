@@ -45,7 +45,7 @@ impl AppState {
         if let Some(p) = self.tokens.get(&hash) {
             return Ok(Ok(p.clone()));
         }
-        let row = self.db.run(move |r| r.job_token_by_hash(&hash)).await?;
+        let row = self.db.read(move |r| r.job_token_by_hash(&hash)).await?;
         Ok(match row {
             Some(row) => check_job_token(row, now_ms()),
             None => Err(AuthError::UnknownToken),

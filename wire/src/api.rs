@@ -285,9 +285,13 @@ pub struct UploadStatus {
     pub state: UploadState,
 }
 
+/// One page of caches, by scope then key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CacheList {
     pub caches: Vec<CacheInfo>,
+    /// Where the next page starts (`?after_scope=…&after_key=…`); `None` on the last.
+    #[serde(default)]
+    pub next: Option<CacheRef>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -314,6 +318,14 @@ pub struct CacheSelector {
     pub owner: Option<String>,
     #[serde(default)]
     pub scope: Option<String>,
+    /// Listing: the page starts after this scope and key (a previous page's `next`).
+    #[serde(default)]
+    pub after_scope: Option<String>,
+    #[serde(default)]
+    pub after_key: Option<String>,
+    /// Listing: at most this many caches (default and maximum 1000).
+    #[serde(default)]
+    pub limit: Option<u32>,
 }
 
 /// An operator asks for a job token (DESIGN §6).

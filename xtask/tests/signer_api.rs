@@ -836,8 +836,23 @@ async fn owners_over_quota_lose_their_least_recently_used_caches() {
 
     api.store("a", &random_bytes(size)).await;
     let b = api.store("b", &random_bytes(size)).await;
-    // Using `a` makes `b` the least recently used.
-    assert!(api.hit("a", &[]).await.is_some());
+    // Restoring `a` (a reported success; a bare lookup is not a use) makes `b` the
+    // least recently used.
+    let hit = api.hit("a", &[]).await.expect("a's hit");
+    let answer: bmat_wire::api::ReportAnswer = api
+        .post(
+            "/v1/caches/report",
+            &bmat_wire::api::ReportRequest {
+                scope: hit.scope,
+                key: hit.key,
+                sha256: hit.sha256,
+                issued_at_ms: hit.issued_at_ms,
+                problem: None,
+            },
+        )
+        .await
+        .ok();
+    assert!(!answer.dropped);
     api.store("c", &random_bytes(size)).await;
 
     poll_until("the owner to be back under quota", PATIENCE, || async {
@@ -957,4 +972,29 @@ fn config_errors_name_the_field_and_exit_non_zero() {
             "secret echoed: {stderr}"
         );
     }
+}
+
+#[tokio::test]
+async fn lists_come_in_pages() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    for key in ["a", "b", "c", "d", "e"] {
+        api.store(key, key.as_bytes()).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/v1/caches?limit=2".to_owned();
+    loop {
+        let page: bmat_wire::api::CacheList = api.get(&path).await.ok();
+        assert!(page.caches.len() <= 2);
+        seen.extend(page.caches.into_iter().map(|c| c.key));
+        let Some(next) = page.next else { break };
+        path = format!(
+            "/v1/caches?limit=2&after_scope={}&after_key={}",
+            next.scope, next.key
+        );
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    api.get("/v1/caches?after_key=a")
+        .await
+        .err(StatusCode::BAD_REQUEST);
 }

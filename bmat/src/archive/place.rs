@@ -8,15 +8,22 @@
 //! symlinks, empty directories and mismatched types. Renames stay inside one
 //! filesystem because the staging directory lives in the destination tree.
 //!
-//! Crash window: a failure in the middle of [`place`] (disk full, a permission
-//! change) leaves the entries moved so far in place; every one of them is complete
-//! and verified, none is half-written.
+//! Placement is undoable: every entry it replaces is first moved aside (into the
+//! staging directory, so the same filesystem: a rename), and every move is journalled.
+//! When a move fails half way (EPERM on an immutable file, a mount point in the tree,
+//! a full disk for a directory entry), the journal is played back: placed entries go
+//! back to staging, replaced ones come back, and the modes and mtimes of the
+//! directories merged into are reset, so the tree is as it was.
+//!
+//! Crash window: a process killed in the middle of [`place`] leaves the entries moved
+//! so far in place (each complete and verified) and the replaced ones under the
+//! staging directory, which the next restore removes.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::times::Mtime;
 use super::unpack::{UnpackError, Unpacked};
@@ -84,9 +91,32 @@ fn is_non_empty_dir(path: &Path) -> io::Result<bool> {
 
 /// Moves everything under `staging` to the same place under `root`, then sets the
 /// directories' modes and mtimes (deepest first, since placing a child changes its
-/// parent's mtime).
+/// parent's mtime). On failure, puts the tree back as it was (see the module doc).
 pub fn place(staging: &Path, root: &Path, dirs: &[(RelPath, u32, Mtime)]) -> io::Result<()> {
-    merge(staging, root)?;
+    let aside = staging
+        .parent()
+        .map(|base| base.join("aside"))
+        .ok_or_else(|| io::Error::other("the staging directory has no parent"))?;
+    let mut journal = Journal {
+        aside,
+        aside_made: false,
+        moves: Vec::new(),
+        dirs: Vec::new(),
+    };
+    let placed = merge(staging, root, &mut journal).and_then(|()| set_dir_attrs(root, dirs));
+    if let Err(e) = placed {
+        return Err(match journal.undo() {
+            Ok(()) => e,
+            Err(undo) => io::Error::new(
+                e.kind(),
+                format!("{e}; putting the tree back failed too: {undo}"),
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn set_dir_attrs(root: &Path, dirs: &[(RelPath, u32, Mtime)]) -> io::Result<()> {
     let mut dirs: Vec<&(RelPath, u32, Mtime)> = dirs.iter().collect();
     dirs.sort_by_key(|(p, _, _)| std::cmp::Reverse(p.depth()));
     for (rel, mode, mtime) in dirs {
@@ -97,26 +127,100 @@ pub fn place(staging: &Path, root: &Path, dirs: &[(RelPath, u32, Mtime)]) -> io:
     Ok(())
 }
 
-fn merge(from: &Path, to: &Path) -> io::Result<()> {
+/// One rename of placement, and how to take it back.
+enum Move {
+    /// `src` went to `dest`, where nothing was.
+    New { src: PathBuf, dest: PathBuf },
+    /// What was at `dest` went to `saved`, then `src` to `dest`.
+    Replaced {
+        src: PathBuf,
+        dest: PathBuf,
+        saved: PathBuf,
+    },
+}
+
+/// What placement changed, in order.
+struct Journal {
+    /// Where replaced entries wait (created on first use).
+    aside: PathBuf,
+    aside_made: bool,
+    moves: Vec<Move>,
+    /// Directories that existed and were merged into, with their mode and mtime then.
+    dirs: Vec<(PathBuf, fs::Permissions, Mtime)>,
+}
+
+impl Journal {
+    /// Moves what is at `dest` aside; returns where it went.
+    fn set_aside(&mut self, dest: &Path) -> io::Result<PathBuf> {
+        if !self.aside_made {
+            fs::create_dir_all(&self.aside)?;
+            self.aside_made = true;
+        }
+        let saved = self.aside.join(self.moves.len().to_string());
+        fs::rename(dest, &saved)?;
+        Ok(saved)
+    }
+
+    /// Plays the moves back, newest first, then resets the directories. Goes on past
+    /// a failure (putting back as much as it can) and reports the first.
+    fn undo(self) -> io::Result<()> {
+        let mut first = None;
+        let mut note = |r: io::Result<()>| {
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        };
+        for m in self.moves.into_iter().rev() {
+            match m {
+                Move::New { src, dest } => note(fs::rename(&dest, &src)),
+                Move::Replaced { src, dest, saved } => {
+                    note(fs::rename(&dest, &src));
+                    note(fs::rename(&saved, &dest));
+                }
+            }
+        }
+        for (dir, perms, mtime) in self.dirs.into_iter().rev() {
+            note(fs::set_permissions(&dir, perms));
+            note(mtime.apply(&dir));
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+fn merge(from: &Path, to: &Path, journal: &mut Journal) -> io::Result<()> {
     for child in fs::read_dir(from)? {
         let child = child?;
         let src = child.path();
         let dest = to.join(child.file_name());
         let src_is_dir = child.file_type()?.is_dir();
         match fs::symlink_metadata(&dest) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(&src, &dest)?,
-            Err(e) => return Err(e),
-            Ok(meta) if meta.is_dir() && src_is_dir => merge(&src, &dest)?,
-            Ok(meta) => {
-                if meta.is_dir() {
-                    // Empty: `check_targets` refused non-empty ones, and `remove_dir`
-                    // fails rather than delete anything put there since.
-                    fs::remove_dir(&dest)?;
-                } else if src_is_dir {
-                    fs::remove_file(&dest)?;
-                }
-                // A file or symlink over a file or symlink: rename replaces atomically.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::rename(&src, &dest)?;
+                journal.moves.push(Move::New { src, dest });
+            }
+            Err(e) => return Err(e),
+            Ok(meta) if meta.is_dir() && src_is_dir => {
+                journal
+                    .dirs
+                    .push((dest.clone(), meta.permissions(), Mtime::of(&meta)));
+                merge(&src, &dest, journal)?;
+            }
+            Ok(meta) => {
+                // A file, a symlink or an empty directory (`check_targets` refused
+                // non-empty ones) is replaced: moved aside first, so it can come back.
+                if meta.is_dir() && fs::read_dir(&dest)?.next().is_some() {
+                    return Err(io::Error::other(format!(
+                        "{} is no longer an empty directory",
+                        dest.display()
+                    )));
+                }
+                let saved = journal.set_aside(&dest)?;
+                if let Err(e) = fs::rename(&src, &dest) {
+                    // Nothing of ours is there: put the original straight back.
+                    let _ = fs::rename(&saved, &dest);
+                    return Err(e);
+                }
+                journal.moves.push(Move::Replaced { src, dest, saved });
             }
         }
     }

@@ -815,3 +815,45 @@ fn an_archive_is_bounded_by_its_recorded_size_and_entries() -> Result {
     }
     Ok(())
 }
+
+/// `chattr +i` / `-i` on `path`; false where it cannot be done (not root, no chattr,
+/// a filesystem without the flag).
+fn set_immutable(path: &Path, on: bool) -> bool {
+    std::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_placement_that_fails_half_way_is_undone() -> Result {
+    let src = tempfile::tempdir()?;
+    let dst = tempfile::tempdir()?;
+    for root in [src.path(), dst.path()] {
+        fs::create_dir_all(root.join("tree/sub"))?;
+    }
+    // Twenty files the archive replaces, new ones beside them, and one file on disk
+    // that cannot be replaced: an immutable file refuses rename, even to root (EPERM).
+    for i in 0..20 {
+        fs::write(src.path().join(format!("tree/f{i:02}")), "new")?;
+        fs::write(dst.path().join(format!("tree/f{i:02}")), format!("old {i}"))?;
+        fs::write(src.path().join(format!("tree/sub/n{i:02}")), "new")?;
+    }
+    fs::write(src.path().join("tree/stuck"), "new")?;
+    fs::write(dst.path().join("tree/stuck"), "old")?;
+    set_mtime(&dst.path().join("tree"), 1_500_000_000, 5)?;
+    let (archive, _) = pack_paths(src.path(), "tree\n")?;
+    let before = manifest(dst.path())?;
+    if !set_immutable(&dst.path().join("tree/stuck"), true) {
+        eprintln!("skipped: chattr +i is not available here");
+        return Ok(());
+    }
+    let res = restore_bytes(&archive, dst.path());
+    set_immutable(&dst.path().join("tree/stuck"), false);
+    let err = res.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("moving the files into place"), "{err}");
+    assert_eq!(before.diff(&manifest(dst.path())?), Vec::<String>::new());
+    assert_eq!(fs::read_dir(dst.path())?.count(), 1, "staging left behind");
+    Ok(())
+}

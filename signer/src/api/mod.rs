@@ -19,9 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CacheHit, CacheInfo, CacheList, CacheSelector, CompleteRequest,
-    Deleted, ErrorBody, ErrorCode, Health, LookupRequest, LookupResponse, PartUrl, PartUrlsRequest,
-    PartUrlsResponse, SkipReason, UploadState, UploadStatus,
+    BeginRequest, BeginResponse, CacheHit, CacheInfo, CacheList, CacheRef, CacheSelector,
+    CompleteRequest, Deleted, ErrorBody, ErrorCode, Health, LookupRequest, LookupResponse, PartUrl,
+    PartUrlsRequest, PartUrlsResponse, SkipReason, UploadState, UploadStatus,
 };
 use bmat_wire::{validate_key, validate_owner, validate_prefix, validate_scope};
 use serde::de::DeserializeOwned;
@@ -346,7 +346,7 @@ async fn load_owned_upload(st: &AppState, job: &JobGrant, id: &str) -> Result<Up
     let ulid = parse_upload_id(id)?;
     let found = {
         let ulid = ulid.clone();
-        st.db.run(move |r| r.get_upload(&ulid)).await?
+        st.db.read(move |r| r.get_upload(&ulid)).await?
     };
     match found {
         Some(up) if up.owner == job.owner && up.scope == job.scope => Ok(up),
@@ -392,7 +392,7 @@ async fn lookup(
         let (owner, scopes) = (job.owner.clone(), job.search_order());
         let (key, fallbacks, exclude) = (req.key.clone(), req.fallbacks.clone(), req.exclude);
         st.db
-            .run(move |r| {
+            .read(move |r| {
                 for scope in &scopes {
                     let at = Place {
                         owner: &owner,
@@ -882,18 +882,43 @@ fn selected(
     }
 }
 
+/// Caches in one page of a list, at most (and by default).
+const MAX_LIST_PAGE: u32 = 1000;
+
 async fn list_caches(
     Caller(caller): Caller,
     State(st): State<AppState>,
     ApiQuery(sel): ApiQuery,
 ) -> Result<Json<CacheList>, ApiError> {
+    let limit = sel.limit.unwrap_or(MAX_LIST_PAGE).clamp(1, MAX_LIST_PAGE);
+    let after = match (sel.after_scope.clone(), sel.after_key.clone()) {
+        (Some(scope), Some(key)) => Some((scope, key)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::bad_request(
+                "after_scope and after_key go together",
+            ));
+        }
+    };
     let (owner, scope) = selected(&caller, sel, false)?;
-    let rows = st
+    // One more than asked: whether there is a next page.
+    let mut rows = st
         .db
-        .run(move |r| r.list_caches(&owner, scope.as_deref()))
+        .read(move |r| {
+            let after = after.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
+            r.list_caches(&owner, scope.as_deref(), after, limit + 1)
+        })
         .await?;
+    let next = (rows.len() > limit as usize).then(|| {
+        rows.truncate(limit as usize);
+        rows.last().map(|c| CacheRef {
+            scope: c.scope.clone(),
+            key: c.key.clone(),
+        })
+    });
     Ok(Json(CacheList {
         caches: rows.into_iter().map(cache_info).collect(),
+        next: next.flatten(),
     }))
 }
 

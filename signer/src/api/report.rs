@@ -30,7 +30,7 @@ pub(super) async fn report(
     let found = if job.search_order().contains(&req.scope) {
         let (owner, scope, key) = (job.owner.clone(), req.scope.clone(), req.key.clone());
         st.db
-            .run(move |r| {
+            .read(move |r| {
                 r.find_cache(
                     &Place {
                         owner: &owner,
