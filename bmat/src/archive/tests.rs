@@ -827,6 +827,7 @@ fn set_immutable(path: &Path, on: bool) -> bool {
 }
 
 #[test]
+#[allow(clippy::print_stderr)] // says why it was skipped
 fn a_placement_that_fails_half_way_is_undone() -> Result {
     let src = tempfile::tempdir()?;
     let dst = tempfile::tempdir()?;
