@@ -625,22 +625,26 @@ fn a_corrupted_or_truncated_archive_is_refused_and_the_tree_untouched() {
     let src = tempdir();
     small_tree(src.path());
     write_random(&src.path().join("data.bin"), 3 * MIB);
-    assert_outcome(
-        &save(&stack, src.path(), "k", b"nested\ndata.bin\n"),
-        0,
-        "saved",
-    );
-    let object = only_object(&stack);
-    let good = get_object(&stack, &object);
+    // Saves the tree, then damages its stored archive with `damage`. Each refused
+    // restore gets the broken cache dropped (see tests/healing.rs): save anew each time.
+    let damaged_cache = |damage: &dyn Fn(&mut Vec<u8>)| {
+        let saved = save(&stack, src.path(), "k", b"nested\ndata.bin\n");
+        assert_outcome(&saved, 0, "saved");
+        let object = only_object(&stack);
+        let mut bytes = get_object(&stack, &object);
+        damage(&mut bytes);
+        put_object(&stack, &object, bytes);
+    };
 
     let dst = tempdir();
     existing_tree(dst.path());
     let before = manifest(dst.path());
 
-    let mut flipped = good.clone();
-    let mid = flipped.len() / 2;
-    flipped[mid] ^= 0x20;
-    put_object(&stack, &object, flipped);
+    let flip = |bytes: &mut Vec<u8>| {
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x20;
+    };
+    damaged_cache(&flip);
     let r = restore(&stack, dst.path(), "k");
     assert_failed_open(&r);
     assert!(r.stderr.contains("corrupt"), "{r:?}");
@@ -649,6 +653,7 @@ fn a_corrupted_or_truncated_archive_is_refused_and_the_tree_untouched() {
         &manifest(dst.path()),
         "tree after a corrupt archive",
     );
+    damaged_cache(&flip);
     let strict = run(
         bmat(&stack),
         dst.path(),
@@ -657,7 +662,7 @@ fn a_corrupted_or_truncated_archive_is_refused_and_the_tree_untouched() {
     );
     assert_eq!(strict.code, 1, "{strict:?}");
 
-    put_object(&stack, &object, good[..good.len() - 1000].to_vec());
+    damaged_cache(&|bytes| bytes.truncate(bytes.len() - 1000));
     let r = restore(&stack, dst.path(), "k");
     assert_failed_open(&r);
     assert!(
@@ -671,8 +676,8 @@ fn a_corrupted_or_truncated_archive_is_refused_and_the_tree_untouched() {
     );
     assert!(staging_leftovers(dst.path()).is_empty());
 
-    // The good archive restores: the refusals were about the damage.
-    put_object(&stack, &object, good);
+    // A good archive restores: the refusals were about the damage.
+    damaged_cache(&|_| {});
     assert_outcome(&restore(&stack, dst.path(), "k"), 0, "hit");
 }
 

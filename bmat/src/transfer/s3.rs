@@ -189,10 +189,13 @@ fn check_content_range(
     let parsed = parse_content_range(value)
         .ok_or_else(|| anyhow!("download: unreadable Content-Range {value:?}"))?;
     if parsed.2 != total {
-        return Err(anyhow!(
-            "download: the stored archive is {} bytes, the registry says {total}",
-            parsed.2
-        ));
+        return Err(anyhow::Error::new(CacheDefect {
+            problem: CacheProblem::Corrupt,
+            message: format!(
+                "download: the stored archive is {} bytes, the registry says {total}",
+                parsed.2
+            ),
+        }));
     }
     if (parsed.0, parsed.1) != (start, end) {
         return Err(anyhow!(

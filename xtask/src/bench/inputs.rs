@@ -8,6 +8,9 @@
 //!   10,000 files / 512 MiB (`--large`: 20,000 / 1 GiB; `--quick`: 2,000 / 100 MiB).
 //! - `random`: one file of random bytes, 512 MiB (`--large`: 1 GiB; `--quick`:
 //!   100 MiB).
+//! - `many-files`: the same kind of text in many small files: 100,000 files / 256 MiB
+//!   (`--large`: 200,000 / 512 MiB; `--quick`: 20,000 / 50 MiB), for the memory and
+//!   time that go with each entry.
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -43,6 +46,8 @@ pub struct Sizes {
     pub source_files: u64,
     pub source_bytes: u64,
     pub random_bytes: u64,
+    pub many_files: u64,
+    pub many_bytes: u64,
     /// Build the fixture instead of the workspace.
     pub small_rust: bool,
 }
@@ -55,6 +60,8 @@ impl Sizes {
             source_files: 10_000,
             source_bytes: 512 * MIB,
             random_bytes: 512 * MIB,
+            many_files: 100_000,
+            many_bytes: 256 * MIB,
             small_rust: false,
         }
     }
@@ -65,6 +72,8 @@ impl Sizes {
             source_files: 20_000,
             source_bytes: 1024 * MIB,
             random_bytes: 1024 * MIB,
+            many_files: 200_000,
+            many_bytes: 512 * MIB,
             small_rust: false,
         }
     }
@@ -74,12 +83,14 @@ impl Sizes {
             source_files: 2_000,
             source_bytes: 100 * MIB,
             random_bytes: 100 * MIB,
+            many_files: 20_000,
+            many_bytes: 50 * MIB,
             small_rust: true,
         }
     }
 }
 
-pub const NAMES: [&str; 3] = ["rust-target", "source-tree", "random"];
+pub const NAMES: [&str; 4] = ["rust-target", "source-tree", "random", "many-files"];
 
 /// Makes (or finds) the inputs named in `only` (all when empty), in `dir`.
 /// `target` is the workspace's target directory (its `release/` holds bmat's build).
@@ -90,10 +101,23 @@ pub fn prepare(dir: &Path, target: &Path, sizes: Sizes, only: &[String]) -> Resu
         inputs.push(rust_target(dir, target, sizes.small_rust)?);
     }
     if wanted("source-tree") {
-        inputs.push(source_tree(dir, sizes.source_files, sizes.source_bytes)?);
+        inputs.push(source_tree(
+            "source-tree",
+            dir,
+            sizes.source_files,
+            sizes.source_bytes,
+        )?);
     }
     if wanted("random") {
         inputs.push(random(dir, sizes.random_bytes)?);
+    }
+    if wanted("many-files") {
+        inputs.push(source_tree(
+            "many-files",
+            dir,
+            sizes.many_files,
+            sizes.many_bytes,
+        )?);
     }
     Ok(inputs)
 }
@@ -213,9 +237,8 @@ fn build_fixture(dir: &Path, root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn source_tree(dir: &Path, files: u64, bytes: u64) -> Result<Input> {
-    let name = "source-tree";
-    let root = dir.join(format!("source-tree-{files}"));
+fn source_tree(name: &str, dir: &Path, files: u64, bytes: u64) -> Result<Input> {
+    let root = dir.join(format!("{name}-{files}"));
     if let Some(input) = existing(&root) {
         return Ok(input);
     }
