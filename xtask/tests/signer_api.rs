@@ -607,7 +607,7 @@ async fn health_needs_no_s3_and_s3_failures_are_502() {
         .begin("while-s3-is-down")
         .await
         .err(StatusCode::BAD_GATEWAY);
-    assert!(e.contains("S3"), "{e}");
+    assert!(e.contains("storage backend failed"), "{e}");
     // The failed begin does not block the key.
     stack.start_s3().expect("restart S3");
     poll_until("a begin to succeed once S3 is back", PATIENCE, || async {
@@ -621,6 +621,51 @@ async fn health_needs_no_s3_and_s3_failures_are_502() {
         )
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_502_names_no_endpoint_bucket_prefix_or_object() {
+    let mut stack = Stack::start_with(small_parts).expect("stack");
+    if !stack.owns_s3() {
+        eprintln!("skipped: the stack uses an external S3 server that cannot be stopped");
+        return;
+    }
+    let api = Api::new(&stack);
+    let stored = api.store("stored", b"stored").await;
+    let pending = api.begin_upload("pending").await;
+    let parts = api.put_parts(&pending, b"pending", PART).await;
+    stack.kill_s3().expect("kill S3");
+
+    let env = stack.env();
+    let host_port = env
+        .s3_endpoint
+        .split_once("://")
+        .map_or(env.s3_endpoint.as_str(), |(_, rest)| rest);
+    let hidden = [
+        env.s3_endpoint.as_str(),
+        host_port,
+        env.s3_bucket.as_str(),
+        env.s3_prefix.as_str(),
+        stored.as_str(),
+        pending.as_str(),
+    ];
+    let answers = [
+        api.begin("while-s3-is-down")
+            .await
+            .err(StatusCode::BAD_GATEWAY),
+        api.complete(&pending, &parts, 7, &sha256(b"pending"))
+            .await
+            .err(StatusCode::BAD_GATEWAY),
+        api.delete("/v1/caches/stored")
+            .await
+            .err(StatusCode::BAD_GATEWAY),
+    ];
+    for e in answers {
+        assert!(e.contains("storage backend failed"), "{e}");
+        for h in hidden {
+            assert!(!e.contains(h), "{h:?} in the answer: {e}");
+        }
+    }
 }
 
 #[tokio::test]
