@@ -99,8 +99,15 @@ pub struct Timing {
     /// Added to the part URL expiry before an idle upload counts as abandoned.
     pub stale_margin_secs: u64,
     pub reaper_interval_secs: u64,
-    pub completion_max_attempts: u32,
+    /// The completion worker retries a failed CompleteMultipartUpload (S3 down,
+    /// throttling, 5xx) for this long after the client finished the upload before it
+    /// gives up and aborts it. Failures that can never succeed (the multipart upload
+    /// is gone, a part does not match) end it at once.
+    pub completion_give_up_after_secs: u64,
+    /// The first retry's delay; each next one doubles, up to
+    /// `completion_max_backoff_ms`.
     pub completion_backoff_ms: u64,
+    pub completion_max_backoff_ms: u64,
     /// Delays the completion worker's first pass after start. Only for crash tests
     /// (complete, then kill the signer before the worker ran); keep 0 otherwise.
     pub worker_start_delay_secs: u64,
@@ -238,8 +245,9 @@ impl Default for Timing {
             lease_secs: 300,
             stale_margin_secs: 300,
             reaper_interval_secs: 60,
-            completion_max_attempts: 5,
+            completion_give_up_after_secs: 6 * 3600,
             completion_backoff_ms: 500,
+            completion_max_backoff_ms: 60_000,
             worker_start_delay_secs: 0,
         }
     }
@@ -358,8 +366,15 @@ impl Config {
                 ));
             }
         }
-        if t.completion_max_attempts == 0 {
-            return Err("timing.completion_max_attempts must be at least 1".into());
+        if t.completion_give_up_after_secs == 0 {
+            return Err("timing.completion_give_up_after_secs must be at least 1".into());
+        }
+        if t.completion_backoff_ms == 0 || t.completion_max_backoff_ms < t.completion_backoff_ms {
+            return Err(format!(
+                "timing.completion_backoff_ms = {} must be at least 1 and not above \
+                 timing.completion_max_backoff_ms = {}",
+                t.completion_backoff_ms, t.completion_max_backoff_ms
+            ));
         }
 
         let p = &self.job_tokens;
@@ -492,6 +507,9 @@ impl Timing {
     pub fn stale_after(&self) -> Duration {
         Duration::from_secs(self.part_url_expiry_secs + self.stale_margin_secs)
     }
+    pub fn completion_give_up_after(&self) -> Duration {
+        Duration::from_secs(self.completion_give_up_after_secs)
+    }
 }
 
 impl Limits {
@@ -581,6 +599,32 @@ owner = "acme/widgets"
 
         let e = err(&format!("listen = \"nowhere\"\n{MINIMAL}"));
         assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn completion_retry_limits_are_checked() {
+        let cfg = Config::parse(MINIMAL).unwrap();
+        assert_eq!(cfg.timing.completion_give_up_after_secs, 6 * 3600);
+        for (section, line, field) in [
+            (
+                "timing",
+                "completion_give_up_after_secs = 0",
+                "timing.completion_give_up_after_secs",
+            ),
+            (
+                "timing",
+                "completion_backoff_ms = 0",
+                "timing.completion_backoff_ms",
+            ),
+            (
+                "timing",
+                "completion_max_backoff_ms = 10",
+                "timing.completion_backoff_ms",
+            ),
+        ] {
+            let e = err(&format!("{MINIMAL}\n[{section}]\n{line}\n"));
+            assert!(e.contains(field), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -100,6 +100,14 @@ fn with_causes(e: &reqwest::Error) -> String {
 }
 
 impl S3Error {
+    /// CompleteMultipartUpload refused the part list itself (an ETag that matches no
+    /// uploaded part, parts out of order, a part below the minimum size): the same
+    /// request can never succeed. S3 sends these as 400, or as 200 with an `<Error>`.
+    pub fn is_part_mismatch(&self) -> bool {
+        matches!(self, S3Error::Status { code, .. }
+            if matches!(code.as_str(), "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall"))
+    }
+
     /// The upload or object does not exist (any more).
     pub fn is_not_found(&self) -> bool {
         match self {

@@ -759,6 +759,60 @@ async fn a_completion_that_cannot_succeed_ends_aborted() {
     api.begin_upload("doomed").await;
 }
 
+/// How many times the completion worker has tried the upload, read from the registry
+/// file (the API does not show it).
+fn completion_attempts(stack: &Stack, id: &str) -> u32 {
+    let reg = signer::registry::Registry::open(&stack.signer_config().database)
+        .expect("open the registry");
+    reg.get_upload(id)
+        .expect("read the upload")
+        .expect("the upload row")
+        .attempts
+}
+
+#[tokio::test]
+async fn a_completion_outlasts_an_s3_outage() {
+    // The worker is held back until S3 is down; then tiny backoffs let it fail many
+    // times in a few seconds.
+    let mut stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.timing.worker_start_delay_secs = 3600;
+        c.timing.completion_backoff_ms = 10;
+        c.timing.completion_max_backoff_ms = 50;
+    })
+    .expect("stack");
+    if !stack.owns_s3() {
+        eprintln!("skipped: the stack uses an external S3 server that cannot be stopped");
+        return;
+    }
+    let api = Api::new(&stack);
+    let data = random_bytes(PART as usize + 1000);
+    let id = api.begin_upload("outlasts").await;
+    let parts = api.put_parts(&id, &data, PART).await;
+    api.complete(&id, &parts, data.len() as u64, &sha256(&data))
+        .await
+        .ok::<UploadStatus>();
+
+    stack.kill_signer().expect("kill the signer");
+    stack.kill_s3().expect("kill S3");
+    restart_signer_with(&mut stack, |c| c.timing.worker_start_delay_secs = 0);
+    let api = Api::new(&stack);
+    // The old worker gave up after 5 attempts; this one keeps going.
+    poll_until("10 failed completion attempts", PATIENCE, || async {
+        assert_eq!(api.status(&id).await.state, UploadState::Finished);
+        completion_attempts(&stack, &id) >= 10
+    })
+    .await;
+
+    stack.start_s3().expect("restart S3");
+    api.wait_state(&id, UploadState::Completed).await;
+    let hit = api
+        .hit("outlasts", &[])
+        .await
+        .expect("cache after the outage");
+    assert_eq!(sha256(&download(&api.http, &hit.url).await), sha256(&data));
+}
+
 #[tokio::test]
 async fn the_reaper_aborts_abandoned_and_unknown_uploads_and_orphan_objects() {
     let stack = Stack::start_with(|c| {

@@ -103,6 +103,12 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX job_tokens_by_expiry ON job_tokens (expires_at);
     "#,
+    // 3: when the client finished an upload, the start of the completion worker's
+    // retry budget (rows finished before this version count from their creation).
+    r#"
+    ALTER TABLE uploads ADD COLUMN finished_at INTEGER;
+    UPDATE uploads SET finished_at = created_at WHERE state = 'finished';
+    "#,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +139,8 @@ pub struct UploadRow {
     pub lease_expires_at: i64,
     pub attempts: u32,
     pub next_attempt_at: Option<i64>,
+    /// When the client completed it (state `finished` and after).
+    pub finished_at: Option<i64>,
     pub needs_abort: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -232,6 +240,7 @@ fn upload_from_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
         lease_expires_at: r.get("lease_expires_at")?,
         attempts: r.get::<_, i64>("attempts")?.clamp(0, u32::MAX as i64) as u32,
         next_attempt_at: r.get("next_attempt_at")?,
+        finished_at: r.get("finished_at")?,
         needs_abort: r.get::<_, i64>("needs_abort")? != 0,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
@@ -545,7 +554,7 @@ impl Registry {
         let parts_json = serde_json::to_string(parts)?;
         Ok(self.conn.execute(
             "UPDATE uploads SET state = 'finished', parts_json = ?2, size = ?3, sha256 = ?4,
-                    attempts = 0, next_attempt_at = ?5, updated_at = ?5
+                    attempts = 0, next_attempt_at = ?5, finished_at = ?5, updated_at = ?5
              WHERE ulid = ?1 AND state = 'uploading'",
             params![ulid, parts_json, to_i64(size)?, sha256, now],
         )? > 0)
