@@ -60,9 +60,16 @@ pub struct S3Config {
     /// needed by most non-AWS servers.
     #[serde(default = "default_true")]
     pub path_style: bool,
-    /// Objects are stored as `{prefix}/caches/{ULID}`.
+    /// Objects are stored as `{prefix}/caches/{ULID}`. One registry per prefix: the
+    /// signer claims it in `{prefix}/registry-id` and refuses a prefix another
+    /// registry claimed.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Claim the prefix even though another registry did (the old registry is gone
+    /// for good: lost, or replaced by this one). Its objects become orphans that the
+    /// reaper deletes once older than the stale window.
+    #[serde(default)]
+    pub take_over_prefix: bool,
     /// Names of the environment variables holding the credentials (used when
     /// `credentials_file` is not set).
     #[serde(default = "default_access_key_id_env")]
@@ -493,6 +500,11 @@ impl S3Config {
     pub fn object_name(&self, ulid: &str) -> String {
         format!("{}/caches/{ulid}", self.prefix)
     }
+
+    /// The marker naming the registry that owns the prefix.
+    pub fn claim_object(&self) -> String {
+        format!("{}/registry-id", self.prefix)
+    }
 }
 
 impl Timing {
@@ -605,6 +617,7 @@ owner = "acme/widgets"
     fn completion_retry_limits_are_checked() {
         let cfg = Config::parse(MINIMAL).unwrap();
         assert_eq!(cfg.timing.completion_give_up_after_secs, 6 * 3600);
+        assert!(!cfg.s3.take_over_prefix);
         for (section, line, field) in [
             (
                 "timing",

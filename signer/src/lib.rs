@@ -8,11 +8,13 @@
 //! - [`worker`] — durable completion of finished uploads.
 //! - [`reaper`] — aborts what was abandoned, evicts what is old or over quota.
 //! - [`server`] — startup, the ready file, shutdown.
+//! - [`claim`] — one registry per S3 prefix.
 //! - [`s3`] — the S3 client.
 //! - [`token_cmd`] — `signer token create|revoke`, the operator's client.
 
 pub mod api;
 pub mod auth;
+pub mod claim;
 pub mod config;
 pub mod reaper;
 pub mod registry;

@@ -858,25 +858,166 @@ async fn the_reaper_aborts_abandoned_and_unknown_uploads_and_orphan_objects() {
     })
     .await;
     assert!(object_exists(&stack, &outside).await);
-    // A young orphan (its ULID says it was made just now) may be an upload in flight:
-    // a pass that deletes an old orphan put at the same time leaves it alone.
-    let young = format!("{}{}", caches_prefix(&stack), ulid::Ulid::new());
-    let old = format!("{}01BX5ZZKBKACTAV9WEVGEMMVS1", caches_prefix(&stack));
-    for name in [&young, &old] {
-        s3.put_object(name, b"orphan".to_vec()).await.expect("put");
-    }
-    poll_until("the second old orphan to be deleted", PATIENCE, || async {
-        !object_exists(&stack, &old).await
-    })
-    .await;
-    assert!(
-        object_exists(&stack, &young).await,
-        "a young object was deleted"
-    );
     // A completed cache is not touched by any of this.
     api.store("kept", b"kept").await;
     let hit = api.hit("kept", &[]).await.expect("hit");
     assert_eq!(download(&api.http, &hit.url).await, b"kept");
+}
+
+#[tokio::test]
+async fn the_reaper_spares_unknown_uploads_and_objects_younger_than_the_stale_window() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    // A reaper of a second registry, driven pass by pass from here, on a prefix of its
+    // own (the stack's signer never looks there) in the stack's real bucket.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = stack.signer_config().clone();
+    cfg.database = dir.path().join("second.sqlite");
+    cfg.s3.prefix = format!("{}-second", stack.env().s3_prefix);
+    cfg.timing.part_url_expiry_secs = 1;
+    cfg.timing.stale_margin_secs = 9;
+    let creds = dir.path().join("s3.toml");
+    let env = stack.env();
+    std::fs::write(
+        &creds,
+        format!(
+            "access_key_id = {:?}\nsecret_access_key = {:?}\n",
+            env.s3_access_key_id, env.s3_secret_access_key
+        ),
+    )
+    .expect("credentials file");
+    cfg.s3.credentials_file = Some(creds);
+    let caches = cfg.s3.caches_prefix();
+    let st = signer::server::build_state(cfg).expect("second registry");
+
+    // No row knows them, and S3 says they were made just now. The object's name is an
+    // old ULID: a restored or copied object is new under an old name.
+    let s3 = stack.s3_client().expect("s3 client");
+    let upload = format!("{caches}{}", ulid::Ulid::new());
+    s3.create_multipart_upload(&upload).await.expect("create");
+    let object = format!("{caches}01BX5ZZKBKACTAV9WEVGEMMVS1");
+    s3.put_object(&object, b"young".to_vec())
+        .await
+        .expect("put");
+    let uploads_there = || async {
+        s3.list_multipart_uploads(&caches)
+            .await
+            .expect("list uploads")
+            .len()
+    };
+
+    let report = signer::reaper::reap_once(&st).await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(uploads_there().await, 1, "{report:?}");
+    assert!(object_exists(&stack, &object).await, "{report:?}");
+
+    // Once S3 says they are older than the stale window (10 s), a pass removes them.
+    poll_until(
+        "the aged upload and object to be reaped",
+        PATIENCE,
+        || async {
+            signer::reaper::reap_once(&st).await;
+            uploads_there().await == 0 && !object_exists(&stack, &object).await
+        },
+    )
+    .await;
+}
+
+/// A second signer process: another registry (its own database) on the stack's
+/// bucket and prefix, `tweak` applied to its config. Killed when dropped.
+struct SecondSigner {
+    child: std::process::Child,
+    ready: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl SecondSigner {
+    fn spawn(
+        stack: &Stack,
+        dir: &std::path::Path,
+        tweak: impl FnOnce(&mut Config),
+    ) -> SecondSigner {
+        let mut cfg = stack.signer_config().clone();
+        cfg.database = dir.join("second.sqlite");
+        cfg.listen = ([127, 0, 0, 1], 0).into();
+        tweak(&mut cfg);
+        let config = dir.join("second.toml");
+        std::fs::write(&config, cfg.to_toml().expect("config TOML")).expect("write config");
+        let (ready, log) = (dir.join("second.ready"), dir.join("second.log"));
+        let _ = std::fs::remove_file(&ready);
+        let env = stack.env();
+        let child = std::process::Command::new(
+            xtask::stack::bins::workspace_bin("signer").expect("signer binary"),
+        )
+        .arg("--config")
+        .arg(&config)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env(&cfg.s3.access_key_id_env, &env.s3_access_key_id)
+        .env(&cfg.s3.secret_access_key_env, &env.s3_secret_access_key)
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn the second signer");
+        SecondSigner { child, ready, log }
+    }
+
+    /// Waits until it is ready (`Ok`) or has exited (`Err` with its stderr).
+    fn outcome(&mut self) -> Result<(), String> {
+        let mut exited = None;
+        common::poll_until_sync("the second signer to start or exit", PATIENCE, || {
+            exited = self.child.try_wait().expect("wait");
+            exited.is_some() || self.ready.exists()
+        });
+        match exited {
+            None => Ok(()),
+            Some(_) => Err(std::fs::read_to_string(&self.log).expect("read the log")),
+        }
+    }
+}
+
+impl Drop for SecondSigner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_second_registry_on_a_claimed_prefix_is_refused_unless_it_takes_over() {
+    let mut stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    api.store("first", b"first").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let stderr = SecondSigner::spawn(&stack, dir.path(), |_| {})
+        .outcome()
+        .expect_err("a second registry started on a claimed prefix");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("error"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("belongs to another registry") && line.contains("s3.take_over_prefix"),
+        "{stderr}"
+    );
+    // The first signer is untouched.
+    assert!(api.hit("first", &[]).await.is_some());
+
+    // With the flag it takes the prefix over ...
+    let mut second = SecondSigner::spawn(&stack, dir.path(), |c| c.s3.take_over_prefix = true);
+    second
+        .outcome()
+        .expect("the second signer takes the prefix over");
+    drop(second);
+
+    // ... and now the first one is the stranger there.
+    stack.kill_signer().expect("kill the first signer");
+    let e = stack
+        .start_signer()
+        .expect_err("the first signer restarted on a prefix taken over");
+    assert!(
+        format!("{e:#}").contains("belongs to another registry"),
+        "{e:#}"
+    );
 }
 
 #[tokio::test]

@@ -109,6 +109,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE uploads ADD COLUMN finished_at INTEGER;
     UPDATE uploads SET finished_at = created_at WHERE state = 'finished';
     "#,
+    // 4: the registry's own random id, which it claims its S3 prefix with (see
+    // crate::claim).
+    r#"
+    CREATE TABLE meta (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta (name, value) VALUES ('registry_id', lower(hex(randomblob(16))));
+    "#,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,6 +314,15 @@ impl Registry {
         Ok(self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// This registry's random id, made when its schema was created or upgraded.
+    pub fn registry_id(&self) -> anyhow::Result<String> {
+        Ok(self.conn.query_row(
+            "SELECT value FROM meta WHERE name = 'registry_id'",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Cheap liveness check for /v1/health.
@@ -757,6 +775,17 @@ mod tests {
         drop(reg);
         let reg = Registry::open(&dir.path().join("sub/registry.sqlite")).unwrap();
         assert_eq!(reg.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn the_registry_id_is_random_and_kept() {
+        let (dir, reg) = open();
+        let id = reg.registry_id().unwrap();
+        assert_eq!(id.len(), 32);
+        drop(reg);
+        let reg = Registry::open(&dir.path().join("sub/registry.sqlite")).unwrap();
+        assert_eq!(reg.registry_id().unwrap(), id);
+        assert_ne!(open().1.registry_id().unwrap(), id);
     }
 
     #[test]
