@@ -93,11 +93,20 @@ pub struct Limits {
     pub owner_quota: u64,
     /// Caches unused for this many days are deleted (fractions allowed).
     pub ttl_days: f64,
+    /// HTTP connections open at once; more wait in the listen backlog until one
+    /// closes. Keep it below the process's file descriptor limit.
+    pub max_connections: usize,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timing {
+    /// A client must send each request's line and headers within this; also how long
+    /// an idle keep-alive connection stays open.
+    pub header_read_timeout_secs: u64,
+    /// A connection on which no byte moves either way for this long is closed (a
+    /// half-sent body, a client that does not read its answer).
+    pub idle_timeout_secs: u64,
     pub part_url_expiry_secs: u64,
     pub download_url_expiry_secs: u64,
     /// How long a begun upload blocks other begins of its key without a sign of life
@@ -240,6 +249,7 @@ impl Default for Limits {
             part_size: 16 * MIB,
             owner_quota: 50 * GIB,
             ttl_days: 7.0,
+            max_connections: 512,
         }
     }
 }
@@ -247,6 +257,8 @@ impl Default for Limits {
 impl Default for Timing {
     fn default() -> Self {
         Timing {
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
             part_url_expiry_secs: 900,
             download_url_expiry_secs: 300,
             lease_secs: 300,
@@ -338,6 +350,9 @@ impl Config {
         if i64::try_from(l.max_cache_size).is_err() || i64::try_from(l.owner_quota).is_err() {
             return Err("limits.max_cache_size and limits.owner_quota must be below 2^63".into());
         }
+        if l.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
+        }
         if !(l.ttl_days.is_finite() && l.ttl_days > 0.0) {
             return Err(format!(
                 "limits.ttl_days = {} must be a positive number",
@@ -354,6 +369,11 @@ impl Config {
             ),
             ("timing.lease_secs", t.lease_secs),
             ("timing.reaper_interval_secs", t.reaper_interval_secs),
+            (
+                "timing.header_read_timeout_secs",
+                t.header_read_timeout_secs,
+            ),
+            ("timing.idle_timeout_secs", t.idle_timeout_secs),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -516,6 +536,12 @@ impl Timing {
     }
     /// An upload idle for longer than this is abandoned: its last part URL has expired
     /// and a margin has passed for a PUT that started just before the expiry.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
     pub fn stale_after(&self) -> Duration {
         Duration::from_secs(self.part_url_expiry_secs + self.stale_margin_secs)
     }
@@ -614,11 +640,24 @@ owner = "acme/widgets"
     }
 
     #[test]
-    fn completion_retry_limits_are_checked() {
+    fn connection_and_completion_limits_are_checked() {
         let cfg = Config::parse(MINIMAL).unwrap();
+        assert_eq!(cfg.limits.max_connections, 512);
+        assert_eq!(cfg.timing.header_read_timeout_secs, 10);
         assert_eq!(cfg.timing.completion_give_up_after_secs, 6 * 3600);
         assert!(!cfg.s3.take_over_prefix);
         for (section, line, field) in [
+            ("limits", "max_connections = 0", "limits.max_connections"),
+            (
+                "timing",
+                "header_read_timeout_secs = 0",
+                "timing.header_read_timeout_secs",
+            ),
+            (
+                "timing",
+                "idle_timeout_secs = 0",
+                "timing.idle_timeout_secs",
+            ),
             (
                 "timing",
                 "completion_give_up_after_secs = 0",

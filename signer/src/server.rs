@@ -13,10 +13,11 @@ use tracing::{info, warn};
 
 use crate::claim::ClaimError;
 use crate::config::Config;
+use crate::http::ConnLimits;
 use crate::registry::{Db, Registry};
 use crate::s3::S3Client;
 use crate::state::AppState;
-use crate::{api, claim, reaper, worker};
+use crate::{api, claim, http, reaper, worker};
 
 /// Builds the shared state: S3 client (credentials loaded now, so a missing variable
 /// fails at start) and the migrated registry.
@@ -64,10 +65,13 @@ pub async fn run(
         st.cfg.s3.prefix
     );
 
-    axum::serve(listener, api::router(st))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed")?;
+    let t = &st.cfg.timing;
+    let limits = ConnLimits {
+        header_read_timeout: t.header_read_timeout(),
+        idle_timeout: t.idle_timeout(),
+        max_connections: st.cfg.limits.max_connections,
+    };
+    http::serve(listener, api::router(st.clone()), limits, shutdown).await;
 
     info!("shutting down");
     let _ = stop_tx.send(true);

@@ -1021,6 +1021,88 @@ async fn a_second_registry_on_a_claimed_prefix_is_refused_unless_it_takes_over()
 }
 
 #[tokio::test]
+async fn a_flood_of_half_sent_requests_neither_starves_health_nor_stays_open() {
+    let stack = Stack::start_with(|c| {
+        c.timing.header_read_timeout_secs = 1;
+        c.limits.max_connections = 100;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    // Three times the connection limit, each with half a request line and then silence.
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let mut conn = tokio::net::TcpStream::connect(stack.signer_config().listen)
+            .await
+            .expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut conn, b"GET /v1/hea")
+            .await
+            .expect("half a request line");
+        held.push(conn);
+    }
+
+    // Answered within the client's own 30 s timeout, while all 300 are still open
+    // from the client's side.
+    let health = api.with_token(None).get("/v1/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+
+    // The server closes every one of them (EOF or reset) once the header timeout hits.
+    let mut closing = tokio::task::JoinSet::new();
+    for mut conn in held {
+        closing.spawn(async move {
+            let mut buf = [0u8; 256];
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // an error answer, then the close
+                }
+            }
+        });
+    }
+    let all_closed = async {
+        while let Some(done) = closing.join_next().await {
+            done.expect("reader task");
+        }
+    };
+    tokio::time::timeout(PATIENCE, all_closed)
+        .await
+        .expect("half-sent connections still open after a minute");
+}
+
+#[tokio::test]
+async fn sigterm_ends_the_signer_while_clients_hold_connections() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut signer = SecondSigner::spawn(&stack, dir.path(), |c| {
+        c.s3.prefix = "elsewhere".to_owned();
+    });
+    signer.outcome().expect("the signer starts");
+    let url = std::fs::read_to_string(&signer.ready).expect("ready file");
+    let addr = url.trim().trim_start_matches("http://");
+    // One connection idle after a request, one with half a request line.
+    let http = common::http();
+    let health = http
+        .get(format!("{}/v1/health", url.trim()))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+    let mut half = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut half, b"POST /v1/look")
+        .await
+        .expect("half a request line");
+
+    let pid = libc::pid_t::try_from(signer.child.id()).expect("pid");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let mut status = None;
+    common::poll_until_sync("the signer to exit after SIGTERM", PATIENCE, || {
+        status = signer.child.try_wait().expect("wait");
+        status.is_some()
+    });
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[tokio::test]
 async fn caches_unused_past_the_ttl_are_evicted() {
     let stack = Stack::start_with(|c| {
         small_parts(c);
