@@ -60,9 +60,16 @@ pub struct S3Config {
     /// needed by most non-AWS servers.
     #[serde(default = "default_true")]
     pub path_style: bool,
-    /// Objects are stored as `{prefix}/caches/{ULID}`.
+    /// Objects are stored as `{prefix}/caches/{ULID}`. One registry per prefix: the
+    /// signer claims it in `{prefix}/registry-id` and refuses a prefix another
+    /// registry claimed.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Claim the prefix even though another registry did (the old registry is gone
+    /// for good: lost, or replaced by this one). Its objects become orphans that the
+    /// reaper deletes once older than the stale window.
+    #[serde(default)]
+    pub take_over_prefix: bool,
     /// Names of the environment variables holding the credentials (used when
     /// `credentials_file` is not set).
     #[serde(default = "default_access_key_id_env")]
@@ -89,11 +96,20 @@ pub struct Limits {
     /// Uploads an owner may have in progress at once (under a live lease); more
     /// begins are answered 429.
     pub max_live_uploads: u64,
+    /// HTTP connections open at once; more wait in the listen backlog until one
+    /// closes. Keep it below the process's file descriptor limit.
+    pub max_connections: usize,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timing {
+    /// A client must send each request's line and headers within this; also how long
+    /// an idle keep-alive connection stays open.
+    pub header_read_timeout_secs: u64,
+    /// A connection on which no byte moves either way for this long is closed (a
+    /// half-sent body, a client that does not read its answer).
+    pub idle_timeout_secs: u64,
     pub part_url_expiry_secs: u64,
     pub download_url_expiry_secs: u64,
     /// How long a begun upload blocks other begins of its key without a sign of life
@@ -102,8 +118,15 @@ pub struct Timing {
     /// Added to the part URL expiry before an idle upload counts as abandoned.
     pub stale_margin_secs: u64,
     pub reaper_interval_secs: u64,
-    pub completion_max_attempts: u32,
+    /// The completion worker retries a failed CompleteMultipartUpload (S3 down,
+    /// throttling, 5xx) for this long after the client finished the upload before it
+    /// gives up and aborts it. Failures that can never succeed (the multipart upload
+    /// is gone, a part does not match) end it at once.
+    pub completion_give_up_after_secs: u64,
+    /// The first retry's delay; each next one doubles, up to
+    /// `completion_max_backoff_ms`.
     pub completion_backoff_ms: u64,
+    pub completion_max_backoff_ms: u64,
     /// Delays the completion worker's first pass after start. Only for crash tests
     /// (complete, then kill the signer before the worker ran); keep 0 otherwise.
     pub worker_start_delay_secs: u64,
@@ -230,6 +253,7 @@ impl Default for Limits {
             owner_quota: 50 * GIB,
             ttl_days: 7.0,
             max_live_uploads: 32,
+            max_connections: 512,
         }
     }
 }
@@ -237,13 +261,16 @@ impl Default for Limits {
 impl Default for Timing {
     fn default() -> Self {
         Timing {
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
             part_url_expiry_secs: 900,
             download_url_expiry_secs: 300,
             lease_secs: 300,
             stale_margin_secs: 300,
             reaper_interval_secs: 60,
-            completion_max_attempts: 5,
+            completion_give_up_after_secs: 6 * 3600,
             completion_backoff_ms: 500,
+            completion_max_backoff_ms: 60_000,
             worker_start_delay_secs: 0,
         }
     }
@@ -330,6 +357,9 @@ impl Config {
         if l.max_live_uploads == 0 {
             return Err("limits.max_live_uploads must be at least 1".into());
         }
+        if l.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
+        }
         if !(l.ttl_days.is_finite() && l.ttl_days > 0.0) {
             return Err(format!(
                 "limits.ttl_days = {} must be a positive number",
@@ -346,6 +376,11 @@ impl Config {
             ),
             ("timing.lease_secs", t.lease_secs),
             ("timing.reaper_interval_secs", t.reaper_interval_secs),
+            (
+                "timing.header_read_timeout_secs",
+                t.header_read_timeout_secs,
+            ),
+            ("timing.idle_timeout_secs", t.idle_timeout_secs),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));
@@ -365,8 +400,15 @@ impl Config {
                 ));
             }
         }
-        if t.completion_max_attempts == 0 {
-            return Err("timing.completion_max_attempts must be at least 1".into());
+        if t.completion_give_up_after_secs == 0 {
+            return Err("timing.completion_give_up_after_secs must be at least 1".into());
+        }
+        if t.completion_backoff_ms == 0 || t.completion_max_backoff_ms < t.completion_backoff_ms {
+            return Err(format!(
+                "timing.completion_backoff_ms = {} must be at least 1 and not above \
+                 timing.completion_max_backoff_ms = {}",
+                t.completion_backoff_ms, t.completion_max_backoff_ms
+            ));
         }
 
         let p = &self.job_tokens;
@@ -485,6 +527,11 @@ impl S3Config {
     pub fn object_name(&self, ulid: &str) -> String {
         format!("{}/caches/{ulid}", self.prefix)
     }
+
+    /// The marker naming the registry that owns the prefix.
+    pub fn claim_object(&self) -> String {
+        format!("{}/registry-id", self.prefix)
+    }
 }
 
 impl Timing {
@@ -496,8 +543,17 @@ impl Timing {
     }
     /// An upload idle for longer than this is abandoned: its last part URL has expired
     /// and a margin has passed for a PUT that started just before the expiry.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
     pub fn stale_after(&self) -> Duration {
         Duration::from_secs(self.part_url_expiry_secs + self.stale_margin_secs)
+    }
+    pub fn completion_give_up_after(&self) -> Duration {
+        Duration::from_secs(self.completion_give_up_after_secs)
     }
 }
 
@@ -588,6 +644,46 @@ owner = "acme/widgets"
 
         let e = err(&format!("listen = \"nowhere\"\n{MINIMAL}"));
         assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn connection_and_completion_limits_are_checked() {
+        let cfg = Config::parse(MINIMAL).unwrap();
+        assert_eq!(cfg.limits.max_connections, 512);
+        assert_eq!(cfg.timing.header_read_timeout_secs, 10);
+        assert_eq!(cfg.timing.completion_give_up_after_secs, 6 * 3600);
+        assert!(!cfg.s3.take_over_prefix);
+        for (section, line, field) in [
+            ("limits", "max_connections = 0", "limits.max_connections"),
+            (
+                "timing",
+                "header_read_timeout_secs = 0",
+                "timing.header_read_timeout_secs",
+            ),
+            (
+                "timing",
+                "idle_timeout_secs = 0",
+                "timing.idle_timeout_secs",
+            ),
+            (
+                "timing",
+                "completion_give_up_after_secs = 0",
+                "timing.completion_give_up_after_secs",
+            ),
+            (
+                "timing",
+                "completion_backoff_ms = 0",
+                "timing.completion_backoff_ms",
+            ),
+            (
+                "timing",
+                "completion_max_backoff_ms = 10",
+                "timing.completion_backoff_ms",
+            ),
+        ] {
+            let e = err(&format!("{MINIMAL}\n[{section}]\n{line}\n"));
+            assert!(e.contains(field), "{line}: {e}");
+        }
     }
 
     #[test]

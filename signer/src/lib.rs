@@ -8,12 +8,16 @@
 //! - [`worker`] — durable completion of finished uploads.
 //! - [`reaper`] — aborts what was abandoned, evicts what is old or over quota.
 //! - [`server`] — startup, the ready file, shutdown.
+//! - [`http`] — the accept loop: timeouts and a connection limit.
+//! - [`claim`] — one registry per S3 prefix.
 //! - [`s3`] — the S3 client.
 //! - [`token_cmd`] — `signer token create|revoke`, the operator's client.
 
 pub mod api;
 pub mod auth;
+pub mod claim;
 pub mod config;
+pub mod http;
 pub mod reaper;
 pub mod registry;
 pub mod s3;

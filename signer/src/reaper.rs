@@ -4,11 +4,13 @@
 //! 1. abandoned uploads (`creating`/`uploading` with no sign of life for part URL
 //!    expiry + margin) → aborted, and their multipart uploads aborted;
 //! 2. aborted uploads whose AbortMultipartUpload has not succeeded yet → again;
-//! 3. multipart uploads under `{prefix}/caches/` without a live row → aborted
-//!    (covers a crash between CreateMultipartUpload and the database write);
+//! 3. multipart uploads under `{prefix}/caches/` without a live row, older than the
+//!    stale window by S3's `Initiated` → aborted (covers a crash between
+//!    CreateMultipartUpload and the database write);
 //! 4. eviction: caches unused for `ttl_days`, then least recently used caches of
 //!    owners over `owner_quota` (object first, then row);
-//! 5. objects under the prefix that no row refers to → deleted;
+//! 5. objects under the prefix that no row refers to, older than the stale window by
+//!    S3's `LastModified` → deleted;
 //! 6. old `completed`/`aborted` upload rows, and job tokens expired for a week →
 //!    forgotten.
 //!
@@ -22,6 +24,7 @@ use bmat_wire::api::UploadState;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::claim;
 use crate::registry::{CacheRow, UploadRow};
 use crate::state::{AppState, now_ms};
 
@@ -49,11 +52,22 @@ pub struct ReapReport {
 }
 
 /// Runs a pass at once and then every `timing.reaper_interval_secs`, until `shutdown`.
-pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>) {
+/// Until the prefix is `claimed` for this registry (see [`crate::claim`]) each round
+/// tries to claim it instead, and reaps nothing: what it would delete may be another
+/// registry's.
+pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>, mut claimed: bool) {
     let interval = Duration::from_secs(st.cfg.timing.reaper_interval_secs);
     loop {
-        let report = reap_once(&st).await;
-        log(&report);
+        if !claimed {
+            match claim::claim_prefix(&st).await {
+                Ok(()) => claimed = true,
+                Err(e) => warn!("reaper paused: {e}"),
+            }
+        }
+        if claimed {
+            let report = reap_once(&st).await;
+            log(&report);
+        }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
@@ -209,7 +223,11 @@ async fn abort_orphan_uploads(st: &AppState, report: &mut ReapReport) -> anyhow:
             }
             _ => false,
         };
-        if keep {
+        // However it looks to this registry, a multipart upload that S3 says is
+        // younger than the stale window may be another signer's, or a registry being
+        // put back: never touched (nor one S3 gives no readable time for).
+        let young = mu.initiated_ms.is_none_or(|t| t >= cutoff);
+        if keep || young {
             continue;
         }
         match st.s3.abort_multipart_upload(&mu.key, &mu.upload_id).await {
@@ -281,16 +299,22 @@ async fn evict_over_quota(st: &AppState, report: &mut ReapReport) -> anyhow::Res
 }
 
 async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
-    let objects = st.s3.list_objects(&st.cfg.s3.caches_prefix()).await?;
-    let ulids: Vec<(String, Option<String>)> = objects
+    let objects = st.s3.list_objects_dated(&st.cfg.s3.caches_prefix()).await?;
+    // Young objects are left alone whatever the registry says, judged by S3's own
+    // LastModified (not the ULID in the name: a copied or restored object is new under
+    // an old name), so nothing in flight, another signer's, or a registry being put
+    // back is touched.
+    let cutoff = stale_cutoff(st);
+    let old: Vec<(String, Option<String>)> = objects
         .into_iter()
-        .map(|(name, _)| (ulid_of(st, &name), name))
+        .filter(|o| o.last_modified_ms.is_some_and(|t| t < cutoff))
+        .map(|o| (ulid_of(st, &o.name), o.name))
         .map(|(u, n)| (n, u))
         .collect();
     // One registry call: the worker's completion (cache row + upload state) is one
     // transaction, so an object being completed right now is seen as either.
     let referenced: HashSet<String> = {
-        let ulids: Vec<String> = ulids.iter().filter_map(|(_, u)| u.clone()).collect();
+        let ulids: Vec<String> = old.iter().filter_map(|(_, u)| u.clone()).collect();
         st.db
             .run(move |r| {
                 let mut keep = HashSet::new();
@@ -305,16 +329,8 @@ async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow
             })
             .await?
     };
-    // A ULID carries its creation time: leave young objects alone, whatever the
-    // registry says, so nothing in flight (or a registry being put back) is touched.
-    let cutoff = stale_cutoff(st);
-    let young =
-        |u: &str| ulid::Ulid::from_string(u).is_ok_and(|id| id.timestamp_ms() as i64 >= cutoff);
-    for (name, ulid) in ulids {
-        if ulid
-            .as_ref()
-            .is_some_and(|u| referenced.contains(u) || young(u))
-        {
+    for (name, ulid) in old {
+        if ulid.as_ref().is_some_and(|u| referenced.contains(u)) {
             continue;
         }
         match st.s3.delete_object(&name).await {

@@ -60,7 +60,16 @@ impl fmt::Debug for Credentials {
 pub struct MultipartUpload {
     pub key: String,
     pub upload_id: String,
-    pub initiated: Option<String>,
+    /// When S3 created it (Unix ms, S3's clock); `None` if S3 sent no readable time.
+    pub initiated_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+    /// When it was last written (Unix ms, S3's clock); `None` if unreadable.
+    pub last_modified_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +109,14 @@ fn with_causes(e: &reqwest::Error) -> String {
 }
 
 impl S3Error {
+    /// CompleteMultipartUpload refused the part list itself (an ETag that matches no
+    /// uploaded part, parts out of order, a part below the minimum size): the same
+    /// request can never succeed. S3 sends these as 400, or as 200 with an `<Error>`.
+    pub fn is_part_mismatch(&self) -> bool {
+        matches!(self, S3Error::Status { code, .. }
+            if matches!(code.as_str(), "InvalidPart" | "InvalidPartOrder" | "EntityTooSmall"))
+    }
+
     /// The upload or object does not exist (any more).
     pub fn is_not_found(&self) -> bool {
         match self {
@@ -439,9 +456,9 @@ impl S3Client {
                 .await?;
             let page: ListUploadsXml = parse(&text)?;
             uploads.extend(page.uploads.into_iter().map(|u| MultipartUpload {
+                initiated_ms: u.initiated.as_deref().and_then(unix_ms),
                 key: u.key,
                 upload_id: u.upload_id,
-                initiated: u.initiated,
             }));
             match (
                 page.is_truncated,
@@ -545,6 +562,16 @@ impl S3Client {
     /// Every object (name, size) under `prefix` (ListObjectsV2, all pages). Also the
     /// readiness probe of the local stack.
     pub async fn list_objects(&self, prefix: &str) -> Result<Vec<(String, u64)>, S3Error> {
+        Ok(self
+            .list_objects_dated(prefix)
+            .await?
+            .into_iter()
+            .map(|o| (o.name, o.size))
+            .collect())
+    }
+
+    /// Every object under `prefix` with its size and time.
+    pub async fn list_objects_dated(&self, prefix: &str) -> Result<Vec<ObjectInfo>, S3Error> {
         let mut objects = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -557,7 +584,11 @@ impl S3Client {
                 .send_xml(reqwest::Method::GET, self.bucket_url(&query), Vec::new())
                 .await?;
             let page: ListObjectsXml = parse(&text)?;
-            objects.extend(page.contents.into_iter().map(|o| (o.key, o.size)));
+            objects.extend(page.contents.into_iter().map(|o| ObjectInfo {
+                last_modified_ms: o.last_modified.as_deref().and_then(unix_ms),
+                name: o.key,
+                size: o.size,
+            }));
             match (page.is_truncated, page.next_continuation_token) {
                 (Some(true), Some(next)) => token = Some(next),
                 _ => return Ok(objects),
@@ -586,6 +617,15 @@ async fn error_from(response: reqwest::Response) -> S3Error {
             message: text.chars().take(200).collect(),
         },
     }
+}
+
+/// An S3 timestamp (`2026-01-02T03:04:05.000Z`) in Unix milliseconds.
+fn unix_ms(text: &str) -> Option<i64> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    DateTime::from_str(text.trim(), Format::DateTime)
+        .ok()?
+        .to_millis()
+        .ok()
 }
 
 /// True when the document's root element is `<Error>`.
@@ -696,6 +736,7 @@ struct ListObjectsXml {
 struct ObjectXml {
     key: String,
     size: u64,
+    last_modified: Option<String>,
 }
 
 #[cfg(test)]
@@ -762,6 +803,24 @@ mod tests {
             parse("<ListMultipartUploadsResult><Bucket>b</Bucket></ListMultipartUploadsResult>")
                 .expect("uploads");
         assert!(empty.uploads.is_empty());
+        let uploads: ListUploadsXml = parse(
+            "<ListMultipartUploadsResult><Upload><Key>p/caches/X</Key><UploadId>u1</UploadId>\
+             <Initiated>2026-01-02T03:04:05.678Z</Initiated></Upload></ListMultipartUploadsResult>",
+        )
+        .expect("uploads");
+        let initiated = uploads.uploads[0].initiated.as_deref().and_then(unix_ms);
+        assert_eq!(initiated, Some(1_767_323_045_678));
+        let objects: ListObjectsXml = parse(
+            "<ListBucketResult><Contents><Key>p/caches/X</Key><Size>3</Size>\
+             <LastModified>2026-01-02T03:04:05Z</LastModified></Contents></ListBucketResult>",
+        )
+        .expect("objects");
+        let modified = objects.contents[0]
+            .last_modified
+            .as_deref()
+            .and_then(unix_ms);
+        assert_eq!(modified, Some(1_767_323_045_000));
+        assert_eq!(unix_ms("yesterday"), None);
         let err: ErrorXml =
             parse("<Error><Code>NoSuchUpload</Code><Message>gone</Message></Error>").expect("err");
         assert_eq!(err.code, "NoSuchUpload");

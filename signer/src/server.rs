@@ -11,11 +11,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::claim::ClaimError;
 use crate::config::Config;
+use crate::http::ConnLimits;
 use crate::registry::{Db, Registry};
 use crate::s3::S3Client;
 use crate::state::AppState;
-use crate::{api, reaper, worker};
+use crate::{api, claim, http, reaper, worker};
 
 /// Builds the shared state: S3 client (credentials loaded now, so a missing variable
 /// fails at start) and the migrated registry.
@@ -38,9 +40,20 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {} (listen)", st.cfg.listen))?;
     let url = base_url(listener.local_addr()?);
 
+    // A prefix another registry owns is refused; one whose owner cannot be checked
+    // now (S3 down) is served, but the reaper waits until the claim is settled.
+    let claimed = match claim::claim_prefix(&st).await {
+        Ok(()) => true,
+        Err(e @ ClaimError::Foreign { .. }) => return Err(e.into()),
+        Err(e) => {
+            warn!("{e}; the reaper waits until the claim is checked");
+            false
+        }
+    };
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(worker::run(st.clone(), stop_rx.clone()));
-    let reaper = tokio::spawn(reaper::run(st.clone(), stop_rx));
+    let reaper = tokio::spawn(reaper::run(st.clone(), stop_rx, claimed));
 
     if let Some(path) = ready_file {
         write_atomically(path, &url)?;
@@ -52,10 +65,13 @@ pub async fn run(
         st.cfg.s3.prefix
     );
 
-    axum::serve(listener, api::router(st))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed")?;
+    let t = &st.cfg.timing;
+    let limits = ConnLimits {
+        header_read_timeout: t.header_read_timeout(),
+        idle_timeout: t.idle_timeout(),
+        max_connections: st.cfg.limits.max_connections,
+    };
+    http::serve(listener, api::router(st.clone()), limits, shutdown).await;
 
     info!("shutting down");
     let _ = stop_tx.send(true);

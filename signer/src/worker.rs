@@ -79,8 +79,9 @@ pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Takes the oldest due `finished` upload and moves it on: completed, retry later, or
-/// aborted after `completion_max_attempts`. Public so tests and tools can drive it.
+/// Takes the oldest due `finished` upload and moves it on: completed, retried later
+/// (S3 down, throttled, failing), or aborted when it can never complete or has failed
+/// for `completion_give_up_after_secs`. Public so tests and tools can drive it.
 pub async fn complete_one(st: &AppState) -> anyhow::Result<Step> {
     let Some(up) = st.db.run(|r| r.next_due_completion(now_ms())).await? else {
         return Ok(Step::Idle);
@@ -107,25 +108,36 @@ pub async fn complete_one(st: &AppState) -> anyhow::Result<Step> {
             info!(upload = %up.ulid, "CompleteMultipartUpload failed ({failure}) but the object exists: an earlier completion went through");
             return record(st, &up).await;
         }
+        // The upload id is gone and no object of the recorded size exists: nothing can
+        // ever complete it.
+        Ok(_) if failure.is_not_found() => {
+            warn!(upload = %up.ulid, "the multipart upload no longer exists in S3: {failure}");
+            return give_up(st, &up).await;
+        }
         Ok(Some(found)) => {
             warn!(upload = %up.ulid, "object exists with {found} bytes, expected {size}");
         }
-        Ok(None) => {
-            // The upload id is gone and there is no object: nothing can ever complete it.
-            if failure.is_not_found() {
-                warn!(upload = %up.ulid, "the multipart upload no longer exists in S3: {failure}");
-                return give_up(st, &up).await;
-            }
-        }
+        Ok(None) => {}
         Err(e) => warn!(upload = %up.ulid, "HeadObject after a failed completion failed too: {e}"),
+    }
+    if failure.is_part_mismatch() {
+        warn!(upload = %up.ulid, "S3 refuses the part list; no retry can change that: {failure}");
+        return give_up(st, &up).await;
     }
 
     let attempts = up.attempts.saturating_add(1);
-    if attempts >= st.cfg.timing.completion_max_attempts {
-        warn!(upload = %up.ulid, attempts, "completion failed for the last time: {failure}");
+    let failing_since = up.finished_at.unwrap_or(up.created_at);
+    let give_up_after = st.cfg.timing.completion_give_up_after();
+    if now_ms().saturating_sub(failing_since) >= give_up_after.as_millis() as i64 {
+        warn!(upload = %up.ulid, attempts, "completion still failing {} s after the upload finished; giving up: {failure}", give_up_after.as_secs());
         return give_up(st, &up).await;
     }
-    let next = now_ms().saturating_add(backoff_ms(st.cfg.timing.completion_backoff_ms, attempts));
+    let t = &st.cfg.timing;
+    let next = now_ms().saturating_add(backoff_ms(
+        t.completion_backoff_ms,
+        t.completion_max_backoff_ms,
+        attempts,
+    ));
     warn!(upload = %up.ulid, attempts, "completion failed, retrying in {} ms: {failure}", next - now_ms());
     let ulid = up.ulid.clone();
     st.db
@@ -134,9 +146,12 @@ pub async fn complete_one(st: &AppState) -> anyhow::Result<Step> {
     Ok(Step::Retry(up.ulid, next))
 }
 
-/// `base · 2^attempts`, plus up to `base` of jitter so retries of many uploads spread.
-fn backoff_ms(base: u64, attempts: u32) -> i64 {
-    let exp = base.saturating_mul(1u64 << attempts.min(20));
+/// `base · 2^(attempts-1)` capped at `max`, plus up to `base` of jitter so retries of
+/// many uploads spread.
+fn backoff_ms(base: u64, max: u64, attempts: u32) -> i64 {
+    let exp = base
+        .saturating_mul(1u64 << attempts.saturating_sub(1).min(32))
+        .min(max);
     let jitter = if base > 0 {
         rand::rng().random_range(0..base)
     } else {
@@ -182,13 +197,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_and_stays_bounded() {
+    fn backoff_doubles_up_to_its_cap() {
         for attempts in 1..6 {
-            let b = backoff_ms(500, attempts);
-            let floor = 500i64 << attempts;
+            let b = backoff_ms(500, 60_000, attempts);
+            let floor = 500i64 << (attempts - 1);
             assert!(b >= floor && b < floor + 500, "{attempts}: {b}");
         }
-        assert!(backoff_ms(u64::MAX, 200) > 0);
-        assert_eq!(backoff_ms(0, 3), 0);
+        for attempts in [8, 20, 40, u32::MAX] {
+            let b = backoff_ms(500, 60_000, attempts);
+            assert!((60_000..60_500).contains(&b), "{attempts}: {b}");
+        }
+        assert!(backoff_ms(u64::MAX, u64::MAX, 200) > 0);
     }
 }

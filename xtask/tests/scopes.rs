@@ -457,8 +457,9 @@ fn a_registry_of_the_previous_release_migrates_and_keeps_serving() {
         )
         .expect("v1 row");
     }
+    // A registry rebuilt from scratch is a new registry: it takes the prefix over.
     stack
-        .start_signer()
+        .start_signer_with(|c| c.s3.take_over_prefix = true)
         .expect("signer starts on the v1 registry");
 
     let dst = tempdir();

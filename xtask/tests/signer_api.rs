@@ -625,7 +625,7 @@ async fn health_needs_no_s3_and_s3_failures_are_502() {
         .begin("while-s3-is-down")
         .await
         .err(StatusCode::BAD_GATEWAY);
-    assert!(e.contains("S3"), "{e}");
+    assert!(e.contains("storage backend failed"), "{e}");
     // The failed begin does not block the key.
     stack.start_s3().expect("restart S3");
     poll_until("a begin to succeed once S3 is back", PATIENCE, || async {
@@ -639,6 +639,51 @@ async fn health_needs_no_s3_and_s3_failures_are_502() {
         )
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_502_names_no_endpoint_bucket_prefix_or_object() {
+    let mut stack = Stack::start_with(small_parts).expect("stack");
+    if !stack.owns_s3() {
+        eprintln!("skipped: the stack uses an external S3 server that cannot be stopped");
+        return;
+    }
+    let api = Api::new(&stack);
+    let stored = api.store("stored", b"stored").await;
+    let pending = api.begin_upload("pending").await;
+    let parts = api.put_parts(&pending, b"pending", PART).await;
+    stack.kill_s3().expect("kill S3");
+
+    let env = stack.env();
+    let host_port = env
+        .s3_endpoint
+        .split_once("://")
+        .map_or(env.s3_endpoint.as_str(), |(_, rest)| rest);
+    let hidden = [
+        env.s3_endpoint.as_str(),
+        host_port,
+        env.s3_bucket.as_str(),
+        env.s3_prefix.as_str(),
+        stored.as_str(),
+        pending.as_str(),
+    ];
+    let answers = [
+        api.begin("while-s3-is-down")
+            .await
+            .err(StatusCode::BAD_GATEWAY),
+        api.complete(&pending, &parts, 7, &sha256(b"pending"))
+            .await
+            .err(StatusCode::BAD_GATEWAY),
+        api.delete("/v1/caches/stored")
+            .await
+            .err(StatusCode::BAD_GATEWAY),
+    ];
+    for e in answers {
+        assert!(e.contains("storage backend failed"), "{e}");
+        for h in hidden {
+            assert!(!e.contains(h), "{h:?} in the answer: {e}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -732,6 +777,60 @@ async fn a_completion_that_cannot_succeed_ends_aborted() {
     api.begin_upload("doomed").await;
 }
 
+/// How many times the completion worker has tried the upload, read from the registry
+/// file (the API does not show it).
+fn completion_attempts(stack: &Stack, id: &str) -> u32 {
+    let reg = signer::registry::Registry::open(&stack.signer_config().database)
+        .expect("open the registry");
+    reg.get_upload(id)
+        .expect("read the upload")
+        .expect("the upload row")
+        .attempts
+}
+
+#[tokio::test]
+async fn a_completion_outlasts_an_s3_outage() {
+    // The worker is held back until S3 is down; then tiny backoffs let it fail many
+    // times in a few seconds.
+    let mut stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.timing.worker_start_delay_secs = 3600;
+        c.timing.completion_backoff_ms = 10;
+        c.timing.completion_max_backoff_ms = 50;
+    })
+    .expect("stack");
+    if !stack.owns_s3() {
+        eprintln!("skipped: the stack uses an external S3 server that cannot be stopped");
+        return;
+    }
+    let api = Api::new(&stack);
+    let data = random_bytes(PART as usize + 1000);
+    let id = api.begin_upload("outlasts").await;
+    let parts = api.put_parts(&id, &data, PART).await;
+    api.complete(&id, &parts, data.len() as u64, &sha256(&data))
+        .await
+        .ok::<UploadStatus>();
+
+    stack.kill_signer().expect("kill the signer");
+    stack.kill_s3().expect("kill S3");
+    restart_signer_with(&mut stack, |c| c.timing.worker_start_delay_secs = 0);
+    let api = Api::new(&stack);
+    // The old worker gave up after 5 attempts; this one keeps going.
+    poll_until("10 failed completion attempts", PATIENCE, || async {
+        assert_eq!(api.status(&id).await.state, UploadState::Finished);
+        completion_attempts(&stack, &id) >= 10
+    })
+    .await;
+
+    stack.start_s3().expect("restart S3");
+    api.wait_state(&id, UploadState::Completed).await;
+    let hit = api
+        .hit("outlasts", &[])
+        .await
+        .expect("cache after the outage");
+    assert_eq!(sha256(&download(&api.http, &hit.url).await), sha256(&data));
+}
+
 #[tokio::test]
 async fn the_reaper_aborts_abandoned_and_unknown_uploads_and_orphan_objects() {
     let stack = Stack::start_with(|c| {
@@ -777,25 +876,248 @@ async fn the_reaper_aborts_abandoned_and_unknown_uploads_and_orphan_objects() {
     })
     .await;
     assert!(object_exists(&stack, &outside).await);
-    // A young orphan (its ULID says it was made just now) may be an upload in flight:
-    // a pass that deletes an old orphan put at the same time leaves it alone.
-    let young = format!("{}{}", caches_prefix(&stack), ulid::Ulid::new());
-    let old = format!("{}01BX5ZZKBKACTAV9WEVGEMMVS1", caches_prefix(&stack));
-    for name in [&young, &old] {
-        s3.put_object(name, b"orphan".to_vec()).await.expect("put");
-    }
-    poll_until("the second old orphan to be deleted", PATIENCE, || async {
-        !object_exists(&stack, &old).await
-    })
-    .await;
-    assert!(
-        object_exists(&stack, &young).await,
-        "a young object was deleted"
-    );
     // A completed cache is not touched by any of this.
     api.store("kept", b"kept").await;
     let hit = api.hit("kept", &[]).await.expect("hit");
     assert_eq!(download(&api.http, &hit.url).await, b"kept");
+}
+
+#[tokio::test]
+async fn the_reaper_spares_unknown_uploads_and_objects_younger_than_the_stale_window() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    // A reaper of a second registry, driven pass by pass from here, on a prefix of its
+    // own (the stack's signer never looks there) in the stack's real bucket.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = stack.signer_config().clone();
+    cfg.database = dir.path().join("second.sqlite");
+    cfg.s3.prefix = format!("{}-second", stack.env().s3_prefix);
+    cfg.timing.part_url_expiry_secs = 1;
+    cfg.timing.stale_margin_secs = 9;
+    let creds = dir.path().join("s3.toml");
+    let env = stack.env();
+    std::fs::write(
+        &creds,
+        format!(
+            "access_key_id = {:?}\nsecret_access_key = {:?}\n",
+            env.s3_access_key_id, env.s3_secret_access_key
+        ),
+    )
+    .expect("credentials file");
+    cfg.s3.credentials_file = Some(creds);
+    let caches = cfg.s3.caches_prefix();
+    let st = signer::server::build_state(cfg).expect("second registry");
+
+    // No row knows them, and S3 says they were made just now. The object's name is an
+    // old ULID: a restored or copied object is new under an old name.
+    let s3 = stack.s3_client().expect("s3 client");
+    let upload = format!("{caches}{}", ulid::Ulid::new());
+    s3.create_multipart_upload(&upload).await.expect("create");
+    let object = format!("{caches}01BX5ZZKBKACTAV9WEVGEMMVS1");
+    s3.put_object(&object, b"young".to_vec())
+        .await
+        .expect("put");
+    let uploads_there = || async {
+        s3.list_multipart_uploads(&caches)
+            .await
+            .expect("list uploads")
+            .len()
+    };
+
+    let report = signer::reaper::reap_once(&st).await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(uploads_there().await, 1, "{report:?}");
+    assert!(object_exists(&stack, &object).await, "{report:?}");
+
+    // Once S3 says they are older than the stale window (10 s), a pass removes them.
+    poll_until(
+        "the aged upload and object to be reaped",
+        PATIENCE,
+        || async {
+            signer::reaper::reap_once(&st).await;
+            uploads_there().await == 0 && !object_exists(&stack, &object).await
+        },
+    )
+    .await;
+}
+
+/// A second signer process: another registry (its own database) on the stack's
+/// bucket and prefix, `tweak` applied to its config. Killed when dropped.
+struct SecondSigner {
+    child: std::process::Child,
+    ready: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl SecondSigner {
+    fn spawn(
+        stack: &Stack,
+        dir: &std::path::Path,
+        tweak: impl FnOnce(&mut Config),
+    ) -> SecondSigner {
+        let mut cfg = stack.signer_config().clone();
+        cfg.database = dir.join("second.sqlite");
+        cfg.listen = ([127, 0, 0, 1], 0).into();
+        tweak(&mut cfg);
+        let config = dir.join("second.toml");
+        std::fs::write(&config, cfg.to_toml().expect("config TOML")).expect("write config");
+        let (ready, log) = (dir.join("second.ready"), dir.join("second.log"));
+        let _ = std::fs::remove_file(&ready);
+        let env = stack.env();
+        let child = std::process::Command::new(
+            xtask::stack::bins::workspace_bin("signer").expect("signer binary"),
+        )
+        .arg("--config")
+        .arg(&config)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env(&cfg.s3.access_key_id_env, &env.s3_access_key_id)
+        .env(&cfg.s3.secret_access_key_env, &env.s3_secret_access_key)
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn the second signer");
+        SecondSigner { child, ready, log }
+    }
+
+    /// Waits until it is ready (`Ok`) or has exited (`Err` with its stderr).
+    fn outcome(&mut self) -> Result<(), String> {
+        let mut exited = None;
+        common::poll_until_sync("the second signer to start or exit", PATIENCE, || {
+            exited = self.child.try_wait().expect("wait");
+            exited.is_some() || self.ready.exists()
+        });
+        match exited {
+            None => Ok(()),
+            Some(_) => Err(std::fs::read_to_string(&self.log).expect("read the log")),
+        }
+    }
+}
+
+impl Drop for SecondSigner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_second_registry_on_a_claimed_prefix_is_refused_unless_it_takes_over() {
+    let mut stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    api.store("first", b"first").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let stderr = SecondSigner::spawn(&stack, dir.path(), |_| {})
+        .outcome()
+        .expect_err("a second registry started on a claimed prefix");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("error"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("belongs to another registry") && line.contains("s3.take_over_prefix"),
+        "{stderr}"
+    );
+    // The first signer is untouched.
+    assert!(api.hit("first", &[]).await.is_some());
+
+    // With the flag it takes the prefix over ...
+    let mut second = SecondSigner::spawn(&stack, dir.path(), |c| c.s3.take_over_prefix = true);
+    second
+        .outcome()
+        .expect("the second signer takes the prefix over");
+    drop(second);
+
+    // ... and now the first one is the stranger there.
+    stack.kill_signer().expect("kill the first signer");
+    let e = stack
+        .start_signer()
+        .expect_err("the first signer restarted on a prefix taken over");
+    assert!(
+        format!("{e:#}").contains("belongs to another registry"),
+        "{e:#}"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_half_sent_requests_neither_starves_health_nor_stays_open() {
+    let stack = Stack::start_with(|c| {
+        c.timing.header_read_timeout_secs = 1;
+        c.limits.max_connections = 100;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    // Three times the connection limit, each with half a request line and then silence.
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let mut conn = tokio::net::TcpStream::connect(stack.signer_config().listen)
+            .await
+            .expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut conn, b"GET /v1/hea")
+            .await
+            .expect("half a request line");
+        held.push(conn);
+    }
+
+    // Answered within the client's own 30 s timeout, while all 300 are still open
+    // from the client's side.
+    let health = api.with_token(None).get("/v1/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+
+    // The server closes every one of them (EOF or reset) once the header timeout hits.
+    let mut closing = tokio::task::JoinSet::new();
+    for mut conn in held {
+        closing.spawn(async move {
+            let mut buf = [0u8; 256];
+            loop {
+                match tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {} // an error answer, then the close
+                }
+            }
+        });
+    }
+    let all_closed = async {
+        while let Some(done) = closing.join_next().await {
+            done.expect("reader task");
+        }
+    };
+    tokio::time::timeout(PATIENCE, all_closed)
+        .await
+        .expect("half-sent connections still open after a minute");
+}
+
+#[tokio::test]
+async fn sigterm_ends_the_signer_while_clients_hold_connections() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut signer = SecondSigner::spawn(&stack, dir.path(), |c| {
+        c.s3.prefix = "elsewhere".to_owned();
+    });
+    signer.outcome().expect("the signer starts");
+    let url = std::fs::read_to_string(&signer.ready).expect("ready file");
+    let addr = url.trim().trim_start_matches("http://");
+    // One connection idle after a request, one with half a request line.
+    let http = common::http();
+    let health = http
+        .get(format!("{}/v1/health", url.trim()))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+    let mut half = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut half, b"POST /v1/look")
+        .await
+        .expect("half a request line");
+
+    let pid = libc::pid_t::try_from(signer.child.id()).expect("pid");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let mut status = None;
+    common::poll_until_sync("the signer to exit after SIGTERM", PATIENCE, || {
+        status = signer.child.try_wait().expect("wait");
+        status.is_some()
+    });
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
 #[tokio::test]

@@ -88,12 +88,14 @@ impl ApiError {
     fn too_large(m: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, m)
     }
-    /// S3 failed: the signer's upstream, hence 502.
+    /// S3 failed: the signer's upstream, hence 502. The details (endpoint, bucket,
+    /// object name, S3's own message) go to the log only: they describe the operator's
+    /// storage, which is none of the client's business.
     fn s3(doing: &str, e: &S3Error) -> ApiError {
         warn!("S3 failed while {doing}: {e}");
         ApiError::new(
             StatusCode::BAD_GATEWAY,
-            format!("S3 failed while {doing}: {e}"),
+            format!("the storage backend failed while {doing}; try again later"),
         )
     }
 }

@@ -117,6 +117,21 @@ const MIGRATIONS: &[&str] = &[
     -- The newest caches of a place first, for fallback lookups.
     CREATE INDEX caches_by_place_created ON caches (owner, scope, created_at, id);
     "#,
+    // 4: when the client finished an upload, the start of the completion worker's
+    // retry budget (rows finished before this version count from their creation).
+    r#"
+    ALTER TABLE uploads ADD COLUMN finished_at INTEGER;
+    UPDATE uploads SET finished_at = created_at WHERE state = 'finished';
+    "#,
+    // 5: the registry's own random id, which it claims its S3 prefix with (see
+    // crate::claim).
+    r#"
+    CREATE TABLE meta (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta (name, value) VALUES ('registry_id', lower(hex(randomblob(16))));
+    "#,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +164,8 @@ pub struct UploadRow {
     pub lease_expires_at: i64,
     pub attempts: u32,
     pub next_attempt_at: Option<i64>,
+    /// When the client completed it (state `finished` and after).
+    pub finished_at: Option<i64>,
     pub needs_abort: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -273,6 +290,7 @@ fn upload_from_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
         lease_expires_at: r.get("lease_expires_at")?,
         attempts: r.get::<_, i64>("attempts")?.clamp(0, u32::MAX as i64) as u32,
         next_attempt_at: r.get("next_attempt_at")?,
+        finished_at: r.get("finished_at")?,
         needs_abort: r.get::<_, i64>("needs_abort")? != 0,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
@@ -354,6 +372,15 @@ impl Registry {
         Ok(self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// This registry's random id, made when its schema was created or upgraded.
+    pub fn registry_id(&self) -> anyhow::Result<String> {
+        Ok(self.conn.query_row(
+            "SELECT value FROM meta WHERE name = 'registry_id'",
+            [],
+            |r| r.get(0),
+        )?)
     }
 
     /// Cheap liveness check for /v1/health.
@@ -655,7 +682,7 @@ impl Registry {
         let parts_json = serde_json::to_string(parts)?;
         Ok(self.conn.execute(
             "UPDATE uploads SET state = 'finished', parts_json = ?2, size = ?3, sha256 = ?4,
-                    attempts = 0, next_attempt_at = ?5, updated_at = ?5
+                    attempts = 0, next_attempt_at = ?5, finished_at = ?5, updated_at = ?5
              WHERE ulid = ?1 AND state = 'uploading'",
             params![ulid, parts_json, to_i64(size)?, sha256, now],
         )? > 0)
@@ -844,6 +871,17 @@ mod tests {
         drop(reg);
         let reg = Registry::open(&dir.path().join("sub/registry.sqlite")).unwrap();
         assert_eq!(reg.schema_version().unwrap(), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn the_registry_id_is_random_and_kept() {
+        let (dir, reg) = open();
+        let id = reg.registry_id().unwrap();
+        assert_eq!(id.len(), 32);
+        drop(reg);
+        let reg = Registry::open(&dir.path().join("sub/registry.sqlite")).unwrap();
+        assert_eq!(reg.registry_id().unwrap(), id);
+        assert_ne!(open().1.registry_id().unwrap(), id);
     }
 
     #[test]

@@ -214,6 +214,7 @@ impl Stack {
                 bucket: s3.bucket.clone(),
                 path_style: s3.path_style,
                 prefix,
+                take_over_prefix: false,
                 access_key_id_env: "BMAT_S3_ACCESS_KEY_ID".to_owned(),
                 secret_access_key_env: "BMAT_S3_SECRET_ACCESS_KEY".to_owned(),
                 credentials_file: None,
