@@ -1320,3 +1320,24 @@ async fn lists_come_in_pages() {
         .await
         .err(StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn an_owner_has_at_most_max_live_uploads_at_once() {
+    let stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.limits.max_live_uploads = 2;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    let first = api.begin_upload("one").await;
+    api.begin_upload("two").await;
+    let e = api.begin("three").await.err(StatusCode::TOO_MANY_REQUESTS);
+    assert!(e.contains("max_live_uploads"), "{e}");
+    // Another owner is not held back; an upload that ends frees its slot.
+    let other = api.with_token(Some(&stack.env().other_token));
+    other.begin_upload("three").await;
+    api.delete(&format!("/v1/uploads/{first}"))
+        .await
+        .ok::<UploadStatus>();
+    api.begin_upload("three").await;
+}
