@@ -11,6 +11,7 @@ use anyhow::anyhow;
 use bmat_wire::api::CacheProblem;
 use sha2::{Digest, Sha256};
 
+use crate::archive::corruption::{corruption, is_corruption};
 use crate::archive::{
     ArchiveWriter, Staging, UnpackError, Unpacked, WriteReport, check_targets, place, unpack,
 };
@@ -116,14 +117,13 @@ impl From<UnpackError> for RestoreError {
 }
 
 impl From<io::Error> for RestoreError {
+    /// Corrupt only when the error was marked where the damage was found (see
+    /// [`crate::archive::corruption`]); any other I/O error is the machine's.
     fn from(e: io::Error) -> Self {
-        // zstd reports a damaged frame (bad checksum, bad block) as InvalidData/Other
-        // with its own message; a tar header that does not parse is also InvalidData.
-        match e.kind() {
-            io::ErrorKind::InvalidData | io::ErrorKind::Other => {
-                RestoreError::Corrupt(e.to_string())
-            }
-            _ => RestoreError::Io(e),
+        if is_corruption(&e) {
+            RestoreError::Corrupt(e.to_string())
+        } else {
+            RestoreError::Io(e)
         }
     }
 }
@@ -219,11 +219,54 @@ pub fn unpack_verified<R: Read>(
     Ok(unpacked)
 }
 
-/// Decompresses all of `input` into `out`, a chunk at a time.
+/// Decompresses all of `input` into `out`, a chunk at a time. An error is the input's
+/// (the download's), the pipe's (the unpacker stopped), or else zstd's, which found
+/// the archive damaged.
 fn decompress(input: &mut impl Read, out: &mut handoff::ChunkWriter) -> io::Result<()> {
-    let mut decoder = zstd::stream::read::Decoder::new(input)?;
-    while out.fill_from(&mut decoder)? > 0 {}
-    Ok(())
+    let mut decoder = zstd::stream::read::Decoder::new(Tagged(input))?;
+    loop {
+        match out.fill_from(&mut decoder) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(match InputError::take(e) {
+                    Ok(input) => input,
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => e,
+                    Err(e) => corruption(format!("zstd: {e}")),
+                });
+            }
+        }
+    }
+}
+
+/// Marks the errors of the reader it wraps, so that they can be told from the
+/// decoder's own.
+struct Tagged<R>(R);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct InputError(io::Error);
+
+impl InputError {
+    /// The input's own error, if `e` is one; else `e` back.
+    fn take(e: io::Error) -> Result<io::Error, io::Error> {
+        let kind = e.kind();
+        match e.into_inner() {
+            Some(inner) => match inner.downcast::<InputError>() {
+                Ok(input) => Ok(input.0),
+                Err(other) => Err(io::Error::new(kind, other)),
+            },
+            None => Err(io::Error::from(kind)),
+        }
+    }
+}
+
+impl<R: Read> Read for Tagged<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), InputError(e)))
+    }
 }
 
 /// The whole restore of one archive into `root`: unpack into a staging directory
@@ -303,13 +346,10 @@ impl<R: Read> Read for CountingReader<'_, R> {
         self.progress.add_raw(n as u64);
         self.count += n as u64;
         if self.count > self.limit {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the archive unpacks to more than the {} bytes recorded for it",
-                    self.limit
-                ),
-            ));
+            return Err(corruption(format!(
+                "the archive unpacks to more than the {} bytes recorded for it",
+                self.limit
+            )));
         }
         Ok(n)
     }

@@ -11,6 +11,7 @@
 
 use std::io::{self, Read};
 
+use super::corruption::{as_corruption, corruption};
 use super::times::Mtime;
 use super::unpack::UnpackError;
 
@@ -53,15 +54,16 @@ impl<'a, R: Read> Entries<'a, R> {
         loop {
             let Some(entry) = self.raw.next() else {
                 if ext.pax.is_some() || ext.long_name.is_some() || ext.long_link.is_some() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
+                    return Err(corruption(
                         "the archive ends with an extension header that describes no entry",
                     )
                     .into());
                 }
                 return Ok(None);
             };
-            let mut entry = entry?;
+            // Reading the stream here only fails when the tar is damaged (or as an
+            // echo of a decompression failure, which the caller reports instead).
+            let mut entry = entry.map_err(as_corruption)?;
             let (slot, what) = match entry.header().entry_type().as_byte() {
                 b'x' => (&mut ext.pax, "pax"),
                 b'L' => (&mut ext.long_name, "GNU long name"),

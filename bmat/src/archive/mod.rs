@@ -1,6 +1,7 @@
 //! The archive format: tar with pax mtimes, compressed with zstd; written from a
 //! list of paths, unpacked with every entry checked, moved into place at the end.
 
+pub mod corruption;
 pub mod entries;
 pub mod place;
 pub mod staging;

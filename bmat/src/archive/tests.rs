@@ -858,3 +858,43 @@ fn a_placement_that_fails_half_way_is_undone() -> Result {
     assert_eq!(fs::read_dir(dst.path())?.count(), 1, "staging left behind");
     Ok(())
 }
+
+#[test]
+fn only_damage_found_in_the_archive_is_called_corrupt() -> Result {
+    use crate::archive::corruption::corruption;
+    // A failure of the machine (a writer thread that died, a full disk) is not the
+    // cache's fault: never "corrupt", so never reported to the signer as such.
+    for e in [
+        io::Error::other("a file writer panicked"),
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "an error of no particular origin",
+        ),
+        io::Error::from_raw_os_error(libc::ENOSPC),
+    ] {
+        assert!(matches!(RestoreError::from(e), RestoreError::Io(_)));
+    }
+    assert!(matches!(
+        RestoreError::from(corruption("zstd: bad block")),
+        RestoreError::Corrupt(_)
+    ));
+    // And damage is found where it is: by zstd, and by tar.
+    let sha = hex::encode(Sha256::digest(b"not zstd"));
+    let err = unpack_into_tree(
+        &b"not zstd"[..],
+        tempfile::tempdir()?.path(),
+        &Expected::unbounded(8, &sha),
+        &progress(),
+    );
+    assert!(matches!(err, Err(RestoreError::Corrupt(_))), "{err:?}");
+    let garbage_tar = zstd::encode_all(&vec![0x41u8; 4096][..], 1)?;
+    let sha = hex::encode(Sha256::digest(&garbage_tar));
+    let err = unpack_into_tree(
+        &garbage_tar[..],
+        tempfile::tempdir()?.path(),
+        &Expected::unbounded(garbage_tar.len() as u64, &sha),
+        &progress(),
+    );
+    assert!(matches!(err, Err(RestoreError::Corrupt(_))), "{err:?}");
+    Ok(())
+}

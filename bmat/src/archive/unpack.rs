@@ -77,10 +77,9 @@ pub fn unpack<R: Read>(
         while let Some((mut entry, names)) = entries.next_entry()? {
             count += 1;
             if let Some(max) = max_entries.filter(|max| count > *max) {
-                return Err(UnpackError::Io(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("the archive holds more than the {max} entries recorded for it"),
-                )));
+                return Err(UnpackError::Io(super::corruption::corruption(format!(
+                    "the archive holds more than the {max} entries recorded for it"
+                ))));
             }
             state.unpack_one(&mut entry, names, staging, &writers)?;
         }
