@@ -193,13 +193,6 @@ fn ulid_of(st: &AppState, object: &str) -> Option<String> {
         .filter(|u| u == rest)
 }
 
-fn is_live(state: UploadState) -> bool {
-    matches!(
-        state,
-        UploadState::Creating | UploadState::Uploading | UploadState::Finished
-    )
-}
-
 async fn abort_orphan_uploads(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
     let listed = st
         .s3
@@ -214,7 +207,9 @@ async fn abort_orphan_uploads(st: &AppState, report: &mut ReapReport) -> anyhow:
             None => None,
         };
         let keep = match &row {
-            Some(r) if is_live(r.state) && r.s3_upload_id.as_deref() == Some(&mu.upload_id) => true,
+            Some(r) if r.state.is_live() && r.s3_upload_id.as_deref() == Some(&mu.upload_id) => {
+                true
+            }
             // CreateMultipartUpload answered but its id is not stored yet: give the
             // begin request the stale window to finish (after that step 1 aborts the
             // row and this upload goes on the next pass).
@@ -320,7 +315,7 @@ async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow
                 let mut keep = HashSet::new();
                 for u in ulids {
                     let cached = r.find_cache_by_ulid(&u)?.is_some();
-                    let live = r.get_upload(&u)?.is_some_and(|up| is_live(up.state));
+                    let live = r.get_upload(&u)?.is_some_and(|up| up.state.is_live());
                     if cached || live {
                         keep.insert(u);
                     }

@@ -266,6 +266,24 @@ impl UploadState {
         }
     }
 
+    /// Holds its key: no other upload of the key may begin, and its multipart upload
+    /// in S3 must not be reaped. (The registry's SQL says the same in its partial
+    /// unique index; a unit test there checks that both agree.)
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            UploadState::Creating | UploadState::Uploading | UploadState::Finished
+        )
+    }
+
+    pub const ALL: [UploadState; 5] = [
+        UploadState::Creating,
+        UploadState::Uploading,
+        UploadState::Finished,
+        UploadState::Completed,
+        UploadState::Aborted,
+    ];
+
     pub fn parse(s: &str) -> Option<UploadState> {
         Some(match s {
             "creating" => UploadState::Creating,

@@ -297,6 +297,7 @@ fn upload_from_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
     })
 }
 
+/// The live states (`UploadState::is_live`) in SQL.
 const LIVE: &str = "('creating', 'uploading', 'finished')";
 
 impl Registry {
@@ -968,6 +969,14 @@ mod tests {
                 .unwrap(),
             BeginOutcome::InProgress
         );
+    }
+
+    #[test]
+    fn live_means_the_same_in_rust_and_in_sql() {
+        for state in UploadState::ALL {
+            let quoted = format!("'{}'", state.as_str());
+            assert_eq!(LIVE.contains(&quoted), state.is_live(), "{state:?}");
+        }
     }
 
     #[test]
