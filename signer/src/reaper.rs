@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::claim;
-use crate::registry::{CacheRow, UploadRow};
+use crate::registry::UploadRow;
 use crate::state::{AppState, now_ms};
 
 /// Finished upload rows are kept this long for `GET /v1/uploads/{id}`, and expired job
@@ -242,18 +242,11 @@ async fn abort_orphan_uploads(st: &AppState, report: &mut ReapReport) -> anyhow:
 }
 
 /// Object first, then row (a row without an object would be a broken hit).
-async fn delete_cache(st: &AppState, c: &CacheRow) -> anyhow::Result<()> {
-    st.s3.delete_object(&st.object_name(&c.ulid)).await?;
-    let ulid = c.ulid.clone();
-    st.db.run(move |r| r.delete_cache(&ulid)).await?;
-    Ok(())
-}
-
 async fn evict_expired(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
     let cutoff = now_ms() - st.cfg.limits.ttl().as_millis() as i64;
     let old = st.db.run(move |r| r.caches_unused_since(cutoff)).await?;
     for c in old {
-        match delete_cache(st, &c).await {
+        match st.delete_cache(&c).await {
             Ok(()) => {
                 info!(owner = %c.owner, key = %c.key, "cache unused past the TTL deleted");
                 report.expired.push(c.ulid);
@@ -278,7 +271,7 @@ async fn evict_over_quota(st: &AppState, report: &mut ReapReport) -> anyhow::Res
             if total <= quota {
                 break;
             }
-            match delete_cache(st, &c).await {
+            match st.delete_cache(&c).await {
                 Ok(()) => {
                     total = total.saturating_sub(c.size);
                     info!(owner = %c.owner, key = %c.key, size = c.size, "least recently used cache deleted: owner over quota");

@@ -9,8 +9,9 @@ use tracing::warn;
 
 use crate::auth::{AuthError, Principal, StaticTokens, check_job_token, token_hash};
 use crate::config::Config;
-use crate::registry::{Db, UploadRow};
+use crate::registry::{CacheRow, Db, UploadRow};
 use crate::s3::S3Client;
+use crate::s3::S3Error;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -52,6 +53,22 @@ impl AppState {
         })
     }
 
+    /// Deletes a cache: object first, then row. A row without an object would be a
+    /// broken hit; an object without a row is only a leak the reaper's orphan sweep
+    /// removes. By ULID, so a newer cache of the same key is never touched.
+    pub async fn delete_cache(&self, c: &CacheRow) -> Result<(), DeleteError> {
+        self.s3
+            .delete_object(&self.object_name(&c.ulid))
+            .await
+            .map_err(DeleteError::S3)?;
+        let ulid = c.ulid.clone();
+        self.db
+            .run(move |r| r.delete_cache(&ulid))
+            .await
+            .map_err(DeleteError::Registry)?;
+        Ok(())
+    }
+
     pub fn object_name(&self, ulid: &str) -> String {
         self.cfg.s3.object_name(ulid)
     }
@@ -84,6 +101,15 @@ impl AppState {
         }
         Ok(marked)
     }
+}
+
+/// Why deleting a cache failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error("deleting the object: {0}")]
+    S3(#[source] S3Error),
+    #[error("deleting the row: {0:#}")]
+    Registry(#[source] anyhow::Error),
 }
 
 /// Unix time in milliseconds (the registry's clock).

@@ -31,7 +31,7 @@ use crate::auth::{AuthError, JobGrant, OperatorGrant, Principal, bearer};
 use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
 use crate::registry::{BeginOutcome, CacheRow, Place, UploadRow, UploadRules};
 use crate::s3::S3Error;
-use crate::state::{AppState, now_ms};
+use crate::state::{AppState, DeleteError, now_ms};
 
 /// More fallbacks than this is a client bug, not a search.
 const MAX_FALLBACKS: usize = 32;
@@ -97,6 +97,16 @@ impl ApiError {
             StatusCode::BAD_GATEWAY,
             format!("the storage backend failed while {doing}; try again later"),
         )
+    }
+}
+
+impl ApiError {
+    /// A cache could not be deleted: S3 failed (502) or the registry did (503).
+    fn deleting(e: DeleteError) -> ApiError {
+        match e {
+            DeleteError::S3(e) => ApiError::s3("deleting the cache object", &e),
+            DeleteError::Registry(e) => e.into(),
+        }
     }
 }
 
@@ -964,14 +974,7 @@ async fn delete_cache(
             shown(&scope)
         )));
     };
-    // Object first, then row: a row without an object would be a broken hit, an
-    // object without a row only a leak the reaper's orphan sweep removes.
-    st.s3
-        .delete_object(&st.object_name(&c.ulid))
-        .await
-        .map_err(|e| ApiError::s3("deleting the cache object", &e))?;
-    let ulid = c.ulid.clone();
-    st.db.run(move |r| r.delete_cache(&ulid)).await?;
+    st.delete_cache(&c).await.map_err(ApiError::deleting)?;
     info!(owner = %owner, scope = %scope, key = %key, "cache deleted by the client");
     Ok(Json(Deleted { deleted: true }))
 }

@@ -16,7 +16,7 @@ use bmat_wire::api::{CacheProblem, ReportAnswer, ReportRequest};
 use tracing::{info, warn};
 
 use super::{ApiError, ApiJson, Job, check_key, check_scope};
-use crate::registry::{CacheRow, Place};
+use crate::registry::Place;
 use crate::state::{AppState, now_ms};
 
 pub(super) async fn report(
@@ -70,19 +70,7 @@ pub(super) async fn report(
         info!(owner = %job.owner, scope = %cache.scope, key = %cache.key, ?problem, intact, "cache reported broken; kept");
         return Ok(Json(ReportAnswer { dropped: false }));
     }
-    drop_cache(&st, &cache).await?;
+    st.delete_cache(&cache).await.map_err(ApiError::deleting)?;
     warn!(owner = %job.owner, scope = %cache.scope, key = %cache.key, ?problem, intact, "cache reported broken; dropped");
     Ok(Json(ReportAnswer { dropped: true }))
-}
-
-/// Object first, then row (as every delete: a row without an object would be a
-/// broken hit).
-async fn drop_cache(st: &AppState, cache: &CacheRow) -> Result<(), ApiError> {
-    st.s3
-        .delete_object(&st.object_name(&cache.ulid))
-        .await
-        .map_err(|e| ApiError::s3("deleting a broken cache", &e))?;
-    let ulid = cache.ulid.clone();
-    st.db.run(move |r| r.delete_cache(&ulid)).await?;
-    Ok(())
 }
