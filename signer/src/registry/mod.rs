@@ -705,14 +705,15 @@ impl Registry {
     /// S3 upload id is known; clear it with [`Registry::s3_aborted`] once
     /// AbortMultipartUpload succeeded.
     pub fn mark_aborted(&self, ulid: &str, from: &[UploadState], now: i64) -> anyhow::Result<bool> {
-        let states: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
-        let sql = format!(
+        // The states as a JSON array parameter: one prepared statement, no SQL built
+        // from values.
+        let states: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+        Ok(self.conn.execute(
             "UPDATE uploads SET state = 'aborted', needs_abort = (s3_upload_id IS NOT NULL),
                     updated_at = ?2
-             WHERE ulid = ?1 AND state IN ({})",
-            states.join(", ")
-        );
-        Ok(self.conn.execute(&sql, params![ulid, now])? > 0)
+             WHERE ulid = ?1 AND state IN (SELECT value FROM json_each(?3))",
+            params![ulid, now, serde_json::to_string(&states)?],
+        )? > 0)
     }
 
     /// AbortMultipartUpload succeeded (or the upload was already gone).
