@@ -143,9 +143,12 @@ async fn abort_stale(st: &AppState, report: &mut ReapReport) -> anyhow::Result<(
     let stale = st.db.run(move |r| r.stale_uploads(cutoff)).await?;
     for up in stale {
         // Guarded by state: an upload completed meanwhile is left alone.
-        match st
-            .abort_upload(&up, &[UploadState::Creating, UploadState::Uploading])
-            .await
+        match crate::uploads::abort_upload(
+            st,
+            &up,
+            &[UploadState::Creating, UploadState::Uploading],
+        )
+        .await
         {
             Ok(true) => {
                 info!(owner = %up.owner, key = %up.key, upload = %up.ulid, "abandoned upload aborted");

@@ -3,13 +3,11 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bmat_wire::api::UploadState;
 use tokio::sync::Notify;
-use tracing::warn;
 
 use crate::auth::{AuthError, Principal, StaticTokens, check_job_token, token_hash};
 use crate::config::Config;
-use crate::registry::{CacheRow, Db, UploadRow};
+use crate::registry::{CacheRow, Db};
 use crate::s3::S3Client;
 use crate::s3::S3Error;
 
@@ -71,35 +69,6 @@ impl AppState {
 
     pub fn object_name(&self, ulid: &str) -> String {
         self.cfg.s3.object_name(ulid)
-    }
-
-    /// Marks the upload aborted (if it is still in one of `from`), then aborts its S3
-    /// multipart upload. The database goes first so that nothing completes an upload
-    /// whose parts are being thrown away; if S3 fails, `needs_abort` stays set and the
-    /// reaper retries. Returns whether this call did the marking.
-    pub async fn abort_upload(&self, up: &UploadRow, from: &[UploadState]) -> anyhow::Result<bool> {
-        let ulid = up.ulid.clone();
-        let from = from.to_vec();
-        let marked = self
-            .db
-            .run(move |r| r.mark_aborted(&ulid, &from, now_ms()))
-            .await?;
-        if marked && let Some(s3_id) = &up.s3_upload_id {
-            match self
-                .s3
-                .abort_multipart_upload(&self.object_name(&up.ulid), s3_id)
-                .await
-            {
-                Ok(()) => {
-                    let ulid = up.ulid.clone();
-                    self.db.run(move |r| r.s3_aborted(&ulid)).await?;
-                }
-                Err(e) => {
-                    warn!(upload = %up.ulid, "AbortMultipartUpload failed, the reaper will retry: {e}")
-                }
-            }
-        }
-        Ok(marked)
     }
 }
 

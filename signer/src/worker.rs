@@ -187,7 +187,7 @@ async fn record(st: &AppState, up: &UploadRow) -> anyhow::Result<Step> {
 }
 
 async fn give_up(st: &AppState, up: &UploadRow) -> anyhow::Result<Step> {
-    st.abort_upload(up, &[UploadState::Finished]).await?;
+    crate::uploads::abort_upload(st, up, &[UploadState::Finished]).await?;
     warn!(owner = %up.owner, key = %up.key, upload = %up.ulid, "completion given up; upload aborted");
     Ok(Step::Aborted(up.ulid.clone()))
 }

@@ -7,10 +7,11 @@ use axum::extract::State;
 use bmat_wire::api::{MintRequest, MintedToken, Revoked};
 use tracing::info;
 
-use super::{ApiError, ApiJson, ApiPath, Operator, check_owner, check_scope, parse_upload_id};
+use super::{ApiError, ApiJson, ApiPath, Operator, check_owner, check_scope};
 use crate::auth::{new_token_secret, token_hash};
 use crate::registry::JobTokenRow;
 use crate::state::{AppState, now_ms};
+use crate::uploads::canonical_ulid;
 
 /// More read scopes than this is a mistake, not a search order.
 const MAX_READ_SCOPES: usize = 16;
@@ -75,7 +76,7 @@ pub(super) async fn revoke(
     State(st): State<AppState>,
     ApiPath(id): ApiPath,
 ) -> Result<Json<Revoked>, ApiError> {
-    let id = parse_upload_id(&id).map_err(|_| ApiError::bad_request("invalid token id"))?;
+    let id = canonical_ulid(&id).ok_or_else(|| ApiError::bad_request("invalid token id"))?;
     let found = {
         let id = id.clone();
         st.db.run(move |r| r.job_token(&id)).await?
