@@ -266,7 +266,9 @@ fn the_shim_admits_only_allowed_peers() {
     // bmat as a given uid, in the socket's group: a lookup that misses, or fails.
     let lookup_as = |uid: u32| {
         let mut cmd = common::bmat(&stack);
+        // A refused peer is retried like any transport failure: keep that short.
         cmd.env("BMAT_AGENT_SOCKET", &shim.socket)
+            .env("BMAT_API_RETRY_SECS", "1")
             .args(["--json", "cache", "restore", "nothing-here"])
             .current_dir(dir.path())
             .uid(uid)
