@@ -166,22 +166,12 @@ async fn abort_stale(st: &AppState, report: &mut ReapReport) -> anyhow::Result<(
 async fn retry_aborts(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
     let pending = st.db.run(|r| r.pending_s3_aborts()).await?;
     for up in pending {
-        let Some(s3_id) = up.s3_upload_id.as_deref() else {
-            continue;
-        };
-        match st
-            .s3
-            .abort_multipart_upload(&st.object_name(&up.ulid), s3_id)
-            .await
-        {
-            Ok(()) => {
-                let ulid = up.ulid.clone();
-                st.db.run(move |r| r.s3_aborted(&ulid)).await?;
-                report.aborts_retried.push(up.ulid);
-            }
-            Err(e) => report
+        match crate::uploads::abort_in_s3(st, &up).await {
+            Ok(()) => report.aborts_retried.push(up.ulid),
+            Err(crate::uploads::UploadError::S3 { source, .. }) => report
                 .errors
-                .push(format!("aborting upload {} in S3: {e}", up.ulid)),
+                .push(format!("aborting upload {} in S3: {source}", up.ulid)),
+            Err(e) => return Err(anyhow::Error::new(e)),
         }
     }
     Ok(())

@@ -491,22 +491,31 @@ pub async fn abort_upload(
         .db
         .run(move |r| r.mark_aborted(&ulid, &from, now_ms()))
         .await?;
-    if marked && let Some(s3_id) = &up.s3_upload_id {
-        match st
-            .s3
-            .abort_multipart_upload(&st.object_name(&up.ulid), s3_id)
-            .await
-        {
-            Ok(()) => {
-                let ulid = up.ulid.clone();
-                st.db.run(move |r| r.s3_aborted(&ulid)).await?;
+    if marked && up.s3_upload_id.is_some() {
+        match abort_in_s3(st, up).await {
+            Ok(()) => {}
+            Err(UploadError::S3 { source, .. }) => {
+                warn!(upload = %up.ulid, "AbortMultipartUpload failed, the reaper will retry: {source}")
             }
-            Err(e) => {
-                warn!(upload = %up.ulid, "AbortMultipartUpload failed, the reaper will retry: {e}")
-            }
+            Err(e) => return Err(anyhow::Error::new(e)),
         }
     }
     Ok(marked)
+}
+
+/// AbortMultipartUpload for an upload marked aborted, then the registry is told it is
+/// done (`needs_abort` cleared). Nothing to do without an S3 upload id.
+pub async fn abort_in_s3(st: &AppState, up: &UploadRow) -> Result<(), UploadError> {
+    let Some(s3_id) = up.s3_upload_id.as_deref() else {
+        return Ok(());
+    };
+    st.s3
+        .abort_multipart_upload(&st.object_name(&up.ulid), s3_id)
+        .await
+        .map_err(s3("aborting the multipart upload"))?;
+    let ulid = up.ulid.clone();
+    st.db.run(move |r| r.s3_aborted(&ulid)).await?;
+    Ok(())
 }
 
 /// The upload `id` if it is the job's: its owner's and its scope's. Anyone else's is
