@@ -371,6 +371,19 @@ fn existing_tree(root: &Path) {
     fs::write(root.join("data.bin"), b"the old contents").expect("write");
 }
 
+/// Restores `key` into a copy of [`existing_tree`]: the restore must fail open with
+/// `reason` in its warning and leave the tree exactly as it was, staging included.
+fn assert_restore_refused(stack: &Stack, key: &str, reason: &str) {
+    let dst = tempdir();
+    existing_tree(dst.path());
+    let before = manifest(dst.path());
+    let r = restore(stack, dst.path(), key);
+    assert_failed_open(&r);
+    assert!(r.stderr.contains(reason), "{key}: {r:?}");
+    assert_same(&before, &manifest(dst.path()), key);
+    assert!(staging_leftovers(dst.path()).is_empty(), "{key}");
+}
+
 /// bmat with its control requests' retries cut to 1 s: against a stack that stays
 /// broken, the default 30 s of retries would only slow the test down.
 fn impatient(stack: &Stack) -> Command {
@@ -949,18 +962,11 @@ fn a_restore_never_replaces_a_non_empty_directory() {
             .file("nested", b"a file where the tree has a directory")
             .finish(),
     );
-    let dst = tempdir();
-    existing_tree(dst.path());
-    let before = manifest(dst.path());
-    let r = restore(&stack, dst.path(), "k");
-    assert_failed_open(&r);
-    assert!(
-        r.stderr
-            .contains("nested: it would replace a non-empty directory"),
-        "{r:?}"
+    assert_restore_refused(
+        &stack,
+        "k",
+        "nested: it would replace a non-empty directory",
     );
-    assert_same(&before, &manifest(dst.path()), "tree after the refusal");
-    assert!(staging_leftovers(dst.path()).is_empty());
 }
 
 #[test]
@@ -985,18 +991,11 @@ fn a_33_kb_archive_claiming_a_gib_extension_header_is_refused() {
 
     let stack = start();
     register_archive(&stack, "k", archive);
-    let dst = tempdir();
-    existing_tree(dst.path());
-    let before = manifest(dst.path());
-    let r = restore(&stack, dst.path(), "k");
-    assert_failed_open(&r);
-    assert!(
-        r.stderr
-            .contains("huge: pax extension header too large: 1073741824 bytes"),
-        "{r:?}"
+    assert_restore_refused(
+        &stack,
+        "k",
+        "huge: pax extension header too large: 1073741824 bytes",
     );
-    assert_same(&before, &manifest(dst.path()), "tree after the refusal");
-    assert!(staging_leftovers(dst.path()).is_empty());
 }
 
 /// A zstd-compressed tar of one file of `claimed` zero bytes: a few hundred KiB that
@@ -1030,19 +1029,12 @@ fn a_restore_stops_past_the_recorded_size_and_checks_free_space_first() {
     register_archive_with(&stack, "bomb", bomb.clone(), recorded(MIB as u64));
     register_archive_with(&stack, "huge", bomb, recorded(1 << 60));
 
-    for (key, reason) in [
-        ("bomb", "unpacks to more than the 1048576 bytes recorded"),
-        ("huge", "not enough free space"),
-    ] {
-        let dst = tempdir();
-        existing_tree(dst.path());
-        let before = manifest(dst.path());
-        let r = restore(&stack, dst.path(), key);
-        assert_failed_open(&r);
-        assert!(r.stderr.contains(reason), "{key}: {r:?}");
-        assert_same(&before, &manifest(dst.path()), key);
-        assert!(staging_leftovers(dst.path()).is_empty(), "{key}");
-    }
+    assert_restore_refused(
+        &stack,
+        "bomb",
+        "unpacks to more than the 1048576 bytes recorded",
+    );
+    assert_restore_refused(&stack, "huge", "not enough free space");
 
     // A real save records what its archive unpacks to.
     let src = tempdir();

@@ -21,15 +21,22 @@ use xtask::stack::{OTHER_OWNER, OWNER, SCOPE, Stack, bins};
 
 const PR: &str = "refs/pull/7/merge";
 
+/// A request for a job token of `owner` in `scope`, reading `read_scopes`, living the
+/// signer's default lifetime.
+fn token_request(owner: &str, scope: &str, read_scopes: &[&str], write: bool) -> MintRequest {
+    MintRequest {
+        owner: owner.to_owned(),
+        scope: scope.to_owned(),
+        read_scopes: read_scopes.iter().map(|s| s.to_string()).collect(),
+        write,
+        ttl_seconds: None,
+    }
+}
+
+/// A job token of [`OWNER`], minted with the stack's operator credential.
 fn mint(stack: &Stack, scope: &str, read_scopes: &[&str], write: bool) -> MintedToken {
     stack
-        .mint(&MintRequest {
-            owner: OWNER.to_owned(),
-            scope: scope.to_owned(),
-            read_scopes: read_scopes.iter().map(|s| s.to_string()).collect(),
-            write,
-            ttl_seconds: None,
-        })
+        .mint(&token_request(OWNER, scope, read_scopes, write))
         .expect("mint a job token")
 }
 
@@ -211,11 +218,8 @@ async fn expired_and_revoked_tokens_get_401_with_their_reason() {
     let main = Api::new(&stack);
     let short = stack
         .mint(&MintRequest {
-            owner: OWNER.to_owned(),
-            scope: PR.to_owned(),
-            read_scopes: vec![SCOPE.to_owned()],
-            write: true,
             ttl_seconds: Some(1),
+            ..token_request(OWNER, PR, &[SCOPE], true)
         })
         .expect("mint");
     let expiring = main.with_token(Some(&short.token));
@@ -276,13 +280,7 @@ async fn owners_never_see_each_other_and_operators_keep_to_their_owners() {
     let beta_pr: MintedToken = beta_op
         .post(
             "/v1/tokens",
-            &MintRequest {
-                owner: OTHER_OWNER.to_owned(),
-                scope: PR.to_owned(),
-                read_scopes: vec![SCOPE.to_owned()],
-                write: true,
-                ttl_seconds: Some(600),
-            },
+            &token_request(OTHER_OWNER, PR, &[SCOPE], true),
         )
         .await
         .ok();
@@ -319,16 +317,7 @@ async fn owners_never_see_each_other_and_operators_keep_to_their_owners() {
         .await
         .err(StatusCode::FORBIDDEN);
     let e = beta_op
-        .post(
-            "/v1/tokens",
-            &MintRequest {
-                owner: OWNER.to_owned(),
-                scope: SCOPE.to_owned(),
-                read_scopes: vec![],
-                write: true,
-                ttl_seconds: None,
-            },
-        )
+        .post("/v1/tokens", &token_request(OWNER, SCOPE, &[], true))
         .await
         .err(StatusCode::FORBIDDEN);
     assert!(e.contains("beta-ci") && e.contains(OWNER), "{e}");
@@ -342,16 +331,7 @@ async fn owners_never_see_each_other_and_operators_keep_to_their_owners() {
         .err(StatusCode::FORBIDDEN);
     // Job tokens cannot mint.
     alpha
-        .post(
-            "/v1/tokens",
-            &MintRequest {
-                owner: OWNER.to_owned(),
-                scope: SCOPE.to_owned(),
-                read_scopes: vec![],
-                write: true,
-                ttl_seconds: None,
-            },
-        )
+        .post("/v1/tokens", &token_request(OWNER, SCOPE, &[], true))
         .await
         .err(StatusCode::FORBIDDEN);
     // The allowed operator deletes in a named scope.
@@ -429,8 +409,8 @@ fn a_registry_of_the_previous_release_migrates_and_keeps_serving() {
     let saved = save_as(bmat_with_token(&stack, LEGACY), src.path(), "old-key");
     assert_outcome(&saved, "saved");
 
-    // Rewrite the registry as the previous release kept it: schema version 1, the
-    // same cache row, no scope anywhere.
+    // Rewrite the registry as the previous release kept it: schema version 1 (the first
+    // migration, never edited since), the same cache row, no scope anywhere.
     stack.kill_signer().expect("kill signer");
     let db = stack.signer_config().database.clone();
     let (ulid, size, sha256, created): (String, i64, String, i64) = {
@@ -447,9 +427,10 @@ fn a_registry_of_the_previous_release_migrates_and_keeps_serving() {
     }
     {
         let conn = rusqlite::Connection::open(&db).expect("new registry");
-        let schema = fs::read_to_string(bins::workspace_root().join("testdata/registry-v1.sql"))
-            .expect("v1 schema");
-        conn.execute_batch(&schema).expect("v1 schema applies");
+        conn.execute_batch(signer::registry::SCHEMA_V1)
+            .expect("v1 schema applies");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("schema version 1");
         conn.execute(
             "INSERT INTO caches (owner, key, ulid, size, sha256, created_at, last_used_at)
              VALUES (?1, 'old-key', ?2, ?3, ?4, ?5, ?5)",
@@ -486,11 +467,8 @@ fn a_minted_token_is_refused_past_the_maximum_lifetime() {
     .expect("stack");
     let e = stack
         .mint(&MintRequest {
-            owner: OWNER.to_owned(),
-            scope: PR.to_owned(),
-            read_scopes: vec![],
-            write: false,
             ttl_seconds: Some(3601),
+            ..token_request(OWNER, PR, &[], false)
         })
         .expect_err("too long");
     assert!(format!("{e:#}").contains("max_ttl_secs"), "{e:#}");

@@ -17,10 +17,9 @@ mod job_tokens;
 
 pub use db::Db;
 
-/// Each entry upgrades the schema by one version (`PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[
-    // 1: caches and uploads.
-    r#"
+/// Version 1: caches and uploads, as the release before scopes created them (also what
+/// the migration tests start from).
+pub const SCHEMA_V1: &str = r#"
     CREATE TABLE caches (
         id           INTEGER PRIMARY KEY,
         owner        TEXT NOT NULL,
@@ -58,7 +57,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX uploads_one_live_per_key ON uploads (owner, key)
         WHERE state IN ('creating', 'uploading', 'finished');
     CREATE INDEX uploads_by_state ON uploads (state, next_attempt_at);
-    "#,
+    "#;
+
+/// Each entry upgrades the schema by one version (`PRAGMA user_version`). Entries are
+/// only ever appended: a released one is never edited.
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
     // 2: scopes (DESIGN §6) and job tokens. A cache belongs to (owner, scope, key);
     // rows of version 1 get the scope 'default' (bmat_wire::DEFAULT_SCOPE), which is
     // also the scope of config tokens that name none, so they keep serving. SQLite
@@ -1116,8 +1120,22 @@ mod tests {
     }
 
     fn add_cache(reg: &mut Registry, owner: &str, key: &str, ulid: &str, size: u64, t: i64) {
-        reg.begin_upload(&at(owner), key, ulid, 1, t, &rules(100))
-            .unwrap();
+        add_cache_at(reg, &at(owner), key, ulid, size, t)
+    }
+
+    /// A completed cache of `key` in `place`.
+    fn add_cache_at(
+        reg: &mut Registry,
+        place: &Place<'_>,
+        key: &str,
+        ulid: &str,
+        size: u64,
+        t: i64,
+    ) {
+        assert!(created(
+            reg.begin_upload(place, key, ulid, 1, t, &rules(100))
+                .unwrap()
+        ));
         reg.set_uploading(ulid, "s3", t).unwrap();
         reg.mark_finished(ulid, &[(1, "e".into())], size, "00", t)
             .unwrap();
@@ -1178,17 +1196,7 @@ mod tests {
         assert!(reg.find_cache(&pr, "deps-a").unwrap().is_none());
         assert!(reg.newest_with_prefix(&pr, "deps-", &[]).unwrap().is_none());
         // The same key in another scope is a new cache, not "exists".
-        assert!(created(
-            reg.begin_upload(&pr, "deps-a", "U2", 1, 200, &rules(100))
-                .unwrap()
-        ));
-        reg.set_uploading("U2", "s3", 200).unwrap();
-        reg.mark_finished("U2", &[(1, "e".into())], 1, "00", 200)
-            .unwrap();
-        assert_eq!(
-            reg.record_completed("U2", 200).unwrap(),
-            CompletedOutcome::Recorded
-        );
+        add_cache_at(&mut reg, &pr, "deps-a", "U2", 1, 200);
         assert_eq!(reg.find_cache(&pr, "deps-a").unwrap().unwrap().ulid, "U2");
         assert_eq!(
             reg.find_cache(&at("o"), "deps-a").unwrap().unwrap().ulid,
@@ -1221,7 +1229,7 @@ mod tests {
         let path = dir.path().join("v1.sqlite");
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
             conn.execute(
                 "INSERT INTO caches (owner, key, ulid, size, sha256, created_at, last_used_at)
