@@ -10,6 +10,7 @@ use crate::outcome::{JSON_HELP, Outcome, UsageError};
 use crate::output;
 use crate::paths::parse_list;
 use crate::restore::{RestoreRequest, restore};
+use crate::roots::Roots;
 use crate::rust;
 use crate::save::{SaveRequest, save};
 use crate::tuning::Tuning;
@@ -45,8 +46,9 @@ pub enum Command {
 pub enum CacheCommand {
     /// Save the paths listed on stdin (files, directories, symlinks) under KEY.
     ///
-    /// Paths are relative to the working directory and must stay inside it. Nothing
-    /// is read when KEY already exists.
+    /// Paths are relative to the working directory and must stay inside it, or are
+    /// written `~/…` for paths under $HOME (restored under the restoring job's $HOME,
+    /// whatever its path). Nothing is read when KEY already exists.
     #[command(after_long_help = JSON_HELP)]
     Save {
         /// Paths on stdin are NUL-separated (as from `find -print0`).
@@ -74,12 +76,18 @@ pub enum CacheCommand {
 }
 
 /// `bmat cache rust restore`, `cargo build`, `bmat cache rust save`: the next run
-/// compiles only the workspace's own crates.
+/// downloads nothing and compiles only the workspace's own crates.
 ///
-/// The key is `rust-deps-{toolchain}-{host}-{hash}`, the hash covering the third-party
-/// entries of Cargo.lock and the flags that change artefacts (`bmat cache rust key`
-/// lists them). On an exact miss, restore takes the newest cache of the same toolchain
-/// and host; the next save leaves out artefacts of versions no longer in Cargo.lock.
+/// A cache holds the third-party build units of the build directory and, from
+/// $CARGO_HOME, the registry index entries and `.crate` files of Cargo.lock's packages
+/// and its git dependencies at their locked commits; restored under any CARGO_HOME
+/// path, the units stay fresh.
+///
+/// The key is `rust-deps-{toolchain}-{host}-{hash}` (with `--key-suffix S`:
+/// `rust-deps-S-{toolchain}-{host}-{hash}`), the hash covering the third-party entries
+/// of Cargo.lock and the flags that change artefacts (`bmat cache rust key` lists
+/// them). On an exact miss, restore takes the newest cache of the same toolchain, host
+/// and suffix; the next save leaves out what is no longer in Cargo.lock.
 #[derive(Debug, Subcommand)]
 pub enum RustCommand {
     /// Print the cache key and every input that went into it.
@@ -94,6 +102,10 @@ pub enum RustCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct ManifestArgs {
+    /// A part of the key for jobs of a matrix that build differently (`release`,
+    /// `wasm`, `features-all`): each has its own caches.
+    #[arg(long = "key-suffix", value_name = "NAME", env = "BMAT_RUST_KEY_SUFFIX")]
+    pub key_suffix: Option<String>,
     /// The workspace's Cargo.toml (default: ./Cargo.toml).
     #[arg(value_name = "CARGO_TOML", conflicts_with = "manifest_path")]
     pub manifest: Option<PathBuf>,
@@ -103,9 +115,10 @@ pub struct ManifestArgs {
 }
 
 impl ManifestArgs {
-    fn path(self) -> PathBuf {
+    fn path(&self) -> PathBuf {
         self.manifest
-            .or(self.manifest_path)
+            .clone()
+            .or_else(|| self.manifest_path.clone())
             .unwrap_or_else(|| PathBuf::from("Cargo.toml"))
     }
 }
@@ -161,6 +174,8 @@ pub enum Prepared {
 pub enum Job {
     Save(SaveRequest),
     Restore(RestoreRequest),
+    /// A restore, then the Rust cache's own step (relocation to this Cargo home).
+    RustRestore(RestoreRequest, rust::AfterRestore),
 }
 
 /// Usage checks, before anything touches the network: the key, the fallback
@@ -180,7 +195,13 @@ pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
                 .read_to_end(&mut input)
                 .map_err(|e| UsageError(format!("cannot read the paths from stdin: {e}")))?;
             let paths = parse_list(&input, null).map_err(|e| UsageError(e.to_string()))?;
-            Ok(Prepared::Run(Job::Save(SaveRequest { key, root, paths })))
+            let roots = Roots::from_env(&root);
+            if paths.iter().any(|p| roots.split(p).is_err()) {
+                return Err(UsageError(
+                    "~/… paths need $HOME set to an absolute path".into(),
+                ));
+            }
+            Ok(Prepared::Run(Job::Save(SaveRequest { key, roots, paths })))
         }
         CacheCommand::Restore { key, fallback } => {
             check_key(&key)?;
@@ -192,7 +213,7 @@ pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
             Ok(Prepared::Run(Job::Restore(RestoreRequest {
                 key,
                 fallbacks: fallback,
-                root,
+                roots: Roots::from_env(&root),
             })))
         }
     }
@@ -204,11 +225,11 @@ fn prepare_rust(command: RustCommand) -> Result<Prepared, UsageError> {
         RustCommand::Save(args) => (rust::Action::Save, args),
         RustCommand::Restore(args) => (rust::Action::Restore, args),
     };
-    Ok(match rust::plan(action, &args.path())? {
+    Ok(match rust::plan(action, &args.path(), args.key_suffix)? {
         Err(outcome) => Prepared::Done(outcome),
         Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
         Ok(rust::Plan::Save(request)) => Prepared::Run(Job::Save(request)),
-        Ok(rust::Plan::Restore(request)) => Prepared::Run(Job::Restore(request)),
+        Ok(rust::Plan::Restore(request, after)) => Prepared::Run(Job::RustRestore(request, after)),
     })
 }
 
@@ -227,7 +248,7 @@ pub fn run(job: Job) -> Outcome {
     let tuning = Tuning::from_env();
     let key = match &job {
         Job::Save(r) => r.key.clone(),
-        Job::Restore(r) => r.key.clone(),
+        Job::Restore(r) | Job::RustRestore(r, _) => r.key.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -247,6 +268,15 @@ pub fn run(job: Job) -> Outcome {
         match job {
             Job::Save(req) => save(req, &tuning).await,
             Job::Restore(req) => restore(req, &tuning).await,
+            Job::RustRestore(req, after) => {
+                let outcome = restore(req, &tuning).await;
+                if matches!(outcome, Outcome::Hit { .. })
+                    && let Some(line) = rust::after_restore(&after)
+                {
+                    let _ = output::eprintln(&line);
+                }
+                outcome
+            }
         }
     })
 }

@@ -24,6 +24,7 @@ pub mod output;
 pub mod paths;
 pub mod progress;
 pub mod restore;
+pub mod roots;
 pub mod rust;
 pub mod save;
 pub mod stream;

@@ -10,6 +10,8 @@ use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::roots::{Extra, Roots, Tree, is_reserved_top};
+
 /// A normalised path relative to a tree: no `.`, no `..`, no empty component, no
 /// trailing slash. The empty path is the tree itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,10 +19,16 @@ pub struct RelPath(PathBuf);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
-    #[error("{0} is an absolute path; paths must be relative to the working directory")]
+    #[error(
+        "{0} is an absolute path; paths must be relative to the working directory, or written ~/… for $HOME"
+    )]
     Absolute(String),
     #[error("{0} leads outside the working directory")]
     Escapes(String),
+    #[error("{0} leads outside $HOME")]
+    EscapesHome(String),
+    #[error("{0} uses the name .bmat-root, which bmat reserves")]
+    Reserved(String),
     #[error("{0} contains a `..` component")]
     DotDot(String),
     #[error("{0} names the tree itself")]
@@ -119,18 +127,44 @@ impl fmt::Display for RelPath {
 }
 
 /// Splits stdin into paths (newline- or NUL-separated; empty entries ignored),
-/// normalises each and drops duplicates, keeping the first occurrence's position.
+/// normalises each into an archive name and drops duplicates, keeping the first
+/// occurrence's position. `~/…` is a path under `$HOME` (see [`crate::roots`]);
+/// `~user/…` is not expanded, it is a relative name like any other.
 pub fn parse_list(input: &[u8], nul: bool) -> Result<Vec<RelPath>, PathError> {
     let sep = if nul { b'\0' } else { b'\n' };
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for raw in input.split(|b| *b == sep).filter(|r| !r.is_empty()) {
-        let path = RelPath::from_input(raw)?;
+        let path = archive_name(raw)?;
         if seen.insert(path.clone()) {
             out.push(path);
         }
     }
     Ok(out)
+}
+
+/// The archive name of one path given to `cache save`.
+fn archive_name(raw: &[u8]) -> Result<RelPath, PathError> {
+    if let Some(in_home) = raw
+        .strip_prefix(b"~/")
+        .or(if raw == b"~" { Some(b"") } else { None })
+    {
+        let inner = RelPath::from_input(in_home).map_err(|e| match e {
+            PathError::Escapes(_) => PathError::EscapesHome(shown(raw)),
+            other => other,
+        })?;
+        return Ok(Roots::name_in(Tree::Extra(Extra::Home), &inner));
+    }
+    let path = RelPath::from_input(raw)?;
+    if path
+        .as_path()
+        .components()
+        .next()
+        .is_some_and(|c| is_reserved_top(c.as_os_str()))
+    {
+        return Err(PathError::Reserved(shown(raw)));
+    }
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! symlink on disk. Any failure before that removes the staging directory and leaves
 //! the tree as it was.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use crate::disk::free_space;
 use crate::outcome::Outcome;
 use crate::progress::Progress;
 use crate::progress::human_bytes;
+use crate::roots::Roots;
 use crate::save::one_line;
 use crate::stream::{CacheDefect, Expected, unpack_into_tree};
 use crate::transfer::download::{RangeDownload, UrlSource};
@@ -28,8 +28,8 @@ use crate::tuning::Tuning;
 pub struct RestoreRequest {
     pub key: String,
     pub fallbacks: Vec<String>,
-    /// The tree to restore into.
-    pub root: PathBuf,
+    /// The trees to restore into.
+    pub roots: Roots,
 }
 
 /// Runs a restore; never fails, every failure is an [`Outcome::Failed`].
@@ -58,7 +58,7 @@ pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
         let progress = Progress::new(format!("restoring {}", hit.key), Some(hit.size));
         let result = {
             let _display = progress.display(tuning.progress_interval);
-            download_into(&api, &hit, &req.root, tuning, &progress).await
+            download_into(&api, &hit, &req.roots, tuning, &progress).await
         };
         let problem = result.as_ref().err().and_then(CacheDefect::in_chain);
         report(&api, &hit, problem).await;
@@ -113,18 +113,19 @@ async fn report(api: &ApiClient, hit: &CacheHit, problem: Option<CacheProblem>) 
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Downloads the archive of `hit` and unpacks it into `root` (through a staging
+/// Downloads the archive of `hit` and unpacks it into `roots` (through a staging
 /// directory inside it, see [`unpack_into_tree`]).
 pub async fn download_into(
     api: &ApiClient,
     hit: &CacheHit,
-    root: &Path,
+    roots: &Roots,
     tuning: &Tuning,
     progress: &Progress,
 ) -> anyhow::Result<()> {
     // What the archive may cost is bounded before it is paid: it must fit the free
     // space now, and unpacking stops past what its saver recorded (or, for a cache
     // saved before that was recorded, past the free space).
+    let root = &roots.main;
     let free = free_space(root).with_context(|| format!("free space under {}", root.display()))?;
     let need = hit.extent.unpacked_size.unwrap_or(hit.size);
     if need > free {
@@ -148,7 +149,7 @@ pub async fn download_into(
     };
     let (reader, download_task) = download.start();
     let unpack_task = {
-        let root = root.to_owned();
+        let roots = roots.clone();
         let (size, sha256, progress) = (hit.size, hit.sha256.clone(), progress.clone());
         tokio::task::spawn_blocking(move || {
             let expected = Expected {
@@ -157,7 +158,7 @@ pub async fn download_into(
                 max_unpacked,
                 max_entries,
             };
-            unpack_into_tree(reader, &root, &expected, &progress)
+            unpack_into_tree(reader, &roots, &expected, &progress)
         })
     };
     let unpacked = unpack_task

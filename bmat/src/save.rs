@@ -9,7 +9,6 @@
 //! what we cannot).
 
 use std::io;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
@@ -21,6 +20,7 @@ use crate::api::Refused;
 use crate::outcome::{Outcome, Skip};
 use crate::paths::RelPath;
 use crate::progress::Progress;
+use crate::roots::Roots;
 use crate::stream::{Compression, pack};
 use crate::transfer::parts::{Part, PartWriter, StreamSummary};
 use crate::transfer::s3::S3Transfer;
@@ -30,8 +30,9 @@ use crate::tuning::Tuning;
 /// A validated save request.
 pub struct SaveRequest {
     pub key: String,
-    /// The tree the paths are relative to.
-    pub root: PathBuf,
+    /// The trees the paths are in.
+    pub roots: Roots,
+    /// Archive names (see [`Roots`]).
     pub paths: Vec<RelPath>,
 }
 
@@ -114,7 +115,7 @@ async fn upload(
     // (in flight + 2) × part size, which `parts_in_flight` keeps within the budget.
     let (tx, rx) = mpsc::channel::<Part>(1);
     let producer = {
-        let root = req.root.clone();
+        let roots = req.roots.clone();
         let paths = req.paths.clone();
         let progress = progress.clone();
         let compression = Compression {
@@ -127,7 +128,7 @@ async fn upload(
                     .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
             };
             let writer = PartWriter::new(part_bytes, max_size, sink);
-            let (writer, report) = pack(&root, &paths, writer, compression, &progress)?;
+            let (writer, report) = pack(&roots, &paths, writer, compression, &progress)?;
             Ok::<_, io::Error>((writer.finish()?, report))
         })
     };

@@ -5,19 +5,21 @@
 //!   then the size and hash are checked against what the registry said.
 
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 use bmat_wire::api::CacheProblem;
 use sha2::{Digest, Sha256};
 
 use crate::archive::corruption::{corruption, is_corruption};
+use crate::archive::unpack::Stage;
 use crate::archive::{
     ArchiveWriter, Staging, UnpackError, Unpacked, WriteReport, check_targets, place, unpack,
 };
 use crate::handoff;
 use crate::paths::RelPath;
 use crate::progress::Progress;
+use crate::roots::{Roots, Tree};
 
 /// Compression settings.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +35,7 @@ pub struct Compression {
 /// feeds zstd (whose workers compress) and writes its output to `out` (in `save`,
 /// hashing and cutting parts). See [`crate::handoff`] for why.
 pub fn pack<W: Write>(
-    root: &Path,
+    roots: &Roots,
     paths: &[RelPath],
     out: W,
     compression: Compression,
@@ -51,7 +53,7 @@ pub fn pack<W: Write>(
     let (tar_out, mut tar_in) = handoff::pipe();
     let (compressed, archived) = std::thread::scope(|s| {
         let archiver = s.spawn(move || {
-            let mut archive = ArchiveWriter::new(tar_out, root);
+            let mut archive = ArchiveWriter::with_roots(tar_out, roots.clone());
             for path in paths {
                 archive.add(path)?;
             }
@@ -159,7 +161,7 @@ impl<'a> Expected<'a> {
 /// files (see [`crate::handoff`]).
 pub fn unpack_verified<R: Read>(
     input: R,
-    staging: &Path,
+    staging: impl Stage + Send,
     expected: &Expected<'_>,
     progress: &Progress,
 ) -> Result<Unpacked, RestoreError> {
@@ -275,26 +277,122 @@ impl<R: Read> Read for Tagged<R> {
 /// directory is removed and `root` is as it was.
 pub fn unpack_into_tree<R: Read>(
     input: R,
-    root: &Path,
+    roots: &Roots,
     expected: &Expected<'_>,
     progress: &Progress,
 ) -> Result<Unpacked, RestoreError> {
-    let mut staging = Staging::create(root).map_err(|e| {
-        RestoreError::Io(io::Error::new(
-            e.kind(),
-            format!("creating a staging directory: {e}"),
-        ))
-    })?;
-    let unpacked = unpack_verified(input, staging.path(), expected, progress)?;
-    check_targets(root, &unpacked)?;
-    place(staging.path(), root, &unpacked.dirs).map_err(|e| {
-        RestoreError::Io(io::Error::new(
-            e.kind(),
-            format!("moving the files into place: {e}"),
-        ))
-    })?;
-    staging.set_placed();
+    let mut stagings = TreeStagings {
+        roots,
+        made: Vec::new(),
+    };
+    // The main tree's staging directory is made first, whatever the archive holds:
+    // the litter of dead restores there goes.
+    stagings.staging(Tree::Main).map_err(RestoreError::Io)?;
+    let unpacked = unpack_verified(input, &mut stagings, expected, progress)?;
+    let trees = by_tree(&unpacked, roots)?;
+    for (tree, part) in &trees {
+        check_targets(tree_dir(roots, *tree)?, part)?;
+    }
+    // Extra trees first, the main one last; a failure puts back the trees placed.
+    let mut placed = Vec::new();
+    for (tree, part) in &trees {
+        let staging = stagings.staging(*tree).map_err(RestoreError::Io)?;
+        match place(staging.path(), tree_dir(roots, *tree)?, &part.dirs) {
+            Ok(done) => placed.push(done),
+            Err(e) => {
+                for done in placed.into_iter().rev() {
+                    let _ = done.undo();
+                }
+                return Err(RestoreError::Io(io::Error::new(
+                    e.kind(),
+                    format!("moving the files into place: {e}"),
+                )));
+            }
+        }
+    }
+    for (_, staging) in &mut stagings.made {
+        staging.set_placed();
+    }
     Ok(unpacked)
+}
+
+/// The staging directory of each tree an archive writes to, made on its first entry
+/// (with the tree's directory, which a fresh runner's `$CARGO_HOME` may lack).
+struct TreeStagings<'a> {
+    roots: &'a Roots,
+    made: Vec<(Tree, Staging)>,
+}
+
+impl TreeStagings<'_> {
+    fn staging(&mut self, tree: Tree) -> io::Result<&mut Staging> {
+        if let Some(i) = self.made.iter().position(|(t, _)| *t == tree) {
+            return Ok(&mut self.made[i].1);
+        }
+        let dir = self
+            .roots
+            .dir(tree)
+            .ok_or_else(|| io::Error::other("the tree is not set"))?;
+        std::fs::create_dir_all(dir)?;
+        let staging = Staging::create(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating a staging directory: {e}")))?;
+        self.made.push((tree, staging));
+        Ok(&mut self.made.last_mut().expect("just pushed").1)
+    }
+}
+
+impl Stage for &mut TreeStagings<'_> {
+    fn locate(&mut self, name: &RelPath) -> Result<(PathBuf, RelPath), UnpackError> {
+        let (tree, inner) = self.roots.split(name).map_err(|e| UnpackError::Refused {
+            path: name.to_string(),
+            reason: e.to_string(),
+        })?;
+        let staging = self.staging(tree)?;
+        Ok((staging.path().to_owned(), inner))
+    }
+}
+
+fn tree_dir(roots: &Roots, tree: Tree) -> Result<&Path, RestoreError> {
+    roots
+        .dir(tree)
+        .ok_or_else(|| RestoreError::Io(io::Error::other("the tree is not set")))
+}
+
+/// What was unpacked, split by tree (paths inside each), extra trees first.
+fn by_tree(unpacked: &Unpacked, roots: &Roots) -> Result<Vec<(Tree, Unpacked)>, RestoreError> {
+    let mut trees: Vec<(Tree, Unpacked)> = Vec::new();
+    let mut part_of = |name: &RelPath| -> Result<(usize, RelPath), RestoreError> {
+        let (tree, inner) = roots.split(name).map_err(|e| {
+            RestoreError::Refused(UnpackError::Refused {
+                path: name.to_string(),
+                reason: e.to_string(),
+            })
+        })?;
+        let i = match trees.iter().position(|(t, _)| *t == tree) {
+            Some(i) => i,
+            None => {
+                trees.push((tree, Unpacked::default()));
+                trees.len() - 1
+            }
+        };
+        Ok((i, inner))
+    };
+    let mut placed_paths = Vec::new();
+    for name in &unpacked.paths {
+        placed_paths.push(part_of(name)?);
+    }
+    let mut placed_dirs = Vec::new();
+    for (name, mode, mtime) in &unpacked.dirs {
+        let (i, inner) = part_of(name)?;
+        placed_dirs.push((i, (inner, *mode, *mtime)));
+    }
+    for (i, inner) in placed_paths {
+        trees[i].1.paths.push(inner);
+    }
+    for (i, dir) in placed_dirs {
+        trees[i].1.dirs.push(dir);
+    }
+    trees.sort_by_key(|(tree, _)| *tree == Tree::Main);
+    Ok(trees)
 }
 
 impl RestoreError {

@@ -89,10 +89,21 @@ fn is_non_empty_dir(path: &Path) -> io::Result<bool> {
     }
 }
 
+/// A placement done, which can still be taken back (while the staging directory
+/// lives): a restore spanning several trees undoes the trees placed before one that
+/// failed.
+pub struct Placed(Journal);
+
+impl Placed {
+    pub fn undo(self) -> io::Result<()> {
+        self.0.undo()
+    }
+}
+
 /// Moves everything under `staging` to the same place under `root`, then sets the
 /// directories' modes and mtimes (deepest first, since placing a child changes its
 /// parent's mtime). On failure, puts the tree back as it was (see the module doc).
-pub fn place(staging: &Path, root: &Path, dirs: &[(RelPath, u32, Mtime)]) -> io::Result<()> {
+pub fn place(staging: &Path, root: &Path, dirs: &[(RelPath, u32, Mtime)]) -> io::Result<Placed> {
     let aside = staging
         .parent()
         .map(|base| base.join("aside"))
@@ -113,7 +124,7 @@ pub fn place(staging: &Path, root: &Path, dirs: &[(RelPath, u32, Mtime)]) -> io:
             ),
         });
     }
-    Ok(())
+    Ok(Placed(journal))
 }
 
 fn set_dir_attrs(root: &Path, dirs: &[(RelPath, u32, Mtime)]) -> io::Result<()> {

@@ -12,6 +12,7 @@ use crate::archive::times::Mtime;
 use crate::manifest::{Manifest, Options};
 use crate::paths::{RelPath, parse_list};
 use crate::progress::Progress;
+use crate::roots::Roots;
 use crate::stream::{Compression, Expected, RestoreError, pack, unpack_into_tree};
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -70,14 +71,14 @@ fn sample_tree(root: &Path) -> Result {
 
 fn pack_paths(root: &Path, list: &str) -> Result<(Vec<u8>, crate::archive::WriteReport)> {
     let paths = parse_list(list.as_bytes(), false)?;
-    let (out, report) = pack(root, &paths, Vec::new(), C, &progress())?;
+    let (out, report) = pack(&Roots::main_only(root), &paths, Vec::new(), C, &progress())?;
     Ok((out, report))
 }
 
 fn restore_bytes(archive: &[u8], root: &Path) -> std::result::Result<(), RestoreError> {
     let sha = hex::encode(Sha256::digest(archive));
     let expected = Expected::unbounded(archive.len() as u64, &sha);
-    unpack_into_tree(archive, root, &expected, &progress()).map(|_| ())
+    unpack_into_tree(archive, &Roots::main_only(root), &expected, &progress()).map(|_| ())
 }
 
 fn manifest(root: &Path) -> Result<Manifest> {
@@ -411,7 +412,7 @@ fn a_flipped_byte_or_a_short_archive_is_refused_and_leaves_nothing() -> Result {
         let before = manifest(dst.path())?;
         // The registry's size and hash are those of the good archive.
         let expected = Expected::unbounded(archive.len() as u64, &sha);
-        let res = unpack_into_tree(&bytes[..], dst.path(), &expected, &progress());
+        let res = unpack_into_tree(&bytes[..], &Roots::main_only(dst.path()), &expected, &progress());
         assert!(res.is_err(), "{what}: accepted");
         assert_eq!(
             before.diff(&manifest(dst.path())?),
@@ -437,7 +438,7 @@ fn the_root_itself_can_be_listed() -> Result {
     fs::write(src.path().join("top"), b"t")?;
     fs::create_dir(src.path().join("d"))?;
     let paths = vec![RelPath::from_input(b".")?];
-    let (archive, _) = pack(src.path(), &paths, Vec::new(), C, &progress())?;
+    let (archive, _) = pack(&Roots::main_only(src.path()), &paths, Vec::new(), C, &progress())?;
     assert_eq!(list_names(&archive)?, ["d/", "top"]);
     Ok(())
 }
@@ -779,7 +780,7 @@ fn an_archive_is_bounded_by_its_recorded_size_and_entries() -> Result {
     fs::write(src.path().join("tree/big"), vec![7u8; 1 << 20])?;
     let counted = progress();
     let paths = parse_list(b"tree\n", false)?;
-    let (archive, report) = pack(src.path(), &paths, Vec::new(), C, &counted)?;
+    let (archive, report) = pack(&Roots::main_only(src.path()), &paths, Vec::new(), C, &counted)?;
     let (raw, entries) = (counted.raw(), report.entries);
     let sha = hex::encode(Sha256::digest(&archive));
     let bounded = |max_unpacked, max_entries| Expected {
@@ -792,7 +793,7 @@ fn an_archive_is_bounded_by_its_recorded_size_and_entries() -> Result {
     let dst = tempfile::tempdir()?;
     unpack_into_tree(
         &archive[..],
-        dst.path(),
+        &Roots::main_only(dst.path()),
         &bounded(raw, Some(entries)),
         &progress(),
     )?;
@@ -806,7 +807,7 @@ fn an_archive_is_bounded_by_its_recorded_size_and_entries() -> Result {
         (bounded(raw, Some(entries - 1)), "entries recorded"),
     ] {
         let dst = tempfile::tempdir()?;
-        let err = unpack_into_tree(&archive[..], dst.path(), &expected, &progress())
+        let err = unpack_into_tree(&archive[..], &Roots::main_only(dst.path()), &expected, &progress())
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
@@ -882,7 +883,7 @@ fn only_damage_found_in_the_archive_is_called_corrupt() -> Result {
     let sha = hex::encode(Sha256::digest(b"not zstd"));
     let err = unpack_into_tree(
         &b"not zstd"[..],
-        tempfile::tempdir()?.path(),
+        &Roots::main_only(tempfile::tempdir()?.path()),
         &Expected::unbounded(8, &sha),
         &progress(),
     );
@@ -891,7 +892,7 @@ fn only_damage_found_in_the_archive_is_called_corrupt() -> Result {
     let sha = hex::encode(Sha256::digest(&garbage_tar));
     let err = unpack_into_tree(
         &garbage_tar[..],
-        tempfile::tempdir()?.path(),
+        &Roots::main_only(tempfile::tempdir()?.path()),
         &Expected::unbounded(garbage_tar.len() as u64, &sha),
         &progress(),
     );

@@ -59,13 +59,27 @@ pub struct Unpacked {
     pub symlinks: u64,
 }
 
-/// Unpacks every entry of `archive` under `staging`. Stops at the end-of-archive
-/// marker; the caller drains whatever follows (to finish hashing).
+/// Where entries are unpacked: the staging directory of the tree each belongs to.
+pub trait Stage {
+    /// The staging directory for archive name `name`, and the path inside it.
+    fn locate(&mut self, name: &RelPath) -> Result<(PathBuf, RelPath), UnpackError>;
+}
+
+/// One staging directory for every entry.
+impl Stage for &Path {
+    fn locate(&mut self, name: &RelPath) -> Result<(PathBuf, RelPath), UnpackError> {
+        Ok((self.to_path_buf(), name.clone()))
+    }
+}
+
+/// Unpacks every entry of `archive` into the staging directories `stage` gives. Stops
+/// at the end-of-archive marker; the caller drains whatever follows (to finish
+/// hashing). The paths returned are archive names.
 ///
 /// More than `max_entries` entries (the number its saver recorded) fails the unpack.
 pub fn unpack<R: Read>(
     archive: R,
-    staging: &Path,
+    mut stage: impl Stage,
     max_entries: Option<u64>,
 ) -> Result<Unpacked, UnpackError> {
     let mut tar = tar::Archive::new(archive);
@@ -81,7 +95,7 @@ pub fn unpack<R: Read>(
                     "the archive holds more than the {max} entries recorded for it"
                 ))));
             }
-            state.unpack_one(&mut entry, names, staging, &writers)?;
+            state.unpack_one(&mut entry, names, &mut stage, &writers)?;
         }
         writers.finish()?;
         Ok::<_, UnpackError>(())
@@ -114,8 +128,8 @@ struct State {
 
 enum Kind {
     File,
-    /// A second name of a file this archive created earlier (that file).
-    HardLink(RelPath),
+    /// A second name of a file this archive created earlier (that file, staged).
+    HardLink(PathBuf),
     Dir,
     Symlink,
 }
@@ -125,13 +139,14 @@ impl State {
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         names: Names,
-        staging: &Path,
+        stage: &mut impl Stage,
         writers: &FileWriters<'_>,
     ) -> Result<(), UnpackError> {
         let shown = String::from_utf8_lossy(&names.path).into_owned();
         let rel =
             RelPath::from_entry(&names.path).map_err(|e| refuse(shown.clone(), e.to_string()))?;
-        if rel
+        let (staging, inner) = stage.locate(&rel)?;
+        if inner
             .as_path()
             .components()
             .next()
@@ -146,7 +161,13 @@ impl State {
             EntryType::Regular | EntryType::Continuous => Kind::File,
             EntryType::Directory => Kind::Dir,
             EntryType::Symlink => Kind::Symlink,
-            EntryType::Link => Kind::HardLink(self.hard_link_target(&names, &shown)?),
+            EntryType::Link => {
+                let target = self.hard_link_target(&names, &shown)?;
+                match stage.locate(&target)? {
+                    (base, inner) if base == staging => Kind::HardLink(base.join(inner.as_path())),
+                    _ => return Err(refuse(shown, "a hard link to a file of another tree")),
+                }
+            }
             EntryType::Char | EntryType::Block => {
                 return Err(refuse(shown, "device files are not restored"));
             }
@@ -169,7 +190,7 @@ impl State {
         }
         let mode = entry.header().mode().map_err(UnpackError::Io)? & 0o777;
         let mtime = names.mtime;
-        let dest = staging.join(rel.as_path());
+        let dest = staging.join(inner.as_path());
         // A path seen before, or made as a parent, may be a file a writer has queued
         // or a directory they write into: let them finish before touching it.
         let conflict = self.seen.contains(&rel) || self.made.contains(&dest);
@@ -183,7 +204,7 @@ impl State {
             self.made.extend(
                 parent
                     .ancestors()
-                    .take_while(|a| a.starts_with(staging))
+                    .take_while(|a| a.starts_with(&staging))
                     .map(Path::to_owned),
             );
         }
@@ -201,7 +222,6 @@ impl State {
                 self.out.files += 1;
             }
             Kind::HardLink(target) => {
-                let target = staging.join(target.as_path());
                 // The target may still be queued for a writer.
                 writers.wait_idle()?;
                 // linkat without AT_SYMLINK_FOLLOW: never follows a link at `target`

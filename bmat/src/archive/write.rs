@@ -7,12 +7,13 @@
 //! A file reached again under another name (a hard link) is stored once, the other
 //! names as hard-link entries pointing at the first.
 //!
-//! The caller gives the root and paths relative to it, so the same writer serves
-//! `cache save` (root = working directory) and callers whose files live elsewhere
-//! (a target directory outside the tree).
+//! The caller gives the trees ([`Roots`]) and archive names, so the same writer serves
+//! `cache save` (the working directory, and `~/…` under `$HOME`) and callers whose
+//! files live elsewhere (a target directory outside the tree, Cargo's home).
 //!
 //! A restore's staging directory (`.bmat-restore-*`, anywhere) is never archived:
-//! listed or met in a walk, it is skipped without a word.
+//! listed or met in a walk, it is skipped without a word; nor is a tree's top-level
+//! `.bmat-root` (see [`crate::roots`]).
 //!
 //! A path that vanished before it could be read is noted in the report, not an
 //! error; so is a path reached through a symlinked directory (that would follow a
@@ -33,6 +34,7 @@ use tar::{EntryType, Header};
 use super::staging::is_staging_name;
 use super::times::Mtime;
 use crate::paths::RelPath;
+use crate::roots::{Roots, is_reserved_top};
 
 /// What happened besides the entries written.
 #[derive(Debug, Default, Clone)]
@@ -107,7 +109,7 @@ pub type BeforeRead = Box<dyn FnMut(&Path)>;
 
 pub struct ArchiveWriter<W: Write> {
     builder: tar::Builder<W>,
-    root: PathBuf,
+    roots: Roots,
     seen: HashSet<RelPath>,
     /// What each ancestor of a listed path turned out to be.
     dir_cache: HashMap<PathBuf, AncestorKind>,
@@ -126,10 +128,16 @@ pub struct ArchiveWriter<W: Write> {
 const COPY_BUF: usize = 256 << 10;
 
 impl<W: Write> ArchiveWriter<W> {
+    /// A writer of paths under one tree.
     pub fn new(out: W, root: &Path) -> Self {
+        Self::with_roots(out, Roots::main_only(root))
+    }
+
+    /// A writer of archive names under `roots`.
+    pub fn with_roots(out: W, roots: Roots) -> Self {
         ArchiveWriter {
             builder: tar::Builder::new(out),
-            root: root.to_owned(),
+            roots,
             seen: HashSet::new(),
             dir_cache: HashMap::new(),
             report: WriteReport::default(),
@@ -150,13 +158,26 @@ impl<W: Write> ArchiveWriter<W> {
         {
             return Ok(());
         }
-        if let Some(link) = self.symlinked_ancestor(rel) {
+        let (dir, inner) = self
+            .roots
+            .locate(rel)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{rel}: {e}")))?;
+        // The walk skips the same name below a listed tree root.
+        if inner
+            .as_path()
+            .components()
+            .next()
+            .is_some_and(|c| is_reserved_top(c.as_os_str()))
+        {
+            return Ok(());
+        }
+        let (dir, full) = (dir.to_owned(), dir.join(inner.as_path()));
+        if let Some(link) = self.symlinked_ancestor(&dir, &inner) {
             self.report
                 .through_symlink
                 .push(format!("{rel} (via {})", link.display()));
             return Ok(());
         }
-        let full = self.root.join(rel.as_path());
         let meta = match fs::symlink_metadata(&full) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -173,11 +194,19 @@ impl<W: Write> ArchiveWriter<W> {
     }
 
     fn add_tree(&mut self, rel: &RelPath, full: &Path) -> io::Result<()> {
+        let at_tree_root = self
+            .roots
+            .locate(rel)
+            .is_ok_and(|(_, inner)| inner.is_root());
         let walk = walkdir::WalkDir::new(full)
             .follow_links(false)
             .sort_by_file_name()
             .into_iter()
-            .filter_entry(|e| e.depth() == 0 || !is_staging_name(e.file_name()));
+            .filter_entry(|e| {
+                e.depth() == 0
+                    || !(is_staging_name(e.file_name())
+                        || (e.depth() == 1 && at_tree_root && is_reserved_top(e.file_name())))
+            });
         for item in walk {
             let item = match item {
                 Ok(item) => item,
@@ -187,8 +216,8 @@ impl<W: Write> ArchiveWriter<W> {
                         .is_some_and(|io| io.kind() == io::ErrorKind::NotFound);
                     let at = e
                         .path()
-                        .and_then(|p| p.strip_prefix(&self.root).ok())
-                        .map(Path::to_owned);
+                        .and_then(|p| p.strip_prefix(full).ok())
+                        .map(|p| rel.as_path().join(p));
                     if gone {
                         self.report
                             .vanished
@@ -228,11 +257,11 @@ impl<W: Write> ArchiveWriter<W> {
         if !self.seen.insert(rel.clone()) {
             return Ok(());
         }
-        let full = self.root.join(rel.as_path());
         let kind = meta.file_type();
         if kind.is_dir() {
             self.append(rel, EntryType::Directory, meta, None, 0, io::empty())?;
         } else if kind.is_symlink() {
+            let full = self.on_disk(rel)?;
             let target = match fs::read_link(&full) {
                 Ok(t) => t,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -248,7 +277,10 @@ impl<W: Write> ArchiveWriter<W> {
                     let target = first.as_path().to_owned();
                     self.append(rel, EntryType::Link, meta, Some(&target), 0, io::empty())?;
                 }
-                _ => self.add_file(rel, &full)?,
+                _ => {
+                    let full = self.on_disk(rel)?;
+                    self.add_file(rel, &full)?;
+                }
             }
         } else {
             self.report.unsupported.push(rel.to_string());
@@ -370,19 +402,29 @@ impl<W: Write> ArchiveWriter<W> {
         Ok(())
     }
 
-    /// The first proper ancestor of `rel` under the root that exists but is not a
+    /// Where archive name `rel` is on disk.
+    fn on_disk(&self, rel: &RelPath) -> io::Result<PathBuf> {
+        let (dir, inner) = self
+            .roots
+            .locate(rel)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{rel}: {e}")))?;
+        Ok(dir.join(inner.as_path()))
+    }
+
+    /// The first proper ancestor of `inner` in `dir` that exists but is not a
     /// real directory (a symlink, usually), if any. A missing ancestor is not reported
     /// here: the path then vanished, which the caller notes.
-    fn symlinked_ancestor(&mut self, rel: &RelPath) -> Option<PathBuf> {
-        for ancestor in rel.ancestors() {
-            let kind = *self
-                .dir_cache
-                .entry(ancestor.to_owned())
-                .or_insert_with(|| match fs::symlink_metadata(self.root.join(ancestor)) {
-                    Ok(m) if m.is_dir() => AncestorKind::Dir,
-                    Ok(_) => AncestorKind::Other,
-                    Err(_) => AncestorKind::Missing,
-                });
+    fn symlinked_ancestor(&mut self, dir: &Path, inner: &RelPath) -> Option<PathBuf> {
+        for ancestor in inner.ancestors() {
+            let on_disk = dir.join(ancestor);
+            let kind =
+                *self.dir_cache.entry(on_disk.clone()).or_insert_with(
+                    || match fs::symlink_metadata(&on_disk) {
+                        Ok(m) if m.is_dir() => AncestorKind::Dir,
+                        Ok(_) => AncestorKind::Other,
+                        Err(_) => AncestorKind::Missing,
+                    },
+                );
             match kind {
                 AncestorKind::Dir => {}
                 AncestorKind::Other => return Some(ancestor.to_owned()),

@@ -75,7 +75,7 @@ pub fn select(
 }
 
 /// Directories at depth 1 or 2 holding a `.fingerprint/` (`debug`, `x86_64-…/release`).
-fn profile_dirs(build_dir: &Path) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn profile_dirs(build_dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for entry in read_dir_sorted(build_dir)? {
         if !entry.is_dir() {

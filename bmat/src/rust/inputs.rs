@@ -1,7 +1,13 @@
-//! What goes into a Rust cache key: `rust-deps-{toolchain}-{host}-{hash}`.
+//! What goes into a Rust cache key: `rust-deps-{toolchain}-{host}-{hash}`, or
+//! `rust-deps-{suffix}-{toolchain}-{host}-{hash}` with a user's `--key-suffix` (matrix
+//! jobs that build differently). The suffix is in the fallback prefix too, so a
+//! partial restore never takes another matrix job's cache.
 //!
 //! The hash covers what changes third-party artefacts and nothing else, so that a
 //! version bump of a workspace member or an edit of its code keeps the key:
+//! - where Cargo's home is, unless Cargo's fingerprints can be carried to another home
+//!   (see [`super::relocate`]): then a runner whose `CARGO_HOME` is elsewhere misses
+//!   cleanly instead of restoring units that would all rebuild;
 //! - the third-party entries of Cargo.lock (name, version, source, checksum);
 //! - an explicit list of environment variables that change compiler flags;
 //! - the `[profile]` table of the workspace's Cargo.toml, and the `[build]`, `[profile]`
@@ -33,8 +39,21 @@ fn is_key_variable(name: &str) -> bool {
         || (name.starts_with("CARGO_TARGET_") && name.ends_with("_RUSTFLAGS"))
 }
 
+/// What the key says about Cargo's home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HomeKey {
+    /// Cargo's fingerprints are relocated at restore: any home will do.
+    Relocatable { cargo: String },
+    /// Not a Cargo whose fingerprints we can rewrite: the artefacts are valid only
+    /// where the registry sources are at this path.
+    Pinned { cargo: String, sources: PathBuf },
+}
+
 #[derive(Debug, Clone)]
 pub struct KeyInputs {
+    /// The user's part (`--key-suffix`).
+    pub suffix: Option<String>,
+    pub home: HomeKey,
     pub toolchain: Toolchain,
     pub packages: Vec<LockedPackage>,
     /// Set variables from the list above, sorted by name.
@@ -55,6 +74,10 @@ impl KeyInputs {
             .filter(|(name, _)| is_key_variable(name))
             .collect();
         KeyInputs {
+            suffix: None,
+            home: HomeKey::Relocatable {
+                cargo: String::new(),
+            },
             toolchain,
             packages,
             env: env.into_iter().collect(),
@@ -62,11 +85,25 @@ impl KeyInputs {
         }
     }
 
-    /// Every key of this toolchain and host starts with this: the fallback prefix of a
-    /// partial restore.
+    pub fn with_suffix(mut self, suffix: Option<String>) -> KeyInputs {
+        self.suffix = suffix;
+        self
+    }
+
+    pub fn with_home(mut self, home: HomeKey) -> KeyInputs {
+        self.home = home;
+        self
+    }
+
+    /// Every key of this toolchain, host (and suffix) starts with this: the fallback
+    /// prefix of a partial restore.
     pub fn prefix(&self) -> String {
+        let suffix = self
+            .suffix
+            .as_ref()
+            .map_or_else(String::new, |s| format!("{s}-"));
         sanitize(&format!(
-            "rust-deps-{}-{}-",
+            "rust-deps-{suffix}{}-{}-",
             self.toolchain.name, self.toolchain.host
         ))
     }
@@ -85,7 +122,14 @@ impl KeyInputs {
     }
 
     fn hashed_lines(&self) -> Vec<String> {
-        let mut lines = vec!["bmat rust key v1".to_string()];
+        // v2: the cache holds Cargo's home too.
+        let mut lines = vec!["bmat rust key v2".to_string()];
+        match &self.home {
+            HomeKey::Relocatable { .. } => lines.push("home relocatable".into()),
+            HomeKey::Pinned { sources, .. } => {
+                lines.push(format!("home {}", sources.display()));
+            }
+        }
         lines.extend(
             self.packages
                 .iter()
@@ -111,6 +155,18 @@ impl KeyInputs {
             "toolchain: {} (host {})\n",
             self.toolchain.name, self.toolchain.host
         ));
+        if let Some(suffix) = &self.suffix {
+            out.push_str(&format!("key suffix: {suffix}\n"));
+        }
+        out.push_str(&match &self.home {
+            HomeKey::Relocatable { cargo } => format!(
+                "cargo home: any path (Cargo {cargo}: fingerprints are rewritten for the restoring job's CARGO_HOME)\n"
+            ),
+            HomeKey::Pinned { cargo, sources } => format!(
+                "cargo home: registry sources at {} (Cargo {cargo} is not one whose fingerprints bmat can relocate: a runner whose CARGO_HOME is elsewhere has another key)\n",
+                sources.display()
+            ),
+        });
         out.push_str(&format!(
             "third-party packages in Cargo.lock: {}\n",
             self.packages.len()
@@ -132,6 +188,25 @@ impl KeyInputs {
         }
         out
     }
+}
+
+/// A key suffix: 1 to 40 of `A-Za-z0-9._-`, starting with a letter (so that no
+/// suffixed prefix is a prefix of an unsuffixed key, whose toolchain part starts with a
+/// digit or `nightly-`/`beta-` and then a digit).
+pub fn validate_suffix(suffix: &str) -> Result<(), &'static str> {
+    if suffix.is_empty() || suffix.len() > 40 {
+        return Err("must be 1 to 40 characters long");
+    }
+    if !suffix.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        return Err("must start with a letter");
+    }
+    if !suffix
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err("may hold only letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
 }
 
 /// Keys allow `[A-Za-z0-9._-]`; a host triple or toolchain name never needs more, but a
@@ -263,6 +338,49 @@ mod tests {
                 vec![package("libc", "0.2.1")],
                 &[("CARGO_HOME", "/elsewhere")]
             )
+        );
+    }
+
+    #[test]
+    fn a_suffix_is_part_of_the_key_and_of_the_fallback_prefix() {
+        let plain = KeyInputs::new(toolchain(), vec![package("libc", "0.2.1")], [], Vec::new());
+        let wasm = plain.clone().with_suffix(Some("wasm".into()));
+        assert!(
+            wasm.key().starts_with("rust-deps-wasm-1.95.0-"),
+            "{}",
+            wasm.key()
+        );
+        assert!(wasm.key().starts_with(&wasm.prefix()));
+        assert!(!wasm.key().starts_with(&plain.prefix()));
+        assert!(!plain.key().starts_with(&wasm.prefix()));
+        assert_eq!(validate_suffix("features-all"), Ok(()));
+        assert!(validate_suffix("1.95").is_err());
+        assert!(validate_suffix("a/b").is_err());
+        assert!(validate_suffix("").is_err());
+    }
+
+    #[test]
+    fn a_pinned_home_is_in_the_key_and_a_relocatable_one_is_not() {
+        let at = |home: HomeKey| {
+            KeyInputs::new(toolchain(), vec![package("libc", "0.2.1")], [], Vec::new())
+                .with_home(home)
+                .key()
+        };
+        let relocatable = |cargo: &str| HomeKey::Relocatable {
+            cargo: cargo.into(),
+        };
+        let pinned = |path: &str| HomeKey::Pinned {
+            cargo: "1.99.0".into(),
+            sources: PathBuf::from(path),
+        };
+        assert_eq!(at(relocatable("1.95.0")), at(relocatable("1.95.1")));
+        assert_ne!(
+            at(pinned("/root/.cargo/registry/src")),
+            at(pinned("/home/ci/.cargo/registry/src"))
+        );
+        assert_ne!(
+            at(pinned("/root/.cargo/registry/src")),
+            at(relocatable("1.95.0"))
         );
     }
 

@@ -2,13 +2,18 @@
 //!
 //! The key comes from the toolchain, the third-party part of Cargo.lock and the flags
 //! that change artefacts ([`inputs`]); the files are the third-party units of every
-//! profile directory of the build directory ([`artefacts`]). Both commands then reuse
-//! the generic save and restore with the build directory as their root, so a
-//! `CARGO_TARGET_DIR` outside the working tree works like any other.
+//! profile directory of the build directory ([`artefacts`]) and what Cargo's home holds
+//! for the locked packages ([`cargo_home`]). Both commands then reuse the generic save
+//! and restore with the build directory as the main tree and Cargo's home as an extra
+//! one (see [`crate::roots`]), so a `CARGO_TARGET_DIR` outside the working tree and a
+//! `CARGO_HOME` anywhere work like any other. After a restore, the units are carried
+//! to this job's Cargo home ([`relocate`]).
 
 pub mod artefacts;
+pub mod cargo_home;
 pub mod inputs;
 pub mod lockfile;
+pub mod relocate;
 pub mod toolchain;
 
 use std::collections::HashSet;
@@ -18,8 +23,9 @@ use std::time::Duration;
 use crate::outcome::{Outcome, UsageError};
 use crate::paths::RelPath;
 use crate::restore::RestoreRequest;
+use crate::roots::{Extra, Roots, Tree};
 use crate::save::SaveRequest;
-use inputs::KeyInputs;
+use inputs::{HomeKey, KeyInputs};
 
 /// What `cargo metadata` tells about the workspace.
 #[derive(Debug, Clone)]
@@ -34,7 +40,15 @@ pub struct Workspace {
 pub enum Plan {
     Key(KeyInputs),
     Save(SaveRequest),
-    Restore(RestoreRequest),
+    Restore(RestoreRequest, AfterRestore),
+}
+
+/// What a Rust restore does once the archive is in place.
+pub struct AfterRestore {
+    pub build_dir: PathBuf,
+    pub cargo_home: PathBuf,
+    /// Whether the key promised units that can be carried to this home.
+    pub relocate: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +58,19 @@ pub enum Action {
     Restore,
 }
 
-/// Checks the manifest (a usage error when it is missing: the job script names the
-/// wrong file), then asks cargo and rustc (an infrastructure failure when they cannot
-/// answer: the cache steps aside and the build goes on).
-pub fn plan(action: Action, manifest: &Path) -> Result<Result<Plan, Outcome>, UsageError> {
+/// Checks the manifest and the key suffix (usage errors: the job script is wrong),
+/// then asks cargo and rustc (an infrastructure failure when they cannot answer: the
+/// cache steps aside and the build goes on).
+pub fn plan(
+    action: Action,
+    manifest: &Path,
+    suffix: Option<String>,
+) -> Result<Result<Plan, Outcome>, UsageError> {
     let manifest = check_manifest(manifest)?;
+    if let Some(suffix) = &suffix {
+        inputs::validate_suffix(suffix)
+            .map_err(|e| UsageError(format!("invalid key suffix {suffix:?}: it {e}")))?;
+    }
     let failed = |error: anyhow::Error| Outcome::Failed {
         key: "rust-deps".into(),
         action: "rust",
@@ -59,10 +81,17 @@ pub fn plan(action: Action, manifest: &Path) -> Result<Result<Plan, Outcome>, Us
         Ok(w) => w,
         Err(e) => return Ok(Err(failed(e))),
     };
-    let inputs = match key_inputs(&workspace) {
-        Ok(i) => i,
+    let roots = Roots::from_env(&workspace.build_dir);
+    let Some(cargo_home) = roots.dir(Tree::Extra(Extra::CargoHome)).map(Path::to_owned) else {
+        return Ok(Err(failed(anyhow::anyhow!(
+            "neither CARGO_HOME nor HOME is set to an absolute path: no Cargo home"
+        ))));
+    };
+    let inputs = match key_inputs(&workspace, &cargo_home) {
+        Ok(i) => i.with_suffix(suffix),
         Err(e) => return Ok(Err(failed(e))),
     };
+    let relocate = matches!(inputs.home, HomeKey::Relocatable { .. });
     Ok(Ok(match action {
         Action::Key => Plan::Key(inputs),
         Action::Restore => {
@@ -73,52 +102,104 @@ pub fn plan(action: Action, manifest: &Path) -> Result<Result<Plan, Outcome>, Us
                     workspace.build_dir.display()
                 ))));
             }
-            Plan::Restore(RestoreRequest {
-                key: inputs.key(),
-                fallbacks: vec![inputs.prefix()],
-                root: workspace.build_dir,
-            })
+            Plan::Restore(
+                RestoreRequest {
+                    key: inputs.key(),
+                    fallbacks: vec![inputs.prefix()],
+                    roots,
+                },
+                AfterRestore {
+                    build_dir: workspace.build_dir,
+                    cargo_home,
+                    relocate,
+                },
+            )
         }
-        Action::Save => {
-            let selection =
-                match artefacts::select(&workspace.build_dir, &inputs.packages, &workspace.members)
-                {
-                    Ok(s) => s,
-                    Err(e) => {
-                        return Ok(Err(failed(anyhow::anyhow!(
-                            "cannot read the build directory {}: {e}",
-                            workspace.build_dir.display()
-                        ))));
-                    }
-                };
-            if selection.units.is_empty() {
-                return Ok(Err(failed(anyhow::anyhow!(
-                    "no third-party artefacts under {}: run cargo build before saving",
-                    workspace.build_dir.display()
-                ))));
-            }
-            if !selection.pruned.is_empty() {
-                let _ = crate::output::eprintln(&format!(
-                    "leaving out {} build units of package versions no longer in Cargo.lock",
-                    selection.pruned.len()
-                ));
-            }
-            let paths = match selection
-                .paths
-                .iter()
-                .map(|p| RelPath::from_input(p.as_os_str().as_encoded_bytes()))
-                .collect::<Result<Vec<_>, _>>()
-            {
-                Ok(paths) => paths,
-                Err(e) => return Ok(Err(failed(anyhow::anyhow!("{e}")))),
-            };
-            Plan::Save(SaveRequest {
+        Action::Save => match select(&workspace, &inputs, &cargo_home, relocate) {
+            Ok(paths) => Plan::Save(SaveRequest {
                 key: inputs.key(),
-                root: workspace.build_dir,
+                roots,
                 paths,
-            })
-        }
+            }),
+            Err(e) => return Ok(Err(failed(e))),
+        },
     }))
+}
+
+/// The archive names of a Rust cache: the build directory's third-party units, and
+/// what Cargo's home holds for the packages of Cargo.lock.
+fn select(
+    workspace: &Workspace,
+    inputs: &KeyInputs,
+    cargo_home: &Path,
+    relocate: bool,
+) -> anyhow::Result<Vec<RelPath>> {
+    let build_dir = &workspace.build_dir;
+    let selection =
+        artefacts::select(build_dir, &inputs.packages, &workspace.members).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the build directory {}: {e}",
+                build_dir.display()
+            )
+        })?;
+    if selection.units.is_empty() {
+        anyhow::bail!(
+            "no third-party artefacts under {}: run cargo build before saving",
+            build_dir.display()
+        );
+    }
+    if relocate {
+        // The key promises units any Cargo home can use: never save one that is not.
+        let unit_dirs: Vec<PathBuf> = selection.units.iter().map(|u| build_dir.join(u)).collect();
+        relocate::verify(&unit_dirs).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; not saving a cache that runners with another CARGO_HOME could not use"
+            )
+        })?;
+    }
+    if !selection.pruned.is_empty() {
+        let _ = crate::output::eprintln(&format!(
+            "leaving out {} build units of package versions no longer in Cargo.lock",
+            selection.pruned.len()
+        ));
+    }
+    let home = cargo_home::select(cargo_home, &inputs.packages)
+        .map_err(|e| anyhow::anyhow!("cannot read the Cargo home {}: {e}", cargo_home.display()))?;
+    let mut names = Vec::with_capacity(selection.paths.len() + home.paths.len());
+    for path in &selection.paths {
+        names.push(
+            RelPath::from_input(path.as_os_str().as_encoded_bytes())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    for path in &home.paths {
+        let inner = RelPath::from_input(path.as_os_str().as_encoded_bytes())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        names.push(Roots::name_in(Tree::Extra(Extra::CargoHome), &inner));
+    }
+    Ok(names)
+}
+
+/// After a hit: carries the restored units to this job's Cargo home. Best effort: a
+/// unit left as it was is rebuilt by Cargo, never wrongly reused. Returns a line to
+/// show, if anything was done or went wrong.
+pub fn after_restore(after: &AfterRestore) -> Option<String> {
+    if !after.relocate {
+        return None;
+    }
+    match relocate::relocate(&after.build_dir, &after.cargo_home) {
+        Ok(r) if r.rewritten == 0 => None,
+        Ok(r) => Some(format!(
+            "relocated {} of {} build units to CARGO_HOME {}",
+            r.rewritten,
+            r.units,
+            after.cargo_home.display()
+        )),
+        Err(e) => Some(format!(
+            "warning: could not relocate the restored build units to CARGO_HOME {} ({e}): cargo will rebuild them",
+            after.cargo_home.display()
+        )),
+    }
 }
 
 fn check_manifest(manifest: &Path) -> Result<PathBuf, UsageError> {
@@ -176,7 +257,7 @@ fn first_line(text: &str) -> String {
         .to_string()
 }
 
-pub fn key_inputs(workspace: &Workspace) -> anyhow::Result<KeyInputs> {
+pub fn key_inputs(workspace: &Workspace, cargo_home: &Path) -> anyhow::Result<KeyInputs> {
     let lock_path = workspace.root.join("Cargo.lock");
     let lock_text = std::fs::read_to_string(&lock_path).map_err(|e| {
         anyhow::anyhow!(
@@ -187,10 +268,15 @@ pub fn key_inputs(workspace: &Workspace) -> anyhow::Result<KeyInputs> {
     let packages = lockfile::third_party(&lock_text)?;
     let toolchain = toolchain::detect(&workspace.root)?;
     let config = inputs::config_tables(&workspace.root)?;
-    Ok(KeyInputs::new(
-        toolchain,
-        packages,
-        std::env::vars(),
-        config,
-    ))
+    let cargo = toolchain::cargo_version(&workspace.root)?;
+    let home =
+        if toolchain::minor_of(&cargo).is_some_and(|v| relocate::RELOCATABLE_CARGO.contains(&v)) {
+            HomeKey::Relocatable { cargo }
+        } else {
+            HomeKey::Pinned {
+                cargo,
+                sources: cargo_home.join("registry/src"),
+            }
+        };
+    Ok(KeyInputs::new(toolchain, packages, std::env::vars(), config).with_home(home))
 }

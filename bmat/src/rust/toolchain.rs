@@ -35,6 +35,28 @@ pub fn detect(dir: &Path) -> anyhow::Result<Toolchain> {
     parse(&String::from_utf8_lossy(&output.stdout))
 }
 
+/// `$CARGO -V` (default `cargo`) in `dir`: `1.95.0` of `cargo 1.95.0 (f2d3ce0bd 2026-03-21)`.
+pub fn cargo_version(dir: &Path) -> anyhow::Result<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(&cargo)
+        .arg("-V")
+        .current_dir(dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {} -V: {e}", cargo.to_string_lossy()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.split_whitespace()
+        .nth(1)
+        .filter(|_| output.status.success())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("{} -V said {:?}", cargo.to_string_lossy(), text.trim()))
+}
+
+/// (major, minor) of a version like `1.95.0` or `1.97.0-nightly`.
+pub fn minor_of(version: &str) -> Option<(u64, u64)> {
+    let mut parts = version.split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 pub fn parse(verbose_version: &str) -> anyhow::Result<Toolchain> {
     let field = |name: &str| {
         verbose_version
