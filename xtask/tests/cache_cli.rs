@@ -190,6 +190,90 @@ fn a_path_outside_the_tree_is_a_usage_error_and_nothing_is_uploaded() {
 }
 
 #[test]
+fn home_paths_are_restored_under_the_restoring_jobs_home() {
+    let stack = start();
+    let (first, second) = (tempdir(), tempdir());
+    let (home_a, home_b) = (tempdir(), tempdir());
+    small_tree(&home_a.path().join(".cargo/registry"));
+    fs::create_dir_all(home_a.path().join("tool/bin")).expect("mkdir");
+    write_random(&home_a.path().join("tool/bin/helper"), 70_000);
+    fs::write(first.path().join("local"), b"in the working tree").expect("write");
+    let saved = run(
+        with_home(bmat(&stack), home_a.path()),
+        first.path(),
+        &["--json", "cache", "save", "homes"],
+        b"~/.cargo/registry\n~/tool\nlocal\n",
+    );
+    assert_outcome(&saved, 0, "saved");
+
+    // Another job: another working tree, another $HOME, with something of its own.
+    fs::write(home_b.path().join("mine"), b"kept").expect("write");
+    let b_before = manifest(home_b.path());
+    let restored = run(
+        with_home(bmat(&stack), home_b.path()),
+        second.path(),
+        &["--json", "cache", "restore", "homes"],
+        b"",
+    );
+    assert_outcome(&restored, 0, "hit");
+    for dir in [".cargo/registry", "tool"] {
+        assert_same(
+            &manifest(&home_a.path().join(dir)),
+            &manifest(&home_b.path().join(dir)),
+            dir,
+        );
+    }
+    assert_eq!(fs::read(home_b.path().join("mine")).expect("read"), b"kept");
+    assert_eq!(
+        fs::read(second.path().join("local")).expect("read"),
+        b"in the working tree"
+    );
+    assert!(
+        !second.path().join(".bmat-root").exists() && !second.path().join("tool").exists(),
+        "home entries stay out of the working tree"
+    );
+    assert!(staging_leftovers(home_b.path()).is_empty());
+    assert!(b_before.entries.len() < manifest(home_b.path()).entries.len());
+
+    // Other absolute paths, a way out of $HOME and the reserved name stay usage errors,
+    // and so does ~/ without a $HOME.
+    for (input, says) in [
+        ("/etc/passwd\n", "absolute path"),
+        ("~/../escape\n", "outside $HOME"),
+        (".bmat-root/home/x\n", "reserves"),
+    ] {
+        let r = run(
+            with_home(bmat(&stack), home_a.path()),
+            first.path(),
+            &["cache", "save", "refused"],
+            input.as_bytes(),
+        );
+        assert_eq!(r.code, 2, "{input:?}: {r:?}");
+        assert!(r.stderr.contains(says), "{input:?}: {r:?}");
+    }
+    let mut no_home = bmat(&stack);
+    no_home.env_remove("HOME");
+    let r = run(
+        no_home,
+        first.path(),
+        &["cache", "save", "refused"],
+        b"~/tool\n",
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("$HOME"), "{r:?}");
+    assert_eq!(
+        stored_objects(&stack).len(),
+        1,
+        "only the first save stored anything"
+    );
+}
+
+fn with_home(mut cmd: Command, home: &Path) -> Command {
+    cmd.env("HOME", home).env_remove("CARGO_HOME");
+    cmd
+}
+
+#[test]
 fn invalid_keys_and_flags_are_usage_errors_before_any_network() {
     let dir = tempdir();
     // No agent socket or signer: had bmat gone past the checks it would have failed

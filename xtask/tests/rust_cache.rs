@@ -179,6 +179,178 @@ fn restore_into_a_fresh_checkout_compiles_only_the_workspace() {
     assert_eq!(again.outcome(), "skipped", "{again:?}");
 }
 
+/// A job on a fresh runner: its own Cargo home, empty until cargo or bmat fills it.
+fn runner_env(cargo_home: &Path) -> Vec<(&'static str, String)> {
+    vec![("CARGO_HOME", cargo_home.display().to_string())]
+}
+
+fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[test]
+fn a_fresh_runner_with_another_cargo_home_builds_offline_and_compiles_no_dependency() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Job A: an empty Cargo home; cargo downloads the index entries and crates.
+    let env_a = runner_env(&tmp.path().join("a/cargo-home"));
+    let first = checkout(&tmp.path().join("a/ws"));
+    cargo_build(&first, &[], &pairs(&env_a));
+    let saved = bmat_rust(&stack, &first, &["save"], &pairs(&env_a));
+    assert_eq!(saved.outcome(), "saved", "{saved:?}");
+    let objects = stored_objects(&stack);
+    let names = archive_names(&get_object(&stack, &objects[0].0));
+    for package in ["cfg-if", "itoa", "libc", "memchr", "paste"] {
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with(".bmat-root/cargo-home/registry/cache/")
+                    && n.contains(&format!("/{package}-"))
+                    && n.ends_with(".crate")),
+            "{package}'s .crate missing: {names:?}"
+        );
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with(".bmat-root/cargo-home/registry/index/")
+                    && n.contains("/.cache/")
+                    && n.ends_with(&format!("/{package}"))),
+            "{package}'s index entry missing: {names:?}"
+        );
+    }
+    for never in ["registry/src", "/bin/", ".package-cache", ".global-cache"] {
+        assert!(
+            !names.iter().any(|n| n.contains(never)),
+            "{never} in {names:?}"
+        );
+    }
+
+    // Job B: another checkout path, another Cargo home of another length, and no
+    // network for cargo: everything comes from the cache.
+    let env_b = runner_env(&tmp.path().join("b/runner-2/other-cargo-home"));
+    let second = checkout(&tmp.path().join("b/checkout/ws"));
+    assert_eq!(
+        key_of(&stack, &second, &pairs(&env_b)),
+        key_of(&stack, &first, &pairs(&env_a)),
+        "a Cargo whose fingerprints bmat relocates: one key for every Cargo home"
+    );
+    let restored = bmat_rust(&stack, &second, &["restore"], &pairs(&env_b));
+    assert_eq!(restored.outcome(), "hit", "{restored:?}");
+    assert!(restored.stderr.contains("relocated"), "{restored:?}");
+    let units = cargo_build(&second, &["--offline"], &pairs(&env_b));
+    assert_only_workspace_compiled(&units, "on another runner, offline");
+
+    let described = bmat_rust(&stack, &second, &["key"], &pairs(&env_b));
+    assert!(
+        described.stdout.contains("cargo home: any path"),
+        "{}",
+        described.stdout
+    );
+}
+
+/// A `cargo` that says it is a version bmat does not know, and is the real one for
+/// everything else: an injected fault, since no other Cargo can be installed here.
+fn unknown_cargo(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let real = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let script = dir.join("cargo-1.99");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = -V ]; then echo 'cargo 1.99.0 (0000000 2027-01-01)'; exit 0; fi\nexec '{real}' \"$@\"\n"
+        ),
+    )
+    .expect("write");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
+}
+
+#[test]
+fn a_cargo_bmat_cannot_relocate_gets_a_key_per_cargo_home() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = checkout(&tmp.path().join("ws"));
+    let cargo = unknown_cargo(tmp.path());
+    let cargo = cargo.display().to_string();
+    let key_at = |home: &str| {
+        key_of(
+            &stack,
+            &dir,
+            &[("CARGO", cargo.as_str()), ("CARGO_HOME", home)],
+        )
+    };
+    let (at_root, at_ci) = (key_at("/root/.cargo"), key_at("/home/ci/.cargo"));
+    assert_ne!(at_root, at_ci, "another Cargo home must miss cleanly");
+    assert_eq!(at_root, key_at("/root/.cargo"));
+    let described = bmat_rust(
+        &stack,
+        &dir,
+        &["key"],
+        &[("CARGO", cargo.as_str()), ("CARGO_HOME", "/home/ci/.cargo")],
+    );
+    assert!(
+        described.stdout.contains("/home/ci/.cargo/registry/src")
+            && described.stdout.contains("1.99.0"),
+        "rust key says why: {}",
+        described.stdout
+    );
+}
+
+#[test]
+fn matrix_jobs_with_key_suffixes_keep_their_own_caches() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = checkout(&tmp.path().join("ws"));
+    cargo_build(&dir, &[], &[]);
+    let release = bmat_rust(&stack, &dir, &["save", "--key-suffix", "release"], &[]);
+    assert_eq!(release.outcome(), "saved", "{release:?}");
+    let wasm = bmat_rust(&stack, &dir, &["save"], &[("BMAT_RUST_KEY_SUFFIX", "wasm")]);
+    assert_eq!(
+        wasm.outcome(),
+        "saved",
+        "the second suffix is not skipped: {wasm:?}"
+    );
+    let release_key = release.json()["key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let wasm_key = wasm.json()["key"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        release_key.starts_with("rust-deps-release-"),
+        "{release_key}"
+    );
+    assert!(wasm_key.starts_with("rust-deps-wasm-"), "{wasm_key}");
+    assert_eq!(stored_objects(&stack).len(), 2);
+
+    let described = bmat_rust(&stack, &dir, &["key", "--key-suffix", "release"], &[]);
+    assert_eq!(described.stdout.lines().next(), Some(release_key.as_str()));
+    assert!(
+        described.stdout.contains("key suffix: release"),
+        "{}",
+        described.stdout
+    );
+
+    // Each job restores its own; a job without a suffix finds neither.
+    let second = checkout(&tmp.path().join("second"));
+    let hit = bmat_rust(&stack, &second, &["restore", "--key-suffix", "wasm"], &[]);
+    assert_eq!(
+        hit.json()["matched_key"].as_str(),
+        Some(wasm_key.as_str()),
+        "{hit:?}"
+    );
+    let plain = bmat_rust(
+        &stack,
+        &checkout(&tmp.path().join("third")),
+        &["restore"],
+        &[],
+    );
+    assert_eq!(plain.outcome(), "miss", "{plain:?}");
+
+    let bad = bmat_rust(&stack, &dir, &["save", "--key-suffix", "1.95"], &[]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("key suffix"), "{bad:?}");
+}
+
 #[test]
 fn key_follows_third_party_lock_entries_and_flags_not_member_versions() {
     let stack = Stack::start().expect("stack");

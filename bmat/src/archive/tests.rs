@@ -412,7 +412,12 @@ fn a_flipped_byte_or_a_short_archive_is_refused_and_leaves_nothing() -> Result {
         let before = manifest(dst.path())?;
         // The registry's size and hash are those of the good archive.
         let expected = Expected::unbounded(archive.len() as u64, &sha);
-        let res = unpack_into_tree(&bytes[..], &Roots::main_only(dst.path()), &expected, &progress());
+        let res = unpack_into_tree(
+            &bytes[..],
+            &Roots::main_only(dst.path()),
+            &expected,
+            &progress(),
+        );
         assert!(res.is_err(), "{what}: accepted");
         assert_eq!(
             before.diff(&manifest(dst.path())?),
@@ -438,7 +443,13 @@ fn the_root_itself_can_be_listed() -> Result {
     fs::write(src.path().join("top"), b"t")?;
     fs::create_dir(src.path().join("d"))?;
     let paths = vec![RelPath::from_input(b".")?];
-    let (archive, _) = pack(&Roots::main_only(src.path()), &paths, Vec::new(), C, &progress())?;
+    let (archive, _) = pack(
+        &Roots::main_only(src.path()),
+        &paths,
+        Vec::new(),
+        C,
+        &progress(),
+    )?;
     assert_eq!(list_names(&archive)?, ["d/", "top"]);
     Ok(())
 }
@@ -780,7 +791,13 @@ fn an_archive_is_bounded_by_its_recorded_size_and_entries() -> Result {
     fs::write(src.path().join("tree/big"), vec![7u8; 1 << 20])?;
     let counted = progress();
     let paths = parse_list(b"tree\n", false)?;
-    let (archive, report) = pack(&Roots::main_only(src.path()), &paths, Vec::new(), C, &counted)?;
+    let (archive, report) = pack(
+        &Roots::main_only(src.path()),
+        &paths,
+        Vec::new(),
+        C,
+        &counted,
+    )?;
     let (raw, entries) = (counted.raw(), report.entries);
     let sha = hex::encode(Sha256::digest(&archive));
     let bounded = |max_unpacked, max_entries| Expected {
@@ -807,10 +824,15 @@ fn an_archive_is_bounded_by_its_recorded_size_and_entries() -> Result {
         (bounded(raw, Some(entries - 1)), "entries recorded"),
     ] {
         let dst = tempfile::tempdir()?;
-        let err = unpack_into_tree(&archive[..], &Roots::main_only(dst.path()), &expected, &progress())
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let err = unpack_into_tree(
+            &archive[..],
+            &Roots::main_only(dst.path()),
+            &expected,
+            &progress(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(err.contains(what), "{what}: {err}");
         assert_eq!(fs::read_dir(dst.path())?.count(), 0, "{what}: leftovers");
     }
