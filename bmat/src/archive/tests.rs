@@ -964,6 +964,7 @@ fn a_cache_of_two_trees_lands_in_the_restoring_jobs_trees() -> Result {
 }
 
 #[test]
+#[allow(clippy::print_stderr)] // says why it was skipped
 fn a_failed_placement_in_one_tree_puts_the_other_back() -> Result {
     let (src, dst) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let (from, to) = (two_trees(src.path()), two_trees(dst.path()));
