@@ -493,6 +493,15 @@ fn partial_hit_rebuilds_only_the_changed_dependency_and_prunes_it_on_save() {
         dep_infos_read, 1,
         "the archive should hold itoa's dep-info once"
     );
+    // From Cargo's home too, only what the new lock uses.
+    let crates: Vec<String> = archive_names(&archive)
+        .into_iter()
+        .filter(|n| n.contains("/itoa-") && n.ends_with(".crate"))
+        .collect();
+    assert!(
+        crates.len() == 1 && crates[0].ends_with("/itoa-1.0.19.crate"),
+        "{crates:?}"
+    );
 }
 
 #[test]
