@@ -94,7 +94,8 @@ pub(crate) fn profile_dirs(build_dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
+/// The entries of `dir`, sorted; none when it does not exist.
+pub(super) fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut paths = match fs::read_dir(dir) {
         Ok(entries) => entries
             .map(|e| e.map(|e| e.path()))
@@ -106,7 +107,7 @@ fn read_dir_sorted(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-fn file_name(path: &Path) -> String {
+pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()

@@ -16,6 +16,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::artefacts::{file_name, read_dir_sorted};
 use super::lockfile::LockedPackage;
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -95,23 +96,10 @@ fn index_path(name: &str) -> PathBuf {
 }
 
 fn subdirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut found = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.path())
-            .collect(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    found.sort();
-    Ok(found)
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    Ok(read_dir_sorted(dir)?
+        .into_iter()
+        .filter(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
+        .collect())
 }
 
 #[cfg(test)]

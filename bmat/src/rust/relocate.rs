@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::artefacts::{file_name, read_dir_sorted};
 use crate::archive::times::Mtime;
 
 /// Cargo minor versions whose fingerprints this module was checked against (the
@@ -383,22 +384,7 @@ fn read_unit(json_file: &Path, hash_file: &Path) -> Option<(serde_json::Value, F
 }
 
 fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>, (PathBuf, io::Error)> {
-    let mut paths = match fs::read_dir(dir) {
-        Ok(entries) => entries
-            .map(|e| e.map(|e| e.path()))
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|e| (dir.to_owned(), e))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err((dir.to_owned(), e)),
-    };
-    paths.sort();
-    Ok(paths)
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    read_dir_sorted(dir).map_err(|e| (dir.to_owned(), e))
 }
 
 /// rustc's dep-info files (`*.d`) of each profile directory, by unit hash: they name

@@ -19,36 +19,34 @@ pub struct Toolchain {
 
 /// Runs `$RUSTC -vV` (default `rustc`) in `dir`, so a `rust-toolchain.toml` there applies.
 pub fn detect(dir: &Path) -> anyhow::Result<Toolchain> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let output = Command::new(&rustc)
-        .arg("-vV")
-        .current_dir(dir)
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run {} -vV: {e}", rustc.to_string_lossy()))?;
-    if !output.status.success() {
-        anyhow::bail!(
-            "{} -vV failed: {}",
-            rustc.to_string_lossy(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    parse(&String::from_utf8_lossy(&output.stdout))
+    parse(&version_of("RUSTC", "rustc", "-vV", dir)?)
 }
 
 /// `$CARGO -V` (default `cargo`) in `dir`: `1.95.0` of `cargo 1.95.0 (f2d3ce0bd 2026-03-21)`.
 pub fn cargo_version(dir: &Path) -> anyhow::Result<String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(&cargo)
-        .arg("-V")
-        .current_dir(dir)
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run {} -V: {e}", cargo.to_string_lossy()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = version_of("CARGO", "cargo", "-V", dir)?;
     text.split_whitespace()
         .nth(1)
-        .filter(|_| output.status.success())
         .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("{} -V said {:?}", cargo.to_string_lossy(), text.trim()))
+        .ok_or_else(|| anyhow::anyhow!("cargo -V said {:?}", text.trim()))
+}
+
+/// What `$VAR flag` (default `program flag`) prints, run in `dir`.
+fn version_of(var: &str, program: &str, flag: &str, dir: &Path) -> anyhow::Result<String> {
+    let program = std::env::var_os(var).unwrap_or_else(|| program.into());
+    let shown = program.to_string_lossy();
+    let output = Command::new(&program)
+        .arg(flag)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {shown} {flag}: {e}"))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{shown} {flag} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// (major, minor) of a version like `1.95.0` or `1.97.0-nightly`.
