@@ -12,7 +12,8 @@
 //! checks the restored tree against the original (path, type, size, mode, mtime,
 //! SHA-256 of every entry), shows a skipped save and a fallback restore, then runs the
 //! Rust job (`bmat cache rust restore; cargo build; bmat cache rust save`) twice on
-//! fresh checkouts of `testdata/rust-fixture`, prints the timings and tears down.
+//! fresh checkouts of `testdata/rust-fixture`, each with its own empty Cargo home (the
+//! second builds offline), prints the timings and tears down.
 
 use std::fs;
 use std::io::Write;
@@ -107,19 +108,26 @@ pub fn run() -> Result<()> {
     )?;
     bmat(&other, "bmat --json cache restore no-such-key")?;
 
-    // The Rust job: the first run builds everything and saves the third-party
-    // artefacts; a fresh checkout restores them and compiles only its own crates.
+    // The Rust job, as on fresh CI runners: each run has its own checkout and its own
+    // empty Cargo home at another path. The first run downloads and builds everything
+    // and saves; the next restores, builds offline and compiles only its own crates.
     let fixture = job.join("testdata/rust-fixture");
-    for (checkout, run) in [("rust-first-run", "first"), ("rust-next-run", "next")] {
+    for (checkout, run, build) in [
+        ("rust-first-run", "first", "cargo build --locked"),
+        ("rust-next-run", "next", "cargo build --locked --offline"),
+    ] {
         let dir = work.path().join(checkout);
         copy_tree(&fixture, &dir)?;
+        let home = work.path().join(format!("{checkout}-cargo-home"));
         say(&format!(
-            "Rust job, {run} run, in a fresh checkout of testdata/rust-fixture"
+            "Rust job, {run} run, in a fresh checkout of testdata/rust-fixture, CARGO_HOME={}",
+            home.display()
         ));
+        let in_home = |script: &str| format!("CARGO_HOME='{}' {script}", home.display());
         let t = Instant::now();
-        bmat(&dir, "bmat cache rust restore")?;
-        bmat(&dir, "cargo build --locked")?;
-        bmat(&dir, "bmat cache rust save")?;
+        bmat(&dir, &in_home("bmat cache rust restore"))?;
+        bmat(&dir, &in_home(build))?;
+        bmat(&dir, &in_home("bmat cache rust save"))?;
         say(&format!(
             "Rust job, {run} run: {:.1} s",
             t.elapsed().as_secs_f64()
