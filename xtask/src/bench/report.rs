@@ -87,22 +87,52 @@ pub struct InputResult {
     pub samples: Samples,
 }
 
-/// The machine and the run.
+/// The machine, the toolchain and the checkout a run measured.
 #[derive(Debug, Serialize)]
-pub struct Header {
+pub struct Machine {
     pub date: String,
     pub command: String,
     pub cpus: String,
     pub cpu_model: String,
     pub memory: String,
     pub rustc: String,
-    pub tar: String,
-    pub zstd: String,
     pub git: String,
-    pub reps: usize,
-    pub part_size_mib: u64,
     /// `BMAT_*` tuning overrides in the environment bmat ran with.
     pub bmat_env: BTreeMap<String, String>,
+}
+
+impl Machine {
+    /// "on DATE: N CPUs (MODEL), M RAM, RUSTC"
+    pub fn describe(&self) -> String {
+        format!(
+            "on {}: {} CPUs ({}), {} RAM, {}",
+            self.date, self.cpus, self.cpu_model, self.memory, self.rustc
+        )
+    }
+
+    /// "bmat ran with K=V ...", or nothing.
+    pub fn bmat_env_note(&self) -> String {
+        if self.bmat_env.is_empty() {
+            return String::new();
+        }
+        let vars: Vec<String> = self
+            .bmat_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("bmat ran with {}.\n\n", vars.join(" "))
+    }
+}
+
+/// The machine and the run.
+#[derive(Debug, Serialize)]
+pub struct Header {
+    #[serde(flatten)]
+    pub machine: Machine,
+    pub tar: String,
+    pub zstd: String,
+    pub reps: usize,
+    pub part_size_mib: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -227,33 +257,53 @@ fn rows(report: &Report) -> Vec<Row> {
 
 /// The table for the terminal.
 pub fn text(report: &Report) -> String {
-    let rows = rows(report);
-    let mut widths = vec!["input".len(), "op".len()];
-    widths.extend(COLUMNS.iter().map(|c| c.chars().count()));
-    for row in &rows {
-        widths[0] = widths[0].max(row.input.chars().count());
-        widths[1] = widths[1].max(row.op.len());
-        for (i, c) in row.cells.iter().enumerate() {
-            widths[i + 2] = widths[i + 2].max(c.chars().count());
+    let mut head = vec!["input", "op"];
+    head.extend(COLUMNS);
+    text_table(&head, &cells(&rows(report)))
+}
+
+/// The rows as cells: input, op, then one per column.
+fn cells(rows: &[Row]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|row| {
+            let mut cells = vec![row.input.clone(), row.op.to_owned()];
+            cells.extend(row.cells.iter().cloned());
+            cells
+        })
+        .collect()
+}
+
+/// A table with aligned columns, for the terminal.
+pub fn text_table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|c| c.chars().count()).collect();
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
         }
     }
-    let line = |cells: Vec<&str>| {
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let pad = widths[i].saturating_sub(c.chars().count());
+        for (c, width) in cells.zip(&widths) {
+            let pad = width.saturating_sub(c.chars().count());
             s.push_str(c);
             s.push_str(&" ".repeat(pad + 2));
         }
         s.trim_end().to_owned() + "\n"
     };
-    let mut out = String::new();
-    let mut head = vec!["input", "op"];
-    head.extend(COLUMNS);
-    out.push_str(&line(head));
-    for row in &rows {
-        let mut cells = vec![row.input.as_str(), row.op];
-        cells.extend(row.cells.iter().map(String::as_str));
-        out.push_str(&line(cells));
+    let mut out = line(&mut head.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// The same table in markdown.
+pub fn markdown_table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
     }
     out
 }
@@ -264,16 +314,12 @@ pub fn markdown(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Measured with `{}` on {}: {} CPUs ({}), {} RAM, {}, {}, zstd {}; S3 is Garage on \
+        "Measured with `{}` {}, {}, zstd {}; S3 is Garage on \
          loopback. {} repetition(s), interleaved, medians; input sizes are uncompressed, MiB/s \
          is uncompressed input per second. The baseline uploads {} MiB parts; bmat asks the \
          signer for its own (8 MiB by default).\n",
-        h.command,
-        h.date,
-        h.cpus,
-        h.cpu_model,
-        h.memory,
-        h.rustc,
+        h.machine.command,
+        h.machine.describe(),
         h.tar,
         h.zstd,
         h.reps,
@@ -296,19 +342,10 @@ pub fn markdown(report: &Report) -> String {
          server, signer and shim used meanwhile (they share the machine's cores). A/B and A/C are ratios of wall \
          times (below 1: bmat is faster).\n"
     );
-    if !h.bmat_env.is_empty() {
-        let vars: Vec<String> = h.bmat_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = writeln!(out, "bmat ran with {}.\n", vars.join(" "));
-    }
+    out.push_str(&h.machine.bmat_env_note());
     let mut head = vec!["input", "op"];
     head.extend(COLUMNS);
-    let _ = writeln!(out, "| {} |", head.join(" | "));
-    let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
-    for row in rows(report) {
-        let mut cells = vec![row.input.as_str(), row.op];
-        cells.extend(row.cells.iter().map(String::as_str));
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
-    }
+    out.push_str(&markdown_table(&head, &cells(&rows(report))));
     let _ = writeln!(
         out,
         "\nWhole run: {:.0} s (`target/bench/latest.json` has every sample).",
@@ -317,7 +354,7 @@ pub fn markdown(report: &Report) -> String {
     out
 }
 
-fn size(mib: f64) -> String {
+pub fn size(mib: f64) -> String {
     if mib >= 1024.0 {
         format!("{:.2} GiB", mib / 1024.0)
     } else if mib >= 10.0 {
@@ -327,7 +364,7 @@ fn size(mib: f64) -> String {
     }
 }
 
-fn group(n: u64) -> String {
+pub fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
