@@ -320,6 +320,12 @@ fn machine(command: String) -> Result<Machine> {
         memory: format!("{:.1} GiB", mem_kib as f64 / (1 << 20) as f64),
         rustc: command_out("rustc", &["--version"])?,
         git,
+        load_average: fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
         bmat_env: bmat_tuning_env(),
     })
 }

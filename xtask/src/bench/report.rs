@@ -97,6 +97,9 @@ pub struct Machine {
     pub memory: String,
     pub rustc: String,
     pub git: String,
+    /// The 1, 5 and 15 minute load averages when the report was made: other work on
+    /// the machine slows what was measured.
+    pub load_average: String,
     /// `BMAT_*` tuning overrides in the environment bmat ran with.
     pub bmat_env: BTreeMap<String, String>,
 }
@@ -105,8 +108,8 @@ impl Machine {
     /// "on DATE: N CPUs (MODEL), M RAM, RUSTC"
     pub fn describe(&self) -> String {
         format!(
-            "on {}: {} CPUs ({}), {} RAM, {}",
-            self.date, self.cpus, self.cpu_model, self.memory, self.rustc
+            "on {}: {} CPUs ({}), {} RAM, load average {}, {}",
+            self.date, self.cpus, self.cpu_model, self.memory, self.load_average, self.rustc
         )
     }
 
@@ -385,6 +388,22 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(vec![]).is_nan());
+    }
+
+    #[test]
+    fn tables_align_columns_and_render_markdown() {
+        let rows = vec![
+            vec!["a".to_owned(), "1.0 s".to_owned()],
+            vec!["longer".to_owned(), "2 s".to_owned()],
+        ];
+        assert_eq!(
+            text_table(&["step", "wall"], &rows),
+            "step    wall\na       1.0 s\nlonger  2 s\n"
+        );
+        assert_eq!(
+            markdown_table(&["step", "wall"], &rows),
+            "| step | wall |\n|---|---|\n| a | 1.0 s |\n| longer | 2 s |\n"
+        );
     }
 
     #[test]

@@ -181,3 +181,41 @@ pub fn first_error(log: &Path) -> String {
         })
         .unwrap_or_else(|| format!("see {}", log.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn touching_makes_every_source_newer_but_leaves_target_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let files = [
+            "core/src/lib.rs",
+            "cli/src/main.rs",
+            "target/debug/build/x/out.rs",
+        ];
+        for f in files.iter().copied().chain(["core/Cargo.toml"]) {
+            let path = dir.path().join(f);
+            fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs::write(&path, "").expect("write");
+            fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(old))
+                .expect("set mtime");
+        }
+        let now = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        assert_eq!(touch_rs(dir.path(), now).expect("touch"), 2);
+        let mtime = |f: &str| {
+            fs::metadata(dir.path().join(f))
+                .and_then(|m| m.modified())
+                .expect("mtime")
+        };
+        assert_eq!(mtime(files[0]), now);
+        assert_eq!(mtime(files[1]), now);
+        assert_eq!(mtime(files[2]), old);
+        assert_eq!(mtime("core/Cargo.toml"), old);
+    }
+}

@@ -75,12 +75,13 @@ pub fn outcome_note(json: &serde_json::Value) -> String {
     note
 }
 
-/// "units: 95 (89 third-party)"
+/// "95 units (89 third-party) and 12 build script runs"
 pub fn units_note(counts: &Counts) -> String {
     format!(
-        "{} units ({} third-party)",
+        "{} units ({} third-party) and {} build script runs",
         group(counts.units as u64),
-        group(counts.third_party_units as u64)
+        group(counts.third_party_units as u64),
+        group(counts.build_script_runs as u64)
     )
 }
 
@@ -116,10 +117,21 @@ fn rows(report: &Report) -> Vec<Vec<String>> {
     rows
 }
 
-/// The third-party units job B compiled again.
+/// The third-party units job B compiled again, and why it was not offline.
 fn rebuilt(report: &Report) -> String {
     let c = &report.b.counts;
-    let mut out = format!(
+    let mut out = String::new();
+    if let Some(error) = &report.b.offline_error {
+        let _ = write!(
+            out,
+            "Job B's `cargo build --locked --offline` failed (in {:.1} s): `{error}`; it was \
+             run again without `--offline` (downloading what it needed), and that build is the \
+             one timed.\n\n",
+            report.b.offline_attempt_s.unwrap_or(f64::NAN)
+        );
+    }
+    let _ = write!(
+        out,
         "Third-party units job B compiled again: {} of {}",
         c.third_party_rebuilt.len(),
         c.third_party_units

@@ -9,11 +9,23 @@ use serde::Serialize;
 pub struct Unit {
     /// `name version (kind)`, e.g. `serde 1.0.228 (build script)`.
     pub name: String,
+    /// `lib`, `bin`, `proc-macro`, `build script` or `build script run`.
+    pub kind: &'static str,
     /// From crates.io or another registry, or git: not a workspace member (which
     /// Cargo names by a `path+` source).
     pub third_party: bool,
-    pub fresh: bool,
+    /// What Cargo said; none for a build script run it does not say it of.
+    pub fresh: Option<bool>,
 }
+
+impl Unit {
+    fn is_run(&self) -> bool {
+        self.kind == RUN
+    }
+}
+
+/// The kind of a build script run (the others are those of targets).
+const RUN: &str = "build script run";
 
 /// Every unit in `stdout` (Cargo's JSON messages, one a line; other lines ignored).
 pub fn units(stdout: &str) -> Vec<Unit> {
@@ -27,12 +39,13 @@ pub fn units(stdout: &str) -> Vec<Unit> {
 fn unit(msg: &serde_json::Value) -> Option<Unit> {
     let package_id = msg["package_id"].as_str()?;
     let (kind, fresh) = match msg["reason"].as_str()? {
-        "compiler-artifact" => (target_kind(&msg["target"]), msg["fresh"].as_bool()?),
-        "build-script-executed" => ("build script run", msg["fresh"].as_bool()?),
+        "compiler-artifact" => (target_kind(&msg["target"]), msg["fresh"].as_bool()),
+        "build-script-executed" => (RUN, msg["fresh"].as_bool()),
         _ => return None,
     };
     Some(Unit {
         name: format!("{} ({kind})", package_name(package_id)),
+        kind,
         third_party: ["registry+", "sparse+", "git+"]
             .iter()
             .any(|s| package_id.starts_with(s)),
@@ -82,6 +95,8 @@ pub struct Counts {
     /// Compiled targets (fresh or not): the size of the build.
     pub units: usize,
     pub third_party_units: usize,
+    /// Build scripts run (fresh or not), beside the units.
+    pub build_script_runs: usize,
     /// Third-party units compiled (and build scripts run) again, by name.
     pub third_party_rebuilt: Vec<String>,
     /// Workspace members' units compiled (and build scripts run), by name.
@@ -90,19 +105,18 @@ pub struct Counts {
 
 impl Counts {
     pub fn of(units: &[Unit]) -> Counts {
-        let compiled = units
-            .iter()
-            .filter(|u| !u.name.ends_with("(build script run)"));
+        let compiled = units.iter().filter(|u| !u.is_run());
         let rebuilt = |third_party: bool| {
             units
                 .iter()
-                .filter(|u| u.third_party == third_party && !u.fresh)
+                .filter(|u| u.third_party == third_party && u.fresh == Some(false))
                 .map(|u| u.name.clone())
                 .collect()
         };
         Counts {
             units: compiled.clone().count(),
             third_party_units: compiled.filter(|u| u.third_party).count(),
+            build_script_runs: units.iter().filter(|u| u.is_run()).count(),
             third_party_rebuilt: rebuilt(true),
             members_rebuilt: rebuilt(false),
         }
@@ -153,6 +167,7 @@ mod tests {
         let counts = Counts::of(&units(&stdout));
         assert_eq!(counts.units, 6);
         assert_eq!(counts.third_party_units, 4);
+        assert_eq!(counts.build_script_runs, 2);
         assert_eq!(
             counts.third_party_rebuilt,
             [
