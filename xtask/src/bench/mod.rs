@@ -152,19 +152,8 @@ pub fn run(opts: &Options) -> Result<()> {
         inputs: results,
         total_seconds: started.elapsed().as_secs_f64(),
     };
-    let table = report::text(&report);
-    println!("{table}");
-    let dated = write_results(
-        &out_dir,
-        ("bench", "latest"),
-        &serde_json::to_string_pretty(&report)?,
-        &report::markdown(&report),
-    )?;
-    say(&format!(
-        "done in {:.0} s; results in {} (and latest.json, latest.md)",
-        report.total_seconds,
-        dated.display()
-    ));
+    publish(&out_dir, &report)?;
+    say(&format!("done in {:.0} s", report.total_seconds));
     Ok(())
 }
 
@@ -367,24 +356,34 @@ fn build_binaries() -> Result<PathBuf> {
     Ok(target_dir().join("release/bmat"))
 }
 
-/// Writes a run's results to `out_dir`: `{dated}-<time>.json` (returned),
-/// `{latest}.json` and `{latest}.md`.
-fn write_results(
-    out_dir: &Path,
-    (dated, latest): (&str, &str),
-    json: &str,
-    md: &str,
-) -> Result<PathBuf> {
+/// What a run reports: a table for the terminal, a markdown body for README, and
+/// itself as JSON.
+trait Results: serde::Serialize {
+    /// The files' names: `{dated}-<time>.json`, `{latest}.json`, `{latest}.md`.
+    const NAMES: (&str, &str);
+    fn text(&self) -> String;
+    fn markdown(&self) -> String;
+}
+
+/// Prints a run's table and writes its results to `out_dir` (see [`Results::NAMES`]).
+fn publish<R: Results>(out_dir: &Path, results: &R) -> Result<()> {
+    let (dated, latest) = R::NAMES;
+    println!("{}", results.text());
+    let json = serde_json::to_string_pretty(results)?;
     let stamp = command_out("date", &["-u", "+%Y%m%dT%H%M%SZ"])?;
     let path = out_dir.join(format!("{dated}-{stamp}.json"));
-    for (file, text) in [
-        (path.clone(), json),
+    for (file, body) in [
+        (path.clone(), json.clone()),
         (out_dir.join(format!("{latest}.json")), json),
-        (out_dir.join(format!("{latest}.md")), md),
+        (out_dir.join(format!("{latest}.md")), results.markdown()),
     ] {
-        fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+        fs::write(&file, body).with_context(|| format!("cannot write {}", file.display()))?;
     }
-    Ok(path)
+    say(&format!(
+        "results in {} (and {latest}.json, {latest}.md)",
+        path.display()
+    ));
+    Ok(())
 }
 
 /// The workspace's target directory (`CARGO_TARGET_DIR` when set).

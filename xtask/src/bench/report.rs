@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::Results;
 use super::inputs::Input;
 use super::ops::Sample;
 
@@ -258,13 +259,6 @@ fn rows(report: &Report) -> Vec<Row> {
     out
 }
 
-/// The table for the terminal.
-pub fn text(report: &Report) -> String {
-    let mut head = vec!["input", "op"];
-    head.extend(COLUMNS);
-    text_table(&head, &cells(&rows(report)))
-}
-
 /// The rows as cells: input, op, then one per column.
 fn cells(rows: &[Row]) -> Vec<Vec<String>> {
     rows.iter()
@@ -311,52 +305,6 @@ pub fn markdown_table(head: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The markdown section body for README (no heading).
-pub fn markdown(report: &Report) -> String {
-    let h = &report.header;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Measured with `{}` {}, {}, zstd {}; S3 is Garage on \
-         loopback. {} repetition(s), interleaved, medians; input sizes are uncompressed, MiB/s \
-         is uncompressed input per second. The baseline uploads {} MiB parts; bmat asks the \
-         signer for its own (8 MiB by default).\n",
-        h.machine.command,
-        h.machine.describe(),
-        h.tar,
-        h.zstd,
-        h.reps,
-        h.part_size_mib
-    );
-    let _ = writeln!(
-        out,
-        "- **A**: `bmat cache save KEY` / `bmat cache restore KEY` (into an empty directory), \
-         through the agent shim.\n\
-         - **B**: actions/cache's pipeline with the system tools: `tar --posix -cf - -T list | \
-         zstd -T0 -3` into a temp file, then parts of that size, 8 in flight, through presigned URLs \
-         (plus the SHA-256 the signer wants); restore: lookup, 8 ranged GETs in flight into a \
-         temp file, then `zstd -d | tar -x`.\n\
-         - **C**: the machine's limits on the same input: compress only (`tar -c | zstd -T0 -3 > \
-         /dev/null`) and decompress only (`zstd -d archive | tar -x` from a local file: the second \
-         half of B's restore); \"C network\" is a raw parallel PUT / GET of B's archive (8 \
-         in flight), bytes already in memory / dropped.\n\
-         - CPU is user + system time of the processes (B's transfers: xtask's own threads); \
-         peak RSS is `ru_maxrss` (B: tar + zstd, summed); stack CPU is what the S3 \
-         server, signer and shim used meanwhile (they share the machine's cores). A/B and A/C are ratios of wall \
-         times (below 1: bmat is faster).\n"
-    );
-    out.push_str(&h.machine.bmat_env_note());
-    let mut head = vec!["input", "op"];
-    head.extend(COLUMNS);
-    out.push_str(&markdown_table(&head, &cells(&rows(report))));
-    let _ = writeln!(
-        out,
-        "\nWhole run: {:.0} s (`target/bench/latest.json` has every sample).",
-        report.total_seconds
-    );
-    out
-}
-
 pub fn size(mib: f64) -> String {
     if mib >= 1024.0 {
         format!("{:.2} GiB", mib / 1024.0)
@@ -377,6 +325,65 @@ pub fn group(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+impl Results for Report {
+    const NAMES: (&str, &str) = ("bench", "latest");
+
+    /// The table for the terminal.
+    fn text(&self) -> String {
+        let report = self;
+        let mut head = vec!["input", "op"];
+        head.extend(COLUMNS);
+        text_table(&head, &cells(&rows(report)))
+    }
+
+    /// The markdown section body for README (no heading).
+    fn markdown(&self) -> String {
+        let report = self;
+        let h = &report.header;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Measured with `{}` {}, {}, zstd {}; S3 is Garage on \
+             loopback. {} repetition(s), interleaved, medians; input sizes are uncompressed, MiB/s \
+             is uncompressed input per second. The baseline uploads {} MiB parts; bmat asks the \
+             signer for its own (8 MiB by default).\n",
+            h.machine.command,
+            h.machine.describe(),
+            h.tar,
+            h.zstd,
+            h.reps,
+            h.part_size_mib
+        );
+        let _ = writeln!(
+            out,
+            "- **A**: `bmat cache save KEY` / `bmat cache restore KEY` (into an empty directory), \
+             through the agent shim.\n\
+             - **B**: actions/cache's pipeline with the system tools: `tar --posix -cf - -T list | \
+             zstd -T0 -3` into a temp file, then parts of that size, 8 in flight, through presigned URLs \
+             (plus the SHA-256 the signer wants); restore: lookup, 8 ranged GETs in flight into a \
+             temp file, then `zstd -d | tar -x`.\n\
+             - **C**: the machine's limits on the same input: compress only (`tar -c | zstd -T0 -3 > \
+             /dev/null`) and decompress only (`zstd -d archive | tar -x` from a local file: the second \
+             half of B's restore); \"C network\" is a raw parallel PUT / GET of B's archive (8 \
+             in flight), bytes already in memory / dropped.\n\
+             - CPU is user + system time of the processes (B's transfers: xtask's own threads); \
+             peak RSS is `ru_maxrss` (B: tar + zstd, summed); stack CPU is what the S3 \
+             server, signer and shim used meanwhile (they share the machine's cores). A/B and A/C are ratios of wall \
+             times (below 1: bmat is faster).\n"
+        );
+        out.push_str(&h.machine.bmat_env_note());
+        let mut head = vec!["input", "op"];
+        head.extend(COLUMNS);
+        out.push_str(&markdown_table(&head, &cells(&rows(report))));
+        let _ = writeln!(
+            out,
+            "\nWhole run: {:.0} s (`target/bench/latest.json` has every sample).",
+            report.total_seconds
+        );
+        out
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::measure::Usage;
-use super::{build_binaries, machine, say, target_dir, write_results};
+use super::{build_binaries, machine, publish, say, target_dir};
 use crate::stack::{Stack, bins};
 use job::{Job, first_error};
 use report::{BuildB, Report, Step, efficiency, outcome_note, units_note};
@@ -179,20 +179,13 @@ pub fn run(opts: &Options) -> Result<()> {
         efficiency: efficiency(cold, ideal, restore, build),
         total_seconds: started.elapsed().as_secs_f64(),
     };
-    println!("{}", report::text(&report));
-    let dated = write_results(
-        &out_dir,
-        ("rust-job", "rust-job-latest"),
-        &serde_json::to_string_pretty(&report)?,
-        &report::markdown(&report),
-    )?;
+    publish(&out_dir, &report)?;
     if opts.keep {
         say(&format!("kept {}", tmp.keep().display()));
     }
     say(&format!(
-        "done in {:.0} s; results in {} (and rust-job-latest.json, rust-job-latest.md), logs in {}",
+        "done in {:.0} s; logs of every step in {}",
         report.total_seconds,
-        dated.display(),
         logs.display()
     ));
     Ok(())

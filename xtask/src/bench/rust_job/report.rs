@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::super::Results;
 use super::super::report::{Machine, group, markdown_table, size, text_table};
 use super::units::Counts;
 
@@ -144,39 +145,45 @@ fn rebuilt(report: &Report) -> String {
     out
 }
 
-/// The table for the terminal.
-pub fn text(report: &Report) -> String {
-    let plain: Vec<Vec<String>> = rows(report)
-        .into_iter()
-        .map(|r| r.into_iter().map(|c| c.replace("**", "")).collect())
-        .collect();
-    format!("{}\n{}\n", text_table(&HEAD, &plain), rebuilt(report))
-}
+impl Results for Report {
+    const NAMES: (&str, &str) = ("rust-job", "rust-job-latest");
 
-/// The markdown section body for README (no heading).
-pub fn markdown(report: &Report) -> String {
-    let m = &report.machine;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Measured with `{}` {} (jobs: {}); commit {}; S3 is Garage on loopback. \
-         Workspace: {}; cold build: {}.\n",
-        m.command,
-        m.describe(),
-        report.cargo,
-        m.git,
-        report.workspace,
-        units_note(&report.cold_counts),
-    );
-    out.push_str(&m.bmat_env_note());
-    out.push_str(&markdown_table(&HEAD, &rows(report)));
-    let _ = writeln!(
-        out,
-        "\n{}\n\nWhole run: {:.0} s (`target/bench/rust-job-latest.json` has every figure).",
-        rebuilt(report),
-        report.total_seconds
-    );
-    out
+    /// The table for the terminal.
+    fn text(&self) -> String {
+        let report = self;
+        let plain: Vec<Vec<String>> = rows(report)
+            .into_iter()
+            .map(|r| r.into_iter().map(|c| c.replace("**", "")).collect())
+            .collect();
+        format!("{}\n{}\n", text_table(&HEAD, &plain), rebuilt(report))
+    }
+
+    /// The markdown section body for README (no heading).
+    fn markdown(&self) -> String {
+        let report = self;
+        let m = &report.machine;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Measured with `{}` {} (jobs: {}); commit {}; S3 is Garage on loopback. \
+             Workspace: {}; cold build: {}.\n",
+            m.command,
+            m.describe(),
+            report.cargo,
+            m.git,
+            report.workspace,
+            units_note(&report.cold_counts),
+        );
+        out.push_str(&m.bmat_env_note());
+        out.push_str(&markdown_table(&HEAD, &rows(report)));
+        let _ = writeln!(
+            out,
+            "\n{}\n\nWhole run: {:.0} s (`target/bench/rust-job-latest.json` has every figure).",
+            rebuilt(report),
+            report.total_seconds
+        );
+        out
+    }
 }
 
 #[cfg(test)]
