@@ -86,7 +86,7 @@ pub fn run(opts: &Options) -> Result<()> {
             cpu_s: usage.cpu.as_secs_f64(),
             note,
         });
-        usage.wall.as_secs_f64()
+        (usage.wall.as_secs_f64(), usage.cpu.as_secs_f64())
     };
 
     say("job A: restore (a miss), cold build, save");
@@ -171,12 +171,13 @@ pub fn run(opts: &Options) -> Result<()> {
         ideal_counts,
         b: b_build,
         steps,
-        cold_s: cold,
-        ideal_s: ideal,
-        restore_s: restore,
-        build_s: build,
-        restore_plus_build_s: restore + build,
-        efficiency: efficiency(cold, ideal, restore, build),
+        cold_s: cold.0,
+        ideal_s: ideal.0,
+        restore_s: restore.0,
+        build_s: build.0,
+        restore_plus_build_s: restore.0 + build.0,
+        efficiency: efficiency(cold.0, ideal.0, restore.0, build.0),
+        efficiency_cpu: efficiency(cold.1, ideal.1, restore.1, build.1),
         total_seconds: started.elapsed().as_secs_f64(),
     };
     publish(&out_dir, &report)?;

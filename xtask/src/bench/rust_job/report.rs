@@ -54,6 +54,9 @@ pub struct Report {
     /// `(cold − (restore + build)) / (cold − ideal)`: 1 when job B is as fast as a
     /// build that compiles only the workspace, 0 when it is as slow as a cold one.
     pub efficiency: Option<f64>,
+    /// The same of CPU times (user + system of the processes): what the job's own
+    /// work gained, whatever else ran on the machine meanwhile.
+    pub efficiency_cpu: Option<f64>,
     pub total_seconds: f64,
 }
 
@@ -109,13 +112,15 @@ fn rows(report: &Report) -> Vec<Vec<String>> {
     ]);
     rows.push(vec![
         "**efficiency**".to_owned(),
-        report
-            .efficiency
-            .map_or("–".to_owned(), |e| format!("{:.0} %", e * 100.0)),
-        String::new(),
-        "(cold − (restore + build)) / (cold − ideal)".to_owned(),
+        percent(report.efficiency),
+        percent(report.efficiency_cpu),
+        "(cold − (restore + build)) / (cold − ideal), of wall and of CPU times".to_owned(),
     ]);
     rows
+}
+
+fn percent(share: Option<f64>) -> String {
+    share.map_or("–".to_owned(), |e| format!("{:.0} %", e * 100.0))
 }
 
 /// The third-party units job B compiled again, and why it was not offline.
@@ -125,7 +130,7 @@ fn rebuilt(report: &Report) -> String {
     if let Some(error) = &report.b.offline_error {
         let _ = write!(
             out,
-            "Job B's `cargo build --locked --offline` failed (in {:.1} s): `{error}`; it was \
+            "Job B's `cargo build --locked --offline` failed (in {:.1} s): `` {error} ``; it was \
              run again without `--offline` (downloading what it needed), and that build is the \
              one timed.\n\n",
             report.b.offline_attempt_s.unwrap_or(f64::NAN)
