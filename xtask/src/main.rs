@@ -1,4 +1,4 @@
-//! `cargo xtask stack | test | demo | bench`.
+//! `cargo xtask stack | test | demo | bench | bench-rust`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -39,6 +39,10 @@ enum Cmd {
     /// Measure bmat's save/restore against the actions/cache pipeline and the
     /// machine's limits on the local stack (results in target/bench/).
     Bench(xtask::bench::Options),
+    /// Time the Rust job as fresh CI runners run it (a cold build, a build of the
+    /// workspace only, and a restore + build in another checkout and Cargo home) on
+    /// testdata/bench-workspace (results in target/bench/rust-job-latest.*).
+    BenchRust(xtask::bench::rust_job::Options),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Cmd::Test { args } => xtask::test_cmd::run(&args),
         Cmd::Demo => xtask::demo::run(),
         Cmd::Bench(opts) => xtask::bench::run(&opts),
+        Cmd::BenchRust(opts) => xtask::bench::rust_job::run(&opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

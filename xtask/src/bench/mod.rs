@@ -18,6 +18,7 @@ mod measure;
 mod net;
 mod ops;
 mod report;
+pub mod rust_job;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,7 +31,7 @@ use anyhow::{Context, Result, bail};
 use crate::stack::{Stack, bins};
 use inputs::{Input, Sizes};
 use ops::{Ctx, Sample};
-use report::{Header, InputResult, Op, Report, Samples};
+use report::{Header, InputResult, Machine, Op, Report, Samples};
 
 const MIB: u64 = 1 << 20;
 
@@ -78,23 +79,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
 
-    say("building bmat (release) and the stack's binaries");
-    let build_started = Instant::now();
-    cargo(&["build", "--quiet", "--release", "-p", "bmat"])?;
-    cargo(&[
-        "build",
-        "--quiet",
-        "-p",
-        "signer",
-        "-p",
-        "agent-shim",
-        "--bins",
-    ])?;
-    let bmat = target_dir().join("release/bmat");
-    say(&format!(
-        "built in {:.0} s",
-        build_started.elapsed().as_secs_f64()
-    ));
+    let bmat = build_binaries()?;
     if !measure::measures_rss() {
         say("warning: GNU time (/usr/bin/time) is missing: peak RSS is not measured");
     }
@@ -167,19 +152,8 @@ pub fn run(opts: &Options) -> Result<()> {
         inputs: results,
         total_seconds: started.elapsed().as_secs_f64(),
     };
-    let table = report::text(&report);
-    println!("{table}");
-    let json = serde_json::to_string_pretty(&report)?;
-    let stamp = command_out("date", &["-u", "+%Y%m%dT%H%M%SZ"])?;
-    let dated = out_dir.join(format!("bench-{stamp}.json"));
-    fs::write(&dated, &json)?;
-    fs::write(out_dir.join("latest.json"), &json)?;
-    fs::write(out_dir.join("latest.md"), report::markdown(&report))?;
-    say(&format!(
-        "done in {:.0} s; results in {} (and latest.json, latest.md)",
-        report.total_seconds,
-        dated.display()
-    ));
+    publish(&out_dir, &report)?;
+    say(&format!("done in {:.0} s", report.total_seconds));
     Ok(())
 }
 
@@ -269,20 +243,6 @@ fn progress(input: &Input, samples: &Samples, rep: u32) {
 }
 
 fn header(opts: &Options) -> Result<Header> {
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_kib: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let cpu_model = fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let first_line = |s: String| s.lines().next().unwrap_or_default().to_owned();
     let mut command = "cargo xtask bench".to_owned();
     if opts.quick {
         command.push_str(" --quick");
@@ -299,6 +259,36 @@ fn header(opts: &Options) -> Result<Header> {
     if opts.part_size_mib != 64 {
         command.push_str(&format!(" --part-size-mib {}", opts.part_size_mib));
     }
+    let first_line = |s: String| s.lines().next().unwrap_or_default().to_owned();
+    Ok(Header {
+        machine: machine(command)?,
+        tar: first_line(command_out("tar", &["--version"])?),
+        zstd: command_out("zstd", &["-V"])?
+            .split_whitespace()
+            .find(|w| w.starts_with('v'))
+            .unwrap_or("?")
+            .trim_end_matches(',')
+            .to_owned(),
+        reps: opts.reps as usize,
+        part_size_mib: opts.part_size_mib,
+    })
+}
+
+/// The machine, the toolchain and the checkout, for a report of `command`.
+fn machine(command: String) -> Result<Machine> {
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let cpu_model = fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        .unwrap_or_else(|| "unknown CPU".to_owned());
     let dirty = Command::new("git")
         .args(["status", "--porcelain", "--untracked-files=no"])
         .current_dir(bins::workspace_root())
@@ -311,35 +301,89 @@ fn header(opts: &Options) -> Result<Header> {
         } else {
             ""
         };
-    Ok(Header {
+    Ok(Machine {
         date: command_out("date", &["-u"])?,
         command,
         cpus: command_out("nproc", &[])?,
         cpu_model,
         memory: format!("{:.1} GiB", mem_kib as f64 / (1 << 20) as f64),
         rustc: command_out("rustc", &["--version"])?,
-        tar: first_line(command_out("tar", &["--version"])?),
-        zstd: command_out("zstd", &["-V"])?
-            .split_whitespace()
-            .find(|w| w.starts_with('v'))
-            .unwrap_or("?")
-            .trim_end_matches(',')
-            .to_owned(),
         git,
-        reps: opts.reps as usize,
-        part_size_mib: opts.part_size_mib,
-        bmat_env: std::env::vars()
-            .filter(|(k, _)| {
-                k.starts_with("BMAT_")
-                    && !matches!(
-                        k.as_str(),
-                        "BMAT_SIGNER_URL" | "BMAT_TOKEN" | "BMAT_AGENT_SOCKET"
-                    )
-                    && !k.starts_with("BMAT_S3_")
-                    && !k.starts_with("BMAT_TEST_")
-            })
-            .collect::<BTreeMap<_, _>>(),
+        load_average: fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        bmat_env: bmat_tuning_env(),
     })
+}
+
+/// The `BMAT_*` variables of xtask's environment that tune bmat (not the ones that
+/// point it at a stack or hold credentials): they reach every bmat the bench runs.
+fn bmat_tuning_env() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("BMAT_")
+                && !matches!(
+                    k.as_str(),
+                    "BMAT_SIGNER_URL" | "BMAT_TOKEN" | "BMAT_AGENT_SOCKET"
+                )
+                && !k.starts_with("BMAT_S3_")
+                && !k.starts_with("BMAT_TEST_")
+        })
+        .collect()
+}
+
+/// Builds bmat in release and the stack's binaries (debug); returns bmat's path.
+fn build_binaries() -> Result<PathBuf> {
+    say("building bmat (release) and the stack's binaries");
+    let build_started = Instant::now();
+    cargo(&["build", "--quiet", "--release", "-p", "bmat"])?;
+    cargo(&[
+        "build",
+        "--quiet",
+        "-p",
+        "signer",
+        "-p",
+        "agent-shim",
+        "--bins",
+    ])?;
+    say(&format!(
+        "built in {:.0} s",
+        build_started.elapsed().as_secs_f64()
+    ));
+    Ok(target_dir().join("release/bmat"))
+}
+
+/// What a run reports: a table for the terminal, a markdown body for README, and
+/// itself as JSON.
+trait Results: serde::Serialize {
+    /// The files' names: `{dated}-<time>.json`, `{latest}.json`, `{latest}.md`.
+    const NAMES: (&str, &str);
+    fn text(&self) -> String;
+    fn markdown(&self) -> String;
+}
+
+/// Prints a run's table and writes its results to `out_dir` (see [`Results::NAMES`]).
+fn publish<R: Results>(out_dir: &Path, results: &R) -> Result<()> {
+    let (dated, latest) = R::NAMES;
+    println!("{}", results.text());
+    let json = serde_json::to_string_pretty(results)?;
+    let stamp = command_out("date", &["-u", "+%Y%m%dT%H%M%SZ"])?;
+    let path = out_dir.join(format!("{dated}-{stamp}.json"));
+    for (file, body) in [
+        (path.clone(), json.clone()),
+        (out_dir.join(format!("{latest}.json")), json),
+        (out_dir.join(format!("{latest}.md")), results.markdown()),
+    ] {
+        fs::write(&file, body).with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    say(&format!(
+        "results in {} (and {latest}.json, {latest}.md)",
+        path.display()
+    ));
+    Ok(())
 }
 
 /// The workspace's target directory (`CARGO_TARGET_DIR` when set).

@@ -240,11 +240,7 @@ impl Ctx {
             .env_remove("BMAT_TOKEN");
         settle();
         let usage = pipeline(vec![cmd], stdin, Io::create(&out)?, &self.log)?;
-        let text = fs::read_to_string(&out)?;
-        let line = text.lines().last().unwrap_or_default();
-        let json = serde_json::from_str(line)
-            .with_context(|| format!("bmat {}: not JSON on stdout: {line:?}", args.join(" ")))?;
-        Ok((usage, json))
+        Ok((usage, json_outcome(&out, args)?))
     }
 
     /// Moves a restored tree out of the way, to be deleted at the end of the run.
@@ -294,7 +290,15 @@ fn stack_cpu(pids: &[u32]) -> f64 {
         .sum()
 }
 
-fn expect_outcome(json: &serde_json::Value, want: &str, key: &str) -> Result<()> {
+/// The JSON outcome bmat `args` wrote (its last line of stdout) to `out`.
+pub fn json_outcome(out: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let text = fs::read_to_string(out).with_context(|| format!("cannot read {}", out.display()))?;
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .with_context(|| format!("bmat {}: not JSON on stdout: {line:?}", args.join(" ")))
+}
+
+pub fn expect_outcome(json: &serde_json::Value, want: &str, key: &str) -> Result<()> {
     let got = json["outcome"].as_str().unwrap_or_default();
     if got != want {
         bail!(

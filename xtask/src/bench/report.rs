@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::Results;
 use super::inputs::Input;
 use super::ops::Sample;
 
@@ -87,22 +88,55 @@ pub struct InputResult {
     pub samples: Samples,
 }
 
-/// The machine and the run.
+/// The machine, the toolchain and the checkout a run measured.
 #[derive(Debug, Serialize)]
-pub struct Header {
+pub struct Machine {
     pub date: String,
     pub command: String,
     pub cpus: String,
     pub cpu_model: String,
     pub memory: String,
     pub rustc: String,
-    pub tar: String,
-    pub zstd: String,
     pub git: String,
-    pub reps: usize,
-    pub part_size_mib: u64,
+    /// The 1, 5 and 15 minute load averages when the report was made: other work on
+    /// the machine slows what was measured.
+    pub load_average: String,
     /// `BMAT_*` tuning overrides in the environment bmat ran with.
     pub bmat_env: BTreeMap<String, String>,
+}
+
+impl Machine {
+    /// "on DATE: N CPUs (MODEL), M RAM, RUSTC"
+    pub fn describe(&self) -> String {
+        format!(
+            "on {}: {} CPUs ({}), {} RAM, load average {}, {}",
+            self.date, self.cpus, self.cpu_model, self.memory, self.load_average, self.rustc
+        )
+    }
+
+    /// "bmat ran with K=V ...", or nothing.
+    pub fn bmat_env_note(&self) -> String {
+        if self.bmat_env.is_empty() {
+            return String::new();
+        }
+        let vars: Vec<String> = self
+            .bmat_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("bmat ran with {}.\n\n", vars.join(" "))
+    }
+}
+
+/// The machine and the run.
+#[derive(Debug, Serialize)]
+pub struct Header {
+    #[serde(flatten)]
+    pub machine: Machine,
+    pub tar: String,
+    pub zstd: String,
+    pub reps: usize,
+    pub part_size_mib: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -225,99 +259,53 @@ fn rows(report: &Report) -> Vec<Row> {
     out
 }
 
-/// The table for the terminal.
-pub fn text(report: &Report) -> String {
-    let rows = rows(report);
-    let mut widths = vec!["input".len(), "op".len()];
-    widths.extend(COLUMNS.iter().map(|c| c.chars().count()));
-    for row in &rows {
-        widths[0] = widths[0].max(row.input.chars().count());
-        widths[1] = widths[1].max(row.op.len());
-        for (i, c) in row.cells.iter().enumerate() {
-            widths[i + 2] = widths[i + 2].max(c.chars().count());
+/// The rows as cells: input, op, then one per column.
+fn cells(rows: &[Row]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|row| {
+            let mut cells = vec![row.input.clone(), row.op.to_owned()];
+            cells.extend(row.cells.iter().cloned());
+            cells
+        })
+        .collect()
+}
+
+/// A table with aligned columns, for the terminal.
+pub fn text_table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|c| c.chars().count()).collect();
+    for row in rows {
+        for (i, c) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
         }
     }
-    let line = |cells: Vec<&str>| {
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
         let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            let pad = widths[i].saturating_sub(c.chars().count());
+        for (c, width) in cells.zip(&widths) {
+            let pad = width.saturating_sub(c.chars().count());
             s.push_str(c);
             s.push_str(&" ".repeat(pad + 2));
         }
         s.trim_end().to_owned() + "\n"
     };
-    let mut out = String::new();
-    let mut head = vec!["input", "op"];
-    head.extend(COLUMNS);
-    out.push_str(&line(head));
-    for row in &rows {
-        let mut cells = vec![row.input.as_str(), row.op];
-        cells.extend(row.cells.iter().map(String::as_str));
-        out.push_str(&line(cells));
+    let mut out = line(&mut head.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
     }
     out
 }
 
-/// The markdown section body for README (no heading).
-pub fn markdown(report: &Report) -> String {
-    let h = &report.header;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Measured with `{}` on {}: {} CPUs ({}), {} RAM, {}, {}, zstd {}; S3 is Garage on \
-         loopback. {} repetition(s), interleaved, medians; input sizes are uncompressed, MiB/s \
-         is uncompressed input per second. The baseline uploads {} MiB parts; bmat asks the \
-         signer for its own (8 MiB by default).\n",
-        h.command,
-        h.date,
-        h.cpus,
-        h.cpu_model,
-        h.memory,
-        h.rustc,
-        h.tar,
-        h.zstd,
-        h.reps,
-        h.part_size_mib
-    );
-    let _ = writeln!(
-        out,
-        "- **A**: `bmat cache save KEY` / `bmat cache restore KEY` (into an empty directory), \
-         through the agent shim.\n\
-         - **B**: actions/cache's pipeline with the system tools: `tar --posix -cf - -T list | \
-         zstd -T0 -3` into a temp file, then parts of that size, 8 in flight, through presigned URLs \
-         (plus the SHA-256 the signer wants); restore: lookup, 8 ranged GETs in flight into a \
-         temp file, then `zstd -d | tar -x`.\n\
-         - **C**: the machine's limits on the same input: compress only (`tar -c | zstd -T0 -3 > \
-         /dev/null`) and decompress only (`zstd -d archive | tar -x` from a local file: the second \
-         half of B's restore); \"C network\" is a raw parallel PUT / GET of B's archive (8 \
-         in flight), bytes already in memory / dropped.\n\
-         - CPU is user + system time of the processes (B's transfers: xtask's own threads); \
-         peak RSS is `ru_maxrss` (B: tar + zstd, summed); stack CPU is what the S3 \
-         server, signer and shim used meanwhile (they share the machine's cores). A/B and A/C are ratios of wall \
-         times (below 1: bmat is faster).\n"
-    );
-    if !h.bmat_env.is_empty() {
-        let vars: Vec<String> = h.bmat_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = writeln!(out, "bmat ran with {}.\n", vars.join(" "));
+/// The same table in markdown.
+pub fn markdown_table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = format!("| {} |\n|{}\n", head.join(" | "), "---|".repeat(head.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
     }
-    let mut head = vec!["input", "op"];
-    head.extend(COLUMNS);
-    let _ = writeln!(out, "| {} |", head.join(" | "));
-    let _ = writeln!(out, "|{}", "---|".repeat(head.len()));
-    for row in rows(report) {
-        let mut cells = vec![row.input.as_str(), row.op];
-        cells.extend(row.cells.iter().map(String::as_str));
-        let _ = writeln!(out, "| {} |", cells.join(" | "));
-    }
-    let _ = writeln!(
-        out,
-        "\nWhole run: {:.0} s (`target/bench/latest.json` has every sample).",
-        report.total_seconds
-    );
     out
 }
 
-fn size(mib: f64) -> String {
+pub fn size(mib: f64) -> String {
     if mib >= 1024.0 {
         format!("{:.2} GiB", mib / 1024.0)
     } else if mib >= 10.0 {
@@ -327,7 +315,7 @@ fn size(mib: f64) -> String {
     }
 }
 
-fn group(n: u64) -> String {
+pub fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -339,6 +327,65 @@ fn group(n: u64) -> String {
     out
 }
 
+impl Results for Report {
+    const NAMES: (&str, &str) = ("bench", "latest");
+
+    /// The table for the terminal.
+    fn text(&self) -> String {
+        let report = self;
+        let mut head = vec!["input", "op"];
+        head.extend(COLUMNS);
+        text_table(&head, &cells(&rows(report)))
+    }
+
+    /// The markdown section body for README (no heading).
+    fn markdown(&self) -> String {
+        let report = self;
+        let h = &report.header;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Measured with `{}` {}, {}, zstd {}; S3 is Garage on \
+             loopback. {} repetition(s), interleaved, medians; input sizes are uncompressed, MiB/s \
+             is uncompressed input per second. The baseline uploads {} MiB parts; bmat asks the \
+             signer for its own (8 MiB by default).\n",
+            h.machine.command,
+            h.machine.describe(),
+            h.tar,
+            h.zstd,
+            h.reps,
+            h.part_size_mib
+        );
+        let _ = writeln!(
+            out,
+            "- **A**: `bmat cache save KEY` / `bmat cache restore KEY` (into an empty directory), \
+             through the agent shim.\n\
+             - **B**: actions/cache's pipeline with the system tools: `tar --posix -cf - -T list | \
+             zstd -T0 -3` into a temp file, then parts of that size, 8 in flight, through presigned URLs \
+             (plus the SHA-256 the signer wants); restore: lookup, 8 ranged GETs in flight into a \
+             temp file, then `zstd -d | tar -x`.\n\
+             - **C**: the machine's limits on the same input: compress only (`tar -c | zstd -T0 -3 > \
+             /dev/null`) and decompress only (`zstd -d archive | tar -x` from a local file: the second \
+             half of B's restore); \"C network\" is a raw parallel PUT / GET of B's archive (8 \
+             in flight), bytes already in memory / dropped.\n\
+             - CPU is user + system time of the processes (B's transfers: xtask's own threads); \
+             peak RSS is `ru_maxrss` (B: tar + zstd, summed); stack CPU is what the S3 \
+             server, signer and shim used meanwhile (they share the machine's cores). A/B and A/C are ratios of wall \
+             times (below 1: bmat is faster).\n"
+        );
+        out.push_str(&h.machine.bmat_env_note());
+        let mut head = vec!["input", "op"];
+        head.extend(COLUMNS);
+        out.push_str(&markdown_table(&head, &cells(&rows(report))));
+        let _ = writeln!(
+            out,
+            "\nWhole run: {:.0} s (`target/bench/latest.json` has every sample).",
+            report.total_seconds
+        );
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +395,22 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(vec![]).is_nan());
+    }
+
+    #[test]
+    fn tables_align_columns_and_render_markdown() {
+        let rows = vec![
+            vec!["a".to_owned(), "1.0 s".to_owned()],
+            vec!["longer".to_owned(), "2 s".to_owned()],
+        ];
+        assert_eq!(
+            text_table(&["step", "wall"], &rows),
+            "step    wall\na       1.0 s\nlonger  2 s\n"
+        );
+        assert_eq!(
+            markdown_table(&["step", "wall"], &rows),
+            "| step | wall |\n|---|---|\n| a | 1.0 s |\n| longer | 2 s |\n"
+        );
     }
 
     #[test]

@@ -1,0 +1,193 @@
+//! `cargo xtask bench-rust`: the Rust job as fresh CI runners run it, on the local
+//! stack, timed end to end on `testdata/bench-workspace`.
+//!
+//! - Job A: a checkout and an empty `CARGO_HOME`; `bmat cache rust restore` (a miss),
+//!   `cargo build --locked` (the cold time, downloads included), `bmat cache rust save`.
+//! - Ideal: in job A's tree and Cargo home, every member made dirty and built again:
+//!   what a job that recompiles only the workspace costs.
+//! - Job B: a checkout at another path and another empty `CARGO_HOME` (of another
+//!   length); `bmat cache rust restore`, then `cargo build --locked --offline` (without
+//!   `--offline` if that fails, which the report says), both timed.
+//!
+//! Job B's third-party units compiled again are read off Cargo's JSON messages. The
+//! efficiency is `(cold − (restore + build)) / (cold − ideal)`. Whatever bmat achieves
+//! is reported, however bad; a step that fails (a build error, a bmat error, a restore
+//! that is not a hit) fails the run. Results: a table on stdout,
+//! `target/bench/rust-job-<time>.json`, `rust-job-latest.json` and `rust-job-latest.md`;
+//! logs of every step in `target/bench/rust-job-logs/`.
+
+mod job;
+mod report;
+mod units;
+
+use std::fs;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use super::measure::Usage;
+use super::{build_binaries, machine, publish, say, target_dir};
+use crate::stack::{Stack, bins};
+use job::{Job, first_error};
+use report::{BuildB, Report, Step, efficiency, outcome_note, units_note};
+use units::Counts;
+
+/// The workspace the jobs build, relative to the repository.
+const WORKSPACE: &str = "testdata/bench-workspace";
+
+/// `cargo xtask bench-rust` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Keep the jobs' temp dir (checkouts, Cargo homes, build dirs) and print where.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+pub fn run(opts: &Options) -> Result<()> {
+    let started = Instant::now();
+    let out_dir = target_dir().join("bench");
+    let logs = out_dir.join("rust-job-logs");
+    let _ = fs::remove_dir_all(&logs);
+    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let bmat = build_binaries()?;
+    let source = bins::workspace_root().join(WORKSPACE);
+    let tmp = tempfile::Builder::new()
+        .prefix("bmat-bench-rust-")
+        .tempdir()
+        .context("cannot create a temp dir")?;
+    let t = tmp.path();
+
+    say("starting the local stack");
+    let stack = Stack::start()?;
+    let socket = stack.env().agent_socket.clone();
+    let job = |name, ws: &str, home: &str| {
+        Job::checkout(
+            name,
+            &source,
+            &t.join(ws),
+            &t.join(home),
+            &bmat,
+            &socket,
+            &logs,
+        )
+    };
+    let a = job("a", "a/ws", "a/cargo-home")?;
+    let cargo = a.cargo_version()?;
+    say(&format!("jobs run {cargo}; temp dir {}", t.display()));
+    let mut steps = Vec::new();
+    let mut step = |what: &str, usage: Usage, note: String| {
+        say(&format!(
+            "{what}: {:.1} s; {note}",
+            usage.wall.as_secs_f64()
+        ));
+        steps.push(Step {
+            what: what.to_owned(),
+            wall_s: usage.wall.as_secs_f64(),
+            cpu_s: usage.cpu.as_secs_f64(),
+            note,
+        });
+        (usage.wall.as_secs_f64(), usage.cpu.as_secs_f64())
+    };
+
+    say("job A: restore (a miss), cold build, save");
+    let (usage, json) = a.bmat_rust("restore", "miss")?;
+    step(
+        "job A: `bmat cache rust restore`",
+        usage,
+        outcome_note(&json),
+    );
+    let (usage, cold_units) = a.cargo_build("cold", &[])?;
+    let cold_counts = Counts::of(&cold_units);
+    let cold = step(
+        "job A: `cargo build --locked` (cold)",
+        usage,
+        format!("{}, downloads included", units_note(&cold_counts)),
+    );
+    let (usage, json) = a.bmat_rust("save", "saved")?;
+    step("job A: `bmat cache rust save`", usage, outcome_note(&json));
+
+    let touched = a.touch_sources()?;
+    let (usage, ideal_units) = a.cargo_build("ideal", &[])?;
+    let ideal_counts = Counts::of(&ideal_units);
+    let ideal = step(
+        "ideal: members dirty, `cargo build --locked`",
+        usage,
+        format!(
+            "{touched} sources touched in job A's tree; {} member units and {} third-party \
+             units compiled",
+            ideal_counts.members_rebuilt.len(),
+            ideal_counts.third_party_rebuilt.len()
+        ),
+    );
+
+    say("job B: restore, build");
+    let b = job("b", "b/checkout/ws", "b/home")?;
+    let (usage, json) = b.bmat_rust("restore", "hit")?;
+    let restore = step(
+        "job B: `bmat cache rust restore`",
+        usage,
+        outcome_note(&json),
+    );
+    let attempt = Instant::now();
+    let (usage, b_units, offline_error, offline_attempt_s) =
+        match b.cargo_build("build-offline", &["--offline"]) {
+            Ok((usage, units)) => (usage, units, None, None),
+            Err(e) => {
+                let failed_after = attempt.elapsed().as_secs_f64();
+                say(&format!("{e:#}; building again without --offline"));
+                let error = first_error(&b.log_of("build-offline"));
+                let (usage, units) = b.cargo_build("build-online", &[])?;
+                (usage, units, Some(error), Some(failed_after))
+            }
+        };
+    let b_counts = Counts::of(&b_units);
+    let b_build = BuildB {
+        offline: offline_error.is_none(),
+        offline_error,
+        offline_attempt_s,
+        counts: b_counts,
+    };
+    let what = if b_build.offline {
+        "job B: `cargo build --locked --offline`"
+    } else {
+        "job B: `cargo build --locked` (`--offline` failed)"
+    };
+    let build = step(
+        what,
+        usage,
+        format!(
+            "{} of {} third-party units compiled again",
+            b_build.counts.third_party_rebuilt.len(),
+            b_build.counts.third_party_units
+        ),
+    );
+    drop(stack);
+
+    let report = Report {
+        machine: machine("cargo xtask bench-rust".to_owned())?,
+        cargo,
+        workspace: format!("`{WORKSPACE}`"),
+        cold_counts,
+        ideal_counts,
+        b: b_build,
+        steps,
+        cold_s: cold.0,
+        ideal_s: ideal.0,
+        restore_s: restore.0,
+        build_s: build.0,
+        restore_plus_build_s: restore.0 + build.0,
+        efficiency: efficiency(cold.0, ideal.0, restore.0, build.0),
+        efficiency_cpu: efficiency(cold.1, ideal.1, restore.1, build.1),
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    publish(&out_dir, &report)?;
+    if opts.keep {
+        say(&format!("kept {}", tmp.keep().display()));
+    }
+    say(&format!(
+        "done in {:.0} s; logs of every step in {}",
+        report.total_seconds,
+        logs.display()
+    ));
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The Rust job's figures: the efficiency, the table (terminal and markdown) and the
+//! JSON.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::super::Results;
+use super::super::report::{Machine, group, markdown_table, size, text_table};
+use super::units::Counts;
+
+const MIB: f64 = (1u64 << 20) as f64;
+
+/// One timed step of a job.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// What was run, as the table shows it.
+    pub what: String,
+    pub wall_s: f64,
+    /// User + system time of the process and its children.
+    pub cpu_s: f64,
+    pub note: String,
+}
+
+/// Job B's build: how it ran and what it rebuilt.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildB {
+    /// `--offline` worked (nothing was downloaded).
+    pub offline: bool,
+    /// Why `--offline` failed, when it did (Cargo's first `error:` line), and how long
+    /// it took to fail (not counted in the build time).
+    pub offline_error: Option<String>,
+    pub offline_attempt_s: Option<f64>,
+    pub counts: Counts,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub machine: Machine,
+    /// `cargo -V` as the jobs ran it (their own CARGO_HOME, the real RUSTUP_HOME).
+    pub cargo: String,
+    pub workspace: String,
+    /// Job A's cold build: every unit of the workspace.
+    pub cold_counts: Counts,
+    pub ideal_counts: Counts,
+    pub b: BuildB,
+    pub steps: Vec<Step>,
+    pub cold_s: f64,
+    pub ideal_s: f64,
+    pub restore_s: f64,
+    pub build_s: f64,
+    pub restore_plus_build_s: f64,
+    /// `(cold − (restore + build)) / (cold − ideal)`: 1 when job B is as fast as a
+    /// build that compiles only the workspace, 0 when it is as slow as a cold one.
+    pub efficiency: Option<f64>,
+    /// The same of CPU times (user + system of the processes): what the job's own
+    /// work gained, whatever else ran on the machine meanwhile.
+    pub efficiency_cpu: Option<f64>,
+    pub total_seconds: f64,
+}
+
+/// `(cold − (restore + build)) / (cold − ideal)`; none when the ideal build is not
+/// faster than the cold one (nothing to win).
+pub fn efficiency(cold: f64, ideal: f64, restore: f64, build: f64) -> Option<f64> {
+    let room = cold - ideal;
+    (room > 0.0).then(|| (cold - (restore + build)) / room)
+}
+
+/// What bmat's JSON outcome says: `hit, 410 MiB (120 MiB compressed)`.
+pub fn outcome_note(json: &serde_json::Value) -> String {
+    let mut note = json["outcome"].as_str().unwrap_or("?").to_owned();
+    if let Some(bytes) = json["bytes"].as_u64() {
+        let _ = write!(note, ", {}", size(bytes as f64 / MIB));
+    }
+    if let Some(archive) = json["archive_bytes"].as_u64() {
+        let _ = write!(note, " ({} compressed)", size(archive as f64 / MIB));
+    }
+    note
+}
+
+/// "95 units (89 third-party) and 12 build script runs"
+pub fn units_note(counts: &Counts) -> String {
+    format!(
+        "{} units ({} third-party) and {} build script runs",
+        group(counts.units as u64),
+        group(counts.third_party_units as u64),
+        group(counts.build_script_runs as u64)
+    )
+}
+
+const HEAD: [&str; 4] = ["step", "wall", "CPU", "notes"];
+
+fn rows(report: &Report) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = report
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                s.what.clone(),
+                format!("{:.1} s", s.wall_s),
+                format!("{:.1} s", s.cpu_s),
+                s.note.clone(),
+            ]
+        })
+        .collect();
+    rows.push(vec![
+        "job B: restore + build".to_owned(),
+        format!("{:.1} s", report.restore_plus_build_s),
+        String::new(),
+        format!("cold {:.1} s, ideal {:.1} s", report.cold_s, report.ideal_s),
+    ]);
+    rows.push(vec![
+        "**efficiency**".to_owned(),
+        percent(report.efficiency),
+        percent(report.efficiency_cpu),
+        "(cold − (restore + build)) / (cold − ideal), of wall and of CPU times".to_owned(),
+    ]);
+    rows
+}
+
+fn percent(share: Option<f64>) -> String {
+    share.map_or("–".to_owned(), |e| format!("{:.0} %", e * 100.0))
+}
+
+/// The third-party units job B compiled again, and why it was not offline.
+fn rebuilt(report: &Report) -> String {
+    let c = &report.b.counts;
+    let mut out = String::new();
+    if let Some(error) = &report.b.offline_error {
+        let _ = write!(
+            out,
+            "Job B's `cargo build --locked --offline` failed (in {:.1} s): `` {error} ``; it was \
+             run again without `--offline` (downloading what it needed), and that build is the \
+             one timed.\n\n",
+            report.b.offline_attempt_s.unwrap_or(f64::NAN)
+        );
+    }
+    let _ = write!(
+        out,
+        "Third-party units job B compiled again: {} of {}",
+        c.third_party_rebuilt.len(),
+        c.third_party_units
+    );
+    if c.third_party_rebuilt.is_empty() {
+        out.push('.');
+    } else {
+        let _ = write!(out, ": {}.", c.third_party_rebuilt.join(", "));
+    }
+    out
+}
+
+impl Results for Report {
+    const NAMES: (&str, &str) = ("rust-job", "rust-job-latest");
+
+    /// The table for the terminal.
+    fn text(&self) -> String {
+        let report = self;
+        let plain: Vec<Vec<String>> = rows(report)
+            .into_iter()
+            .map(|r| r.into_iter().map(|c| c.replace("**", "")).collect())
+            .collect();
+        format!("{}\n{}\n", text_table(&HEAD, &plain), rebuilt(report))
+    }
+
+    /// The markdown section body for README (no heading).
+    fn markdown(&self) -> String {
+        let report = self;
+        let m = &report.machine;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Measured with `{}` {} (jobs: {}); commit {}; S3 is Garage on loopback. \
+             Workspace: {}; cold build: {}.\n",
+            m.command,
+            m.describe(),
+            report.cargo,
+            m.git,
+            report.workspace,
+            units_note(&report.cold_counts),
+        );
+        out.push_str(&m.bmat_env_note());
+        out.push_str(&markdown_table(&HEAD, &rows(report)));
+        let _ = writeln!(
+            out,
+            "\n{}\n\nWhole run: {:.0} s (`target/bench/rust-job-latest.json` has every figure).",
+            rebuilt(report),
+            report.total_seconds
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn efficiency_is_the_share_of_the_possible_gain() {
+        // Cold 100 s, ideal 10 s: a job B of 10 s is perfect, one of 100 s worthless.
+        assert_eq!(efficiency(100.0, 10.0, 2.0, 8.0), Some(1.0));
+        assert_eq!(efficiency(100.0, 10.0, 5.0, 95.0), Some(0.0));
+        assert_eq!(efficiency(100.0, 10.0, 4.0, 51.0), Some(0.5));
+        // Slower than cold: negative, reported as measured.
+        assert_eq!(efficiency(100.0, 10.0, 10.0, 99.0), Some(-0.1));
+        // Nothing to win.
+        assert_eq!(efficiency(10.0, 10.0, 1.0, 1.0), None);
+        assert_eq!(efficiency(10.0, 12.0, 1.0, 1.0), None);
+    }
+
+    #[test]
+    fn outcome_notes_name_sizes() {
+        let hit = serde_json::json!({"outcome": "hit", "bytes": 400u64 << 20, "archive_bytes": 100u64 << 20});
+        assert_eq!(outcome_note(&hit), "hit, 400 MiB (100 MiB compressed)");
+        let miss = serde_json::json!({"outcome": "miss", "bytes": null});
+        assert_eq!(outcome_note(&miss), "miss");
+    }
+}
