@@ -126,66 +126,30 @@ impl Metrics {
             registry_caches: Gauge::default(),
             registry_bytes: Gauge::default(),
         };
-        let r = &mut m.registry;
-        r.register(
-            "http_requests",
-            "API requests answered, by route template, method and status",
-            m.requests.clone(),
-        );
-        r.register_with_unit(
-            "http_request_duration",
-            "Time to answer an API request (to its headers), by route template and method",
-            Unit::Seconds,
-            m.latency.clone(),
-        );
-        r.register("lookups", "Cache lookups, by result", m.lookups.clone());
-        r.register_with_unit(
-            "committed",
-            "Compressed bytes of caches stored by the completion worker",
-            Unit::Bytes,
-            m.committed_bytes.clone(),
-        );
-        r.register(
-            "uploads",
-            "Uploads started (multipart upload created), completed (cache stored) and aborted",
-            m.uploads.clone(),
-        );
-        r.register(
-            "reaper_passes",
-            "Reaper passes run",
-            m.reaper_passes.clone(),
-        );
-        r.register(
-            "reaper_actions",
-            "What the reaper did besides evicting, and the failures it met",
-            m.reaper_actions.clone(),
-        );
-        r.register(
-            "evictions",
-            "Caches deleted by the reaper: unused past the TTL, or owner over quota",
-            m.evictions.clone(),
-        );
-        r.register(
-            "config_reloads",
-            "SIGHUP reloads of the config file, applied or refused",
-            m.reloads.clone(),
-        );
-        r.register(
-            "completion_queue_depth",
-            "Uploads finished by their client, waiting for the completion worker",
-            m.completion_queue.clone(),
-        );
-        r.register(
-            "registry_caches",
-            "Caches in the registry",
-            m.registry_caches.clone(),
-        );
-        r.register_with_unit(
-            "registry",
-            "Compressed bytes of the caches in the registry",
-            Unit::Bytes,
-            m.registry_bytes.clone(),
-        );
+        // name, help, unit => metric (the registry adds the prefix, the unit and the
+        // `_total` of counters to the name).
+        macro_rules! register {
+            ($($name:literal, $help:literal, $unit:expr => $metric:expr;)*) => {$(
+                match $unit {
+                    Some(unit) => m.registry.register_with_unit($name, $help, unit, $metric.clone()),
+                    None => m.registry.register($name, $help, $metric.clone()),
+                }
+            )*};
+        }
+        register! {
+            "http_requests", "API requests answered, by route template, method and status", None => m.requests;
+            "http_request_duration", "Time to answer an API request (to its headers), by route template and method", Some(Unit::Seconds) => m.latency;
+            "lookups", "Cache lookups, by result", None => m.lookups;
+            "committed", "Compressed bytes of caches stored by the completion worker", Some(Unit::Bytes) => m.committed_bytes;
+            "uploads", "Uploads started (multipart upload created), completed (cache stored) and aborted", None => m.uploads;
+            "reaper_passes", "Reaper passes run", None => m.reaper_passes;
+            "reaper_actions", "What the reaper did besides evicting, and the failures it met", None => m.reaper_actions;
+            "evictions", "Caches deleted by the reaper: unused past the TTL, or owner over quota", None => m.evictions;
+            "config_reloads", "SIGHUP reloads of the config file, applied or refused", None => m.reloads;
+            "completion_queue_depth", "Uploads finished by their client, waiting for the completion worker", None => m.completion_queue;
+            "registry_caches", "Caches in the registry", None => m.registry_caches;
+            "registry", "Compressed bytes of the caches in the registry", Some(Unit::Bytes) => m.registry_bytes;
+        }
         m
     }
 

@@ -15,7 +15,7 @@ use bmat_wire::api::{
 use common::api::{Api, PART, PATIENCE, download, put, random_bytes, sha256};
 use common::poll_until;
 use reqwest::StatusCode;
-use signer::config::{Config, OperatorConfig, TokenConfig};
+use signer::config::{Config, TokenConfig};
 use xtask::stack::{OTHER_OWNER, OWNER, SCOPE, Stack, bins};
 
 fn small_parts(c: &mut Config) {
@@ -96,11 +96,7 @@ async fn usage_counts_bytes_caches_hits_and_misses_for_the_operators_owners_only
     const BETA_OPERATOR: &str = "beta-operator-secret";
     let stack = Stack::start_with(|c| {
         small_parts(c);
-        c.operators.push(OperatorConfig {
-            token: BETA_OPERATOR.to_owned(),
-            name: "beta-only".to_owned(),
-            owners: vec![OTHER_OWNER.to_owned()],
-        });
+        common::add_operator(c, BETA_OPERATOR, "beta-only", &[OTHER_OWNER]);
     })
     .expect("stack");
     let api = Api::new(&stack);
@@ -192,12 +188,7 @@ async fn usage_counts_bytes_caches_hits_and_misses_for_the_operators_owners_only
 
 #[tokio::test]
 async fn evictions_are_counted_in_the_evicted_caches_scope() {
-    let stack = Stack::start_with(|c| {
-        small_parts(c);
-        c.limits.ttl_days = 3.0 / 86_400.0;
-        c.timing.reaper_interval_secs = 1;
-    })
-    .expect("stack");
+    let stack = Stack::start_with(common::short_ttl).expect("stack");
     let api = Api::new(&stack);
     api.store("short-lived", b"bytes").await;
     let op = operator(&stack);
