@@ -34,8 +34,8 @@ pub enum ClaimError {
 /// Claims the prefix for this registry, or confirms the claim. A prefix claimed by
 /// another registry is refused unless `s3.take_over_prefix` is set.
 pub async fn claim_prefix(st: &AppState) -> Result<(), ClaimError> {
-    let prefix = st.cfg.s3.prefix.clone();
-    let marker = st.cfg.s3.claim_object();
+    let prefix = st.cfg().s3.prefix.clone();
+    let marker = st.cfg().s3.claim_object();
     let s3_err = |source| ClaimError::S3 {
         prefix: prefix.clone(),
         source,
@@ -52,7 +52,7 @@ pub async fn claim_prefix(st: &AppState) -> Result<(), ClaimError> {
     };
     match theirs {
         Some(theirs) if theirs == ours => return Ok(()),
-        Some(theirs) if !st.cfg.s3.take_over_prefix => {
+        Some(theirs) if !st.cfg().s3.take_over_prefix => {
             return Err(ClaimError::Foreign {
                 prefix,
                 ours,

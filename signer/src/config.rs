@@ -47,9 +47,19 @@ pub struct Config {
     /// the owners they are allowed.
     #[serde(default)]
     pub operators: Vec<OperatorConfig>,
+    /// `GET /metrics` (Prometheus) on its own address; absent: not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where scrapers connect; no token is asked, so keep it on a private network.
+    pub listen: SocketAddr,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     pub endpoint: String,
@@ -101,7 +111,7 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timing {
     /// A client must send each request's line and headers within this; also how long
@@ -331,6 +341,16 @@ impl Config {
                 "s3.prefix {:?} must be non-empty, use only letters, digits, '/', '.', '_', '-', \
                  and not start or end with '/'",
                 s3.prefix
+            ));
+        }
+
+        if let Some(m) = &self.metrics
+            && m.listen.port() != 0
+            && m.listen == self.listen
+        {
+            return Err(format!(
+                "metrics.listen = {} is also listen: the metrics need an address of their own",
+                m.listen
             ));
         }
 
@@ -684,6 +704,20 @@ owner = "acme/widgets"
             let e = err(&format!("{MINIMAL}\n[{section}]\n{line}\n"));
             assert!(e.contains(field), "{line}: {e}");
         }
+    }
+
+    #[test]
+    fn metrics_are_off_unless_given_an_address_of_their_own() {
+        assert!(Config::parse(MINIMAL).unwrap().metrics.is_none());
+        let cfg = Config::parse(&format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9100\"\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.metrics.unwrap().listen.port(), 9100);
+        let e = err(&format!(
+            "listen = \"127.0.0.1:9100\"\n{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9100\"\n"
+        ));
+        assert!(e.contains("metrics.listen"), "{e}");
     }
 
     #[test]

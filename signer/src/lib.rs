@@ -12,18 +12,28 @@
 //! - [`http`] — the accept loop: timeouts and a connection limit.
 //! - [`claim`] — one registry per S3 prefix.
 //! - [`s3`] — the S3 client.
-//! - [`token_cmd`] — `signer token create|revoke`, the operator's client.
+//! - [`metrics`] — what `GET /metrics` shows.
+//! - [`reload`] — SIGHUP: tokens and limits re-read from the config file.
+//! - [`client`] — the operator's client of the API (`signer token …`, `signer stats`).
+//! - [`token_cmd`] — `signer token create|revoke`.
+//! - [`stats_cmd`] — `signer stats`: usage per owner and scope.
+//! - [`check_config`] — `signer check-config`: the file and the bucket, checked.
 
 pub mod api;
 pub mod auth;
+pub mod check_config;
 pub mod claim;
+pub mod client;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod reaper;
 pub mod registry;
+pub mod reload;
 pub mod s3;
 pub mod server;
 pub mod state;
+pub mod stats_cmd;
 pub mod token_cmd;
 pub mod uploads;
 pub mod worker;

@@ -1,11 +1,14 @@
 //! `signer --config signer.toml [--ready-file PATH]`: serve.
 //! `signer token create|revoke …`: mint or revoke a job token on a running signer.
+//! `signer stats [--owner O] [--scope S] [--json]`: usage per owner and scope.
+//! `signer check-config --config FILE`: the file and the bucket access, checked.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use signer::config::Config;
+use signer::stats_cmd::StatsArgs;
 use signer::token_cmd::TokenCommand;
 use tracing_subscriber::EnvFilter;
 
@@ -29,21 +32,22 @@ enum Command {
     /// Job tokens, with an operator credential in BMAT_OPERATOR_TOKEN.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Usage per owner and scope (bytes, quota, caches, hits, misses, evictions), with
+    /// an operator credential in BMAT_OPERATOR_TOKEN.
+    Stats(StatsArgs),
+    /// Check a config file and its bucket access; one line per check, exit 1 if any
+    /// failed.
+    CheckConfig {
+        /// The TOML config file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Some(Command::Token(cmd)) = args.command {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let done = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::new)
-            .and_then(|rt| rt.block_on(signer::token_cmd::run(cmd)));
-        return match done {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
-        };
+    if let Some(command) = args.command {
+        return run_command(command);
     }
     let Some(config) = args.config else {
         return fail(&anyhow::anyhow!("--config is required to serve"));
@@ -62,6 +66,10 @@ fn main() -> ExitCode {
         Ok(cfg) => cfg,
         Err(e) => return fail(&e),
     };
+    let opts = signer::server::Options {
+        config_path: config,
+        ready_file: args.ready_file,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,11 +77,34 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
     };
-    match runtime.block_on(signer::server::run(
-        cfg,
-        args.ready_file.as_deref(),
-        shutdown_signal(),
-    )) {
+    match runtime.block_on(signer::server::run(cfg, opts, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// The operator's commands: a small runtime each, no logging set up.
+fn run_command(command: Command) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    let done = match command {
+        Command::Token(cmd) => rt.block_on(signer::token_cmd::run(cmd)),
+        Command::Stats(a) => rt.block_on(signer::stats_cmd::run(a)),
+        Command::CheckConfig { config } => {
+            return if rt.block_on(signer::check_config::run(&config)) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+    };
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

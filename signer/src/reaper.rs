@@ -11,8 +11,8 @@
 //!    owners over `owner_quota` (object first, then row);
 //! 5. objects under the prefix that no row refers to, older than the stale window by
 //!    S3's `LastModified` → deleted;
-//! 6. old `completed`/`aborted` upload rows, and job tokens expired for a week →
-//!    forgotten.
+//! 6. old `completed`/`aborted` upload rows, job tokens expired for a week, and usage
+//!    counters older than a week and a day → forgotten.
 //!
 //! Each step runs even if an earlier one failed; failures are reported and retried on
 //! the next pass.
@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::claim;
-use crate::registry::UploadRow;
+use crate::registry::{UploadRow, UsageEvent};
 use crate::state::{AppState, now_ms};
 
 /// Finished upload rows are kept this long for `GET /v1/uploads/{id}`, and expired job
@@ -56,7 +56,7 @@ pub struct ReapReport {
 /// tries to claim it instead, and reaps nothing: what it would delete may be another
 /// registry's.
 pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>, mut claimed: bool) {
-    let interval = Duration::from_secs(st.cfg.timing.reaper_interval_secs);
+    let interval = Duration::from_secs(st.cfg().timing.reaper_interval_secs);
     loop {
         if !claimed {
             match claim::claim_prefix(&st).await {
@@ -131,11 +131,15 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
             .errors
             .push(format!("pruning expired job tokens: {e:#}"));
     }
+    if let Err(e) = st.db.run(|r| r.prune_usage(now_ms())).await {
+        report.errors.push(format!("pruning usage counters: {e:#}"));
+    }
+    st.metrics.reaper_pass(&report);
     report
 }
 
 fn stale_cutoff(st: &AppState) -> i64 {
-    now_ms() - st.cfg.timing.stale_after().as_millis() as i64
+    now_ms() - st.cfg().timing.stale_after().as_millis() as i64
 }
 
 async fn abort_stale(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
@@ -179,7 +183,7 @@ async fn retry_aborts(st: &AppState, report: &mut ReapReport) -> anyhow::Result<
 
 /// The ULID an object name under our prefix refers to, if it has that shape.
 fn ulid_of(st: &AppState, object: &str) -> Option<String> {
-    let rest = object.strip_prefix(&st.cfg.s3.caches_prefix())?;
+    let rest = object.strip_prefix(&st.cfg().s3.caches_prefix())?;
     ulid::Ulid::from_string(rest)
         .ok()
         .map(|u| u.to_string())
@@ -189,7 +193,7 @@ fn ulid_of(st: &AppState, object: &str) -> Option<String> {
 async fn abort_orphan_uploads(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
     let listed = st
         .s3
-        .list_multipart_uploads(&st.cfg.s3.caches_prefix())
+        .list_multipart_uploads(&st.cfg().s3.caches_prefix())
         .await?;
     // Read after listing: every upload in the list had its row written before it was
     // created, so the rows read now are at least as new as the list.
@@ -236,12 +240,14 @@ async fn abort_orphan_uploads(st: &AppState, report: &mut ReapReport) -> anyhow:
 
 /// Object first, then row (a row without an object would be a broken hit).
 async fn evict_expired(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
-    let cutoff = now_ms() - st.cfg.limits.ttl().as_millis() as i64;
+    let cutoff = now_ms() - st.cfg().limits.ttl().as_millis() as i64;
     let old = st.db.run(move |r| r.caches_unused_since(cutoff)).await?;
     for c in old {
         match st.delete_cache(&c).await {
             Ok(()) => {
                 info!(owner = %c.owner, key = %c.key, "cache unused past the TTL deleted");
+                st.count_usage(&c.owner, &c.scope, UsageEvent::Eviction)
+                    .await;
                 report.expired.push(c.ulid);
             }
             Err(e) => report
@@ -253,7 +259,7 @@ async fn evict_expired(st: &AppState, report: &mut ReapReport) -> anyhow::Result
 }
 
 async fn evict_over_quota(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
-    let quota = st.cfg.limits.owner_quota;
+    let quota = st.cfg().limits.owner_quota;
     let owners = st.db.run(move |r| r.owners_over_quota(quota)).await?;
     for (owner, mut total) in owners {
         let lru = {
@@ -268,6 +274,8 @@ async fn evict_over_quota(st: &AppState, report: &mut ReapReport) -> anyhow::Res
                 Ok(()) => {
                     total = total.saturating_sub(c.size);
                     info!(owner = %c.owner, key = %c.key, size = c.size, "least recently used cache deleted: owner over quota");
+                    st.count_usage(&c.owner, &c.scope, UsageEvent::Eviction)
+                        .await;
                     report.over_quota.push(c.ulid);
                 }
                 Err(e) => report
@@ -280,7 +288,10 @@ async fn evict_over_quota(st: &AppState, report: &mut ReapReport) -> anyhow::Res
 }
 
 async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
-    let objects = st.s3.list_objects_dated(&st.cfg.s3.caches_prefix()).await?;
+    let objects = st
+        .s3
+        .list_objects_dated(&st.cfg().s3.caches_prefix())
+        .await?;
     // Young objects are left alone whatever the registry says, judged by S3's own
     // LastModified (not the ULID in the name: a copied or restored object is new under
     // an old name), so nothing in flight, another signer's, or a registry being put

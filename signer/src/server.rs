@@ -3,11 +3,12 @@
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -17,7 +18,18 @@ use crate::http::ConnLimits;
 use crate::registry::{Db, Registry};
 use crate::s3::S3Client;
 use crate::state::AppState;
-use crate::{api, claim, http, reaper, worker};
+use crate::{api, claim, http, reaper, reload, worker};
+
+/// Connections the metrics address serves at once (a scraper or two).
+const METRICS_CONNECTIONS: usize = 16;
+
+/// Where the config came from (SIGHUP reads it again) and what to tell a supervisor.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub config_path: PathBuf,
+    /// Once listening, the base URL is written here.
+    pub ready_file: Option<PathBuf>,
+}
 
 /// Builds the shared state: S3 client (credentials loaded now, so a missing variable
 /// fails at start) and the migrated registry.
@@ -28,17 +40,29 @@ pub fn build_state(cfg: Config) -> anyhow::Result<AppState> {
     Ok(AppState::new(cfg, Db::new(reg), s3))
 }
 
-/// Serves until `shutdown` resolves, then stops the worker and the reaper.
+/// Serves until `shutdown` resolves, then stops the worker, the reaper, the metrics
+/// server and the reload task.
 pub async fn run(
     cfg: Config,
-    ready_file: Option<&Path>,
+    opts: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let st = build_state(cfg)?;
-    let listener = TcpListener::bind(st.cfg.listen)
+    let cfg = st.cfg();
+    let listener = TcpListener::bind(cfg.listen)
         .await
-        .with_context(|| format!("cannot listen on {} (listen)", st.cfg.listen))?;
+        .with_context(|| format!("cannot listen on {} (listen)", cfg.listen))?;
     let url = base_url(listener.local_addr()?);
+    let metrics_listener = match &cfg.metrics {
+        Some(m) => Some(
+            TcpListener::bind(m.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} (metrics.listen)", m.listen))?,
+        ),
+        None => None,
+    };
+    // Before the ready file: from then on a SIGHUP reloads instead of killing.
+    let hangups = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
 
     // A prefix another registry owns is refused; one whose owner cannot be checked
     // now (S3 down) is served, but the reaper waits until the claim is settled.
@@ -53,29 +77,61 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(worker::run(st.clone(), stop_rx.clone()));
-    let reaper = tokio::spawn(reaper::run(st.clone(), stop_rx, claimed));
+    let reaper = tokio::spawn(reaper::run(st.clone(), stop_rx.clone(), claimed));
+    let reloads = tokio::spawn(reload::run(
+        st.clone(),
+        opts.config_path.clone(),
+        hangups,
+        stop_rx.clone(),
+    ));
 
-    if let Some(path) = ready_file {
+    let t = &cfg.timing;
+    let limits = ConnLimits {
+        header_read_timeout: t.header_read_timeout(),
+        idle_timeout: t.idle_timeout(),
+        max_connections: cfg.limits.max_connections,
+    };
+    let metrics = match metrics_listener {
+        Some(l) => {
+            info!("metrics on {}/metrics", base_url(l.local_addr()?));
+            let limits = ConnLimits {
+                max_connections: METRICS_CONNECTIONS,
+                ..limits
+            };
+            let mut stop = stop_rx.clone();
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            tokio::spawn(http::serve(
+                l,
+                api::metrics::router(st.clone()),
+                limits,
+                stopped,
+            ))
+        }
+        None => tokio::spawn(async {}),
+    };
+
+    if let Some(path) = &opts.ready_file {
         write_atomically(path, &url)?;
     }
     info!(
         "signer {} listening on {url} (bucket {}, prefix {})",
         env!("CARGO_PKG_VERSION"),
-        st.cfg.s3.bucket,
-        st.cfg.s3.prefix
+        cfg.s3.bucket,
+        cfg.s3.prefix
     );
 
-    let t = &st.cfg.timing;
-    let limits = ConnLimits {
-        header_read_timeout: t.header_read_timeout(),
-        idle_timeout: t.idle_timeout(),
-        max_connections: st.cfg.limits.max_connections,
-    };
     http::serve(listener, api::router(st.clone()), limits, shutdown).await;
 
     info!("shutting down");
     let _ = stop_tx.send(true);
-    for (name, task) in [("completion worker", worker), ("reaper", reaper)] {
+    for (name, task) in [
+        ("completion worker", worker),
+        ("reaper", reaper),
+        ("metrics server", metrics),
+        ("reload task", reloads),
+    ] {
         // A pass in the middle of an S3 call may take a while; what it leaves undone
         // is in the database and resumes at the next start.
         match tokio::time::timeout(Duration::from_secs(10), task).await {

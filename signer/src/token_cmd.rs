@@ -1,12 +1,10 @@
 //! `signer token create|revoke`: an operator mints or revokes a job token on a running
-//! signer without writing HTTP by hand. The operator credential comes from
-//! `BMAT_OPERATOR_TOKEN`, never from the command line (which `ps` shows).
+//! signer without writing HTTP by hand (through [`crate::client`]).
 
-use std::time::Duration;
-
-use anyhow::{Context, bail};
-use bmat_wire::api::{ErrorBody, MintRequest, MintedToken, Revoked};
+use bmat_wire::api::{MintRequest, MintedToken, Revoked};
 use clap::{Args, Subcommand};
+
+use crate::client::Target;
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
@@ -14,16 +12,6 @@ pub enum TokenCommand {
     Create(CreateArgs),
     /// Revoke a job token by its id.
     Revoke(RevokeArgs),
-}
-
-#[derive(Args)]
-pub struct Target {
-    /// The signer's base URL.
-    #[arg(long, env = "BMAT_SIGNER_URL", default_value = "http://127.0.0.1:8080")]
-    signer: String,
-    /// The operator credential (from the environment only).
-    #[arg(long, env = "BMAT_OPERATOR_TOKEN", hide_env_values = true, hide = true)]
-    operator_token: String,
 }
 
 #[derive(Args)]
@@ -68,8 +56,10 @@ pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
                 write: !a.read_only,
                 ttl_seconds: a.ttl,
             };
-            let minted: MintedToken =
-                call(&a.target, reqwest::Method::POST, "/v1/tokens", Some(&req)).await?;
+            let minted: MintedToken = a
+                .target
+                .call(reqwest::Method::POST, "/v1/tokens", Some(&req))
+                .await?;
             if a.json {
                 println!("{}", serde_json::to_string(&minted)?);
             } else {
@@ -82,40 +72,11 @@ pub async fn run(cmd: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke(a) => {
             let path = format!("/v1/tokens/{}", a.id);
-            call::<(), Revoked>(&a.target, reqwest::Method::DELETE, &path, None).await?;
+            a.target
+                .call::<(), Revoked>(reqwest::Method::DELETE, &path, None)
+                .await?;
             eprintln!("signer: job token {} revoked", a.id);
         }
     }
     Ok(())
-}
-
-async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-    target: &Target,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<&Req>,
-) -> anyhow::Result<Resp> {
-    let url = format!("{}{path}", target.signer.trim_end_matches('/'));
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let mut req = http
-        .request(method.clone(), &url)
-        .bearer_auth(&target.operator_token);
-    if let Some(body) = body {
-        req = req.json(body);
-    }
-    let answer = req
-        .send()
-        .await
-        .with_context(|| format!("{method} {url}: no answer"))?;
-    let status = answer.status();
-    let text = answer.text().await?;
-    if !status.is_success() {
-        let message = serde_json::from_str::<ErrorBody>(&text)
-            .map(|b| b.error)
-            .unwrap_or(text);
-        bail!("{method} {url}: {status}: {message}");
-    }
-    serde_json::from_str(&text).with_context(|| format!("{method} {url}: unexpected answer"))
 }

@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::auth::JobGrant;
 use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
+use crate::metrics::UploadEvent;
 use crate::registry::{BeginOutcome, UploadRow, UploadRules};
 use crate::s3::S3Error;
 use crate::shown;
@@ -135,7 +136,8 @@ pub async fn begin(
         key: req.key.clone(),
         source,
     })?;
-    let limits = &st.cfg.limits;
+    let cfg = st.cfg();
+    let limits = &cfg.limits;
     if let Some(size) = req.expected_size
         && size > limits.max_cache_size
     {
@@ -151,7 +153,7 @@ pub async fn begin(
     let outcome = {
         let (job, key, ulid) = (job.clone(), req.key.clone(), ulid.clone());
         let rules = UploadRules {
-            lease: std::time::Duration::from_secs(st.cfg.timing.lease_secs),
+            lease: std::time::Duration::from_secs(cfg.timing.lease_secs),
             max_live: limits.max_live_uploads,
         };
         st.db
@@ -177,6 +179,7 @@ pub async fn begin(
         }
         BeginOutcome::Created { took_over } => {
             if let Some(old) = took_over {
+                st.metrics.upload(UploadEvent::Aborted);
                 info!(owner = %job.owner, scope = %job.scope, key = %req.key, "lease of upload {old} expired; it was aborted");
             }
         }
@@ -192,6 +195,7 @@ pub async fn begin(
             st.db
                 .run(move |r| r.mark_aborted(&u, &[UploadState::Creating], now_ms()))
                 .await?;
+            st.metrics.upload(UploadEvent::Aborted);
             return Err(s3("creating the multipart upload")(e));
         }
     };
@@ -213,6 +217,7 @@ pub async fn begin(
         }
         return Err(UploadError::AbortedWhileCreating(ulid));
     }
+    st.metrics.upload(UploadEvent::Started);
     info!(owner = %job.owner, scope = %job.scope, key = %req.key, upload = %ulid, "upload begun");
     Ok(BeginResponse::Upload {
         upload_id: ulid,
@@ -242,10 +247,10 @@ pub async fn part_urls(
             needed: "part URLs are only issued while it is uploading",
         });
     }
-    let sizes = part_sizes(req, up.part_size, st.cfg.limits.max_cache_size)?;
+    let sizes = part_sizes(req, up.part_size, st.cfg().limits.max_cache_size)?;
     let renewed = {
         let u = up.ulid.clone();
-        let lease = std::time::Duration::from_secs(st.cfg.timing.lease_secs);
+        let lease = std::time::Duration::from_secs(st.cfg().timing.lease_secs);
         st.db
             .run(move |r| r.renew_lease(&u, now_ms(), lease))
             .await?
@@ -257,7 +262,7 @@ pub async fn part_urls(
         return Err(UploadError::NoS3Upload(up.ulid));
     };
     let object = st.object_name(&up.ulid);
-    let expiry = st.cfg.timing.part_url_expiry();
+    let expiry = st.cfg().timing.part_url_expiry();
     let mut urls = Vec::with_capacity(sizes.len());
     for (n, size) in sizes {
         let url = st
@@ -361,7 +366,7 @@ pub async fn complete(
     if !is_sha256_hex(&req.sha256) {
         return Err(UploadError::BadSha256(req.sha256.clone()));
     }
-    let cap = st.cfg.limits.max_cache_size;
+    let cap = st.cfg().limits.max_cache_size;
     if req.size > cap {
         abort_upload(st, &up, &[UploadState::Uploading]).await?;
         return Err(UploadError::SizeOverCap {
@@ -491,6 +496,9 @@ pub async fn abort_upload(
         .db
         .run(move |r| r.mark_aborted(&ulid, &from, now_ms()))
         .await?;
+    if marked {
+        st.metrics.upload(UploadEvent::Aborted);
+    }
     if marked && up.s3_upload_id.is_some() {
         match abort_in_s3(st, up).await {
             Ok(()) => {}

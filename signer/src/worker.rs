@@ -36,7 +36,7 @@ pub enum Step {
 
 /// The worker loop: runs until `shutdown` turns true.
 pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>) {
-    let delay = Duration::from_secs(st.cfg.timing.worker_start_delay_secs);
+    let delay = Duration::from_secs(st.cfg().timing.worker_start_delay_secs);
     if !delay.is_zero() {
         info!(
             "completion worker starts in {}s (timing.worker_start_delay_secs)",
@@ -127,12 +127,13 @@ pub async fn complete_one(st: &AppState) -> anyhow::Result<Step> {
 
     let attempts = up.attempts.saturating_add(1);
     let failing_since = up.finished_at.unwrap_or(up.created_at);
-    let give_up_after = st.cfg.timing.completion_give_up_after();
+    let give_up_after = st.cfg().timing.completion_give_up_after();
     if now_ms().saturating_sub(failing_since) >= give_up_after.as_millis() as i64 {
         warn!(upload = %up.ulid, attempts, "completion still failing {} s after the upload finished; giving up: {failure}", give_up_after.as_secs());
         return give_up(st, &up).await;
     }
-    let t = &st.cfg.timing;
+    let cfg = st.cfg();
+    let t = &cfg.timing;
     let next = now_ms().saturating_add(backoff_ms(
         t.completion_backoff_ms,
         t.completion_max_backoff_ms,
@@ -170,6 +171,7 @@ async fn record(st: &AppState, up: &UploadRow) -> anyhow::Result<Step> {
         .await?;
     match outcome {
         CompletedOutcome::Recorded => {
+            st.metrics.committed(up.size.unwrap_or(0));
             info!(owner = %up.owner, key = %up.key, upload = %up.ulid, size = ?up.size, "cache stored");
         }
         CompletedOutcome::KeyTaken => {

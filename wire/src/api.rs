@@ -15,11 +15,13 @@
 //! | POST   | /v1/caches/report             | [`ReportRequest`]  | [`ReportAnswer`]   |
 //! | POST   | /v1/tokens                    | [`MintRequest`]    | [`MintedToken`]    |
 //! | DELETE | /v1/tokens/{id}               | –                  | [`Revoked`]        |
+//! | GET    | /v1/stats                     | –                  | [`Usage`]          |
 //!
 //! A job token acts in one owner's scope (DESIGN §6): lookups search its own scope,
 //! then its read scopes; uploads and deletes need `write` and stay in its own scope.
 //! An operator credential mints and revokes job tokens and lists and deletes caches of
-//! its owners (`GET /v1/caches?owner=O&scope=S`, `DELETE /v1/caches/{key}?owner=O&scope=S`).
+//! its owners (`GET /v1/caches?owner=O&scope=S`, `DELETE /v1/caches/{key}?owner=O&scope=S`),
+//! and reads their usage (`GET /v1/stats[?owner=O][&scope=S]`, operators only).
 //!
 //! Any error answers with a fitting status and an [`ErrorBody`].
 
@@ -374,6 +376,56 @@ pub struct MintedToken {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Revoked {
     pub revoked: bool,
+}
+
+/// Which usage an operator reads (`GET /v1/stats?owner=O&scope=S`): both optional;
+/// without an owner, every owner the credential covers that has caches or activity.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UsageSelector {
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+/// Usage of the owners an operator asked about, by owner.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    pub owners: Vec<OwnerUsage>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OwnerUsage {
+    pub owner: String,
+    /// The owner's quota in bytes (`limits.owner_quota`), across all its scopes.
+    pub quota: u64,
+    /// Compressed bytes of the owner's caches (of the selected scope, if one was).
+    pub bytes: u64,
+    pub caches: u64,
+    /// The current hour and the 23 before it.
+    pub last_day: Activity,
+    /// The current hour and the 167 before it.
+    pub last_week: Activity,
+    /// By scope name.
+    pub scopes: Vec<ScopeUsage>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ScopeUsage {
+    pub scope: String,
+    pub bytes: u64,
+    pub caches: u64,
+    pub last_day: Activity,
+    pub last_week: Activity,
+}
+
+/// What happened in a window. Lookups count in the asking job's own scope (a hit from
+/// a read scope too); evictions (TTL or quota) in the evicted cache's scope.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Activity {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use cache::{Run, assert_same, manifest, multipart_uploads, run, small_tree};
 use common::api::{Api, PATIENCE};
 use common::{bmat, bmat_with_token, poll_until};
 use reqwest::StatusCode;
-use signer::config::{OperatorConfig, TokenConfig};
+use signer::config::TokenConfig;
 use xtask::stack::{OTHER_OWNER, OWNER, SCOPE, Stack, bins};
 
 const PR: &str = "refs/pull/7/merge";
@@ -260,11 +260,7 @@ async fn expired_and_revoked_tokens_get_401_with_their_reason() {
 async fn owners_never_see_each_other_and_operators_keep_to_their_owners() {
     const BETA_OPERATOR: &str = "beta-operator-token-0123456789";
     let stack = Stack::start_with(|c| {
-        c.operators.push(OperatorConfig {
-            token: BETA_OPERATOR.to_owned(),
-            name: "beta-ci".to_owned(),
-            owners: vec![OTHER_OWNER.to_owned()],
-        })
+        common::add_operator(c, BETA_OPERATOR, "beta-ci", &[OTHER_OWNER]);
     })
     .expect("stack");
     let alpha = Api::new(&stack);

@@ -957,6 +957,8 @@ impl SecondSigner {
         let mut cfg = stack.signer_config().clone();
         cfg.database = dir.join("second.sqlite");
         cfg.listen = ([127, 0, 0, 1], 0).into();
+        // The first signer's metrics address is taken.
+        cfg.metrics = None;
         tweak(&mut cfg);
         let config = dir.join("second.toml");
         std::fs::write(&config, cfg.to_toml().expect("config TOML")).expect("write config");
@@ -1122,12 +1124,7 @@ async fn sigterm_ends_the_signer_while_clients_hold_connections() {
 
 #[tokio::test]
 async fn caches_unused_past_the_ttl_are_evicted() {
-    let stack = Stack::start_with(|c| {
-        small_parts(c);
-        c.limits.ttl_days = 5.0 / 86_400.0;
-        c.timing.reaper_interval_secs = 1;
-    })
-    .expect("stack");
+    let stack = Stack::start_with(common::short_ttl).expect("stack");
     let api = Api::new(&stack);
     let id = api.store("short-lived", b"bytes").await;
     let object = object_name(&stack, &id);

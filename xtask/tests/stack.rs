@@ -26,6 +26,7 @@ async fn stack_starts_answers_and_leaves_nothing_behind() {
         "BMAT_S3_ACCESS_KEY_ID",
         "BMAT_S3_SECRET_ACCESS_KEY",
         "BMAT_S3_REGION",
+        "BMAT_METRICS_URL",
     ] {
         assert!(
             names.contains(expected),
@@ -206,6 +207,7 @@ fn xtask_stack_writes_env_file_and_tears_down_on_sigterm() {
         "BMAT_TOKEN",
         "BMAT_S3_ENDPOINT",
         "BMAT_S3_REGION",
+        "BMAT_METRICS_URL",
     ] {
         assert!(
             vars.get(key).is_some_and(|v| !v.is_empty()),

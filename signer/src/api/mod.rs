@@ -6,7 +6,9 @@
 //! owners: another owner's (or scope's) upload is answered 404, like an unknown one.
 //! Every error is an `ErrorBody` with one line a person can act on.
 
+pub mod metrics;
 mod report;
+mod stats;
 mod tokens;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -26,7 +28,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::auth::{AuthError, JobGrant, OperatorGrant, Principal, bearer};
-use crate::registry::{CacheRow, Place};
+use crate::registry::{CacheRow, Place, UsageEvent};
 use crate::s3::S3Error;
 use crate::shown;
 use crate::state::{AppState, DeleteError, now_ms};
@@ -50,8 +52,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/caches/report", post(report::report))
         .route("/v1/tokens", post(tokens::mint))
         .route("/v1/tokens/{id}", delete(tokens::revoke))
+        .route("/v1/stats", get(stats::stats))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::observe,
+        ))
         .with_state(state)
 }
 
@@ -65,7 +72,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -253,14 +260,14 @@ fn path_rejection(rej: PathRejection) -> ApiError {
     ApiError::bad_request(format!("invalid path: {}", rej.body_text()).replace('\n', " "))
 }
 
-/// `?owner=…&scope=…`, with `ErrorBody` rejections.
-pub struct ApiQuery(pub CacheSelector);
+/// The query string (`?owner=…&scope=…`), with `ErrorBody` rejections.
+pub struct ApiQuery<T>(pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for ApiQuery {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Query::<CacheSelector>::from_request_parts(parts, state).await {
+        match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(v)) => Ok(ApiQuery(v)),
             Err(rej) => Err(ApiError::bad_request(
                 format!("invalid query: {}", rej.body_text()).replace('\n', " "),
@@ -411,6 +418,13 @@ async fn lookup(
             })
             .await?
     };
+    // Counted in the asking job's own scope, whichever scope the hit came from.
+    st.metrics.lookup(found.is_some());
+    let event = match found {
+        Some(_) => UsageEvent::Hit,
+        None => UsageEvent::Miss,
+    };
+    st.count_usage(&job.owner, &job.scope, event).await;
     let Some(c) = found else {
         return Ok(Json(LookupResponse { hit: None }));
     };
@@ -418,7 +432,7 @@ async fn lookup(
         .s3
         .presign_get(
             &st.object_name(&c.ulid),
-            st.cfg.timing.download_url_expiry(),
+            st.cfg().timing.download_url_expiry(),
         )
         .map_err(|e| ApiError::s3("presigning the download", &e))?;
     // The last use moves when the job reports a successful restore, not here: a cache
@@ -530,7 +544,7 @@ const MAX_LIST_PAGE: u32 = 1000;
 async fn list_caches(
     Caller(caller): Caller,
     State(st): State<AppState>,
-    ApiQuery(sel): ApiQuery,
+    ApiQuery(sel): ApiQuery<CacheSelector>,
 ) -> Result<Json<CacheList>, ApiError> {
     let limit = sel.limit.unwrap_or(MAX_LIST_PAGE).clamp(1, MAX_LIST_PAGE);
     let after = match (sel.after_scope.clone(), sel.after_key.clone()) {
@@ -575,7 +589,7 @@ async fn delete_cache(
     Caller(caller): Caller,
     State(st): State<AppState>,
     ApiPath(key): ApiPath,
-    ApiQuery(sel): ApiQuery,
+    ApiQuery(sel): ApiQuery<CacheSelector>,
 ) -> Result<Json<Deleted>, ApiError> {
     if let Principal::Job(job) = &caller {
         job.require_write()?;

@@ -33,7 +33,8 @@ pub(super) async fn mint(
     for r in &req.read_scopes {
         check_scope("read scope", r)?;
     }
-    let policy = &st.cfg.job_tokens;
+    let cfg = st.cfg();
+    let policy = &cfg.job_tokens;
     let ttl = req.ttl_seconds.unwrap_or(policy.default_ttl_secs);
     if ttl == 0 || ttl > policy.max_ttl_secs {
         return Err(ApiError::bad_request(format!(

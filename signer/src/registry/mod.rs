@@ -14,8 +14,10 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 mod db;
 mod job_tokens;
+mod usage;
 
 pub use db::Db;
+pub use usage::{PlaceUsage, RegistryTotals, UsageEvent, UsageFilter, hour_of};
 
 /// Version 1: caches and uploads, as the release before scopes created them (also what
 /// the migration tests start from).
@@ -135,6 +137,20 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     INSERT INTO meta (name, value) VALUES ('registry_id', lower(hex(randomblob(16))));
+    "#,
+    // 6: usage counters per owner, scope and hour (see registry::usage); the reaper
+    // forgets hours older than a week and a day.
+    r#"
+    CREATE TABLE usage (
+        owner     TEXT NOT NULL,
+        scope     TEXT NOT NULL,
+        hour      INTEGER NOT NULL, -- Unix time in hours
+        hits      INTEGER NOT NULL DEFAULT 0,
+        misses    INTEGER NOT NULL DEFAULT 0,
+        evictions INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner, scope, hour)
+    ) WITHOUT ROWID;
+    CREATE INDEX usage_by_hour ON usage (hour);
     "#,
 ];
 

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bmat_wire::api::{MintRequest, MintedToken};
 use signer::config::{
-    Config, JobTokenPolicy, Limits, OperatorConfig, S3Config, Timing, TokenConfig,
+    Config, JobTokenPolicy, Limits, MetricsConfig, OperatorConfig, S3Config, Timing, TokenConfig,
 };
 use signer::s3::{Credentials, S3Client, S3Settings};
 
@@ -67,12 +67,15 @@ pub struct StackEnv {
     pub s3_path_style: bool,
     /// The signer's object prefix (`bmat`, or a unique one on a shared server).
     pub s3_prefix: String,
+    /// `http://127.0.0.1:PORT/metrics` (no token), unless a test's config turned the
+    /// metrics address off.
+    pub metrics_url: Option<String>,
 }
 
 impl StackEnv {
     /// The `BMAT_*` variables of DESIGN §5, as `cargo xtask stack` writes them.
     pub fn vars(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut vars = vec![
             ("BMAT_AGENT_SOCKET", self.agent_socket.display().to_string()),
             ("BMAT_SIGNER_URL", self.signer_url.clone()),
             ("BMAT_TOKEN", self.token.clone()),
@@ -87,7 +90,11 @@ impl StackEnv {
                 self.s3_secret_access_key.clone(),
             ),
             ("BMAT_S3_REGION", self.s3_region.clone()),
-        ]
+        ];
+        if let Some(url) = &self.metrics_url {
+            vars.push(("BMAT_METRICS_URL", url.clone()));
+        }
+        vars
     }
 }
 
@@ -231,6 +238,9 @@ impl Stack {
                 name: OPERATOR.to_owned(),
                 owners: vec![OWNER.to_owned(), OTHER_OWNER.to_owned()],
             }],
+            metrics: Some(MetricsConfig {
+                listen: ([127, 0, 0, 1], free_port()?).into(),
+            }),
         };
         tweak(&mut config);
         let signer = SignerProc::start(&signer_bin, dir.path(), &mut config, &s3)?;
@@ -251,6 +261,7 @@ impl Stack {
             s3_region: s3.region.clone(),
             s3_path_style: s3.path_style,
             s3_prefix: config.s3.prefix.clone(),
+            metrics_url: metrics_url(&config),
         };
         Ok(Stack {
             shim,
@@ -342,7 +353,30 @@ impl Stack {
         tweak(&mut self.config);
         self.signer.write_config(&self.config)?;
         self.env.signer_url = self.signer.url().to_owned();
+        self.env.metrics_url = metrics_url(&self.config);
         self.signer.restart()
+    }
+
+    /// The config file the signer reads (at start and on SIGHUP).
+    pub fn signer_config_path(&self) -> &Path {
+        self.signer.config_path()
+    }
+
+    /// Rewrites the running signer's config file with `tweak` applied and sends it
+    /// SIGHUP. The reload is asynchronous: wait for its effect (or for
+    /// `bmat_signer_config_reloads_total`) before relying on it.
+    pub fn reload_signer_with(&mut self, tweak: impl FnOnce(&mut Config)) -> Result<()> {
+        let mut next = self.config.clone();
+        tweak(&mut next);
+        std::fs::write(self.signer.config_path(), next.to_toml()?)
+            .context("cannot rewrite the signer's config")?;
+        self.config = next;
+        self.hangup_signer()
+    }
+
+    /// SIGHUP to the signer: it reads its config file again.
+    pub fn hangup_signer(&self) -> Result<()> {
+        self.signer.proc().signal(libc::SIGHUP)
     }
 
     /// SIGKILL the shim (its socket file stays behind, as after a crash).
@@ -419,6 +453,13 @@ impl Drop for Stack {
             }
         }
     }
+}
+
+fn metrics_url(config: &Config) -> Option<String> {
+    config
+        .metrics
+        .as_ref()
+        .map(|m| format!("http://{}/metrics", m.listen))
 }
 
 /// Aborts the multipart uploads and deletes the objects under `prefix`.

@@ -101,6 +101,21 @@ impl Proc {
         Ok(())
     }
 
+    /// Sends `signal` to the running child.
+    pub fn signal(&self, signal: libc::c_int) -> Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .with_context(|| format!("{} is not running", self.name))?;
+        let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+        // SAFETY: plain syscall on a pid we own and have not reaped yet.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot signal {}", self.name));
+        }
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits (bounded) for the child to exit; SIGKILL if it does not.
     pub fn terminate(&mut self) -> Result<Option<ExitStatus>> {
         let Some(child) = self.child.as_mut() else {

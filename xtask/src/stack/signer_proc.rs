@@ -27,6 +27,9 @@ impl SignerProc {
                 Err(e) if attempt < 3 && super::port_taken(&e) => {
                     attempt += 1;
                     config.listen.set_port(super::free_port()?);
+                    if let Some(m) = &mut config.metrics {
+                        m.listen.set_port(super::free_port()?);
+                    }
                 }
                 other => return other,
             }
@@ -102,6 +105,14 @@ impl SignerProc {
 
     pub fn proc_mut(&mut self) -> &mut Proc {
         &mut self.proc
+    }
+
+    pub fn proc(&self) -> &Proc {
+        &self.proc
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
     }
 
     pub fn pid(&self) -> Option<u32> {

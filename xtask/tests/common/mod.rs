@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use signer::config::{Config, OperatorConfig};
 use xtask::stack::{Stack, bins};
 
 /// Polls `check` every 50 ms until it answers `true`; panics naming `what` after `limit`.
@@ -95,4 +96,20 @@ pub fn pid_alive(pid: u32) -> bool {
     };
     // SAFETY: signal 0 only checks existence.
     unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Small parts, caches unused for 5 s evicted, a reaper pass every second.
+pub fn short_ttl(c: &mut Config) {
+    c.limits.part_size = api::PART;
+    c.limits.ttl_days = 5.0 / 86_400.0;
+    c.timing.reaper_interval_secs = 1;
+}
+
+/// Adds an operator credential allowed only `owners`.
+pub fn add_operator(c: &mut Config, token: &str, name: &str, owners: &[&str]) {
+    c.operators.push(OperatorConfig {
+        token: token.to_owned(),
+        name: name.to_owned(),
+        owners: owners.iter().map(|o| o.to_string()).collect(),
+    });
 }
