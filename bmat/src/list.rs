@@ -239,7 +239,7 @@ mod tests {
         assert!(lines[0].starts_with("KEY     SCOPE"), "{table}");
         assert_eq!(
             lines[1],
-            "deps-1  refs/heads/main  5.0 MiB  2 h ago  119 min ago"
+            "deps-1  refs/heads/main  5.0 MiB  2 h ago  1 h ago"
         );
         assert_eq!(listing.line(false), "cache list: 1 cache, 5.0 MiB");
     }

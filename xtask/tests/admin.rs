@@ -247,7 +247,7 @@ fn list_shows_the_scopes_caches_newest_first() {
     );
     let pr = mint(&stack, PR, &[SCOPE], true);
     save_tree(bmat_with_token(&stack, &pr), src.path(), "deps-pr", "pr");
-    let t = now() - 10 * 86_400;
+    let t = now() - 10 * 86_400 - 3600;
     set_times(&stack, "deps-a", t, t + 500);
     set_times(&stack, "other-c", t + 100, t + 100);
     set_times(&stack, "deps-b", t + 200, t + 300);
