@@ -234,10 +234,17 @@ impl Outcome {
             error: None,
         };
         let elapsed = match self {
+            // A lookup-only hit unpacked nothing: no bytes.
             Outcome::Hit {
                 matched_key,
                 scope,
-                bytes,
+                archive_bytes,
+                elapsed,
+                ..
+            }
+            | Outcome::Found {
+                matched_key,
+                scope,
                 archive_bytes,
                 elapsed,
                 ..
@@ -245,8 +252,10 @@ impl Outcome {
                 j.outcome = "hit";
                 j.matched_key = Some(matched_key);
                 j.scope = Some(scope);
-                j.bytes = Some(*bytes);
                 j.archive_bytes = Some(*archive_bytes);
+                if let Outcome::Hit { bytes, .. } = self {
+                    j.bytes = Some(*bytes);
+                }
                 elapsed
             }
             Outcome::Miss { elapsed, .. } => {
@@ -269,19 +278,6 @@ impl Outcome {
             } => {
                 j.outcome = "skipped";
                 j.reason = Some(*reason);
-                elapsed
-            }
-            Outcome::Found {
-                matched_key,
-                scope,
-                archive_bytes,
-                elapsed,
-                ..
-            } => {
-                j.outcome = "hit";
-                j.matched_key = Some(matched_key);
-                j.scope = Some(scope);
-                j.archive_bytes = Some(*archive_bytes);
                 elapsed
             }
             Outcome::Deleted { elapsed, .. } => {
