@@ -85,8 +85,10 @@ pub enum CacheCommand {
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
     },
-    /// Delete the cache saved under KEY in the job's scope (the token must be allowed to write),
-    /// so that the next save of KEY stores a new one.
+    /// Delete the cache saved under KEY in the job's scope.
+    ///
+    /// The token must be allowed to write. The next save of KEY then stores a new
+    /// cache: the way to replace a bad one.
     #[command(after_long_help = JSON_HELP)]
     Delete { key: String },
     /// Cache the third-party artefacts of a Cargo workspace (see `bmat cache rust --help`).
