@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CacheRef, CompleteRequest, ErrorBody, ErrorCode, LookupRequest,
-    LookupResponse, PartUrlsRequest, PartUrlsResponse, ReportAnswer, ReportRequest, UploadStatus,
+    BeginRequest, BeginResponse, CacheList, CacheRef, CompleteRequest, Deleted, ErrorBody,
+    ErrorCode, LookupRequest, LookupResponse, PartUrlsRequest, PartUrlsResponse, ReportAnswer,
+    ReportRequest, UploadStatus,
 };
 use reqwest::Method;
 use serde::Serialize;
@@ -76,6 +77,10 @@ impl Refused {
 
     pub fn is_read_only(&self) -> bool {
         self.code == Some(ErrorCode::ReadOnly)
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status == reqwest::StatusCode::NOT_FOUND
     }
 }
 
@@ -185,6 +190,38 @@ impl ApiClient {
 
     pub async fn abort(&self, upload_id: &str) -> anyhow::Result<UploadStatus> {
         self.call::<(), _>(Method::DELETE, &format!("/v1/uploads/{upload_id}"), None)
+            .await
+    }
+
+    /// One page of at most `limit` caches of the token's own scope whose keys start
+    /// with `prefix`, starting after `after` (a previous page's `next`).
+    pub async fn list_page(
+        &self,
+        prefix: Option<&str>,
+        after: Option<&CacheRef>,
+        limit: u32,
+    ) -> anyhow::Result<CacheList> {
+        let mut url = reqwest::Url::parse("http://agent/v1/caches")
+            .map_err(|e| anyhow!("cannot build the list URL: {e}"))?;
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("limit", &limit.to_string());
+            if let Some(prefix) = prefix {
+                query.append_pair("prefix", prefix);
+            }
+            if let Some(after) = after {
+                query
+                    .append_pair("after_scope", &after.scope)
+                    .append_pair("after_key", &after.key);
+            }
+        }
+        let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+        self.call::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// Deletes the cache of `key` in the token's own scope (needs a writing token).
+    pub async fn delete_cache(&self, key: &str) -> anyhow::Result<Deleted> {
+        self.call::<(), _>(Method::DELETE, &format!("/v1/caches/{key}"), None)
             .await
     }
 

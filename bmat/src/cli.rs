@@ -3,13 +3,16 @@
 
 use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use crate::delete::{DeleteRequest, delete};
+use crate::list::{ListRequest, Listing, list};
 use crate::outcome::{JSON_HELP, Outcome, UsageError};
 use crate::output;
 use crate::paths::parse_list;
-use crate::restore::{RestoreRequest, restore};
+use crate::restore::{RestoreRequest, lookup_only, restore};
 use crate::roots::Roots;
 use crate::rust;
 use crate::save::{SaveRequest, save};
@@ -67,7 +70,29 @@ pub enum CacheCommand {
         /// A key prefix to fall back to; may be repeated.
         #[arg(long = "fallback", value_name = "PREFIX")]
         fallback: Vec<String>,
+        /// Only say whether a cache would be restored (hit, with the key and scope it
+        /// matched, or miss); download nothing, write nothing.
+        #[arg(long)]
+        lookup_only: bool,
+        /// Exit 1 on a miss (a failure of the cache service still exits 0 without
+        /// --strict).
+        #[arg(long)]
+        fail_on_miss: bool,
     },
+    /// List the caches of the job's scope, newest first: key, scope, size, created,
+    /// last used.
+    #[command(after_long_help = JSON_HELP)]
+    List {
+        /// Only caches whose key starts with this.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+    },
+    /// Delete the cache saved under KEY in the job's scope.
+    ///
+    /// The token must be allowed to write. The next save of KEY then stores a new
+    /// cache: the way to replace a bad one.
+    #[command(after_long_help = JSON_HELP)]
+    Delete { key: String },
     /// Cache the third-party artefacts of a Cargo workspace (see `bmat cache rust --help`).
     Rust {
         #[command(subcommand)]
@@ -128,12 +153,22 @@ impl ManifestArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let (strict, json) = (cli.strict, cli.json);
+    let fail_on_miss = cli.command.fails_on_miss();
     let (code, written) = match prepare(cli.command) {
         Ok(Prepared::Print(text)) => (0, output::print(&text)),
+        Ok(Prepared::List(req)) => {
+            let listing = on_runtime(async |tuning| list(req, tuning).await)
+                .unwrap_or_else(|e| Listing::failed(None, &e, Duration::ZERO));
+            (listing.exit_code(strict), listing.report(strict, json))
+        }
         Ok(Prepared::Done(outcome)) => (outcome.exit_code(strict), report(&outcome, strict, json)),
         Ok(Prepared::Run(job)) => {
             let outcome = run(job);
-            (outcome.exit_code(strict), report(&outcome, strict, json))
+            let code = match outcome.is_miss() && fail_on_miss {
+                true => 1,
+                false => outcome.exit_code(strict),
+            };
+            (code, report(&outcome, strict, json))
         }
         Err(usage) => {
             let mut written = output::eprintln(&format!("error: {usage}"));
@@ -168,6 +203,8 @@ pub enum Prepared {
     Print(String),
     /// Decided while preparing (a Rust workspace that cargo could not describe).
     Done(Outcome),
+    /// `bmat cache list`: its own output (a table or a JSON list).
+    List(ListRequest),
 }
 
 /// A command whose arguments are checked and whose input is read.
@@ -176,6 +213,23 @@ pub enum Job {
     Restore(RestoreRequest),
     /// A restore, then the Rust cache's own step (relocation to this Cargo home).
     RustRestore(RestoreRequest, rust::AfterRestore),
+    /// `restore --lookup-only`.
+    Lookup(RestoreRequest),
+    Delete(DeleteRequest),
+}
+
+impl Command {
+    /// `restore --fail-on-miss`: a miss exits 1.
+    pub fn fails_on_miss(&self) -> bool {
+        let Command::Cache { command } = self;
+        matches!(
+            command,
+            CacheCommand::Restore {
+                fail_on_miss: true,
+                ..
+            }
+        )
+    }
 }
 
 /// Usage checks, before anything touches the network: the key, the fallback
@@ -203,18 +257,36 @@ pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
             }
             Ok(Prepared::Run(Job::Save(SaveRequest { key, roots, paths })))
         }
-        CacheCommand::Restore { key, fallback } => {
+        CacheCommand::Restore {
+            key,
+            fallback,
+            lookup_only,
+            fail_on_miss: _,
+        } => {
             check_key(&key)?;
             for prefix in &fallback {
-                bmat_wire::validate_prefix(prefix).map_err(|e| {
-                    UsageError(format!("invalid fallback prefix {prefix:?}: it {e}"))
-                })?;
+                check_prefix("fallback prefix", prefix)?;
             }
-            Ok(Prepared::Run(Job::Restore(RestoreRequest {
+            let req = RestoreRequest {
                 key,
                 fallbacks: fallback,
                 roots: Roots::from_env(&root),
-            })))
+            };
+            Ok(Prepared::Run(if lookup_only {
+                Job::Lookup(req)
+            } else {
+                Job::Restore(req)
+            }))
+        }
+        CacheCommand::List { prefix } => {
+            if let Some(prefix) = &prefix {
+                check_prefix("prefix", prefix)?;
+            }
+            Ok(Prepared::List(ListRequest { prefix }))
+        }
+        CacheCommand::Delete { key } => {
+            check_key(&key)?;
+            Ok(Prepared::Run(Job::Delete(DeleteRequest { key })))
         }
     }
 }
@@ -238,6 +310,11 @@ pub fn check_key(key: &str) -> Result<(), UsageError> {
         .map_err(|e| UsageError(format!("invalid cache key {key:?}: it {e}")))
 }
 
+fn check_prefix(what: &str, prefix: &str) -> Result<(), UsageError> {
+    bmat_wire::validate_prefix(prefix)
+        .map_err(|e| UsageError(format!("invalid {what} {prefix:?}: it {e}")))
+}
+
 fn current_dir() -> Result<PathBuf, UsageError> {
     std::env::current_dir()
         .map_err(|e| UsageError(format!("cannot tell the working directory: {e}")))
@@ -245,40 +322,37 @@ fn current_dir() -> Result<PathBuf, UsageError> {
 
 /// Runs a prepared job on a fresh runtime.
 pub fn run(job: Job) -> Outcome {
-    let tuning = Tuning::from_env();
     let key = match &job {
         Job::Save(r) => r.key.clone(),
-        Job::Restore(r) | Job::RustRestore(r, _) => r.key.clone(),
+        Job::Restore(r) | Job::Lookup(r) | Job::RustRestore(r, _) => r.key.clone(),
+        Job::Delete(r) => r.key.clone(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            return Outcome::Failed {
-                key,
-                action: "run",
-                error: format!("cannot start the async runtime: {e}"),
-                elapsed: Default::default(),
-            };
-        }
-    };
-    runtime.block_on(async {
-        match job {
-            Job::Save(req) => save(req, &tuning).await,
-            Job::Restore(req) => restore(req, &tuning).await,
-            Job::RustRestore(req, after) => {
-                let outcome = restore(req, &tuning).await;
-                if matches!(outcome, Outcome::Hit { .. })
-                    && let Some(line) = rust::after_restore(&after)
-                {
-                    let _ = output::eprintln(&line);
-                }
-                outcome
+    on_runtime(async |tuning| match job {
+        Job::Save(req) => save(req, tuning).await,
+        Job::Restore(req) => restore(req, tuning).await,
+        Job::Lookup(req) => lookup_only(req, tuning).await,
+        Job::Delete(req) => delete(req, tuning).await,
+        Job::RustRestore(req, after) => {
+            let outcome = restore(req, tuning).await;
+            if matches!(outcome, Outcome::Hit { .. })
+                && let Some(line) = rust::after_restore(&after)
+            {
+                let _ = output::eprintln(&line);
             }
+            outcome
         }
     })
+    .unwrap_or_else(|e| Outcome::failed(&key, "run", Instant::now(), &e))
+}
+
+/// Runs `task` with the tuning of the environment on a fresh multithreaded runtime.
+fn on_runtime<T>(task: impl AsyncFnOnce(&Tuning) -> T) -> anyhow::Result<T> {
+    let tuning = Tuning::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    Ok(runtime.block_on(task(&tuning)))
 }
 
 /// Prints the outcome line on stderr and, with `json`, its JSON object on stdout.

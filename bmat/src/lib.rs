@@ -6,8 +6,8 @@
 //! - [`stream`]: pack (tar → zstd) and verified unpack (hash → zstd → tar) pipelines;
 //! - [`api`]: the signer API client; [`transfer`]: retries, presigned S3 requests,
 //!   part upload and ranged download;
-//! - [`save`], [`restore`]: the two commands; [`outcome`]: their result, line, JSON and
-//!   exit code; [`cli`]: the command line; [`output`]: stdout and stderr without
+//! - [`save`], [`restore`] (and its `--lookup-only`), [`list`], [`delete`]: the
+//!   commands; [`outcome`]: their result, line, JSON and exit code; [`cli`]: the command line; [`output`]: stdout and stderr without
 //!   panics; [`manifest`]: tree manifests for checks.
 
 // Output goes through `output`, never through a macro that panics when a stream fails.
@@ -16,8 +16,10 @@
 pub mod api;
 pub mod archive;
 pub mod cli;
+pub mod delete;
 pub mod disk;
 pub mod handoff;
+pub mod list;
 pub mod manifest;
 pub mod outcome;
 pub mod output;

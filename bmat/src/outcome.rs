@@ -5,7 +5,7 @@
 //! cache infrastructure (one `warning:` line; the job goes on without its cache), 1
 //! for such a failure under `--strict`, 2 for a usage error (see [`UsageError`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -38,7 +38,32 @@ pub enum Outcome {
         reason: Skip,
         elapsed: Duration,
     },
-    /// The cache step failed; the tree is as it was. `action` is "save" or "restore".
+    /// `restore --lookup-only` found a cache; nothing was downloaded or written.
+    Found {
+        key: String,
+        matched_key: String,
+        scope: String,
+        own_scope: bool,
+        archive_bytes: u64,
+        elapsed: Duration,
+    },
+    /// `delete`: the cache is gone; the next save of the key writes a new one.
+    Deleted {
+        key: String,
+        elapsed: Duration,
+    },
+    /// `delete`: the job's scope has no cache under the key.
+    NotFound {
+        key: String,
+        elapsed: Duration,
+    },
+    /// `delete` with a read-only token: refused, nothing deleted.
+    Refused {
+        key: String,
+        elapsed: Duration,
+    },
+    /// The cache step failed; the tree is as it was. `action` names the command
+    /// ("save", "restore", "delete").
     Failed {
         key: String,
         action: &'static str,
@@ -47,7 +72,7 @@ pub enum Outcome {
     },
 }
 
-/// Why a save stored nothing, and why that is not a failure.
+/// Why a save stored nothing (or a delete was refused), and why that is not a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Skip {
@@ -80,21 +105,27 @@ pub struct JsonOutcome<'a> {
 
 pub const JSON_HELP: &str = "\
 With --json, one JSON object is printed on stdout when the command ends:
-  {\"outcome\": \"hit\" | \"miss\" | \"saved\" | \"skipped\" | \"failed\",
+  {\"outcome\": \"hit\" | \"miss\" | \"saved\" | \"skipped\" | \"deleted\" | \"not_found\"
+              | \"refused\" | \"failed\",
    \"key\": the key asked for,
-   \"matched_key\": the key restored (differs from key after a --fallback match), or null,
+   \"matched_key\": the key restored or found (differs from key after a --fallback match), or null,
    \"scope\": on a hit, the scope the cache came from (the job's own, or one it may read), or null,
-   \"reason\": on skipped, \"exists\" | \"in_progress\" | \"read_only\", else null,
+   \"reason\": on skipped, \"exists\" | \"in_progress\" | \"read_only\"; on refused, \"read_only\"; else null,
    \"bytes\": uncompressed archive bytes packed or unpacked, or null,
-   \"archive_bytes\": compressed bytes uploaded or downloaded, or null,
+   \"archive_bytes\": compressed bytes uploaded or downloaded (with --lookup-only: the
+                    archive's size, nothing downloaded), or null,
    \"seconds\": time taken,
    \"error\": one line saying what failed, or null}
-The outcome line for people is always printed on stderr.
+The outcome line for people is always printed on stderr. `bmat cache list --json`
+prints {\"outcome\": \"listed\" | \"failed\", \"prefix\", \"caches\": [{\"owner\", \"scope\",
+\"key\", \"size\", \"sha256\", \"created_at\", \"last_used_at\"}, …] newest first (times in
+seconds since the Unix epoch), or null on failure, \"seconds\", \"error\"}.
 
-Exit status: 0 for hit, miss, saved, skipped (a read-only token's save included), and for a failure of the cache service
+Exit status: 0 for hit, miss, saved, skipped (a read-only token's save included), deleted,
+not found, refused (a read-only token's delete), and for a failure of the cache service
 (a `warning:` line; the tree is left as it was); 1 for such a failure with --strict
-or BMAT_CACHE_STRICT=1; 2 for a usage error (unknown flag, invalid key, a path
-outside the working directory).";
+or BMAT_CACHE_STRICT=1, and for a miss with --fail-on-miss; 2 for a usage error
+(unknown flag, invalid key, a path outside the working directory).";
 
 impl Outcome {
     pub fn key(&self) -> &str {
@@ -103,12 +134,30 @@ impl Outcome {
             | Outcome::Miss { key, .. }
             | Outcome::Saved { key, .. }
             | Outcome::Skipped { key, .. }
+            | Outcome::Found { key, .. }
+            | Outcome::Deleted { key, .. }
+            | Outcome::NotFound { key, .. }
+            | Outcome::Refused { key, .. }
             | Outcome::Failed { key, .. } => key,
         }
     }
 
     pub fn is_failure(&self) -> bool {
         matches!(self, Outcome::Failed { .. })
+    }
+
+    pub fn is_miss(&self) -> bool {
+        matches!(self, Outcome::Miss { .. })
+    }
+
+    /// The failure of `action` on `key`, begun at `started`, as one line.
+    pub fn failed(key: &str, action: &'static str, started: Instant, e: &anyhow::Error) -> Outcome {
+        Outcome::Failed {
+            key: key.to_owned(),
+            action,
+            error: crate::save::one_line(e),
+            elapsed: started.elapsed(),
+        }
     }
 
     /// The one line printed on stderr.
@@ -123,13 +172,25 @@ impl Outcome {
                 elapsed,
                 ..
             } => {
-                let via = match (matched_key != key, *own_scope) {
-                    (false, true) => String::new(),
-                    (true, true) => format!("from {matched_key}, "),
-                    (false, false) => format!("from scope {scope}, "),
-                    (true, false) => format!("from {matched_key} in scope {scope}, "),
-                };
+                let via = via(key, matched_key, scope, *own_scope);
                 format!("cache hit: {key} ({via}{})", amount(*bytes, *elapsed))
+            }
+            Outcome::Found {
+                key,
+                matched_key,
+                scope,
+                own_scope,
+                archive_bytes,
+                ..
+            } => {
+                let via = via(key, matched_key, scope, *own_scope);
+                let size = human_bytes(*archive_bytes);
+                format!("cache hit (lookup only): {key} ({via}{size} compressed)")
+            }
+            Outcome::Deleted { key, .. } => format!("cache deleted: {key}"),
+            Outcome::NotFound { key, .. } => format!("cache not found, nothing deleted: {key}"),
+            Outcome::Refused { key, .. } => {
+                format!("cache delete refused (read-only token): {key}")
             }
             Outcome::Miss { key, .. } => format!("cache miss: {key}"),
             Outcome::Saved {
@@ -173,10 +234,17 @@ impl Outcome {
             error: None,
         };
         let elapsed = match self {
+            // A lookup-only hit unpacked nothing: no bytes.
             Outcome::Hit {
                 matched_key,
                 scope,
-                bytes,
+                archive_bytes,
+                elapsed,
+                ..
+            }
+            | Outcome::Found {
+                matched_key,
+                scope,
                 archive_bytes,
                 elapsed,
                 ..
@@ -184,8 +252,10 @@ impl Outcome {
                 j.outcome = "hit";
                 j.matched_key = Some(matched_key);
                 j.scope = Some(scope);
-                j.bytes = Some(*bytes);
                 j.archive_bytes = Some(*archive_bytes);
+                if let Outcome::Hit { bytes, .. } = self {
+                    j.bytes = Some(*bytes);
+                }
                 elapsed
             }
             Outcome::Miss { elapsed, .. } => {
@@ -210,6 +280,19 @@ impl Outcome {
                 j.reason = Some(*reason);
                 elapsed
             }
+            Outcome::Deleted { elapsed, .. } => {
+                j.outcome = "deleted";
+                elapsed
+            }
+            Outcome::NotFound { elapsed, .. } => {
+                j.outcome = "not_found";
+                elapsed
+            }
+            Outcome::Refused { elapsed, .. } => {
+                j.outcome = "refused";
+                j.reason = Some(Skip::ReadOnly);
+                elapsed
+            }
             Outcome::Failed { error, elapsed, .. } => {
                 j.outcome = "failed";
                 j.error = Some(error);
@@ -222,6 +305,17 @@ impl Outcome {
 
     pub fn exit_code(&self, strict: bool) -> i32 {
         if self.is_failure() && strict { 1 } else { 0 }
+    }
+}
+
+/// How the cache came to match, for the outcome line: `from KEY in scope S, ` (or a
+/// part of that), nothing for the exact key of the job's own scope.
+fn via(key: &str, matched_key: &str, scope: &str, own_scope: bool) -> String {
+    match (matched_key != key, own_scope) {
+        (false, true) => String::new(),
+        (true, true) => format!("from {matched_key}, "),
+        (false, false) => format!("from scope {scope}, "),
+        (true, false) => format!("from {matched_key} in scope {scope}, "),
     }
 }
 
@@ -320,6 +414,46 @@ mod tests {
         };
         assert_eq!(failed.line(false), "warning: cache save of k failed: boom");
         assert_eq!(failed.line(true), "error: cache save of k failed: boom");
+    }
+
+    #[test]
+    fn lookup_only_and_delete_lines_and_json() {
+        let found = Outcome::Found {
+            key: "k".into(),
+            matched_key: "k-old".into(),
+            scope: "refs/heads/main".into(),
+            own_scope: false,
+            archive_bytes: 100 << 20,
+            elapsed: SEC,
+        };
+        assert_eq!(
+            found.line(false),
+            "cache hit (lookup only): k (from k-old in scope refs/heads/main, 100 MiB compressed)"
+        );
+        let j = found.json();
+        assert_eq!(
+            (j.outcome, j.matched_key, j.bytes, j.archive_bytes),
+            ("hit", Some("k-old"), None, Some(100 << 20))
+        );
+        let refused = Outcome::Refused {
+            key: "k".into(),
+            elapsed: SEC,
+        };
+        assert_eq!(
+            refused.line(true),
+            "cache delete refused (read-only token): k"
+        );
+        assert_eq!(refused.exit_code(true), 0);
+        assert_eq!(
+            (refused.json().outcome, refused.json().reason),
+            ("refused", Some(Skip::ReadOnly))
+        );
+        let gone = Outcome::NotFound {
+            key: "k".into(),
+            elapsed: SEC,
+        };
+        assert_eq!(gone.line(false), "cache not found, nothing deleted: k");
+        assert_eq!(gone.json().outcome, "not_found");
     }
 
     #[test]

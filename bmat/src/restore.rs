@@ -93,6 +93,37 @@ pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
     }
 }
 
+/// `restore --lookup-only`: whether a restore would find a cache, and which. Nothing
+/// is downloaded, nothing in the tree is touched, and nothing is reported: a lookup
+/// does not move the cache's last use, only a reported restore does.
+pub async fn lookup_only(req: RestoreRequest, tuning: &Tuning) -> Outcome {
+    let started = Instant::now();
+    let found = match ApiClient::from_env(tuning) {
+        Ok(api) => api.lookup(&req.key, &req.fallbacks, &[]).await,
+        Err(e) => Err(e),
+    };
+    match found {
+        Ok(LookupResponse { hit: Some(hit) }) => Outcome::Found {
+            key: req.key,
+            matched_key: hit.key,
+            scope: hit.scope,
+            own_scope: hit.own_scope,
+            archive_bytes: hit.size,
+            elapsed: started.elapsed(),
+        },
+        Ok(LookupResponse { hit: None }) => Outcome::Miss {
+            key: req.key,
+            elapsed: started.elapsed(),
+        },
+        Err(e) => Outcome::failed(
+            &req.key,
+            "lookup",
+            started,
+            &e.context("looking up the cache"),
+        ),
+    }
+}
+
 /// Caches one restore tries at most: the hit, then the next candidates while each
 /// turns out broken.
 const MAX_CANDIDATES: usize = 3;

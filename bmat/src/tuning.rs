@@ -3,7 +3,8 @@
 //! The defaults are what jobs get. A few can be overridden through the environment
 //! (`BMAT_RETRY_ATTEMPTS`, `BMAT_API_RETRY_SECS`, `BMAT_STALL_TIMEOUT_SECS`,
 //! `BMAT_CONNECT_TIMEOUT_SECS`, `BMAT_UPLOAD_PARALLELISM`, `BMAT_PART_SIZE_MIB`,
-//! `BMAT_DOWNLOAD_PARALLELISM`, `BMAT_RANGE_SIZE_MIB`, `BMAT_ZSTD_LEVEL`) so that
+//! `BMAT_DOWNLOAD_PARALLELISM`, `BMAT_RANGE_SIZE_MIB`, `BMAT_ZSTD_LEVEL`,
+//! `BMAT_LIST_PAGE`) so that
 //! tests and benchmarks can shorten a wait or measure a setting without a rebuild.
 //! `BMAT_ZSTD_LEVEL` and `BMAT_API_RETRY_SECS` are documented (README): the right
 //! level depends on the link to S3, and how long to wait out a cache service that is
@@ -45,6 +46,8 @@ pub struct Tuning {
     pub completion_wait: Duration,
     /// Interval of the plain progress line when stderr is not a terminal.
     pub progress_interval: Duration,
+    /// Caches asked for per page of `bmat cache list` (the signer's maximum: 1000).
+    pub list_page: u32,
 }
 
 impl Default for Tuning {
@@ -84,6 +87,7 @@ impl Default for Tuning {
             zstd_workers: workers.max(1),
             completion_wait: Duration::from_secs(30),
             progress_interval: Duration::from_secs(5),
+            list_page: 1000,
         }
     }
 }
@@ -130,6 +134,9 @@ impl Tuning {
         }
         if let Some(n) = num("BMAT_RANGE_SIZE_MIB").filter(|n| (1..=1024).contains(n)) {
             t.range_size = n << 20;
+        }
+        if let Some(n) = num("BMAT_LIST_PAGE").filter(|n| (1..=1000).contains(n)) {
+            t.list_page = n as u32;
         }
         if let Some(n) = get("BMAT_ZSTD_LEVEL")
             .and_then(|v| v.trim().parse::<i32>().ok())

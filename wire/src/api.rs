@@ -10,7 +10,7 @@
 //! | POST   | /v1/uploads/{id}/complete     | [`CompleteRequest`]| [`UploadStatus`]   |
 //! | GET    | /v1/uploads/{id}              | –                  | [`UploadStatus`]   |
 //! | DELETE | /v1/uploads/{id}              | –                  | [`UploadStatus`]   |
-//! | GET    | /v1/caches                    | –                  | [`CacheList`]      |
+//! | GET    | /v1/caches[?prefix=P]         | –                  | [`CacheList`]      |
 //! | DELETE | /v1/caches/{key}              | –                  | [`Deleted`]        |
 //! | POST   | /v1/caches/report             | [`ReportRequest`]  | [`ReportAnswer`]   |
 //! | POST   | /v1/tokens                    | [`MintRequest`]    | [`MintedToken`]    |
@@ -346,6 +346,9 @@ pub struct CacheSelector {
     /// Listing: at most this many caches (default and maximum 1000).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// Listing: only caches whose key starts with this.
+    #[serde(default)]
+    pub prefix: Option<String>,
 }
 
 /// An operator asks for a job token (DESIGN §6).

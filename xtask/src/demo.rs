@@ -31,6 +31,8 @@ use crate::stack::{Stack, bins};
 
 pub fn run() -> Result<()> {
     let started = Instant::now();
+    say("checking for Garage, the local stack's S3 server");
+    crate::garage_install::ensure_for_stack()?;
     say("building the binaries (cargo build --workspace --bins)");
     build_binaries()?;
     let bmat_bin = bins::workspace_bin("bmat")?;

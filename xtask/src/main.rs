@@ -1,4 +1,4 @@
-//! `cargo xtask stack | test | demo | bench | bench-rust`.
+//! `cargo xtask stack | test | demo | garage | bench | bench-rust`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -36,6 +36,13 @@ enum Cmd {
     },
     /// Save and restore a sample tree on the local stack, end to end.
     Demo,
+    /// Print the path of Garage (the local stack's S3 server), installing the pinned
+    /// version into $CARGO_HOME/bin first when it is missing (about 12 minutes, once).
+    Garage {
+        /// Install nothing: exit 1 when the pinned Garage is not installed.
+        #[arg(long)]
+        check: bool,
+    },
     /// Measure bmat's save/restore against the actions/cache pipeline and the
     /// machine's limits on the local stack (results in target/bench/).
     Bench(xtask::bench::Options),
@@ -53,6 +60,7 @@ fn main() -> ExitCode {
         Cmd::Stack { env_file } => stack(&env_file),
         Cmd::Test { args } => xtask::test_cmd::run(&args),
         Cmd::Demo => xtask::demo::run(),
+        Cmd::Garage { check } => garage(check),
         Cmd::Bench(opts) => xtask::bench::run(&opts),
         Cmd::BenchRust(opts) => xtask::bench::rust_job::run(&opts),
     };
@@ -78,6 +86,21 @@ fn parse(argv: Vec<OsString>) -> Cli {
     Cli::parse_from(argv)
 }
 
+fn garage(check: bool) -> Result<()> {
+    let bin = if check {
+        xtask::garage_install::installed().with_context(|| {
+            format!(
+                "Garage {} is not installed (`cargo xtask garage` installs it)",
+                xtask::stack::GARAGE_VERSION
+            )
+        })?
+    } else {
+        xtask::garage_install::ensure()?
+    };
+    println!("{}", bin.display());
+    Ok(())
+}
+
 fn stack(env_file: &Path) -> Result<()> {
     // Signal handlers first: a Ctrl-C during startup still tears down what started.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -85,6 +108,7 @@ fn stack(env_file: &Path) -> Result<()> {
         .build()
         .context("cannot build a tokio runtime")?;
     let mut signals = rt.block_on(async { Signals::new() })?;
+    xtask::garage_install::ensure_for_stack()?;
     let mut stack = Stack::start()?;
     write_env_file(env_file, &stack.env().vars())?;
     let env = stack.env();

@@ -7,13 +7,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::garage_install;
 use crate::stack::bins;
 
 pub fn run(extra: &[OsString]) -> Result<()> {
-    // Fail before a long build when the S3 server the tests need is missing.
-    if std::env::var_os("BMAT_TEST_S3_ENDPOINT").is_none() {
-        bins::garage_bin()?;
-    }
+    // The S3 server the tests need first, installed if missing, before a long build.
+    let garage = garage_install::ensure_for_stack()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     step(
         "cargo build --workspace --bins",
@@ -21,6 +20,9 @@ pub fn run(extra: &[OsString]) -> Result<()> {
     )?;
     let mut test = Command::new(&cargo);
     test.args(["test", "--workspace"]).args(extra);
+    if let Some(garage) = garage {
+        test.env("BMAT_GARAGE_BIN", garage);
+    }
     step("cargo test --workspace", &mut test)
 }
 

@@ -556,13 +556,24 @@ async fn list_caches(
             ));
         }
     };
+    let prefix = sel.prefix.clone();
+    if let Some(p) = &prefix {
+        validate_prefix(p)
+            .map_err(|e| ApiError::bad_request(format!("invalid prefix {}: {e}", shown(p))))?;
+    }
     let (owner, scope) = selected(&caller, sel, false)?;
     // One more than asked: whether there is a next page.
     let mut rows = st
         .db
         .read(move |r| {
             let after = after.as_ref().map(|(s, k)| (s.as_str(), k.as_str()));
-            r.list_caches(&owner, scope.as_deref(), after, limit + 1)
+            r.list_caches(
+                &owner,
+                scope.as_deref(),
+                prefix.as_deref(),
+                after,
+                limit + 1,
+            )
         })
         .await?;
     let next = (rows.len() > limit as usize).then(|| {

@@ -490,23 +490,27 @@ impl Registry {
         Ok(())
     }
 
-    /// Up to `limit` caches of `owner` (of one scope, when given), by scope and key,
-    /// starting after `after` (scope, key): a range on the (owner, scope, key) index.
+    /// Up to `limit` caches of `owner` (of one scope, and whose keys start with
+    /// `prefix`, when given), by scope and key, starting after `after` (scope, key): a
+    /// range on the (owner, scope, key) index.
     pub fn list_caches(
         &self,
         owner: &str,
         scope: Option<&str>,
+        prefix: Option<&str>,
         after: Option<(&str, &str)>,
         limit: u32,
     ) -> anyhow::Result<Vec<CacheRow>> {
         let (after_scope, after_key) = after.unwrap_or(("", ""));
+        // substr, not LIKE: '_' is a wildcard there and a key character here.
         let mut st = self.conn.prepare_cached(
             "SELECT * FROM caches WHERE owner = ?1 AND (?2 IS NULL OR scope = ?2)
+             AND (?6 IS NULL OR substr(key, 1, length(?6)) = ?6)
              AND (scope, key) > (?3, ?4)
              ORDER BY scope, key LIMIT ?5",
         )?;
         let rows = st.query_map(
-            params![owner, scope, after_scope, after_key, limit],
+            params![owner, scope, after_scope, after_key, limit, prefix],
             cache_from_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -1219,24 +1223,38 @@ mod tests {
             "U1"
         );
         let scopes: Vec<_> = reg
-            .list_caches("o", None, None, 100)
+            .list_caches("o", None, None, None, 100)
             .unwrap()
             .into_iter()
             .map(|c| c.scope)
             .collect();
         assert_eq!(scopes, ["refs/pull/1/merge", "s"]);
-        assert_eq!(reg.list_caches("o", Some("s"), None, 100).unwrap().len(), 1);
+        assert_eq!(
+            reg.list_caches("o", Some("s"), None, None, 100)
+                .unwrap()
+                .len(),
+            1
+        );
         // Pages: after (scope, key), at most `limit`.
         let page = reg
-            .list_caches("o", None, Some(("refs/pull/1/merge", "deps-a")), 1)
+            .list_caches("o", None, None, Some(("refs/pull/1/merge", "deps-a")), 1)
             .unwrap();
         assert_eq!(page.len(), 1);
         assert_eq!(
             (page[0].scope.as_str(), page[0].key.as_str()),
             ("s", "deps-a")
         );
+        // A key prefix, '_' included as itself.
+        add_cache_at(&mut reg, &pr, "deps_b", "U3", 1, 300);
+        let keys = |prefix| -> Vec<String> {
+            let rows = reg.list_caches("o", None, Some(prefix), None, 100);
+            rows.unwrap().into_iter().map(|c| c.key).collect()
+        };
+        assert_eq!(keys("deps_"), ["deps_b"]);
+        assert_eq!(keys("deps"), ["deps-a", "deps_b", "deps-a"]);
+        assert_eq!(keys("x"), Vec::<String>::new());
         // Quota is per owner, across its scopes.
-        assert_eq!(reg.owners_over_quota(1).unwrap(), vec![("o".into(), 2)]);
+        assert_eq!(reg.owners_over_quota(1).unwrap(), vec![("o".into(), 3)]);
     }
 
     #[test]

@@ -48,38 +48,49 @@ fn workspace_bin_in(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The Garage binary: `BMAT_GARAGE_BIN`, else `garage` on PATH, else
-/// `$CARGO_HOME/bin/garage` (default `~/.cargo/bin`).
+/// The Garage binary: `BMAT_GARAGE_BIN`, else `$CARGO_HOME/bin/garage` (default
+/// `~/.cargo/bin`), where `cargo xtask garage` installs it. Never another `garage` on
+/// PATH: its version is anyone's guess.
 pub fn garage_bin() -> Result<PathBuf> {
-    if let Some(bin) = std::env::var_os("BMAT_GARAGE_BIN") {
-        let bin = PathBuf::from(bin);
-        if !bin.is_file() {
-            bail!("BMAT_GARAGE_BIN={} does not exist", bin.display());
+    match garage_location() {
+        GarageLocation::Given(bin) if !bin.is_file() => {
+            bail!("BMAT_GARAGE_BIN={} does not exist", bin.display())
         }
-        return Ok(bin);
+        GarageLocation::Given(bin) => Ok(bin),
+        GarageLocation::CargoHome(bin) if bin.is_file() => Ok(bin),
+        GarageLocation::CargoHome(bin) => bail!(
+            "garage (the S3 server of the local stack) is not installed at {}; \
+             `cargo xtask garage` installs version {GARAGE_VERSION} there (about 12 minutes, once), \
+             or set BMAT_GARAGE_BIN, or point the stack at another S3 server with BMAT_TEST_S3_ENDPOINT",
+            bin.display()
+        ),
     }
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|d| d.join("garage"))
-            .find(|p| p.is_file())
-    });
-    if let Some(found) = on_path {
-        return Ok(found);
+}
+
+/// Where the stack takes Garage from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GarageLocation {
+    /// `BMAT_GARAGE_BIN`: used as it is, whatever its version.
+    Given(PathBuf),
+    /// `$CARGO_HOME/bin/garage`: installed there with the pinned version if missing.
+    CargoHome(PathBuf),
+}
+
+pub fn garage_location() -> GarageLocation {
+    if let Some(bin) = std::env::var_os("BMAT_GARAGE_BIN").filter(|v| !v.is_empty()) {
+        return GarageLocation::Given(PathBuf::from(bin));
     }
-    let cargo_home = std::env::var_os("CARGO_HOME")
+    GarageLocation::CargoHome(cargo_home().join("bin").join("garage"))
+}
+
+/// `$CARGO_HOME`, else `~/.cargo` (else `.cargo` in the working directory, as cargo
+/// itself would fail without a home).
+pub fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    if let Some(bin) = cargo_home
-        .map(|h| h.join("bin").join("garage"))
-        .filter(|p| p.is_file())
-    {
-        return Ok(bin);
-    }
-    bail!(
-        "garage (the S3 server of the local stack) is not installed; install it with \
-         `cargo install --locked garage@{GARAGE_VERSION}` (about 12 minutes), or set BMAT_GARAGE_BIN, \
-         or point the stack at another S3 server with BMAT_TEST_S3_ENDPOINT"
-    )
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from(".cargo"))
 }
 
 #[cfg(test)]
