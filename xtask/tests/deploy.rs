@@ -60,6 +60,10 @@ fn the_example_signer_config_parses_and_shows_every_field() {
         ))
     );
     assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(
+        cfg.metrics.map(|m| m.listen.to_string()).as_deref(),
+        Some("127.0.0.1:9100")
+    );
     assert!(cfg.tokens.is_empty(), "static tokens stay commented out");
     assert_eq!(cfg.operators.len(), 1);
 
