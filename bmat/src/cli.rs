@@ -70,14 +70,8 @@ pub enum CacheCommand {
         /// A key prefix to fall back to; may be repeated.
         #[arg(long = "fallback", value_name = "PREFIX")]
         fallback: Vec<String>,
-        /// Only say whether a cache would be restored (hit, with the key and scope it
-        /// matched, or miss); download nothing, write nothing.
-        #[arg(long)]
-        lookup_only: bool,
-        /// Exit 1 on a miss (a failure of the cache service still exits 0 without
-        /// --strict).
-        #[arg(long)]
-        fail_on_miss: bool,
+        #[command(flatten)]
+        flags: RestoreFlags,
     },
     /// List the caches of the job's scope, newest first: key, scope, size, created,
     /// last used.
@@ -122,7 +116,25 @@ pub enum RustCommand {
     Save(ManifestArgs),
     /// Restore the newest matching artefacts into the build directory.
     #[command(after_long_help = JSON_HELP)]
-    Restore(ManifestArgs),
+    Restore {
+        #[command(flatten)]
+        args: ManifestArgs,
+        #[command(flatten)]
+        flags: RestoreFlags,
+    },
+}
+
+/// What a restore does besides restoring.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct RestoreFlags {
+    /// Only say whether a cache would be restored (hit, with the key and scope it
+    /// matched, or miss); download nothing, write nothing.
+    #[arg(long)]
+    pub lookup_only: bool,
+    /// Exit 1 on a miss (a failure of the cache service still exits 0 without
+    /// --strict).
+    #[arg(long)]
+    pub fail_on_miss: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -222,13 +234,13 @@ impl Command {
     /// `restore --fail-on-miss`: a miss exits 1.
     pub fn fails_on_miss(&self) -> bool {
         let Command::Cache { command } = self;
-        matches!(
-            command,
-            CacheCommand::Restore {
-                fail_on_miss: true,
-                ..
-            }
-        )
+        match command {
+            CacheCommand::Restore { flags, .. }
+            | CacheCommand::Rust {
+                command: RustCommand::Restore { flags, .. },
+            } => flags.fail_on_miss,
+            _ => false,
+        }
     }
 }
 
@@ -260,8 +272,7 @@ pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
         CacheCommand::Restore {
             key,
             fallback,
-            lookup_only,
-            fail_on_miss: _,
+            flags,
         } => {
             check_key(&key)?;
             for prefix in &fallback {
@@ -272,7 +283,7 @@ pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
                 fallbacks: fallback,
                 roots: Roots::from_env(&root),
             };
-            Ok(Prepared::Run(if lookup_only {
+            Ok(Prepared::Run(if flags.lookup_only {
                 Job::Lookup(req)
             } else {
                 Job::Restore(req)
@@ -292,15 +303,16 @@ pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
 }
 
 fn prepare_rust(command: RustCommand) -> Result<Prepared, UsageError> {
-    let (action, args) = match command {
-        RustCommand::Key(args) => (rust::Action::Key, args),
-        RustCommand::Save(args) => (rust::Action::Save, args),
-        RustCommand::Restore(args) => (rust::Action::Restore, args),
+    let (action, args, lookup_only) = match command {
+        RustCommand::Key(args) => (rust::Action::Key, args, false),
+        RustCommand::Save(args) => (rust::Action::Save, args, false),
+        RustCommand::Restore { args, flags } => (rust::Action::Restore, args, flags.lookup_only),
     };
     Ok(match rust::plan(action, &args.path(), args.key_suffix)? {
         Err(outcome) => Prepared::Done(outcome),
         Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
         Ok(rust::Plan::Save(request)) => Prepared::Run(Job::Save(request)),
+        Ok(rust::Plan::Restore(request, _)) if lookup_only => Prepared::Run(Job::Lookup(request)),
         Ok(rust::Plan::Restore(request, after)) => Prepared::Run(Job::RustRestore(request, after)),
     })
 }

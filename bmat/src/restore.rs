@@ -156,7 +156,13 @@ pub async fn download_into(
     // What the archive may cost is bounded before it is paid: it must fit the free
     // space now, and unpacking stops past what its saver recorded (or, for a cache
     // saved before that was recorded, past the free space).
-    let root = &roots.main;
+    // The main tree may not exist yet (a fresh checkout's build directory): its
+    // nearest existing ancestor is on the filesystem it will be made on.
+    let root = roots
+        .main
+        .ancestors()
+        .find(|dir| dir.exists())
+        .unwrap_or(&roots.main);
     let free = free_space(root).with_context(|| format!("free space under {}", root.display()))?;
     let need = hit.extent.unpacked_size.unwrap_or(hit.size);
     if need > free {

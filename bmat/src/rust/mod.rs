@@ -94,27 +94,20 @@ pub fn plan(
     let relocate = matches!(inputs.home, HomeKey::Relocatable { .. });
     Ok(Ok(match action {
         Action::Key => Plan::Key(inputs),
-        Action::Restore => {
-            // A fresh checkout has no build directory yet; the archive unpacks into it.
-            if let Err(e) = std::fs::create_dir_all(&workspace.build_dir) {
-                return Ok(Err(failed(anyhow::anyhow!(
-                    "cannot create the build directory {}: {e}",
-                    workspace.build_dir.display()
-                ))));
-            }
-            Plan::Restore(
-                RestoreRequest {
-                    key: inputs.key(),
-                    fallbacks: vec![inputs.prefix()],
-                    roots,
-                },
-                AfterRestore {
-                    build_dir: workspace.build_dir,
-                    cargo_home,
-                    relocate,
-                },
-            )
-        }
+        // A fresh checkout has no build directory yet: the restore makes it (only when
+        // there is something to unpack into it).
+        Action::Restore => Plan::Restore(
+            RestoreRequest {
+                key: inputs.key(),
+                fallbacks: vec![inputs.prefix()],
+                roots,
+            },
+            AfterRestore {
+                build_dir: workspace.build_dir,
+                cargo_home,
+                relocate,
+            },
+        ),
         Action::Save => match select(&workspace, &inputs, &cargo_home, relocate) {
             Ok(paths) => Plan::Save(SaveRequest {
                 key: inputs.key(),
