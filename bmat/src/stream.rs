@@ -342,10 +342,7 @@ impl TreeStagings<'_> {
 
 impl Stage for &mut TreeStagings<'_> {
     fn locate(&mut self, name: &RelPath) -> Result<(PathBuf, RelPath), UnpackError> {
-        let (tree, inner) = self.roots.split(name).map_err(|e| UnpackError::Refused {
-            path: name.to_string(),
-            reason: e.to_string(),
-        })?;
+        let (tree, inner) = split(self.roots, name)?;
         let staging = self.staging(tree)?;
         Ok((staging.path().to_owned(), inner))
     }
@@ -360,39 +357,36 @@ fn tree_dir(roots: &Roots, tree: Tree) -> Result<&Path, RestoreError> {
 /// What was unpacked, split by tree (paths inside each), extra trees first.
 fn by_tree(unpacked: &Unpacked, roots: &Roots) -> Result<Vec<(Tree, Unpacked)>, RestoreError> {
     let mut trees: Vec<(Tree, Unpacked)> = Vec::new();
-    let mut part_of = |name: &RelPath| -> Result<(usize, RelPath), RestoreError> {
-        let (tree, inner) = roots.split(name).map_err(|e| {
-            RestoreError::Refused(UnpackError::Refused {
-                path: name.to_string(),
-                reason: e.to_string(),
-            })
-        })?;
-        let i = match trees.iter().position(|(t, _)| *t == tree) {
-            Some(i) => i,
-            None => {
-                trees.push((tree, Unpacked::default()));
-                trees.len() - 1
-            }
-        };
-        Ok((i, inner))
-    };
-    let mut placed_paths = Vec::new();
     for name in &unpacked.paths {
-        placed_paths.push(part_of(name)?);
+        let (tree, inner) = split(roots, name)?;
+        part_of(&mut trees, tree).paths.push(inner);
     }
-    let mut placed_dirs = Vec::new();
     for (name, mode, mtime) in &unpacked.dirs {
-        let (i, inner) = part_of(name)?;
-        placed_dirs.push((i, (inner, *mode, *mtime)));
-    }
-    for (i, inner) in placed_paths {
-        trees[i].1.paths.push(inner);
-    }
-    for (i, dir) in placed_dirs {
-        trees[i].1.dirs.push(dir);
+        let (tree, inner) = split(roots, name)?;
+        part_of(&mut trees, tree).dirs.push((inner, *mode, *mtime));
     }
     trees.sort_by_key(|(tree, _)| *tree == Tree::Main);
     Ok(trees)
+}
+
+fn part_of(trees: &mut Vec<(Tree, Unpacked)>, tree: Tree) -> &mut Unpacked {
+    let i = match trees.iter().position(|(t, _)| *t == tree) {
+        Some(i) => i,
+        None => {
+            trees.push((tree, Unpacked::default()));
+            trees.len() - 1
+        }
+    };
+    &mut trees[i].1
+}
+
+/// The tree of archive name `name` and its path there; a name of no tree of this job is
+/// a refused entry.
+fn split(roots: &Roots, name: &RelPath) -> Result<(Tree, RelPath), UnpackError> {
+    roots.split(name).map_err(|e| UnpackError::Refused {
+        path: name.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 impl RestoreError {

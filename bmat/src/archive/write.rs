@@ -187,17 +187,14 @@ impl<W: Write> ArchiveWriter<W> {
             Err(e) => return Err(with_path(e, rel)),
         };
         if meta.is_dir() {
-            self.add_tree(rel, &full)
+            self.add_tree(rel, &full, inner.is_root())
         } else {
-            self.add_one(rel, &meta)
+            self.add_one(rel, &full, &meta)
         }
     }
 
-    fn add_tree(&mut self, rel: &RelPath, full: &Path) -> io::Result<()> {
-        let at_tree_root = self
-            .roots
-            .locate(rel)
-            .is_ok_and(|(_, inner)| inner.is_root());
+    /// `at_tree_root`: `full` is a tree's root, whose `.bmat-root` is skipped.
+    fn add_tree(&mut self, rel: &RelPath, full: &Path, at_tree_root: bool) -> io::Result<()> {
         let walk = walkdir::WalkDir::new(full)
             .follow_links(false)
             .sort_by_file_name()
@@ -236,7 +233,7 @@ impl<W: Write> ArchiveWriter<W> {
                 continue; // the root itself: only its contents
             }
             match item.metadata() {
-                Ok(meta) => self.add_one(&child, &meta)?,
+                Ok(meta) => self.add_one(&child, item.path(), &meta)?,
                 Err(e)
                     if e.io_error()
                         .is_some_and(|io| io.kind() == io::ErrorKind::NotFound) =>
@@ -253,7 +250,7 @@ impl<W: Write> ArchiveWriter<W> {
     }
 
     /// Adds one entry (no recursion), given its lstat.
-    fn add_one(&mut self, rel: &RelPath, meta: &Metadata) -> io::Result<()> {
+    fn add_one(&mut self, rel: &RelPath, full: &Path, meta: &Metadata) -> io::Result<()> {
         if !self.seen.insert(rel.clone()) {
             return Ok(());
         }
@@ -261,8 +258,7 @@ impl<W: Write> ArchiveWriter<W> {
         if kind.is_dir() {
             self.append(rel, EntryType::Directory, meta, None, 0, io::empty())?;
         } else if kind.is_symlink() {
-            let full = self.on_disk(rel)?;
-            let target = match fs::read_link(&full) {
+            let target = match fs::read_link(full) {
                 Ok(t) => t,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     self.report.vanished.push(rel.to_string());
@@ -277,10 +273,7 @@ impl<W: Write> ArchiveWriter<W> {
                     let target = first.as_path().to_owned();
                     self.append(rel, EntryType::Link, meta, Some(&target), 0, io::empty())?;
                 }
-                _ => {
-                    let full = self.on_disk(rel)?;
-                    self.add_file(rel, &full)?;
-                }
+                _ => self.add_file(rel, full)?,
             }
         } else {
             self.report.unsupported.push(rel.to_string());
@@ -400,15 +393,6 @@ impl<W: Write> ArchiveWriter<W> {
         out.write_all(&[0u8; 512][..pad as usize])?;
         self.report.entries += 1;
         Ok(())
-    }
-
-    /// Where archive name `rel` is on disk.
-    fn on_disk(&self, rel: &RelPath) -> io::Result<PathBuf> {
-        let (dir, inner) = self
-            .roots
-            .locate(rel)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{rel}: {e}")))?;
-        Ok(dir.join(inner.as_path()))
     }
 
     /// The first proper ancestor of `inner` in `dir` that exists but is not a

@@ -29,7 +29,7 @@ use std::hash::{Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::artefacts::{file_name, read_dir_sorted};
 use crate::archive::times::Mtime;
@@ -42,8 +42,8 @@ pub const RELOCATABLE_CARGO: &[(u64, u64)] = &[(1, 95)];
 const SOURCE_DIRS: [&str; 2] = ["/registry/src/", "/git/checkouts/"];
 
 /// Cargo's `LocalFingerprint`, same variants in the same order (the derived `Hash`
-/// hashes the variant index, then the fields).
-#[derive(Debug, Deserialize, Hash)]
+/// hashes the variant index, then the fields) and the same serde form.
+#[derive(Debug, Deserialize, Serialize, Hash)]
 enum LocalFingerprint {
     Precalculated(String),
     CheckDepInfo {
@@ -296,38 +296,10 @@ fn write_unit(unit: &Unit, hash: u64) -> io::Result<()> {
             dep[3] = ours.3.into();
         }
     }
-    let local =
-        serde_json::to_value(LocalJson(&unit.fingerprint.local)).map_err(io::Error::other)?;
-    json["local"] = local;
+    json["local"] = serde_json::to_value(&unit.fingerprint.local).map_err(io::Error::other)?;
     let text = serde_json::to_string(&json).map_err(io::Error::other)?;
     write_keeping_mtime(&unit.json_file, text.as_bytes())?;
     write_keeping_mtime(&unit.hash_file, hex::encode(hash.to_le_bytes()).as_bytes())
-}
-
-/// Serialises `local` as Cargo does (externally tagged variants).
-struct LocalJson<'a>(&'a [LocalFingerprint]);
-
-impl serde::Serialize for LocalJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde_json::json;
-        let values: Vec<serde_json::Value> = self
-            .0
-            .iter()
-            .map(|l| match l {
-                LocalFingerprint::Precalculated(s) => json!({ "Precalculated": s }),
-                LocalFingerprint::CheckDepInfo { dep_info, checksum } => {
-                    json!({ "CheckDepInfo": { "dep_info": dep_info, "checksum": checksum } })
-                }
-                LocalFingerprint::RerunIfChanged { output, paths } => {
-                    json!({ "RerunIfChanged": { "output": output, "paths": paths } })
-                }
-                LocalFingerprint::RerunIfEnvChanged { var, val } => {
-                    json!({ "RerunIfEnvChanged": { "var": var, "val": val } })
-                }
-            })
-            .collect();
-        serde::Serialize::serialize(&values, ser)
-    }
 }
 
 fn write_keeping_mtime(path: &Path, contents: &[u8]) -> io::Result<()> {
@@ -545,6 +517,16 @@ mod tests {
             ITOA_HASH
         );
         assert_eq!(stable_hash(PathBuf::from(ITOA_SOURCE)), fingerprint.path);
+    }
+
+    #[test]
+    fn local_fingerprints_serialise_as_cargo_wrote_them() {
+        let json: serde_json::Value = serde_json::from_str(ITOA_JSON).expect("json");
+        let fingerprint: Fingerprint = serde_json::from_value(json.clone()).expect("ours");
+        assert_eq!(
+            serde_json::to_value(&fingerprint.local).expect("local"),
+            json["local"]
+        );
     }
 
     #[test]
