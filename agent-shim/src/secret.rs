@@ -1,6 +1,6 @@
-//! The job's token, kept from the job (DESIGN §6): the shim is the only holder of it in
-//! the job's sandbox, and often runs under the job's own uid. So, before anything else
-//! runs:
+//! The job's token, kept from the job (docs/design.md, "Trust model"): the shim is the
+//! only holder of it in the job's sandbox, and often runs under the job's own uid. So,
+//! before anything else runs:
 //! - the process is made non-dumpable: `/proc/<pid>/environ`, `mem` and `ptrace` are
 //!   then closed to other processes of the same uid (only root, with CAP_SYS_PTRACE,
 //!   can still look);

@@ -17,8 +17,9 @@
 //! | DELETE | /v1/tokens/{id}               | –                  | [`Revoked`]        |
 //! | GET    | /v1/stats                     | –                  | [`Usage`]          |
 //!
-//! A job token acts in one owner's scope (DESIGN §6): lookups search its own scope,
-//! then its read scopes; uploads and deletes need `write` and stay in its own scope.
+//! A job token acts in one owner's scope (docs/design.md, "Trust model"): lookups
+//! search its own scope, then its read scopes; uploads and deletes need `write` and
+//! stay in its own scope.
 //! An operator credential mints and revokes job tokens and lists and deletes caches of
 //! its owners (`GET /v1/caches?owner=O&scope=S`, `DELETE /v1/caches/{key}?owner=O&scope=S`),
 //! and reads their usage (`GET /v1/stats[?owner=O][&scope=S]`, operators only).
@@ -351,7 +352,7 @@ pub struct CacheSelector {
     pub prefix: Option<String>,
 }
 
-/// An operator asks for a job token (DESIGN §6).
+/// An operator asks for a job token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MintRequest {
     pub owner: String,

@@ -1,7 +1,7 @@
-//! Scopes and job tokens (DESIGN §6) on a real stack: a pull request reads main's
-//! caches and never writes them, read-only tokens, expiry and revocation, owners kept
-//! apart, operators held to their owners, and a registry of the previous release
-//! migrated in place.
+//! Scopes and job tokens (docs/design.md, "Trust model") on a real stack: a pull
+//! request reads main's caches and never writes them, read-only tokens, expiry and
+//! revocation, owners kept apart, operators held to their owners, and a registry of the
+//! previous release migrated in place.
 
 #[path = "common/cache.rs"]
 mod cache;

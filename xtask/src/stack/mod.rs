@@ -73,7 +73,7 @@ pub struct StackEnv {
 }
 
 impl StackEnv {
-    /// The `BMAT_*` variables of DESIGN §5, as `cargo xtask stack` writes them.
+    /// The `BMAT_*` variables, as `cargo xtask stack` writes them.
     pub fn vars(&self) -> Vec<(&'static str, String)> {
         let mut vars = vec![
             ("BMAT_AGENT_SOCKET", self.agent_socket.display().to_string()),
