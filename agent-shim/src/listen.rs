@@ -20,7 +20,7 @@ pub struct PeerPolicy {
 }
 
 impl PeerPolicy {
-    fn is_open(&self) -> bool {
+    pub fn is_open(&self) -> bool {
         self.uids.is_empty() && self.gids.is_empty()
     }
 

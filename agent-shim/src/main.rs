@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 
 use listen::{PeerCheckedListener, PeerPolicy};
+use secret::TokenSource;
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -32,10 +33,44 @@ struct Args {
     /// Base URL of the signer, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     signer: String,
-    /// File holding the job's token (preferred); else BMAT_SHIM_TOKEN, which the shim
-    /// removes from its environment at start.
-    #[arg(long)]
+    /// File holding the job's token (readable by the shim's uid alone).
+    #[arg(
+        long,
+        conflicts_with = "token_fd",
+        required_unless_present = "token_fd"
+    )]
     token_file: Option<PathBuf>,
+    /// An inherited descriptor to read the job's token from (to its end), e.g. a pipe
+    /// the job wrapper writes it into. The environment is never read for a token.
+    #[arg(long, value_name = "N")]
+    token_fd: Option<i32>,
+}
+
+impl Args {
+    fn token_source(&self) -> Option<TokenSource> {
+        match (&self.token_file, self.token_fd) {
+            (Some(path), _) => Some(TokenSource::File(path.clone())),
+            (None, Some(fd)) => Some(TokenSource::Fd(fd)),
+            (None, None) => None,
+        }
+    }
+
+    fn peer_policy(&self) -> Result<PeerPolicy> {
+        let policy = PeerPolicy {
+            uids: self.allow_uids.iter().copied().collect(),
+            gids: self.allow_gids.iter().copied().collect(),
+        };
+        // A group-reachable socket admits every member of the group: with one group for
+        // all runner users, every job could use every slot's token. Say who may.
+        if self.socket_mode & 0o070 != 0 && policy.is_open() {
+            bail!(
+                "--socket-mode {:o} lets every member of the socket's group connect: \
+                 name the job's user with --allow-uid UID (or --allow-gid GID), or use 600",
+                self.socket_mode
+            );
+        }
+        Ok(policy)
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -50,11 +85,14 @@ fn parse_mode(s: &str) -> Result<u32, String> {
 }
 
 fn main() -> std::process::ExitCode {
-    // First, while the process has one thread: the token leaves the environment and
-    // the process becomes non-dumpable (see `secret`).
-    let env_token = secret::take_token_from_env();
+    // First, while the process has one thread: the process becomes non-dumpable and a
+    // token offered in the environment is wiped (see `secret`).
     if let Err(e) = secret::forbid_inspection() {
         eprintln!("agent-shim: error: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
+    if secret::scrub_token_from_env() {
+        eprintln!("agent-shim: error: {:#}", secret::refuse_env_token());
         return std::process::ExitCode::FAILURE;
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -71,7 +109,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
-        .and_then(|rt| rt.block_on(run(args, env_token)));
+        .and_then(|rt| rt.block_on(run(args)));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -81,15 +119,15 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args, env_token: Option<String>) -> Result<()> {
-    let token = secret::read_token(env_token, args.token_file.as_deref())?;
+async fn run(args: Args) -> Result<()> {
+    let policy = args.peer_policy()?;
+    let source = args
+        .token_source()
+        .context("no token: pass --token-file FILE or --token-fd N")?;
+    let token = secret::read_token(&source)?;
     let signer = args.signer.trim_end_matches('/').to_owned();
     url_check(&signer)?;
     let listener = listen::bind(&args.socket, args.socket_mode)?;
-    let policy = PeerPolicy {
-        uids: args.allow_uids.iter().copied().collect(),
-        gids: args.allow_gids.iter().copied().collect(),
-    };
     tracing::info!(
         socket = %args.socket.display(), mode = format!("{:o}", args.socket_mode),
         signer = %signer, "listening"
@@ -139,5 +177,48 @@ mod tests {
         assert!(parse_mode("666").is_err());
         assert!(parse_mode("400").is_err());
         assert!(parse_mode("9").is_err());
+    }
+
+    fn args(extra: &[&str]) -> Result<Args, clap::Error> {
+        let base = ["agent-shim", "--socket", "/tmp/s", "--signer", "http://x"];
+        Args::try_parse_from(base.iter().chain(extra))
+    }
+
+    #[test]
+    fn a_group_socket_needs_an_allow_list() {
+        let open = args(&["--token-fd", "3", "--socket-mode", "660"]).unwrap();
+        let e = open.peer_policy().unwrap_err().to_string();
+        assert!(e.contains("--allow-uid"), "{e}");
+        for ok in [
+            &[
+                "--token-fd",
+                "3",
+                "--socket-mode",
+                "660",
+                "--allow-uid",
+                "1001",
+            ][..],
+            &[
+                "--token-fd",
+                "3",
+                "--socket-mode",
+                "660",
+                "--allow-gid",
+                "1001",
+            ],
+            &["--token-fd", "3"],
+        ] {
+            assert!(args(ok).unwrap().peer_policy().is_ok(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn the_token_comes_from_one_file_or_descriptor() {
+        assert_eq!(
+            args(&["--token-fd", "3"]).unwrap().token_source(),
+            Some(TokenSource::Fd(3))
+        );
+        assert!(args(&[]).is_err(), "no token source");
+        assert!(args(&["--token-fd", "3", "--token-file", "/t"]).is_err());
     }
 }

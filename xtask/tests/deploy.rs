@@ -60,9 +60,10 @@ fn the_example_signer_config_parses_and_shows_every_field() {
         ))
     );
     assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+    // A port of its own: 9100 is node_exporter's on most hosts.
     assert_eq!(
         cfg.metrics.map(|m| m.listen.to_string()).as_deref(),
-        Some("127.0.0.1:9100")
+        Some("127.0.0.1:8081")
     );
     assert!(cfg.tokens.is_empty(), "static tokens stay commented out");
     assert_eq!(cfg.operators.len(), 1);
@@ -162,17 +163,24 @@ fn check_unit(file: &str, binary: &str) -> Vec<(String, String)> {
 #[test]
 fn the_units_run_the_binaries_as_they_are() {
     let signer = check_unit("bmat-signer.service", "signer");
-    assert_eq!(values(&signer, "DynamicUser"), ["yes"]);
+    assert_eq!(values(&signer, "User"), ["bmat-signer"]);
     assert_eq!(values(&signer, "StateDirectory"), ["bmat"]);
     let config = read("deploy/signer.toml");
     for loaded in values(&signer, "LoadCredential") {
         let (name, _) = loaded.split_once(':').expect("NAME:PATH");
         assert!(
-            name == "signer.toml"
-                || config.contains(&format!("/run/credentials/bmat-signer.service/{name}")),
+            config.contains(&format!("/run/credentials/bmat-signer.service/{name}")),
             "{name} is loaded but the config does not read it"
         );
     }
+    // `systemctl reload` sends SIGHUP, and the signer then reads the file the operator
+    // edited: not a credential's copy, which systemd makes once at start.
+    assert_eq!(values(&signer, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert!(
+        values(&signer, "ExecStart")[0].ends_with("--config /etc/bmat/signer.toml"),
+        "{:?}",
+        values(&signer, "ExecStart")
+    );
 
     let shim = check_unit("bmat-shim@.service", "agent-shim");
     assert_eq!(values(&shim, "RuntimeDirectory"), ["bmat-shim/%i"]);
@@ -180,5 +188,12 @@ fn the_units_run_the_binaries_as_they_are() {
     assert!(
         exec.contains("--socket %t/bmat-shim/%i/agent.sock") && exec.contains("--socket-mode 660"),
         "{exec}"
+    );
+    // The slot's allow list is not optional: without the file the unit fails to start
+    // (a leading '-' would start it with every runner let in).
+    assert!(
+        values(&shim, "EnvironmentFile").contains(&"/etc/bmat/shim-%i.env"),
+        "{:?}",
+        values(&shim, "EnvironmentFile")
     );
 }

@@ -176,12 +176,13 @@ fn shared_dir() -> tempfile::TempDir {
     dir
 }
 
-fn start_loose_shim(
+/// The shim's command line, under the job's uid when the tests run as root, with its
+/// log in `dir` (no token source: the caller adds one).
+fn loose_shim_command(
     dir: &std::path::Path,
     signer_url: &str,
-    token: &str,
     extra: &[&str],
-) -> LooseShim {
+) -> std::process::Command {
     use std::os::unix::process::CommandExt;
     let socket = dir.join("shim.sock");
     let mut cmd = std::process::Command::new(
@@ -194,22 +195,124 @@ fn start_loose_shim(
         signer_url,
     ])
     .args(extra)
-    // The hardest case: the token in the environment, as a careless runner passes it.
-    .env("BMAT_SHIM_TOKEN", token)
     .stdin(std::process::Stdio::null())
     .stdout(std::process::Stdio::null())
     .stderr(std::fs::File::create(dir.join("shim.log")).expect("log file"));
     if let Some((uid, gid)) = job_ids() {
         cmd.uid(uid).gid(gid);
     }
+    cmd
+}
+
+/// Fd 3 of the child: a pipe holding `token`, the way a job wrapper hands it over
+/// (`--token-fd 3`). The pipe is close-on-exec in this process, so a child another
+/// test spawns meanwhile never holds its write end open. Keep the returned read end
+/// until the child is spawned.
+#[must_use]
+fn token_on_fd3(cmd: &mut std::process::Command, token: &str) -> std::os::fd::OwnedFd {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two new descriptors into the array.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both descriptors are new and owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    std::fs::File::from(write)
+        .write_all(token.as_bytes())
+        .expect("token into the pipe");
+    let read_fd = read.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe; the new fd 3 is not close-on-exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(read_fd, 3) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.arg("--token-fd").arg("3");
+    read
+}
+
+fn start_loose_shim(
+    dir: &std::path::Path,
+    signer_url: &str,
+    token: &str,
+    extra: &[&str],
+) -> LooseShim {
+    let mut cmd = loose_shim_command(dir, signer_url, extra);
+    let token_fd = token_on_fd3(&mut cmd, token);
     let child = cmd.spawn().expect("agent-shim starts");
-    let shim = LooseShim { child, socket };
+    drop(token_fd);
+    let shim = LooseShim {
+        child,
+        socket: dir.join("shim.sock"),
+    };
     common::poll_until_sync(
         "the shim's socket",
         std::time::Duration::from_secs(30),
         || shim.socket.exists(),
     );
     shim
+}
+
+/// Runs a shim that must refuse to start: its log. One that starts (it would serve
+/// until killed) fails the test once its socket appears.
+fn refused_start(dir: &std::path::Path, mut cmd: std::process::Command) -> String {
+    let mut child = cmd.spawn().expect("agent-shim runs");
+    let socket = dir.join("shim.sock");
+    let mut status = None;
+    common::poll_until_sync(
+        "the shim to exit or listen",
+        std::time::Duration::from_secs(30),
+        || {
+            status = child.try_wait().expect("wait for the shim");
+            status.is_some() || socket.exists()
+        },
+    );
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the shim started and listens on {}", socket.display());
+    }
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    assert!(!socket.exists(), "a socket was created");
+    std::fs::read_to_string(dir.join("shim.log")).expect("shim log")
+}
+
+#[test]
+fn a_token_in_the_environment_is_refused_and_wiped() {
+    let dir = shared_dir();
+    let token = "secret-token-that-must-not-leak-0123456789";
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, token).expect("token file");
+    // Alone, and beside a token file: either way the runner exposed it; say so.
+    for extra in [
+        &[][..],
+        &["--token-file", &token_file.display().to_string()],
+    ] {
+        let mut cmd = loose_shim_command(dir.path(), "http://127.0.0.1:9", extra);
+        cmd.env("BMAT_SHIM_TOKEN", token);
+        let log = refused_start(dir.path(), cmd);
+        assert!(
+            log.contains("BMAT_SHIM_TOKEN is set") && log.contains("--token-fd"),
+            "{log}"
+        );
+        assert!(!log.contains(token), "{log}");
+    }
+}
+
+#[test]
+fn a_group_socket_without_an_allow_list_is_refused() {
+    let dir = shared_dir();
+    let mut cmd = loose_shim_command(dir.path(), "http://127.0.0.1:9", &["--socket-mode", "660"]);
+    let _token_fd = token_on_fd3(&mut cmd, "some-token");
+    let log = refused_start(dir.path(), cmd);
+    assert!(
+        log.contains("--socket-mode 660") && log.contains("--allow-uid"),
+        "{log}"
+    );
 }
 
 #[test]
