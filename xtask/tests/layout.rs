@@ -111,13 +111,14 @@ fn a_child_using_its_parent_that_uses_it_is_a_cycle() {
         "parent",
         &[
             ("lib.rs", "pub mod store;\n"),
+            // The child's file is named by `#[path]`.
             (
                 "store/mod.rs",
-                "mod disk;\npub struct Store { pub disk: disk::Disk }\n",
+                "#[path = \"disk_impl.rs\"]\nmod disk;\npub struct Store { pub disk: disk::Disk }\n",
             ),
             // A glob: counts through the names the file uses.
             (
-                "store/disk.rs",
+                "store/disk_impl.rs",
                 "use super::*;\n\
                  pub struct Disk;\n\
                  impl Disk { pub fn owner(&self) -> Option<&Store> { None } }\n",
@@ -126,7 +127,7 @@ fn a_child_using_its_parent_that_uses_it_is_a_cycle() {
     );
     assert_eq!(
         lines(&found),
-        ["parent: cycle store/disk.rs -> store/mod.rs (Store) -> store/disk.rs (Disk)"]
+        ["parent: cycle store/disk_impl.rs -> store/mod.rs (Store) -> store/disk_impl.rs (Disk)"]
     );
 }
 

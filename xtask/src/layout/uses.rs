@@ -9,8 +9,9 @@ use proc_macro2::{Spacing, TokenStream, TokenTree};
 use syn::visit::Visit;
 use syn::{ImplItemFn, Item, TraitItemFn};
 
-use super::tree::item_attrs;
-use super::tree::{Crate, Entity, FileId, ModId, PathRef, flatten_use, is_private, is_test_only};
+use super::tree::{
+    Crate, Entity, FileId, ModId, PathRef, flatten_use, is_private, is_test_only, item_attrs,
+};
 
 /// `user` names `item`, which `owner` defines.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
