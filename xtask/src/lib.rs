@@ -5,5 +5,6 @@ pub mod bench;
 pub mod copy;
 pub mod demo;
 pub mod garage_install;
+pub mod layout;
 pub mod stack;
 pub mod test_cmd;

@@ -1,4 +1,4 @@
-//! `cargo xtask stack | test | demo | garage | bench | bench-rust`.
+//! `cargo xtask stack | test | demo | garage | bench | bench-rust | layout`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -50,6 +50,9 @@ enum Cmd {
     /// workspace only, and a restore + build in another checkout and Cargo home) on
     /// testdata/bench-workspace (results in target/bench/rust-job-latest.*).
     BenchRust(xtask::bench::rust_job::Options),
+    /// Check that no crate has an import cycle between its files or its top-level
+    /// modules: print each cycle, exit 1 when there is one.
+    Layout,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Cmd::Garage { check } => garage(check),
         Cmd::Bench(opts) => xtask::bench::run(&opts),
         Cmd::BenchRust(opts) => xtask::bench::rust_job::run(&opts),
+        Cmd::Layout => layout(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,6 +102,18 @@ fn garage(check: bool) -> Result<()> {
         xtask::garage_install::ensure()?
     };
     println!("{}", bin.display());
+    Ok(())
+}
+
+fn layout() -> Result<()> {
+    let survey = xtask::layout::survey(&xtask::stack::bins::workspace_root())?;
+    for finding in &survey.findings {
+        println!("{finding}");
+    }
+    println!("{survey}");
+    if !survey.findings.is_empty() {
+        bail!("import cycles (see above)");
+    }
     Ok(())
 }
 

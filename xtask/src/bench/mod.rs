@@ -31,7 +31,7 @@ use anyhow::{Context, Result, bail};
 use crate::stack::{Stack, bins};
 use inputs::{Input, Sizes};
 use ops::{Ctx, Sample};
-use report::{Header, InputResult, Machine, Op, Report, Samples};
+use report::{Header, InputResult, Machine, Op, Report, Results, Samples};
 
 const MIB: u64 = 1 << 20;
 
@@ -354,15 +354,6 @@ fn build_binaries() -> Result<PathBuf> {
         build_started.elapsed().as_secs_f64()
     ));
     Ok(target_dir().join("release/bmat"))
-}
-
-/// What a run reports: a table for the terminal, a markdown body for README, and
-/// itself as JSON.
-trait Results: serde::Serialize {
-    /// The files' names: `{dated}-<time>.json`, `{latest}.json`, `{latest}.md`.
-    const NAMES: (&str, &str);
-    fn text(&self) -> String;
-    fn markdown(&self) -> String;
 }
 
 /// Prints a run's table and writes its results to `out_dir` (see [`Results::NAMES`]).

@@ -5,9 +5,17 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::Results;
 use super::inputs::Input;
 use super::ops::Sample;
+
+/// What a run reports: a table for the terminal, a markdown body for README, and
+/// itself as JSON.
+pub(super) trait Results: serde::Serialize {
+    /// The files' names: `{dated}-<time>.json`, `{latest}.json`, `{latest}.md`.
+    const NAMES: (&str, &str);
+    fn text(&self) -> String;
+    fn markdown(&self) -> String;
+}
 
 const MIB: f64 = (1u64 << 20) as f64;
 

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::bins::garage_bin;
-use super::free_port;
+use super::children::{free_port, port_taken, random_hex};
 use super::process::Proc;
-use super::random_hex;
+use super::s3_target::{S3Target, s3_ready_check};
 
 pub struct Garage {
     pub endpoint: String,
@@ -31,7 +31,7 @@ impl Garage {
         loop {
             match Garage::start_once(dir) {
                 // Another process took one of the free ports before Garage bound it.
-                Err(e) if attempt < 3 && super::port_taken(&e) => attempt += 1,
+                Err(e) if attempt < 3 && port_taken(&e) => attempt += 1,
                 other => return other,
             }
         }
@@ -83,7 +83,7 @@ impl Garage {
     /// Starts the server again on the same data, ports and config (after [`Garage::kill`]).
     pub fn restart(&mut self) -> Result<()> {
         self.proc.spawn()?;
-        let check = super::s3_ready_check(self.s3_target());
+        let check = s3_ready_check(self.s3_target());
         self.proc
             .wait_ready("a signed ListObjectsV2 to answer 200", check)
     }
@@ -101,8 +101,8 @@ impl Garage {
         self.proc.pid()
     }
 
-    pub fn s3_target(&self) -> super::S3Target {
-        super::S3Target {
+    pub fn s3_target(&self) -> S3Target {
+        S3Target {
             endpoint: self.endpoint.clone(),
             region: self.region.clone(),
             bucket: self.bucket.clone(),

@@ -18,12 +18,13 @@
 //! short-lived thread — and do not share one between tests through a static.
 
 pub mod bins;
+mod children;
 pub mod garage;
 pub mod process;
+mod s3_target;
 mod shim_proc;
 mod signer_proc;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -31,10 +32,13 @@ use bmat_wire::api::{MintRequest, MintedToken};
 use signer::config::{
     Config, JobTokenPolicy, Limits, MetricsConfig, OperatorConfig, S3Config, Timing, TokenConfig,
 };
-use signer::s3::{Credentials, S3Client, S3Settings};
+use signer::s3::S3Client;
 
 pub use bins::GARAGE_VERSION;
+use children::{free_port, random_hex};
 use garage::Garage;
+use s3_target::s3_ready_check;
+pub use s3_target::{S3Target, install_crypto};
 use shim_proc::ShimProc;
 use signer_proc::SignerProc;
 
@@ -95,61 +99,6 @@ impl StackEnv {
             vars.push(("BMAT_METRICS_URL", url.clone()));
         }
         vars
-    }
-}
-
-/// An S3 bucket and the credentials to reach it.
-#[derive(Debug, Clone)]
-pub struct S3Target {
-    pub endpoint: String,
-    pub region: String,
-    pub bucket: String,
-    pub path_style: bool,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl S3Target {
-    /// The server named by `BMAT_TEST_S3_ENDPOINT` and friends, if set.
-    pub fn from_env() -> Result<Option<S3Target>> {
-        let Some(endpoint) = non_empty_var("BMAT_TEST_S3_ENDPOINT") else {
-            return Ok(None);
-        };
-        let need = |name: &str| {
-            non_empty_var(name)
-                .with_context(|| format!("BMAT_TEST_S3_ENDPOINT is set but {name} is not"))
-        };
-        let path_style = match non_empty_var("BMAT_TEST_S3_PATH_STYLE").as_deref() {
-            None | Some("1" | "true" | "yes") => true,
-            Some("0" | "false" | "no") => false,
-            Some(other) => bail!("BMAT_TEST_S3_PATH_STYLE={other:?}: expected true or false"),
-        };
-        Ok(Some(S3Target {
-            endpoint,
-            region: non_empty_var("BMAT_TEST_S3_REGION").unwrap_or_else(|| "us-east-1".to_owned()),
-            bucket: need("BMAT_TEST_S3_BUCKET")?,
-            path_style,
-            access_key_id: need("BMAT_TEST_S3_ACCESS_KEY_ID")?,
-            secret_access_key: need("BMAT_TEST_S3_SECRET_ACCESS_KEY")?,
-        }))
-    }
-
-    /// A signing client for the bucket (its own connection pool: build it on the
-    /// runtime that uses it).
-    pub fn client(&self) -> Result<S3Client> {
-        install_crypto();
-        S3Client::new(
-            S3Settings {
-                endpoint: self.endpoint.clone(),
-                region: self.region.clone(),
-                bucket: self.bucket.clone(),
-                path_style: self.path_style,
-            },
-            Credentials {
-                access_key_id: self.access_key_id.clone(),
-                secret_access_key: self.secret_access_key.clone(),
-            },
-        )
     }
 }
 
@@ -473,73 +422,4 @@ async fn clean_prefix(target: S3Target, prefix: String) -> Result<()> {
         s3.delete_object(&object).await?;
     }
     Ok(())
-}
-
-/// reqwest is built without a default TLS crypto provider; pick ring once per process.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// A check that a signed ListObjectsV2 on the bucket answers 200.
-pub(crate) fn s3_ready_check(
-    target: S3Target,
-) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool>> + Send>> + Send
-{
-    move || {
-        let target = target.clone();
-        Box::pin(async move {
-            let client = target.client()?;
-            client.list_objects("bmat-readiness-probe/").await?;
-            Ok(true)
-        })
-    }
-}
-
-/// A free loopback port for a child to listen on. Picked at random *below* the
-/// kernel's ephemeral range (32768 and up on Linux): a port from that range, even
-/// one just released, can be taken at any moment as the local end of some outgoing
-/// connection (every test opens many), and Garage would then die on bind.
-///
-/// A port is never handed out twice by one process: stacks started at once by
-/// parallel tests would otherwise both see a port free before either child binds
-/// it, and the loser can die *after* it was found ready (a server may bind one port
-/// after another already answers), which no start-up retry catches: seen as
-/// "Connection refused" from Garage on the first request of a signer test. Other processes'
-/// picks can still collide; a child that finds its port taken during start-up is
-/// started again on new ports (see [`port_taken`]).
-pub(crate) fn free_port() -> Result<u16> {
-    const RANGE: std::ops::Range<u16> = 20_000..32_000;
-    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut handed_out = HANDED_OUT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    for _ in 0..200 {
-        let port = rand::random_range(RANGE);
-        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            handed_out.push(port);
-            return Ok(port);
-        }
-    }
-    bail!("no free loopback port in {RANGE:?} after 200 tries")
-}
-
-/// True when a child failed because its port was taken (see [`free_port`]); the log
-/// tail is part of the error.
-pub(crate) fn port_taken(e: &anyhow::Error) -> bool {
-    let text = format!("{e:#}");
-    text.contains("Address already in use") || text.contains("AddrInUse")
-}
-
-pub(crate) fn random_hex(bytes: usize) -> String {
-    let buf: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
-    hex::encode(buf)
-}
-
-/// `RUST_LOG` of the signer and the shim: `BMAT_STACK_LOG`, default `info`.
-pub(crate) fn child_log_filter() -> String {
-    non_empty_var("BMAT_STACK_LOG").unwrap_or_else(|| "info".to_owned())
-}
-
-fn non_empty_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use super::children::child_log_filter;
 use super::process::Proc;
 
 pub struct ShimProc {
@@ -32,7 +33,7 @@ impl ShimProc {
             .arg(signer_url)
             .arg("--token-file")
             .arg(&token_file)
-            .env("RUST_LOG", super::child_log_filter());
+            .env("RUST_LOG", child_log_filter());
         let mut shim = ShimProc {
             proc,
             socket: socket.to_path_buf(),

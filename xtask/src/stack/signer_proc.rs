@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use signer::config::Config;
 
-use super::S3Target;
+use super::children::{child_log_filter, free_port, port_taken};
 use super::process::Proc;
+use super::s3_target::S3Target;
 
 pub struct SignerProc {
     proc: Proc,
@@ -24,11 +25,11 @@ impl SignerProc {
         let mut attempt = 1;
         loop {
             match SignerProc::start_once(bin, dir, config, s3) {
-                Err(e) if attempt < 3 && super::port_taken(&e) => {
+                Err(e) if attempt < 3 && port_taken(&e) => {
                     attempt += 1;
-                    config.listen.set_port(super::free_port()?);
+                    config.listen.set_port(free_port()?);
                     if let Some(m) = &mut config.metrics {
-                        m.listen.set_port(super::free_port()?);
+                        m.listen.set_port(free_port()?);
                     }
                 }
                 other => return other,
@@ -47,7 +48,7 @@ impl SignerProc {
             .arg(&ready_file)
             .env(&config.s3.access_key_id_env, &s3.access_key_id)
             .env(&config.s3.secret_access_key_env, &s3.secret_access_key)
-            .env("RUST_LOG", super::child_log_filter());
+            .env("RUST_LOG", child_log_filter());
         let mut signer = SignerProc {
             proc,
             config_path,
