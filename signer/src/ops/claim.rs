@@ -28,7 +28,7 @@ pub enum ClaimError {
         source: S3Error,
     },
     #[error("cannot read this registry's id: {0:#}")]
-    Registry(#[source] anyhow::Error),
+    Registry(#[source] crate::registry::RegistryError),
 }
 
 /// Claims the prefix for this registry, or confirms the claim. A prefix claimed by

@@ -12,7 +12,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::reaper::ReapReport;
 use crate::registry::RegistryTotals;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -201,21 +200,22 @@ impl Metrics {
             .inc();
     }
 
-    pub fn reaper_pass(&self, r: &ReapReport) {
+    /// One reaper pass: how many times it did each action (`stale_upload_aborted`,
+    /// `abort_retried`, `orphan_upload_aborted`, `orphan_object_deleted`, `error`) and
+    /// how many caches it evicted for each reason (`ttl`, `quota`).
+    pub fn reaper_pass(
+        &self,
+        actions: &[(&'static str, usize)],
+        evictions: &[(&'static str, usize)],
+    ) {
         self.reaper_passes.inc();
         let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        for (action, n) in [
-            ("stale_upload_aborted", r.stale_aborted.len()),
-            ("abort_retried", r.aborts_retried.len()),
-            ("orphan_upload_aborted", r.orphan_uploads_aborted.len()),
-            ("orphan_object_deleted", r.orphan_objects_deleted.len()),
-            ("error", r.errors.len()),
-        ] {
+        for &(action, n) in actions {
             self.reaper_actions
                 .get_or_create(&ReaperLabels { action })
                 .inc_by(count(n));
         }
-        for (reason, n) in [("ttl", r.expired.len()), ("quota", r.over_quota.len())] {
+        for &(reason, n) in evictions {
             self.evictions
                 .get_or_create(&EvictionLabels { reason })
                 .inc_by(count(n));

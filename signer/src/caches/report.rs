@@ -1,7 +1,7 @@
-//! `POST /v1/caches/report`: what became of a restore. A success moves the cache's
-//! last use. A problem may drop the cache, so that the next lookup finds the next
-//! candidate and the next save of the key writes a good one, instead of every restore
-//! failing on it while every save says "exists":
+//! What became of a restore, as its job reports it, and healing. A success moves the
+//! cache's last use. A problem may drop the cache, so that the next lookup finds the
+//! next candidate and the next save of the key writes a good one, instead of every
+//! restore failing on it while every save says "exists":
 //! - missing, or corrupt: the signer checks S3 itself (the object's presence, size and
 //!   SHA-256) and drops the cache only if S3 confirms, so no job can drop a good cache
 //!   by lying or by a bad download;
@@ -10,22 +10,23 @@
 //!   when no job has reported a good restore of it since this one looked it up; a
 //!   job that only reads the scope (a pull request reading main) cannot drop it.
 
-use axum::Json;
-use axum::extract::State;
 use bmat_wire::api::{CacheProblem, ReportAnswer, ReportRequest};
 use tracing::{info, warn};
 
-use super::{ApiError, ApiJson, Job, check_key, check_scope};
+use super::delete::delete;
+use super::error::{CacheError, s3};
+use crate::auth::JobGrant;
+use crate::names;
 use crate::registry::Place;
 use crate::state::{AppState, now_ms};
 
-pub(super) async fn report(
-    Job(job): Job,
-    State(st): State<AppState>,
-    ApiJson(req): ApiJson<ReportRequest>,
-) -> Result<Json<ReportAnswer>, ApiError> {
-    check_key(&req.key)?;
-    check_scope("scope", &req.scope)?;
+pub async fn report(
+    st: &AppState,
+    job: &JobGrant,
+    req: ReportRequest,
+) -> Result<ReportAnswer, CacheError> {
+    names::key(&req.key)?;
+    names::scope("scope", &req.scope)?;
     // Only caches the job may read; anything else is as unknown as a missing one.
     let found = if job.search_order().contains(&req.scope) {
         let (owner, scope, key) = (job.owner.clone(), req.scope.clone(), req.key.clone());
@@ -45,19 +46,19 @@ pub(super) async fn report(
     };
     // Another archive of the key (replaced meanwhile): the report is not about it.
     let Some(cache) = found.filter(|c| c.sha256 == req.sha256) else {
-        return Ok(Json(ReportAnswer { dropped: false }));
+        return Ok(ReportAnswer { dropped: false });
     };
     let Some(problem) = req.problem else {
         let ulid = cache.ulid.clone();
         st.db.run(move |r| r.touch_cache(&ulid, now_ms())).await?;
-        return Ok(Json(ReportAnswer { dropped: false }));
+        return Ok(ReportAnswer { dropped: false });
     };
-    let object = st.object_name(&cache.ulid);
-    let intact = match st.s3.object_digest(&object).await {
-        Ok(Some(digest)) => digest == (cache.size, cache.sha256.clone()),
-        Ok(None) => false,
-        Err(e) => return Err(ApiError::s3("checking a reported cache", &e)),
-    };
+    let intact = st
+        .s3
+        .object_digest(&st.object_name(&cache.ulid))
+        .await
+        .map_err(s3("checking a reported cache"))?
+        .is_some_and(|digest| digest == (cache.size, cache.sha256.clone()));
     let drop_it = match problem {
         CacheProblem::Missing | CacheProblem::Corrupt => !intact,
         CacheProblem::Undecodable => {
@@ -68,9 +69,9 @@ pub(super) async fn report(
     };
     if !drop_it {
         info!(owner = %job.owner, scope = %cache.scope, key = %cache.key, ?problem, intact, "cache reported broken; kept");
-        return Ok(Json(ReportAnswer { dropped: false }));
+        return Ok(ReportAnswer { dropped: false });
     }
-    st.delete_cache(&cache).await.map_err(ApiError::deleting)?;
+    delete(st, &cache).await?;
     warn!(owner = %job.owner, scope = %cache.scope, key = %cache.key, ?problem, intact, "cache reported broken; dropped");
-    Ok(Json(ReportAnswer { dropped: true }))
+    Ok(ReportAnswer { dropped: true })
 }

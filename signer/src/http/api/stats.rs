@@ -7,7 +7,9 @@ use axum::Json;
 use axum::extract::State;
 use bmat_wire::api::{Activity, OwnerUsage, ScopeUsage, Usage, UsageSelector};
 
-use super::{ApiError, ApiQuery, Operator, check_owner, check_scope};
+use super::extract::{ApiQuery, Operator};
+use crate::http::error::ApiError;
+use crate::names;
 use crate::registry::{PlaceUsage, UsageFilter};
 use crate::state::{AppState, now_ms};
 
@@ -17,11 +19,11 @@ pub(super) async fn stats(
     ApiQuery(sel): ApiQuery<UsageSelector>,
 ) -> Result<Json<Usage>, ApiError> {
     if let Some(owner) = &sel.owner {
-        check_owner(owner)?;
+        names::owner(owner)?;
         op.require_owner(owner)?;
     }
     if let Some(scope) = &sel.scope {
-        check_scope("scope", scope)?;
+        names::scope("scope", scope)?;
     }
     let places = {
         let (owner, scope) = (sel.owner.clone(), sel.scope.clone());

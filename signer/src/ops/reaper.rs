@@ -24,9 +24,13 @@ use bmat_wire::api::UploadState;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::claim;
-use crate::registry::{UploadRow, UsageEvent};
+use super::claim;
+use crate::caches::evict::{self, Evicted};
+use crate::registry::UploadRow;
 use crate::state::{AppState, now_ms};
+use crate::text::chain;
+use crate::uploads::UploadError;
+use crate::uploads::lifecycle::{abort_in_s3, abort_upload};
 
 /// Finished upload rows are kept this long for `GET /v1/uploads/{id}`, and expired job
 /// tokens so that their holders hear "expired", not "unknown".
@@ -52,7 +56,7 @@ pub struct ReapReport {
 }
 
 /// Runs a pass at once and then every `timing.reaper_interval_secs`, until `shutdown`.
-/// Until the prefix is `claimed` for this registry (see [`crate::claim`]) each round
+/// Until the prefix is `claimed` for this registry (see [`super::claim`]) each round
 /// tries to claim it instead, and reaps nothing: what it would delete may be another
 /// registry's.
 pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>, mut claimed: bool) {
@@ -112,11 +116,19 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
             .errors
             .push(format!("multipart uploads without a row: {e:#}"));
     }
-    if let Err(e) = evict_expired(st, &mut report).await {
-        report.errors.push(format!("TTL eviction: {e:#}"));
+    let mut expired = Evicted::default();
+    let done = evict::expired(st, &mut expired).await;
+    report.expired = expired.ulids;
+    report.errors.extend(expired.errors);
+    if let Err(e) = done {
+        report.errors.push(format!("TTL eviction: {}", chain(&e)));
     }
-    if let Err(e) = evict_over_quota(st, &mut report).await {
-        report.errors.push(format!("quota eviction: {e:#}"));
+    let mut over_quota = Evicted::default();
+    let done = evict::over_quota(st, &mut over_quota).await;
+    report.over_quota = over_quota.ulids;
+    report.errors.extend(over_quota.errors);
+    if let Err(e) = done {
+        report.errors.push(format!("quota eviction: {}", chain(&e)));
     }
     if let Err(e) = delete_orphan_objects(st, &mut report).await {
         report.errors.push(format!("objects without a row: {e:#}"));
@@ -134,7 +146,19 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
     if let Err(e) = st.db.run(|r| r.prune_usage(now_ms())).await {
         report.errors.push(format!("pruning usage counters: {e:#}"));
     }
-    st.metrics.reaper_pass(&report);
+    st.metrics.reaper_pass(
+        &[
+            ("stale_upload_aborted", report.stale_aborted.len()),
+            ("abort_retried", report.aborts_retried.len()),
+            ("orphan_upload_aborted", report.orphan_uploads_aborted.len()),
+            ("orphan_object_deleted", report.orphan_objects_deleted.len()),
+            ("error", report.errors.len()),
+        ],
+        &[
+            ("ttl", report.expired.len()),
+            ("quota", report.over_quota.len()),
+        ],
+    );
     report
 }
 
@@ -147,13 +171,7 @@ async fn abort_stale(st: &AppState, report: &mut ReapReport) -> anyhow::Result<(
     let stale = st.db.run(move |r| r.stale_uploads(cutoff)).await?;
     for up in stale {
         // Guarded by state: an upload completed meanwhile is left alone.
-        match crate::uploads::abort_upload(
-            st,
-            &up,
-            &[UploadState::Creating, UploadState::Uploading],
-        )
-        .await
-        {
+        match abort_upload(st, &up, &[UploadState::Creating, UploadState::Uploading]).await {
             Ok(true) => {
                 info!(owner = %up.owner, key = %up.key, upload = %up.ulid, "abandoned upload aborted");
                 report.stale_aborted.push(up.ulid);
@@ -161,7 +179,7 @@ async fn abort_stale(st: &AppState, report: &mut ReapReport) -> anyhow::Result<(
             Ok(false) => {}
             Err(e) => report
                 .errors
-                .push(format!("aborting upload {}: {e:#}", up.ulid)),
+                .push(format!("aborting upload {}: {}", up.ulid, chain(&e))),
         }
     }
     Ok(())
@@ -170,9 +188,9 @@ async fn abort_stale(st: &AppState, report: &mut ReapReport) -> anyhow::Result<(
 async fn retry_aborts(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
     let pending = st.db.run(|r| r.pending_s3_aborts()).await?;
     for up in pending {
-        match crate::uploads::abort_in_s3(st, &up).await {
+        match abort_in_s3(st, &up).await {
             Ok(()) => report.aborts_retried.push(up.ulid),
-            Err(crate::uploads::UploadError::S3 { source, .. }) => report
+            Err(UploadError::S3 { source, .. }) => report
                 .errors
                 .push(format!("aborting upload {} in S3: {source}", up.ulid)),
             Err(e) => return Err(anyhow::Error::new(e)),
@@ -233,55 +251,6 @@ async fn abort_orphan_uploads(st: &AppState, report: &mut ReapReport) -> anyhow:
             Err(e) => report
                 .errors
                 .push(format!("aborting multipart upload of {}: {e}", mu.key)),
-        }
-    }
-    Ok(())
-}
-
-/// Object first, then row (a row without an object would be a broken hit).
-async fn evict_expired(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
-    let cutoff = now_ms() - st.cfg().limits.ttl().as_millis() as i64;
-    let old = st.db.run(move |r| r.caches_unused_since(cutoff)).await?;
-    for c in old {
-        match st.delete_cache(&c).await {
-            Ok(()) => {
-                info!(owner = %c.owner, key = %c.key, "cache unused past the TTL deleted");
-                st.count_usage(&c.owner, &c.scope, UsageEvent::Eviction)
-                    .await;
-                report.expired.push(c.ulid);
-            }
-            Err(e) => report
-                .errors
-                .push(format!("deleting expired cache {}: {e:#}", c.ulid)),
-        }
-    }
-    Ok(())
-}
-
-async fn evict_over_quota(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
-    let quota = st.cfg().limits.owner_quota;
-    let owners = st.db.run(move |r| r.owners_over_quota(quota)).await?;
-    for (owner, mut total) in owners {
-        let lru = {
-            let o = owner.clone();
-            st.db.run(move |r| r.caches_lru(&o)).await?
-        };
-        for c in lru {
-            if total <= quota {
-                break;
-            }
-            match st.delete_cache(&c).await {
-                Ok(()) => {
-                    total = total.saturating_sub(c.size);
-                    info!(owner = %c.owner, key = %c.key, size = c.size, "least recently used cache deleted: owner over quota");
-                    st.count_usage(&c.owner, &c.scope, UsageEvent::Eviction)
-                        .await;
-                    report.over_quota.push(c.ulid);
-                }
-                Err(e) => report
-                    .errors
-                    .push(format!("deleting cache {} for quota: {e:#}", c.ulid)),
-            }
         }
     }
     Ok(())

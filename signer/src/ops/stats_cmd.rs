@@ -5,7 +5,7 @@
 use bmat_wire::api::{Activity, Usage};
 use clap::Args;
 
-use crate::client::Target;
+use super::client::Target;
 
 #[derive(Args)]
 pub struct StatsArgs {

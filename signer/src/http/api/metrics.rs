@@ -1,4 +1,4 @@
-//! The API's side of [`crate::metrics`]: every answer counted and timed by route
+//! The API's side of [`crate::ops::metrics`]: every answer counted and timed by route
 //! template, and `GET /metrics` on the metrics address.
 
 use std::time::Instant;
@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// Counts and times each request under its route template (`unmatched` when no route

@@ -1,111 +1,15 @@
-//! Who is asking (DESIGN §6): a bearer token is a job token (static in the config, or
-//! minted and kept hashed in the registry) or an operator credential. This module
-//! resolves a token to a [`Principal`] and holds the rules of what each may do; the
-//! API maps its errors to HTTP statuses.
+//! Bearer tokens: read from the `Authorization` header, known by their SHA-256 (the
+//! config's by a map, minted ones by the registry), minted fresh, and checked for
+//! expiry and revocation.
 
 use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use super::error::AuthError;
+use super::grants::{JobGrant, OperatorGrant, Principal};
 use crate::config::Config;
-use crate::registry::{JobTokenRow, Place};
-
-/// What a job token allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobGrant {
-    pub owner: String,
-    /// Written (with `write`) and searched first.
-    pub scope: String,
-    /// Searched after `scope`, in order; never written.
-    pub read_scopes: Vec<String>,
-    pub write: bool,
-}
-
-impl JobGrant {
-    /// Where its caches are written and listed.
-    pub fn place(&self) -> Place<'_> {
-        Place {
-            owner: &self.owner,
-            scope: &self.scope,
-        }
-    }
-
-    /// Its own scope, then its read scopes, each once.
-    pub fn search_order(&self) -> Vec<String> {
-        let mut order = vec![self.scope.clone()];
-        for s in &self.read_scopes {
-            if !order.contains(s) {
-                order.push(s.clone());
-            }
-        }
-        order
-    }
-
-    pub fn require_write(&self) -> Result<(), AuthError> {
-        if self.write {
-            Ok(())
-        } else {
-            Err(AuthError::ReadOnly)
-        }
-    }
-}
-
-/// What an operator credential allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OperatorGrant {
-    pub name: String,
-    /// Exact owners, or prefixes ending in `*`.
-    pub owners: Vec<String>,
-}
-
-impl OperatorGrant {
-    pub fn allows(&self, owner: &str) -> bool {
-        self.owners.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => owner.starts_with(prefix),
-            None => p == owner,
-        })
-    }
-
-    pub fn require_owner(&self, owner: &str) -> Result<(), AuthError> {
-        if self.allows(owner) {
-            Ok(())
-        } else {
-            Err(AuthError::OwnerNotAllowed {
-                operator: self.name.clone(),
-                owner: owner.to_owned(),
-            })
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    Job(JobGrant),
-    Operator(OperatorGrant),
-}
-
-/// Why a request is refused before any cache is touched.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("missing Authorization header; send `Authorization: Bearer <token>`")]
-    MissingHeader,
-    #[error("the Authorization header is not `Bearer <token>`")]
-    MalformedHeader,
-    #[error("unknown token")]
-    UnknownToken,
-    #[error("job token {id} expired {ago_secs} s ago; ask for a new one")]
-    Expired { id: String, ago_secs: i64 },
-    #[error("job token {id} was revoked")]
-    Revoked { id: String },
-    #[error("this token is read-only: it may restore caches but not save or delete them")]
-    ReadOnly,
-    #[error("this endpoint needs a job token, not an operator credential")]
-    NeedsJobToken,
-    #[error("this endpoint needs an operator credential, not a job token")]
-    NeedsOperator,
-    #[error("operator {operator} may not act for owner {owner:?}")]
-    OwnerNotAllowed { operator: String, owner: String },
-}
+use crate::registry::JobTokenRow;
 
 /// Hex SHA-256 of a token: how the registry and the config map know it. Comparing
 /// digests instead of secrets means lookups reveal nothing through their timing.
@@ -225,24 +129,6 @@ mod tests {
             check_job_token(revoked, 1),
             Err(AuthError::Revoked { id: "T".into() })
         );
-    }
-
-    #[test]
-    fn operator_owner_patterns() {
-        let op = OperatorGrant {
-            name: "ci".into(),
-            owners: vec!["acme/*".into(), "solo".into()],
-        };
-        assert!(op.allows("acme/widgets"));
-        assert!(op.allows("solo"));
-        assert!(!op.allows("solo2"));
-        assert!(!op.allows("acme"));
-        assert!(!op.allows("evil/acme/x"));
-        let all = OperatorGrant {
-            name: "root".into(),
-            owners: vec!["*".into()],
-        };
-        assert!(all.allows("anyone"));
     }
 
     #[test]

@@ -9,14 +9,16 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use bmat_wire::api::UploadState;
 use rand::Rng;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::error::UploadError;
+use super::lifecycle::abort_upload;
 use crate::registry::{CompletedOutcome, UploadRow};
 use crate::state::{AppState, now_ms};
+use crate::text::chain;
 
 /// Longest sleep between looks at the queue when nothing woke the worker.
 const MAX_IDLE: Duration = Duration::from_secs(5);
@@ -54,7 +56,7 @@ pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 Ok(Step::Idle) => break,
                 Ok(_) => {}
                 Err(e) => {
-                    warn!("completion worker: {e:#}");
+                    warn!("completion worker: {}", chain(&e));
                     break;
                 }
             }
@@ -82,18 +84,20 @@ pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>) {
 /// Takes the oldest due `finished` upload and moves it on: completed, retried later
 /// (S3 down, throttled, failing), or aborted when it can never complete or has failed
 /// for `completion_give_up_after_secs`. Public so tests and tools can drive it.
-pub async fn complete_one(st: &AppState) -> anyhow::Result<Step> {
+pub async fn complete_one(st: &AppState) -> Result<Step, UploadError> {
     let Some(up) = st.db.run(|r| r.next_due_completion(now_ms())).await? else {
         return Ok(Step::Idle);
     };
     let object = st.object_name(&up.ulid);
+    let without = |what| UploadError::FinishedWithout {
+        id: up.ulid.clone(),
+        what,
+    };
     let s3_id = up
         .s3_upload_id
         .clone()
-        .with_context(|| format!("finished upload {} has no S3 upload id", up.ulid))?;
-    let size = up
-        .size
-        .with_context(|| format!("finished upload {} has no size", up.ulid))?;
+        .ok_or_else(|| without("S3 upload id"))?;
+    let size = up.size.ok_or_else(|| without("size"))?;
 
     let failure = match st
         .s3
@@ -163,7 +167,7 @@ fn backoff_ms(base: u64, max: u64, attempts: u32) -> i64 {
         .min(i64::MAX / 4)
 }
 
-async fn record(st: &AppState, up: &UploadRow) -> anyhow::Result<Step> {
+async fn record(st: &AppState, up: &UploadRow) -> Result<Step, UploadError> {
     let ulid = up.ulid.clone();
     let outcome = st
         .db
@@ -188,8 +192,8 @@ async fn record(st: &AppState, up: &UploadRow) -> anyhow::Result<Step> {
     Ok(Step::Completed(up.ulid.clone()))
 }
 
-async fn give_up(st: &AppState, up: &UploadRow) -> anyhow::Result<Step> {
-    crate::uploads::abort_upload(st, up, &[UploadState::Finished]).await?;
+async fn give_up(st: &AppState, up: &UploadRow) -> Result<Step, UploadError> {
+    abort_upload(st, up, &[UploadState::Finished]).await?;
     warn!(owner = %up.owner, key = %up.key, upload = %up.ulid, "completion given up; upload aborted");
     Ok(Step::Aborted(up.ulid.clone()))
 }

@@ -11,8 +11,8 @@ use tokio::signal::unix::Signal;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::metrics::ReloadOutcome;
 use crate::config::Config;
-use crate::metrics::ReloadOutcome;
 use crate::state::AppState;
 
 /// Why a reload changed nothing.

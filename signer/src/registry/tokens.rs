@@ -3,7 +3,22 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{JobTokenRow, Registry};
+use super::error::RegistryError;
+use super::schema::Registry;
+
+/// A job token as the registry keeps it (the hash, never the token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTokenRow {
+    pub id: String,
+    pub owner: String,
+    pub scope: String,
+    pub read_scopes: Vec<String>,
+    pub write: bool,
+    pub minted_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
 
 fn token_from_row(r: &Row<'_>) -> rusqlite::Result<JobTokenRow> {
     let read_scopes: String = r.get("read_scopes_json")?;
@@ -25,7 +40,7 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<JobTokenRow> {
 
 impl Registry {
     /// Stores a new job token under the hex SHA-256 of its secret.
-    pub fn insert_job_token(&self, row: &JobTokenRow, hash: &str) -> anyhow::Result<()> {
+    pub fn insert_job_token(&self, row: &JobTokenRow, hash: &str) -> Result<(), RegistryError> {
         self.conn.execute(
             "INSERT INTO job_tokens (id, hash, owner, scope, read_scopes_json, write, minted_by,
                                      created_at, expires_at, revoked_at)
@@ -48,7 +63,7 @@ impl Registry {
 
     /// The token whose secret hashes to `hash`, expired and revoked ones included (the
     /// caller says which it is).
-    pub fn job_token_by_hash(&self, hash: &str) -> anyhow::Result<Option<JobTokenRow>> {
+    pub fn job_token_by_hash(&self, hash: &str) -> Result<Option<JobTokenRow>, RegistryError> {
         Ok(self
             .conn
             .query_row(
@@ -59,7 +74,7 @@ impl Registry {
             .optional()?)
     }
 
-    pub fn job_token(&self, id: &str) -> anyhow::Result<Option<JobTokenRow>> {
+    pub fn job_token(&self, id: &str) -> Result<Option<JobTokenRow>, RegistryError> {
         Ok(self
             .conn
             .query_row(
@@ -71,7 +86,7 @@ impl Registry {
     }
 
     /// Marks the token revoked (the first revocation's time is kept).
-    pub fn revoke_job_token(&self, id: &str, now: i64) -> anyhow::Result<bool> {
+    pub fn revoke_job_token(&self, id: &str, now: i64) -> Result<bool, RegistryError> {
         Ok(self.conn.execute(
             "UPDATE job_tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1",
             params![id, now],
@@ -80,7 +95,7 @@ impl Registry {
 
     /// Forgets tokens that expired before `cutoff`: until then a client still learns
     /// that its token expired or was revoked rather than that it is unknown.
-    pub fn prune_job_tokens(&self, cutoff: i64) -> anyhow::Result<usize> {
+    pub fn prune_job_tokens(&self, cutoff: i64) -> Result<usize, RegistryError> {
         Ok(self.conn.execute(
             "DELETE FROM job_tokens WHERE expires_at < ?1",
             params![cutoff],

@@ -7,11 +7,13 @@ use axum::extract::State;
 use bmat_wire::api::{MintRequest, MintedToken, Revoked};
 use tracing::info;
 
-use super::{ApiError, ApiJson, ApiPath, Operator, check_owner, check_scope};
+use super::extract::{ApiJson, ApiPath, Operator};
 use crate::auth::{new_token_secret, token_hash};
+use crate::http::error::ApiError;
+use crate::names;
 use crate::registry::JobTokenRow;
 use crate::state::{AppState, now_ms};
-use crate::uploads::canonical_ulid;
+use crate::uploads::lifecycle::canonical_ulid;
 
 /// More read scopes than this is a mistake, not a search order.
 const MAX_READ_SCOPES: usize = 16;
@@ -21,9 +23,9 @@ pub(super) async fn mint(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<MintRequest>,
 ) -> Result<Json<MintedToken>, ApiError> {
-    check_owner(&req.owner)?;
+    names::owner(&req.owner)?;
     op.require_owner(&req.owner)?;
-    check_scope("scope", &req.scope)?;
+    names::scope("scope", &req.scope)?;
     if req.read_scopes.len() > MAX_READ_SCOPES {
         return Err(ApiError::bad_request(format!(
             "{} read scopes given; at most {MAX_READ_SCOPES} are allowed",
@@ -31,7 +33,7 @@ pub(super) async fn mint(
         )));
     }
     for r in &req.read_scopes {
-        check_scope("read scope", r)?;
+        names::scope("read scope", r)?;
     }
     let cfg = st.cfg();
     let policy = &cfg.job_tokens;

@@ -1,10 +1,10 @@
 //! `signer token create|revoke`: an operator mints or revokes a job token on a running
-//! signer without writing HTTP by hand (through [`crate::client`]).
+//! signer without writing HTTP by hand (through [`super::client`]).
 
 use bmat_wire::api::{MintRequest, MintedToken, Revoked};
 use clap::{Args, Subcommand};
 
-use crate::client::Target;
+use super::client::Target;
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
