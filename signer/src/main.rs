@@ -64,7 +64,7 @@ fn main() -> ExitCode {
 
     let cfg = match Config::load(&config) {
         Ok(cfg) => cfg,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e.into()),
     };
     let opts = signer::server::Options {
         config_path: config,

@@ -7,13 +7,14 @@
 
 use std::path::Path;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::s3::{S3Client, S3Error};
+use crate::text::chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
-    #[error("{0:#}")]
-    Config(#[source] anyhow::Error),
+    #[error("{}", chain(.0))]
+    Config(#[source] ConfigError),
     #[error("{0:#}")]
     Credentials(#[source] anyhow::Error),
     #[error("cannot set up the S3 client: {0:#}")]

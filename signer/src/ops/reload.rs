@@ -12,14 +12,15 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::metrics::ReloadOutcome;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::state::AppState;
+use crate::text::chain;
 
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
-    #[error("{0:#}")]
-    Load(#[source] anyhow::Error),
+    #[error("{}", chain(.0))]
+    Load(#[source] ConfigError),
 }
 
 /// What a reload applied.
