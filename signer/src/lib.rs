@@ -11,6 +11,7 @@
 //! - [`ops`] — operations: reaper, prefix claim, metrics, reload, operator commands.
 //! - [`server`] — startup, the ready file, shutdown.
 //! - [`s3`] — the S3 client.
+//! - [`retry`] — the one policy of every retry loop.
 //! - [`names`] — client-given names checked against the wire's rules.
 //! - [`text`] — client strings quoted and error chains, for people.
 
@@ -21,6 +22,7 @@ pub mod http;
 pub mod names;
 pub mod ops;
 pub mod registry;
+pub mod retry;
 pub mod s3;
 pub mod server;
 pub mod state;

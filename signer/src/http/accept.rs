@@ -30,10 +30,18 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::retry::RetryPolicy;
+
 /// How long shutdown waits for requests in flight before dropping their connections.
 const DRAIN: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of file descriptors): retrying at once would spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// The accept loop never gives up.
+const ACCEPT_RETRY: RetryPolicy = RetryPolicy {
+    attempts: None,
+    base: Duration::from_millis(100),
+    cap: Duration::from_millis(100),
+    jitter: false,
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
@@ -68,7 +76,7 @@ pub async fn serve(
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     warn!("accepting a connection failed: {e}");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    tokio::time::sleep(ACCEPT_RETRY.delay(1)).await;
                     continue;
                 }
             },

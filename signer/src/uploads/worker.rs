@@ -10,13 +10,13 @@
 use std::time::Duration;
 
 use bmat_wire::api::UploadState;
-use rand::Rng;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::error::UploadError;
 use super::lifecycle::abort_upload;
 use crate::registry::{CompletedOutcome, UploadRow};
+use crate::retry::RetryPolicy;
 use crate::state::{AppState, now_ms};
 use crate::text::chain;
 
@@ -151,18 +151,17 @@ pub async fn complete_one(st: &AppState) -> Result<Step, UploadError> {
     Ok(Step::Retry(up.ulid, next))
 }
 
-/// `base · 2^(attempts-1)` capped at `max`, plus up to `base` of jitter so retries of
-/// many uploads spread.
+/// The wait in ms after `attempts` failures: `base · 2^(attempts-1)` capped at `max`,
+/// plus up to `base` of jitter so retries of many uploads spread. The worker retries
+/// until `completion_give_up_after_secs`, not a number of tries.
 fn backoff_ms(base: u64, max: u64, attempts: u32) -> i64 {
-    let exp = base
-        .saturating_mul(1u64 << attempts.saturating_sub(1).min(32))
-        .min(max);
-    let jitter = if base > 0 {
-        rand::rng().random_range(0..base)
-    } else {
-        0
+    let policy = RetryPolicy {
+        attempts: None,
+        base: Duration::from_millis(base),
+        cap: Duration::from_millis(max),
+        jitter: true,
     };
-    i64::try_from(exp.saturating_add(jitter))
+    i64::try_from(policy.delay(attempts).as_millis())
         .unwrap_or(i64::MAX / 4)
         .min(i64::MAX / 4)
 }
