@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use super::error::ConfigError;
 use super::types::{Config, MAX_PART_SIZE, MIN_PART_SIZE};
+use Rule::{AtLeast1, Below2Pow63, Check, Presignable};
 
 /// What is wrong: below the rule's field (`[2].scope` for an element of a list, empty
 /// for the field itself) and why.
@@ -30,162 +31,235 @@ impl Broken {
     }
 }
 
-type Check = fn(&Config) -> Result<(), Broken>;
+/// How a rule checks its field.
+enum Rule {
+    /// Any check.
+    Check(fn(&Config) -> Result<(), Broken>),
+    /// A number that must be at least 1.
+    AtLeast1(fn(&Config) -> u64),
+    /// A size SQLite can store (an i64).
+    Below2Pow63(fn(&Config) -> u64),
+    /// A presigned URL's lifetime: SigV4 allows at most 7 days.
+    Presignable(fn(&Config) -> u64),
+}
+
+impl Rule {
+    fn check(&self, c: &Config) -> Result<(), Broken> {
+        match self {
+            Rule::Check(check) => check(c),
+            Rule::AtLeast1(value) => positive(value(c), "must be at least 1"),
+            Rule::Below2Pow63(value) => match i64::try_from(value(c)) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(Broken::because("must be below 2^63")),
+            },
+            Rule::Presignable(value) => match value(c) {
+                v if v > 7 * 24 * 3600 => Err(Broken::because(format!(
+                    "= {v} is above SigV4's limit of 604800 (7 days)"
+                ))),
+                _ => Ok(()),
+            },
+        }
+    }
+}
 
 /// Every rule, in the order they are checked: the field, and its check.
-const RULES: &[(&str, Check)] = &[
-    ("s3.endpoint", |c| not_blank(&c.s3.endpoint)),
-    ("s3.endpoint", |c| match url::Url::parse(&c.s3.endpoint) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-        _ => Err(Broken::because(format!(
-            "{:?} is not an http(s) URL",
-            c.s3.endpoint
-        ))),
-    }),
-    ("s3.bucket", |c| not_blank(&c.s3.bucket)),
-    ("s3.region", |c| not_blank(&c.s3.region)),
-    ("s3.prefix", s3_prefix),
-    ("metrics.listen", |c| match &c.metrics {
-        Some(m) if m.listen.port() != 0 && m.listen == c.listen => Err(Broken::because(format!(
-            "= {} is also listen: the metrics need an address of their own",
-            m.listen
-        ))),
-        _ => Ok(()),
-    }),
-    ("limits.part_size", |c| {
-        let v = c.limits.part_size;
-        if v < MIN_PART_SIZE {
-            return Err(Broken::because(format!(
-                "= {v} is below S3's minimum part size of {MIN_PART_SIZE} (5 MiB)"
-            )));
-        }
-        if v > MAX_PART_SIZE {
-            return Err(Broken::because(format!(
-                "= {v} is above S3's maximum part size of {MAX_PART_SIZE} (5 GiB)"
-            )));
-        }
-        Ok(())
-    }),
-    ("limits.max_cache_size", |c| {
-        positive(c.limits.max_cache_size, "must be greater than 0")
-    }),
-    // SQLite stores sizes as i64.
-    ("limits.max_cache_size", |c| {
-        below_2_63(c.limits.max_cache_size)
-    }),
-    ("limits.owner_quota", |c| below_2_63(c.limits.owner_quota)),
-    ("limits.max_live_uploads", |c| {
-        at_least_1(c.limits.max_live_uploads)
-    }),
-    ("limits.max_connections", |c| {
-        at_least_1(c.limits.max_connections as u64)
-    }),
-    ("limits.ttl_days", |c| {
-        let v = c.limits.ttl_days;
-        if v.is_finite() && v > 0.0 {
+const RULES: &[(&str, Rule)] = &[
+    ("s3.endpoint", Check(|c| not_blank(&c.s3.endpoint))),
+    (
+        "s3.endpoint",
+        Check(|c| match url::Url::parse(&c.s3.endpoint) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+            _ => Err(Broken::because(format!(
+                "{:?} is not an http(s) URL",
+                c.s3.endpoint
+            ))),
+        }),
+    ),
+    ("s3.bucket", Check(|c| not_blank(&c.s3.bucket))),
+    ("s3.region", Check(|c| not_blank(&c.s3.region))),
+    ("s3.prefix", Check(s3_prefix)),
+    (
+        "metrics.listen",
+        Check(|c| match &c.metrics {
+            Some(m) if m.listen.port() != 0 && m.listen == c.listen => {
+                Err(Broken::because(format!(
+                    "= {} is also listen: the metrics need an address of their own",
+                    m.listen
+                )))
+            }
+            _ => Ok(()),
+        }),
+    ),
+    (
+        "limits.part_size",
+        Check(|c| {
+            let v = c.limits.part_size;
+            if v < MIN_PART_SIZE {
+                return Err(Broken::because(format!(
+                    "= {v} is below S3's minimum part size of {MIN_PART_SIZE} (5 MiB)"
+                )));
+            }
+            if v > MAX_PART_SIZE {
+                return Err(Broken::because(format!(
+                    "= {v} is above S3's maximum part size of {MAX_PART_SIZE} (5 GiB)"
+                )));
+            }
             Ok(())
-        } else {
-            Err(Broken::because(format!("= {v} must be a positive number")))
-        }
-    }),
-    ("timing.part_url_expiry_secs", |c| {
-        at_least_1(c.timing.part_url_expiry_secs)
-    }),
-    ("timing.download_url_expiry_secs", |c| {
-        at_least_1(c.timing.download_url_expiry_secs)
-    }),
-    ("timing.lease_secs", |c| at_least_1(c.timing.lease_secs)),
-    ("timing.reaper_interval_secs", |c| {
-        at_least_1(c.timing.reaper_interval_secs)
-    }),
-    ("timing.header_read_timeout_secs", |c| {
-        at_least_1(c.timing.header_read_timeout_secs)
-    }),
-    ("timing.idle_timeout_secs", |c| {
-        at_least_1(c.timing.idle_timeout_secs)
-    }),
-    ("timing.part_url_expiry_secs", |c| {
-        presign_expiry(c.timing.part_url_expiry_secs)
-    }),
-    ("timing.download_url_expiry_secs", |c| {
-        presign_expiry(c.timing.download_url_expiry_secs)
-    }),
-    ("timing.completion_give_up_after_secs", |c| {
-        at_least_1(c.timing.completion_give_up_after_secs)
-    }),
-    ("timing.completion_backoff_ms", |c| {
-        let t = &c.timing;
-        if t.completion_backoff_ms == 0 || t.completion_max_backoff_ms < t.completion_backoff_ms {
-            return Err(Broken::because(format!(
-                "= {} must be at least 1 and not above timing.completion_max_backoff_ms = {}",
-                t.completion_backoff_ms, t.completion_max_backoff_ms
-            )));
-        }
-        Ok(())
-    }),
-    ("job_tokens.default_ttl_secs", |c| {
-        at_least_1(c.job_tokens.default_ttl_secs)
-    }),
-    ("job_tokens.max_ttl_secs", |c| {
-        at_least_1(c.job_tokens.max_ttl_secs)
-    }),
-    ("job_tokens.default_ttl_secs", |c| {
-        let p = &c.job_tokens;
-        if p.default_ttl_secs > p.max_ttl_secs {
-            return Err(Broken::because(format!(
-                "= {} is above job_tokens.max_ttl_secs = {}",
-                p.default_ttl_secs, p.max_ttl_secs
-            )));
-        }
-        Ok(())
-    }),
-    ("tokens", |c| {
-        if c.tokens.is_empty() && c.operators.is_empty() {
-            return Err(Broken::because(
-                "needs at least one [[tokens]] or [[operators]] entry",
-            ));
-        }
-        Ok(())
-    }),
-    ("tokens", |c| {
-        for (i, tok) in c.tokens.iter().enumerate() {
-            if tok.owner.trim().is_empty() {
-                return Err(Broken::at(format!("[{i}].owner"), "is empty"));
+        }),
+    ),
+    (
+        "limits.max_cache_size",
+        Check(|c| positive(c.limits.max_cache_size, "must be greater than 0")),
+    ),
+    // SQLite stores sizes as i64.
+    (
+        "limits.max_cache_size",
+        Below2Pow63(|c| c.limits.max_cache_size),
+    ),
+    ("limits.owner_quota", Below2Pow63(|c| c.limits.owner_quota)),
+    (
+        "limits.max_live_uploads",
+        AtLeast1(|c| c.limits.max_live_uploads),
+    ),
+    (
+        "limits.max_connections",
+        AtLeast1(|c| c.limits.max_connections as u64),
+    ),
+    (
+        "limits.ttl_days",
+        Check(|c| {
+            let v = c.limits.ttl_days;
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Broken::because(format!("= {v} must be a positive number")))
             }
-            scope_name(format!("[{i}].scope"), &tok.scope)?;
-            for (j, r) in tok.read_scopes.iter().enumerate() {
-                scope_name(format!("[{i}].read_scopes[{j}]"), r)?;
+        }),
+    ),
+    (
+        "timing.part_url_expiry_secs",
+        AtLeast1(|c| c.timing.part_url_expiry_secs),
+    ),
+    (
+        "timing.download_url_expiry_secs",
+        AtLeast1(|c| c.timing.download_url_expiry_secs),
+    ),
+    ("timing.lease_secs", AtLeast1(|c| c.timing.lease_secs)),
+    (
+        "timing.reaper_interval_secs",
+        AtLeast1(|c| c.timing.reaper_interval_secs),
+    ),
+    (
+        "timing.header_read_timeout_secs",
+        AtLeast1(|c| c.timing.header_read_timeout_secs),
+    ),
+    (
+        "timing.idle_timeout_secs",
+        AtLeast1(|c| c.timing.idle_timeout_secs),
+    ),
+    (
+        "timing.part_url_expiry_secs",
+        Presignable(|c| c.timing.part_url_expiry_secs),
+    ),
+    (
+        "timing.download_url_expiry_secs",
+        Presignable(|c| c.timing.download_url_expiry_secs),
+    ),
+    (
+        "timing.completion_give_up_after_secs",
+        AtLeast1(|c| c.timing.completion_give_up_after_secs),
+    ),
+    (
+        "timing.completion_backoff_ms",
+        Check(|c| {
+            let t = &c.timing;
+            if t.completion_backoff_ms == 0 || t.completion_max_backoff_ms < t.completion_backoff_ms
+            {
+                return Err(Broken::because(format!(
+                    "= {} must be at least 1 and not above timing.completion_max_backoff_ms = {}",
+                    t.completion_backoff_ms, t.completion_max_backoff_ms
+                )));
             }
-        }
-        Ok(())
-    }),
-    ("operators", |c| {
-        for (i, op) in c.operators.iter().enumerate() {
-            if op.name.trim().is_empty() {
-                return Err(Broken::at(format!("[{i}].name"), "is empty"));
+            Ok(())
+        }),
+    ),
+    (
+        "job_tokens.default_ttl_secs",
+        AtLeast1(|c| c.job_tokens.default_ttl_secs),
+    ),
+    (
+        "job_tokens.max_ttl_secs",
+        AtLeast1(|c| c.job_tokens.max_ttl_secs),
+    ),
+    (
+        "job_tokens.default_ttl_secs",
+        Check(|c| {
+            let p = &c.job_tokens;
+            if p.default_ttl_secs > p.max_ttl_secs {
+                return Err(Broken::because(format!(
+                    "= {} is above job_tokens.max_ttl_secs = {}",
+                    p.default_ttl_secs, p.max_ttl_secs
+                )));
             }
-            if op.owners.is_empty() {
-                return Err(Broken::at(format!("[{i}].owners"), "is empty"));
+            Ok(())
+        }),
+    ),
+    (
+        "tokens",
+        Check(|c| {
+            if c.tokens.is_empty() && c.operators.is_empty() {
+                return Err(Broken::because(
+                    "needs at least one [[tokens]] or [[operators]] entry",
+                ));
             }
-            for (j, pattern) in op.owners.iter().enumerate() {
-                let exact = pattern.strip_suffix('*').unwrap_or(pattern);
-                if exact.contains('*') || (exact.is_empty() && pattern != "*") {
-                    return Err(Broken::at(
-                        format!("[{i}].owners[{j}]"),
-                        format!("= {pattern:?}: an owner, or a prefix ending in '*'"),
-                    ));
+            Ok(())
+        }),
+    ),
+    (
+        "tokens",
+        Check(|c| {
+            for (i, tok) in c.tokens.iter().enumerate() {
+                if tok.owner.trim().is_empty() {
+                    return Err(Broken::at(format!("[{i}].owner"), "is empty"));
+                }
+                scope_name(format!("[{i}].scope"), &tok.scope)?;
+                for (j, r) in tok.read_scopes.iter().enumerate() {
+                    scope_name(format!("[{i}].read_scopes[{j}]"), r)?;
                 }
             }
-        }
-        Ok(())
-    }),
-    ("", secrets),
+            Ok(())
+        }),
+    ),
+    (
+        "operators",
+        Check(|c| {
+            for (i, op) in c.operators.iter().enumerate() {
+                if op.name.trim().is_empty() {
+                    return Err(Broken::at(format!("[{i}].name"), "is empty"));
+                }
+                if op.owners.is_empty() {
+                    return Err(Broken::at(format!("[{i}].owners"), "is empty"));
+                }
+                for (j, pattern) in op.owners.iter().enumerate() {
+                    let exact = pattern.strip_suffix('*').unwrap_or(pattern);
+                    if exact.contains('*') || (exact.is_empty() && pattern != "*") {
+                        return Err(Broken::at(
+                            format!("[{i}].owners[{j}]"),
+                            format!("= {pattern:?}: an owner, or a prefix ending in '*'"),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }),
+    ),
+    ("", Check(secrets)),
 ];
 
 /// Checks the rules serde cannot express; the error names the field.
 pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
-    for (field, check) in RULES {
-        check(cfg).map_err(|b| ConfigError::Invalid {
+    for (field, rule) in RULES {
+        rule.check(cfg).map_err(|b| ConfigError::Invalid {
             field: format!("{field}{}", b.at),
             reason: b.reason,
         })?;
@@ -204,28 +278,6 @@ fn not_blank(v: &str) -> Result<(), Broken> {
 fn positive(v: u64, reason: &str) -> Result<(), Broken> {
     if v == 0 {
         Err(Broken::because(reason))
-    } else {
-        Ok(())
-    }
-}
-
-fn at_least_1(v: u64) -> Result<(), Broken> {
-    positive(v, "must be at least 1")
-}
-
-fn below_2_63(v: u64) -> Result<(), Broken> {
-    match i64::try_from(v) {
-        Ok(_) => Ok(()),
-        Err(_) => Err(Broken::because("must be below 2^63")),
-    }
-}
-
-/// SigV4 presigned URLs are valid for at most 7 days.
-fn presign_expiry(v: u64) -> Result<(), Broken> {
-    if v > 7 * 24 * 3600 {
-        Err(Broken::because(format!(
-            "= {v} is above SigV4's limit of 604800 (7 days)"
-        )))
     } else {
         Ok(())
     }
