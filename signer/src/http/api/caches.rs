@@ -7,14 +7,14 @@ use bmat_wire::api::{
     CacheList, CacheSelector, Deleted, LookupRequest, LookupResponse, ReportAnswer, ReportRequest,
 };
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, Job};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, JobCaller};
 use crate::caches::{delete, list, lookup, report};
 use crate::http::error::ApiError;
 use crate::names;
 use crate::state::AppState;
 
 pub(super) async fn lookup(
-    Job(job): Job,
+    JobCaller(job): JobCaller,
     State(st): State<AppState>,
     ApiJson(req): ApiJson<LookupRequest>,
 ) -> Result<Json<LookupResponse>, ApiError> {
@@ -22,7 +22,7 @@ pub(super) async fn lookup(
 }
 
 pub(super) async fn report(
-    Job(job): Job,
+    JobCaller(job): JobCaller,
     State(st): State<AppState>,
     ApiJson(req): ApiJson<ReportRequest>,
 ) -> Result<Json<ReportAnswer>, ApiError> {

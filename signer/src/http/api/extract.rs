@@ -92,28 +92,28 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// A job token's grant; operator credentials are refused.
-pub struct Job(pub JobGrant);
+pub struct JobCaller(pub JobGrant);
 
-impl FromRequestParts<AppState> for Job {
+impl FromRequestParts<AppState> for JobCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match Caller::from_request_parts(parts, state).await?.0 {
-            Principal::Job(grant) => Ok(Job(grant)),
+            Principal::Job(grant) => Ok(JobCaller(grant)),
             Principal::Operator(_) => Err(AuthError::NeedsJobToken.into()),
         }
     }
 }
 
 /// An operator credential's grant; job tokens are refused.
-pub struct Operator(pub OperatorGrant);
+pub struct OperatorCaller(pub OperatorGrant);
 
-impl FromRequestParts<AppState> for Operator {
+impl FromRequestParts<AppState> for OperatorCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match Caller::from_request_parts(parts, state).await?.0 {
-            Principal::Operator(grant) => Ok(Operator(grant)),
+            Principal::Operator(grant) => Ok(OperatorCaller(grant)),
             Principal::Job(_) => Err(AuthError::NeedsOperator.into()),
         }
     }

@@ -7,14 +7,14 @@ use axum::Json;
 use axum::extract::State;
 use bmat_wire::api::{Activity, OwnerUsage, ScopeUsage, Usage, UsageSelector};
 
-use super::extract::{ApiQuery, Operator};
+use super::extract::{ApiQuery, OperatorCaller};
 use crate::http::error::ApiError;
 use crate::names;
 use crate::registry::{PlaceUsage, UsageFilter};
 use crate::state::{AppState, now_ms};
 
 pub(super) async fn stats(
-    Operator(op): Operator,
+    OperatorCaller(op): OperatorCaller,
     State(st): State<AppState>,
     ApiQuery(sel): ApiQuery<UsageSelector>,
 ) -> Result<Json<Usage>, ApiError> {

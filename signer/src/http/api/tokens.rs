@@ -7,7 +7,7 @@ use axum::extract::State;
 use bmat_wire::api::{MintRequest, MintedToken, Revoked};
 use tracing::info;
 
-use super::extract::{ApiJson, ApiPath, Operator};
+use super::extract::{ApiJson, ApiPath, OperatorCaller};
 use crate::auth::{new_token_secret, token_hash};
 use crate::http::error::ApiError;
 use crate::names;
@@ -19,7 +19,7 @@ use crate::uploads::lifecycle::canonical_ulid;
 const MAX_READ_SCOPES: usize = 16;
 
 pub(super) async fn mint(
-    Operator(op): Operator,
+    OperatorCaller(op): OperatorCaller,
     State(st): State<AppState>,
     ApiJson(req): ApiJson<MintRequest>,
 ) -> Result<Json<MintedToken>, ApiError> {
@@ -75,7 +75,7 @@ pub(super) async fn mint(
 }
 
 pub(super) async fn revoke(
-    Operator(op): Operator,
+    OperatorCaller(op): OperatorCaller,
     State(st): State<AppState>,
     ApiPath(id): ApiPath,
 ) -> Result<Json<Revoked>, ApiError> {

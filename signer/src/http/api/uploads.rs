@@ -7,13 +7,13 @@ use bmat_wire::api::{
     BeginRequest, BeginResponse, CompleteRequest, PartUrlsRequest, PartUrlsResponse, UploadStatus,
 };
 
-use super::extract::{ApiJson, ApiPath, Job};
+use super::extract::{ApiJson, ApiPath, JobCaller};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 use crate::uploads::lifecycle as uploads;
 
 pub(super) async fn begin(
-    Job(job): Job,
+    JobCaller(job): JobCaller,
     State(st): State<AppState>,
     ApiJson(req): ApiJson<BeginRequest>,
 ) -> Result<Json<BeginResponse>, ApiError> {
@@ -22,7 +22,7 @@ pub(super) async fn begin(
 }
 
 pub(super) async fn part_urls(
-    Job(job): Job,
+    JobCaller(job): JobCaller,
     State(st): State<AppState>,
     ApiPath(id): ApiPath,
     ApiJson(req): ApiJson<PartUrlsRequest>,
@@ -32,7 +32,7 @@ pub(super) async fn part_urls(
 }
 
 pub(super) async fn complete(
-    Job(job): Job,
+    JobCaller(job): JobCaller,
     State(st): State<AppState>,
     ApiPath(id): ApiPath,
     ApiJson(req): ApiJson<CompleteRequest>,
@@ -42,7 +42,7 @@ pub(super) async fn complete(
 }
 
 pub(super) async fn status(
-    Job(job): Job,
+    JobCaller(job): JobCaller,
     State(st): State<AppState>,
     ApiPath(id): ApiPath,
 ) -> Result<Json<UploadStatus>, ApiError> {
@@ -50,7 +50,7 @@ pub(super) async fn status(
 }
 
 pub(super) async fn abort(
-    Job(job): Job,
+    JobCaller(job): JobCaller,
     State(st): State<AppState>,
     ApiPath(id): ApiPath,
 ) -> Result<Json<UploadStatus>, ApiError> {
