@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use signer::config::Config;
-use signer::stats_cmd::StatsArgs;
-use signer::token_cmd::TokenCommand;
+use signer::ops::stats_cmd::StatsArgs;
+use signer::ops::token_cmd::TokenCommand;
 use tracing_subscriber::EnvFilter;
 
 /// Holds the S3 credentials and the cache registry; presigns, completes, reaps and
@@ -64,7 +64,7 @@ fn main() -> ExitCode {
 
     let cfg = match Config::load(&config) {
         Ok(cfg) => cfg,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(&e.into()),
     };
     let opts = signer::server::Options {
         config_path: config,
@@ -94,10 +94,10 @@ fn run_command(command: Command) -> ExitCode {
         Err(e) => return fail(&anyhow::Error::new(e).context("cannot start the async runtime")),
     };
     let done = match command {
-        Command::Token(cmd) => rt.block_on(signer::token_cmd::run(cmd)),
-        Command::Stats(a) => rt.block_on(signer::stats_cmd::run(a)),
+        Command::Token(cmd) => rt.block_on(signer::ops::token_cmd::run(cmd)),
+        Command::Stats(a) => rt.block_on(signer::ops::stats_cmd::run(a)),
         Command::CheckConfig { config } => {
-            return if rt.block_on(signer::check_config::run(&config)) {
+            return if rt.block_on(signer::ops::check_config::run(&config)) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -22,6 +22,17 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::retry::RetryPolicy;
+
+/// A request that failed in transport is tried three times in all, 100 ms and then
+/// 200 ms apart (see [`S3Client::send`] for why a repeat is safe).
+const TRANSPORT_RETRY: RetryPolicy = RetryPolicy {
+    attempts: Some(3),
+    base: Duration::from_millis(100),
+    cap: Duration::from_millis(200),
+    jitter: false,
+};
+
 /// Where the bucket is. `path_style` is required by Garage and MinIO (no wildcard DNS).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct S3Settings {
@@ -309,13 +320,13 @@ impl S3Client {
         body: Vec<u8>,
     ) -> Result<reqwest::Response, S3Error> {
         let sha = hex::encode(Sha256::digest(&body));
-        // A transport error is retried twice: a pooled connection the server closed
+        // A transport error is retried twice (TRANSPORT_RETRY): a pooled connection the server closed
         // while idle, or a refused connect, fails before S3 acts on the request. When
         // S3 did act, a repeat is harmless: reads, PUTs and DELETEs are idempotent; a
         // second CreateMultipartUpload leaves an upload whose id no row holds, which
         // the reaper aborts; a repeated CompleteMultipartUpload answers NoSuchUpload,
         // which the worker settles with HeadObject.
-        let mut attempt = 0;
+        let mut failed = 0;
         loop {
             let headers = self
                 .sign_parts(
@@ -333,11 +344,13 @@ impl S3Client {
             match request.body(body.clone()).send().await {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) => return Err(error_from(response).await),
-                Err(_) if attempt < 2 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                Err(e) => {
+                    failed += 1;
+                    if !TRANSPORT_RETRY.allows(failed) {
+                        return Err(e.into());
+                    }
+                    tokio::time::sleep(TRANSPORT_RETRY.delay(failed)).await;
                 }
-                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -12,13 +12,15 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::claim::ClaimError;
 use crate::config::Config;
-use crate::http::ConnLimits;
+use crate::http::accept::{self, ConnLimits};
+use crate::http::api;
+use crate::ops::claim::{self, ClaimError};
+use crate::ops::{reaper, reload};
 use crate::registry::{Db, Registry};
 use crate::s3::S3Client;
 use crate::state::AppState;
-use crate::{api, claim, http, reaper, reload, worker};
+use crate::uploads::worker;
 
 /// Connections the metrics address serves at once (a scraper or two).
 const METRICS_CONNECTIONS: usize = 16;
@@ -102,7 +104,7 @@ pub async fn run(
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            tokio::spawn(http::serve(
+            tokio::spawn(accept::serve(
                 l,
                 api::metrics::router(st.clone()),
                 limits,
@@ -122,7 +124,7 @@ pub async fn run(
         cfg.s3.prefix
     );
 
-    http::serve(listener, api::router(st.clone()), limits, shutdown).await;
+    accept::serve(listener, api::router(st.clone()), limits, shutdown).await;
 
     info!("shutting down");
     let _ = stop_tx.send(true);

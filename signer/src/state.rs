@@ -1,17 +1,18 @@
-//! What request handlers and background tasks share.
+//! What request handlers and background tasks share: the live config (swapped whole
+//! by a reload), the registry, the S3 client, the metrics, the worker's wake-up.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
-use tracing::warn;
 
-use crate::auth::{AuthError, Principal, StaticTokens, check_job_token, token_hash};
+use crate::auth::{
+    AuthError, Principal, PrincipalError, StaticTokens, check_job_token, token_hash,
+};
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::registry::{CacheRow, Db, Place, UsageEvent};
+use crate::ops::metrics::Metrics;
+use crate::registry::Db;
 use crate::s3::S3Client;
-use crate::s3::S3Error;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -64,76 +65,29 @@ impl AppState {
     }
 
     /// Swaps in a validated config and its tokens, for every request that starts
-    /// from now on (see [`crate::reload`] for what it may change).
+    /// from now on (see [`crate::ops::reload`] for what it may change).
     pub fn replace_config(&self, cfg: Config) {
         let next = Live::new(cfg);
         *self.live.write().unwrap_or_else(PoisonError::into_inner) = next;
     }
 
-    /// Counts a lookup or an eviction in the usage table. Usage is for operators'
-    /// eyes: a failure to count is logged, never the request's failure.
-    pub async fn count_usage(&self, owner: &str, scope: &str, event: UsageEvent) {
-        let (owner, scope) = (owner.to_owned(), scope.to_owned());
-        let counted = self
-            .db
-            .run(move |r| {
-                let at = Place {
-                    owner: &owner,
-                    scope: &scope,
-                };
-                r.record_usage(&at, event, now_ms())
-            })
-            .await;
-        if let Err(e) = counted {
-            warn!("cannot count usage ({event:?}): {e:#}");
-        }
-    }
-
     /// Who a bearer token is: a token of the config, else a minted job token that has
-    /// neither expired nor been revoked. Registry failures are `Err(Err(..))`.
-    pub async fn principal(
-        &self,
-        token: &str,
-    ) -> Result<Result<Principal, AuthError>, anyhow::Error> {
+    /// neither expired nor been revoked.
+    pub async fn principal(&self, token: &str) -> Result<Principal, PrincipalError> {
         let hash = token_hash(token);
         if let Some(p) = self.live().tokens.get(&hash) {
-            return Ok(Ok(p.clone()));
+            return Ok(p.clone());
         }
         let row = self.db.read(move |r| r.job_token_by_hash(&hash)).await?;
-        Ok(match row {
-            Some(row) => check_job_token(row, now_ms()),
-            None => Err(AuthError::UnknownToken),
-        })
-    }
-
-    /// Deletes a cache: object first, then row. A row without an object would be a
-    /// broken hit; an object without a row is only a leak the reaper's orphan sweep
-    /// removes. By ULID, so a newer cache of the same key is never touched.
-    pub async fn delete_cache(&self, c: &CacheRow) -> Result<(), DeleteError> {
-        self.s3
-            .delete_object(&self.object_name(&c.ulid))
-            .await
-            .map_err(DeleteError::S3)?;
-        let ulid = c.ulid.clone();
-        self.db
-            .run(move |r| r.delete_cache(&ulid))
-            .await
-            .map_err(DeleteError::Registry)?;
-        Ok(())
+        match row {
+            Some(row) => Ok(check_job_token(row, now_ms())?),
+            None => Err(AuthError::UnknownToken.into()),
+        }
     }
 
     pub fn object_name(&self, ulid: &str) -> String {
         self.cfg().s3.object_name(ulid)
     }
-}
-
-/// Why deleting a cache failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DeleteError {
-    #[error("deleting the object: {0}")]
-    S3(#[source] S3Error),
-    #[error("deleting the row: {0:#}")]
-    Registry(#[source] anyhow::Error),
 }
 
 /// Unix time in milliseconds (the registry's clock).

@@ -923,7 +923,7 @@ async fn the_reaper_spares_unknown_uploads_and_objects_younger_than_the_stale_wi
             .len()
     };
 
-    let report = signer::reaper::reap_once(&st).await;
+    let report = signer::ops::reaper::reap_once(&st).await;
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(uploads_there().await, 1, "{report:?}");
     assert!(object_exists(&stack, &object).await, "{report:?}");
@@ -933,7 +933,7 @@ async fn the_reaper_spares_unknown_uploads_and_objects_younger_than_the_stale_wi
         "the aged upload and object to be reaped",
         PATIENCE,
         || async {
-            signer::reaper::reap_once(&st).await;
+            signer::ops::reaper::reap_once(&st).await;
             uploads_there().await == 0 && !object_exists(&stack, &object).await
         },
     )

@@ -7,9 +7,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use anyhow::Context;
-
-use super::Registry;
+use super::error::RegistryError;
+use super::schema::Registry;
 
 #[derive(Clone)]
 pub struct Db {
@@ -38,10 +37,10 @@ impl Db {
     }
 
     /// Runs `f` on the writing connection, alone.
-    pub async fn run<R, F>(&self, f: F) -> anyhow::Result<R>
+    pub async fn run<R, F>(&self, f: F) -> Result<R, RegistryError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Registry) -> anyhow::Result<R> + Send + 'static,
+        F: FnOnce(&mut Registry) -> Result<R, RegistryError> + Send + 'static,
     {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
@@ -51,16 +50,16 @@ impl Db {
             f(&mut reg)
         })
         .await
-        .context("registry task failed")?
+        .map_err(RegistryError::TaskFailed)?
     }
 
     /// Runs `f`, which only reads, on a read-only connection, beside other reads and
     /// the writer. (An in-memory registry has no file to share: it reads through the
     /// writer.)
-    pub async fn read<R, F>(&self, f: F) -> anyhow::Result<R>
+    pub async fn read<R, F>(&self, f: F) -> Result<R, RegistryError>
     where
         R: Send + 'static,
-        F: FnOnce(&Registry) -> anyhow::Result<R> + Send + 'static,
+        F: FnOnce(&Registry) -> Result<R, RegistryError> + Send + 'static,
     {
         let Some(path) = self.readers.path.clone() else {
             return self.run(move |r| f(r)).await;
@@ -84,7 +83,7 @@ impl Db {
             out
         })
         .await
-        .context("registry task failed")?
+        .map_err(RegistryError::TaskFailed)?
     }
 }
 

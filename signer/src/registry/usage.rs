@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use bmat_wire::api::Activity;
 use rusqlite::params;
 
-use super::{Place, Registry};
+use super::error::RegistryError;
+use super::schema::Registry;
+use super::values::{Place, unsigned};
 
 const HOUR_MS: i64 = 3_600_000;
 /// Hours in "the last day" and "the last week": the current one and those before it.
@@ -55,13 +57,14 @@ pub struct RegistryTotals {
     pub completion_queue: u64,
 }
 
-fn unsigned(v: i64) -> u64 {
-    v.max(0) as u64
-}
-
 impl Registry {
     /// Counts one event in `at` in the hour of `now`.
-    pub fn record_usage(&self, at: &Place<'_>, event: UsageEvent, now: i64) -> anyhow::Result<()> {
+    pub fn record_usage(
+        &self,
+        at: &Place<'_>,
+        event: UsageEvent,
+        now: i64,
+    ) -> Result<(), RegistryError> {
         let one = |e: UsageEvent| i64::from(event == e);
         self.conn
             .prepare_cached(
@@ -85,7 +88,11 @@ impl Registry {
 
     /// Every place matching `filter` that holds caches or saw activity in the last
     /// week, by owner and scope.
-    pub fn usage(&self, filter: UsageFilter<'_>, now: i64) -> anyhow::Result<Vec<PlaceUsage>> {
+    pub fn usage(
+        &self,
+        filter: UsageFilter<'_>,
+        now: i64,
+    ) -> Result<Vec<PlaceUsage>, RegistryError> {
         let mut sizes = self.conn.prepare_cached(
             "SELECT owner, scope, sum(size), count(*) FROM caches
              WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR scope = ?2)
@@ -150,14 +157,14 @@ impl Registry {
     }
 
     /// Forgets the hours before the last [`KEEP_HOURS`].
-    pub fn prune_usage(&self, now: i64) -> anyhow::Result<usize> {
+    pub fn prune_usage(&self, now: i64) -> Result<usize, RegistryError> {
         Ok(self.conn.execute(
             "DELETE FROM usage WHERE hour <= ?1",
             params![hour_of(now) - KEEP_HOURS],
         )?)
     }
 
-    pub fn totals(&self) -> anyhow::Result<RegistryTotals> {
+    pub fn totals(&self) -> Result<RegistryTotals, RegistryError> {
         let (caches, bytes) = self.conn.query_row(
             "SELECT count(*), coalesce(sum(size), 0) FROM caches",
             [],

@@ -1,0 +1,57 @@
+//! Deleting a cache: object first, then row. A row without an object would be a broken
+//! hit; an object without a row is only a leak the reaper's orphan sweep removes. By
+//! ULID, so a newer cache of the same key is never touched.
+
+use bmat_wire::api::CacheSelector;
+use tracing::info;
+
+use super::access::{may_drop, selected};
+use super::error::{CacheError, s3};
+use crate::auth::Principal;
+use crate::names;
+use crate::registry::{CacheRow, Place};
+use crate::state::AppState;
+
+/// Deletes one cache (see the module doc).
+pub async fn delete(st: &AppState, c: &CacheRow) -> Result<(), CacheError> {
+    st.s3
+        .delete_object(&st.object_name(&c.ulid))
+        .await
+        .map_err(s3("deleting the cache object"))?;
+    let ulid = c.ulid.clone();
+    st.db.run(move |r| r.delete_cache(&ulid)).await?;
+    Ok(())
+}
+
+/// `DELETE /v1/caches/{key}`: a caller drops a cache of a place it may write.
+pub async fn delete_by_key(
+    st: &AppState,
+    caller: &Principal,
+    key: String,
+    sel: CacheSelector,
+) -> Result<(), CacheError> {
+    may_drop(caller)?;
+    names::key(&key)?;
+    let (owner, scope) = selected(caller, sel, true)?;
+    let scope = scope.unwrap_or_default();
+    let found = {
+        let (o, s, k) = (owner.clone(), scope.clone(), key.clone());
+        st.db
+            .run(move |r| {
+                r.find_cache(
+                    &Place {
+                        owner: &o,
+                        scope: &s,
+                    },
+                    &k,
+                )
+            })
+            .await?
+    };
+    let Some(c) = found else {
+        return Err(CacheError::NotFound { key, scope });
+    };
+    delete(st, &c).await?;
+    info!(owner = %owner, scope = %scope, key = %key, "cache deleted by the client");
+    Ok(())
+}

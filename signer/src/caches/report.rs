@@ -1,0 +1,77 @@
+//! What became of a restore, as its job reports it, and healing. A success moves the
+//! cache's last use. A problem may drop the cache, so that the next lookup finds the
+//! next candidate and the next save of the key writes a good one, instead of every
+//! restore failing on it while every save says "exists":
+//! - missing, or corrupt: the signer checks S3 itself (the object's presence, size and
+//!   SHA-256) and drops the cache only if S3 confirms, so no job can drop a good cache
+//!   by lying or by a bad download;
+//! - undecodable (the bytes are intact but do not unpack): only S3 can be checked, the
+//!   archive's content cannot. The word of a job of the cache's own scope is taken
+//!   when no job has reported a good restore of it since this one looked it up; a
+//!   job that only reads the scope (a pull request reading main) cannot drop it.
+
+use bmat_wire::api::{CacheProblem, ReportAnswer, ReportRequest};
+use tracing::{info, warn};
+
+use super::delete::delete;
+use super::error::{CacheError, s3};
+use crate::auth::JobGrant;
+use crate::names;
+use crate::registry::Place;
+use crate::state::{AppState, now_ms};
+
+pub async fn report(
+    st: &AppState,
+    job: &JobGrant,
+    req: ReportRequest,
+) -> Result<ReportAnswer, CacheError> {
+    names::key(&req.key)?;
+    names::scope("scope", &req.scope)?;
+    // Only caches the job may read; anything else is as unknown as a missing one.
+    let found = if job.search_order().contains(&req.scope) {
+        let (owner, scope, key) = (job.owner.clone(), req.scope.clone(), req.key.clone());
+        st.db
+            .read(move |r| {
+                r.find_cache(
+                    &Place {
+                        owner: &owner,
+                        scope: &scope,
+                    },
+                    &key,
+                )
+            })
+            .await?
+    } else {
+        None
+    };
+    // Another archive of the key (replaced meanwhile): the report is not about it.
+    let Some(cache) = found.filter(|c| c.sha256 == req.sha256) else {
+        return Ok(ReportAnswer { dropped: false });
+    };
+    let Some(problem) = req.problem else {
+        let ulid = cache.ulid.clone();
+        st.db.run(move |r| r.touch_cache(&ulid, now_ms())).await?;
+        return Ok(ReportAnswer { dropped: false });
+    };
+    let intact = st
+        .s3
+        .object_digest(&st.object_name(&cache.ulid))
+        .await
+        .map_err(s3("checking a reported cache"))?
+        .is_some_and(|digest| digest == (cache.size, cache.sha256.clone()));
+    let drop_it = match problem {
+        CacheProblem::Missing | CacheProblem::Corrupt => !intact,
+        CacheProblem::Undecodable => {
+            !intact
+                || (cache.scope == job.scope
+                    && cache.restored_at.is_none_or(|t| t < req.issued_at_ms))
+        }
+    };
+    if !drop_it {
+        info!(owner = %job.owner, scope = %cache.scope, key = %cache.key, ?problem, intact, "cache reported broken; kept");
+        return Ok(ReportAnswer { dropped: false });
+    }
+    delete(st, &cache).await?;
+    warn!(owner = %job.owner, scope = %cache.scope, key = %cache.key, ?problem, intact, "cache reported broken; dropped");
+    Ok(ReportAnswer { dropped: true })
+}

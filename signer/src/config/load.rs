@@ -1,0 +1,280 @@
+//! Reading a config: the file, its TOML, then the rules ([`super::rules`]). Errors are
+//! one line naming the file, the line and the field.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::error::ConfigError;
+use super::rules;
+use super::types::Config;
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|problem| ConfigError::InFile {
+            path: path.to_owned(),
+            problem: Box::new(problem),
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|error| ConfigError::Toml {
+            described: describe_toml_error(text, &error),
+            error,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Serialises to TOML (what the test stack writes for the binary to read).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("cannot serialise the signer config")
+    }
+
+    /// Checks the rules serde cannot express; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        rules::validate(self)
+    }
+}
+
+/// One line: `line N: `the offending line`: message`. toml's own Display spans
+/// several lines with a caret; the line's text keeps the field's name in view.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    if line.is_empty() {
+        format!("line {line_no}: {message}")
+    } else {
+        format!("line {line_no}: `{line}`: {message}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::types::{GIB, MIB, default_listen};
+
+    const MINIMAL: &str = r#"
+[s3]
+endpoint = "http://127.0.0.1:3900"
+bucket = "caches"
+
+[[tokens]]
+token = "t0ken"
+owner = "acme/widgets"
+"#;
+
+    #[test]
+    fn minimal_config_gets_the_defaults() {
+        let cfg = Config::parse(MINIMAL).unwrap();
+        assert_eq!(cfg.listen, default_listen());
+        assert_eq!(cfg.limits.max_cache_size, 10 * GIB);
+        assert_eq!(cfg.limits.part_size, 16 * MIB);
+        assert_eq!(cfg.timing.part_url_expiry_secs, 900);
+        assert_eq!(cfg.s3.prefix, "bmat");
+        assert!(cfg.s3.path_style);
+        assert_eq!(cfg.s3.object_name("X"), "bmat/caches/X");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut cfg = Config::parse(MINIMAL).unwrap();
+        cfg.limits.ttl_days = 0.5;
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        let again = Config::parse(&cfg.to_toml().unwrap()).unwrap();
+        assert_eq!(again.limits.ttl_days, 0.5);
+        assert_eq!(again.listen.port(), 0);
+        assert_eq!(again.tokens[0].token, "t0ken");
+    }
+
+    #[test]
+    fn integer_ttl_days_is_accepted() {
+        let cfg = Config::parse(&format!("{MINIMAL}\n[limits]\nttl_days = 3\n")).unwrap();
+        assert_eq!(cfg.limits.ttl_days, 3.0);
+    }
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = err(&MINIMAL.replace("bucket = \"caches\"", "bucket = 3"));
+        assert!(e.contains("bucket"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+
+        let e = err(&format!("{MINIMAL}\n[limits]\npart_size = \"big\"\n"));
+        assert!(e.contains("part_size"), "{e}");
+
+        let e = err(&format!("{MINIMAL}\n[timing]\nlease_sec = 3\n"));
+        assert!(e.contains("lease_sec"), "{e}");
+
+        let e = err(&MINIMAL.replace("bucket = \"caches\"", ""));
+        assert!(e.contains("bucket"), "{e}");
+
+        let e = err(&format!("listen = \"nowhere\"\n{MINIMAL}"));
+        assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn connection_and_completion_limits_are_checked() {
+        let cfg = Config::parse(MINIMAL).unwrap();
+        assert_eq!(cfg.limits.max_connections, 512);
+        assert_eq!(cfg.timing.header_read_timeout_secs, 10);
+        assert_eq!(cfg.timing.completion_give_up_after_secs, 6 * 3600);
+        assert!(!cfg.s3.take_over_prefix);
+        for (section, line, field) in [
+            ("limits", "max_connections = 0", "limits.max_connections"),
+            (
+                "timing",
+                "header_read_timeout_secs = 0",
+                "timing.header_read_timeout_secs",
+            ),
+            (
+                "timing",
+                "idle_timeout_secs = 0",
+                "timing.idle_timeout_secs",
+            ),
+            (
+                "timing",
+                "completion_give_up_after_secs = 0",
+                "timing.completion_give_up_after_secs",
+            ),
+            (
+                "timing",
+                "completion_backoff_ms = 0",
+                "timing.completion_backoff_ms",
+            ),
+            (
+                "timing",
+                "completion_max_backoff_ms = 10",
+                "timing.completion_backoff_ms",
+            ),
+        ] {
+            let e = err(&format!("{MINIMAL}\n[{section}]\n{line}\n"));
+            assert!(e.contains(field), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn metrics_are_off_unless_given_an_address_of_their_own() {
+        assert!(Config::parse(MINIMAL).unwrap().metrics.is_none());
+        let cfg = Config::parse(&format!(
+            "{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9100\"\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.metrics.unwrap().listen.port(), 9100);
+        let e = err(&format!(
+            "listen = \"127.0.0.1:9100\"\n{MINIMAL}\n[metrics]\nlisten = \"127.0.0.1:9100\"\n"
+        ));
+        assert!(e.contains("metrics.listen"), "{e}");
+    }
+
+    #[test]
+    fn small_part_size_is_refused() {
+        let e = err(&format!("{MINIMAL}\n[limits]\npart_size = 1048576\n"));
+        assert!(e.contains("limits.part_size"), "{e}");
+    }
+
+    #[test]
+    fn tokens_are_required_and_unique() {
+        let e = err("[s3]\nendpoint = \"http://x\"\nbucket = \"b\"\n");
+        assert!(e.contains("tokens"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[tokens]]\ntoken = \"t0ken\"\nowner = \"other\"\n"
+        ));
+        assert!(e.contains("tokens[1].token"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[operators]]\ntoken = \"t0ken\"\nname = \"ci\"\nowners = [\"*\"]\n"
+        ));
+        assert!(e.contains("operators[0].token"), "{e}");
+    }
+
+    #[test]
+    fn static_tokens_default_to_a_writing_token_of_the_default_scope() {
+        let cfg = Config::parse(MINIMAL).unwrap();
+        let t = &cfg.tokens[0];
+        assert_eq!(
+            (t.scope.as_str(), t.read_scopes.len(), t.write),
+            (bmat_wire::DEFAULT_SCOPE, 0, true)
+        );
+        assert_eq!(cfg.job_tokens.default_ttl_secs, 4 * 3600);
+    }
+
+    #[test]
+    fn scopes_and_operator_owners_are_checked() {
+        let e = err(&format!("{MINIMAL}scope = \"refs heads\"\n"));
+        assert!(e.contains("tokens[0].scope"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}\n[[operators]]\ntoken = \"op\"\nname = \"ci\"\nowners = [\"a*b\"]\n"
+        ));
+        assert!(e.contains("operators[0].owners[0]"), "{e}");
+        let op = "[[operators]]\ntoken = \"op\"\nname = \"ci\"\nowners = [\"acme/*\"]\n";
+        let cfg = Config::parse(&format!(
+            "[s3]\nendpoint = \"http://x\"\nbucket = \"b\"\n{op}"
+        ))
+        .unwrap();
+        assert_eq!(cfg.operators[0].owners, ["acme/*"]);
+        assert!(!format!("{cfg:?}").contains("\"op\""));
+    }
+
+    #[test]
+    fn bad_prefix_and_endpoint_are_refused() {
+        let e = err(&MINIMAL.replace("bucket = \"caches\"", "bucket = \"c\"\nprefix = \"/x/\""));
+        assert!(e.contains("s3.prefix"), "{e}");
+        let e = err(&MINIMAL.replace("http://127.0.0.1:3900", "127.0.0.1:3900"));
+        assert!(e.contains("s3.endpoint"), "{e}");
+    }
+
+    #[test]
+    fn debug_redacts_tokens() {
+        let cfg = Config::parse(MINIMAL).unwrap();
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("t0ken"), "{dbg}");
+        assert!(dbg.contains("acme/widgets"));
+    }
+
+    #[test]
+    fn missing_credential_variable_is_named() {
+        let mut cfg = Config::parse(MINIMAL).unwrap();
+        cfg.s3.access_key_id_env = "BMAT_TEST_SURELY_UNSET_VARIABLE_1".into();
+        let e = cfg.credentials().err().unwrap().to_string();
+        assert!(e.contains("BMAT_TEST_SURELY_UNSET_VARIABLE_1"), "{e}");
+    }
+
+    #[test]
+    fn credentials_file_is_read_and_not_echoed_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds.toml");
+        std::fs::write(
+            &path,
+            "access_key_id = \"GKabc\"\nsecret_access_key = \"s3cr3t-0123456789\"\n",
+        )
+        .unwrap();
+        let mut cfg = Config::parse(MINIMAL).unwrap();
+        cfg.s3.credentials_file = Some(path.clone());
+        let creds = cfg.credentials().unwrap();
+        assert_eq!(creds.access_key_id, "GKabc");
+        assert_eq!(creds.secret_access_key, "s3cr3t-0123456789");
+
+        std::fs::write(
+            &path,
+            "access_key_id = \"GKabc\"\nsecret = \"s3cr3t-0123456789\"\n",
+        )
+        .unwrap();
+        let e = cfg.credentials().err().unwrap().to_string();
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("secret"), "{e}");
+    }
+}

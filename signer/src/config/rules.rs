@@ -1,0 +1,331 @@
+//! What serde cannot check in a config, as a table of rules: each names the field it
+//! checks and says what is wrong with it. [`validate`] applies them in order and
+//! reports the first broken one.
+
+use std::collections::HashSet;
+
+use super::error::ConfigError;
+use super::types::{Config, MAX_PART_SIZE, MIN_PART_SIZE};
+use Rule::{AtLeast1, Below2Pow63, Check, Presignable};
+
+/// What is wrong: below the rule's field (`[2].scope` for an element of a list, empty
+/// for the field itself) and why.
+pub struct Broken {
+    at: String,
+    reason: String,
+}
+
+impl Broken {
+    fn because(reason: impl Into<String>) -> Broken {
+        Broken {
+            at: String::new(),
+            reason: reason.into(),
+        }
+    }
+
+    fn at(at: impl Into<String>, reason: impl Into<String>) -> Broken {
+        Broken {
+            at: at.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// How a rule checks its field.
+enum Rule {
+    /// Any check.
+    Check(fn(&Config) -> Result<(), Broken>),
+    /// A number that must be at least 1.
+    AtLeast1(fn(&Config) -> u64),
+    /// A size SQLite can store (an i64).
+    Below2Pow63(fn(&Config) -> u64),
+    /// A presigned URL's lifetime: SigV4 allows at most 7 days.
+    Presignable(fn(&Config) -> u64),
+}
+
+impl Rule {
+    fn check(&self, c: &Config) -> Result<(), Broken> {
+        match self {
+            Rule::Check(check) => check(c),
+            Rule::AtLeast1(value) => positive(value(c), "must be at least 1"),
+            Rule::Below2Pow63(value) => match i64::try_from(value(c)) {
+                Ok(_) => Ok(()),
+                Err(_) => Err(Broken::because("must be below 2^63")),
+            },
+            Rule::Presignable(value) => match value(c) {
+                v if v > 7 * 24 * 3600 => Err(Broken::because(format!(
+                    "= {v} is above SigV4's limit of 604800 (7 days)"
+                ))),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+/// Every rule, in the order they are checked: the field, and its check.
+const RULES: &[(&str, Rule)] = &[
+    ("s3.endpoint", Check(|c| not_blank(&c.s3.endpoint))),
+    (
+        "s3.endpoint",
+        Check(|c| match url::Url::parse(&c.s3.endpoint) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+            _ => Err(Broken::because(format!(
+                "{:?} is not an http(s) URL",
+                c.s3.endpoint
+            ))),
+        }),
+    ),
+    ("s3.bucket", Check(|c| not_blank(&c.s3.bucket))),
+    ("s3.region", Check(|c| not_blank(&c.s3.region))),
+    ("s3.prefix", Check(s3_prefix)),
+    (
+        "metrics.listen",
+        Check(|c| match &c.metrics {
+            Some(m) if m.listen.port() != 0 && m.listen == c.listen => {
+                Err(Broken::because(format!(
+                    "= {} is also listen: the metrics need an address of their own",
+                    m.listen
+                )))
+            }
+            _ => Ok(()),
+        }),
+    ),
+    (
+        "limits.part_size",
+        Check(|c| {
+            let v = c.limits.part_size;
+            if v < MIN_PART_SIZE {
+                return Err(Broken::because(format!(
+                    "= {v} is below S3's minimum part size of {MIN_PART_SIZE} (5 MiB)"
+                )));
+            }
+            if v > MAX_PART_SIZE {
+                return Err(Broken::because(format!(
+                    "= {v} is above S3's maximum part size of {MAX_PART_SIZE} (5 GiB)"
+                )));
+            }
+            Ok(())
+        }),
+    ),
+    (
+        "limits.max_cache_size",
+        Check(|c| positive(c.limits.max_cache_size, "must be greater than 0")),
+    ),
+    // SQLite stores sizes as i64.
+    (
+        "limits.max_cache_size",
+        Below2Pow63(|c| c.limits.max_cache_size),
+    ),
+    ("limits.owner_quota", Below2Pow63(|c| c.limits.owner_quota)),
+    (
+        "limits.max_live_uploads",
+        AtLeast1(|c| c.limits.max_live_uploads),
+    ),
+    (
+        "limits.max_connections",
+        AtLeast1(|c| c.limits.max_connections as u64),
+    ),
+    (
+        "limits.ttl_days",
+        Check(|c| {
+            let v = c.limits.ttl_days;
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(Broken::because(format!("= {v} must be a positive number")))
+            }
+        }),
+    ),
+    (
+        "timing.part_url_expiry_secs",
+        AtLeast1(|c| c.timing.part_url_expiry_secs),
+    ),
+    (
+        "timing.download_url_expiry_secs",
+        AtLeast1(|c| c.timing.download_url_expiry_secs),
+    ),
+    ("timing.lease_secs", AtLeast1(|c| c.timing.lease_secs)),
+    (
+        "timing.reaper_interval_secs",
+        AtLeast1(|c| c.timing.reaper_interval_secs),
+    ),
+    (
+        "timing.header_read_timeout_secs",
+        AtLeast1(|c| c.timing.header_read_timeout_secs),
+    ),
+    (
+        "timing.idle_timeout_secs",
+        AtLeast1(|c| c.timing.idle_timeout_secs),
+    ),
+    (
+        "timing.part_url_expiry_secs",
+        Presignable(|c| c.timing.part_url_expiry_secs),
+    ),
+    (
+        "timing.download_url_expiry_secs",
+        Presignable(|c| c.timing.download_url_expiry_secs),
+    ),
+    (
+        "timing.completion_give_up_after_secs",
+        AtLeast1(|c| c.timing.completion_give_up_after_secs),
+    ),
+    (
+        "timing.completion_backoff_ms",
+        Check(|c| {
+            let t = &c.timing;
+            if t.completion_backoff_ms == 0 || t.completion_max_backoff_ms < t.completion_backoff_ms
+            {
+                return Err(Broken::because(format!(
+                    "= {} must be at least 1 and not above timing.completion_max_backoff_ms = {}",
+                    t.completion_backoff_ms, t.completion_max_backoff_ms
+                )));
+            }
+            Ok(())
+        }),
+    ),
+    (
+        "job_tokens.default_ttl_secs",
+        AtLeast1(|c| c.job_tokens.default_ttl_secs),
+    ),
+    (
+        "job_tokens.max_ttl_secs",
+        AtLeast1(|c| c.job_tokens.max_ttl_secs),
+    ),
+    (
+        "job_tokens.default_ttl_secs",
+        Check(|c| {
+            let p = &c.job_tokens;
+            if p.default_ttl_secs > p.max_ttl_secs {
+                return Err(Broken::because(format!(
+                    "= {} is above job_tokens.max_ttl_secs = {}",
+                    p.default_ttl_secs, p.max_ttl_secs
+                )));
+            }
+            Ok(())
+        }),
+    ),
+    (
+        "tokens",
+        Check(|c| {
+            if c.tokens.is_empty() && c.operators.is_empty() {
+                return Err(Broken::because(
+                    "needs at least one [[tokens]] or [[operators]] entry",
+                ));
+            }
+            Ok(())
+        }),
+    ),
+    (
+        "tokens",
+        Check(|c| {
+            for (i, tok) in c.tokens.iter().enumerate() {
+                if tok.owner.trim().is_empty() {
+                    return Err(Broken::at(format!("[{i}].owner"), "is empty"));
+                }
+                scope_name(format!("[{i}].scope"), &tok.scope)?;
+                for (j, r) in tok.read_scopes.iter().enumerate() {
+                    scope_name(format!("[{i}].read_scopes[{j}]"), r)?;
+                }
+            }
+            Ok(())
+        }),
+    ),
+    (
+        "operators",
+        Check(|c| {
+            for (i, op) in c.operators.iter().enumerate() {
+                if op.name.trim().is_empty() {
+                    return Err(Broken::at(format!("[{i}].name"), "is empty"));
+                }
+                if op.owners.is_empty() {
+                    return Err(Broken::at(format!("[{i}].owners"), "is empty"));
+                }
+                for (j, pattern) in op.owners.iter().enumerate() {
+                    let exact = pattern.strip_suffix('*').unwrap_or(pattern);
+                    if exact.contains('*') || (exact.is_empty() && pattern != "*") {
+                        return Err(Broken::at(
+                            format!("[{i}].owners[{j}]"),
+                            format!("= {pattern:?}: an owner, or a prefix ending in '*'"),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }),
+    ),
+    ("", Check(secrets)),
+];
+
+/// Checks the rules serde cannot express; the error names the field.
+pub fn validate(cfg: &Config) -> Result<(), ConfigError> {
+    for (field, rule) in RULES {
+        rule.check(cfg).map_err(|b| ConfigError::Invalid {
+            field: format!("{field}{}", b.at),
+            reason: b.reason,
+        })?;
+    }
+    Ok(())
+}
+
+fn not_blank(v: &str) -> Result<(), Broken> {
+    if v.trim().is_empty() {
+        Err(Broken::because("is empty"))
+    } else {
+        Ok(())
+    }
+}
+
+fn positive(v: u64, reason: &str) -> Result<(), Broken> {
+    if v == 0 {
+        Err(Broken::because(reason))
+    } else {
+        Ok(())
+    }
+}
+
+fn s3_prefix(c: &Config) -> Result<(), Broken> {
+    let p = &c.s3.prefix;
+    let ok = !p.is_empty()
+        && !p.starts_with('/')
+        && !p.ends_with('/')
+        && !p.contains("//")
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Broken::because(format!(
+            "{p:?} must be non-empty, use only letters, digits, '/', '.', '_', '-', and not \
+             start or end with '/'"
+        )))
+    }
+}
+
+fn scope_name(at: String, v: &str) -> Result<(), Broken> {
+    bmat_wire::validate_scope(v).map_err(|e| Broken::at(at, format!("{v:?} {e}")))
+}
+
+/// Every token and operator credential is set, and no two are the same.
+fn secrets(c: &Config) -> Result<(), Broken> {
+    let all = c
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("tokens[{i}].token"), &t.token))
+        .chain(
+            c.operators
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (format!("operators[{i}].token"), &o.token)),
+        );
+    let mut seen = HashSet::new();
+    for (field, secret) in all {
+        if secret.trim().is_empty() {
+            return Err(Broken::at(field, "is empty"));
+        }
+        if !seen.insert(secret.as_str()) {
+            return Err(Broken::at(field, "repeats an earlier token"));
+        }
+    }
+    Ok(())
+}

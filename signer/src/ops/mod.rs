@@ -1,0 +1,19 @@
+//! Operations: what keeps the signer tidy and what operators run.
+//!
+//! - [`reaper`] — aborts what was abandoned, evicts what is old or over quota.
+//! - [`claim`] — one registry per S3 prefix.
+//! - [`metrics`] — what `GET /metrics` shows.
+//! - [`reload`] — SIGHUP: tokens and limits re-read from the config file.
+//! - [`check_config`] — `signer check-config`: the file and the bucket, checked.
+//! - [`client`] — the operator's client of the API (`signer token …`, `signer stats`).
+//! - [`token_cmd`] — `signer token create|revoke`.
+//! - [`stats_cmd`] — `signer stats`: usage per owner and scope.
+
+pub mod check_config;
+pub mod claim;
+pub mod client;
+pub mod metrics;
+pub mod reaper;
+pub mod reload;
+pub mod stats_cmd;
+pub mod token_cmd;

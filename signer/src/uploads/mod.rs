@@ -1,0 +1,8 @@
+//! Uploads: every state transition of an upload ([`lifecycle`]), the durable queue that
+//! completes finished ones ([`worker`]), and [`UploadError`].
+
+pub mod error;
+pub mod lifecycle;
+pub mod worker;
+
+pub use error::{MAX_URLS_PER_REQUEST, UploadError};
