@@ -8,7 +8,8 @@
 //! - [`uploads`] — the life of an upload and its durable completion.
 //! - [`auth`] — tokens: who is asking and what it may do.
 //! - [`registry`] — the SQLite index of caches, uploads, tokens and usage.
-//! - [`ops`] — operations: reaper, prefix claim, metrics, reload, operator commands.
+//! - [`ops`] — operations: reaper, prefix claim, reload, operator commands.
+//! - [`metrics`] — what `GET /metrics` shows; every module counts into it.
 //! - [`server`] — startup, the ready file, shutdown.
 //! - [`s3`] — the S3 client.
 //! - [`retry`] — the one policy of every retry loop.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod caches;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod names;
 pub mod ops;
 pub mod registry;

@@ -10,7 +10,7 @@ use crate::auth::{
     AuthError, Principal, PrincipalError, StaticTokens, check_job_token, token_hash,
 };
 use crate::config::Config;
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 use crate::registry::Db;
 use crate::s3::S3Client;
 

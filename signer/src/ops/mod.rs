@@ -2,7 +2,6 @@
 //!
 //! - [`reaper`] — aborts what was abandoned, evicts what is old or over quota.
 //! - [`claim`] — one registry per S3 prefix.
-//! - [`metrics`] — what `GET /metrics` shows.
 //! - [`reload`] — SIGHUP: tokens and limits re-read from the config file.
 //! - [`check_config`] — `signer check-config`: the file and the bucket, checked.
 //! - [`client`] — the operator's client of the API (`signer token …`, `signer stats`).
@@ -12,7 +11,6 @@
 pub mod check_config;
 pub mod claim;
 pub mod client;
-pub mod metrics;
 pub mod reaper;
 pub mod reload;
 pub mod stats_cmd;

@@ -11,8 +11,8 @@ use tokio::signal::unix::Signal;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::metrics::ReloadOutcome;
 use crate::config::{Config, ConfigError};
+use crate::metrics::ReloadOutcome;
 use crate::state::AppState;
 use crate::text::chain;
 

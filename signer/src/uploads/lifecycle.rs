@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use super::error::{MAX_URLS_PER_REQUEST, UploadError, s3};
 use crate::auth::JobGrant;
 use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
-use crate::ops::metrics::UploadEvent;
+use crate::metrics::UploadEvent;
 use crate::registry::{BeginOutcome, UploadRow, UploadRules};
 use crate::state::{AppState, now_ms};
 

@@ -1,4 +1,4 @@
-//! The API's side of [`crate::ops::metrics`]: every answer counted and timed by route
+//! The API's side of [`crate::metrics`]: every answer counted and timed by route
 //! template, and `GET /metrics` on the metrics address.
 
 use std::time::Instant;
