@@ -30,13 +30,21 @@ pub enum Endpoint {
     Signer { url: String, token: String },
 }
 
-impl Endpoint {
-    /// `BMAT_AGENT_SOCKET` first, then `BMAT_SIGNER_URL` + `BMAT_TOKEN`.
-    pub fn from_env() -> anyhow::Result<Endpoint> {
-        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-    }
+/// Why the job has no cache service to talk to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("BMAT_SIGNER_URL is set but BMAT_TOKEN is not")]
+    NoToken,
+    #[error(
+        "no cache service configured (neither BMAT_AGENT_SOCKET nor BMAT_SIGNER_URL is set)"
+    )]
+    NotConfigured,
+}
 
-    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Endpoint> {
+impl Endpoint {
+    /// `BMAT_AGENT_SOCKET` first, then `BMAT_SIGNER_URL` + `BMAT_TOKEN`, as `get` (a
+    /// lookup of set, non-empty variables) has them.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Endpoint, EndpointError> {
         if let Some(socket) = get("BMAT_AGENT_SOCKET") {
             return Ok(Endpoint::AgentSocket(PathBuf::from(socket)));
         }
@@ -45,10 +53,8 @@ impl Endpoint {
                 url: url.trim_end_matches('/').to_owned(),
                 token,
             }),
-            (Some(_), None) => Err(anyhow!("BMAT_SIGNER_URL is set but BMAT_TOKEN is not")),
-            _ => Err(anyhow!(
-                "no cache service configured (neither BMAT_AGENT_SOCKET nor BMAT_SIGNER_URL is set)"
-            )),
+            (Some(_), None) => Err(EndpointError::NoToken),
+            _ => Err(EndpointError::NotConfigured),
         }
     }
 
@@ -117,10 +123,6 @@ impl ApiClient {
             endpoint,
             retry: tuning.api_retry.clone(),
         })
-    }
-
-    pub fn from_env(tuning: &Tuning) -> anyhow::Result<ApiClient> {
-        Self::new(Endpoint::from_env()?, tuning)
     }
 
     /// Passes over the caches in `exclude` (candidates that already failed).

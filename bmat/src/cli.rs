@@ -7,16 +7,15 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use crate::context::{Flags, JobContext};
 use crate::delete::{DeleteRequest, delete};
 use crate::list::{ListRequest, Listing, list};
 use crate::outcome::{JSON_HELP, Outcome, UsageError};
 use crate::output;
 use crate::paths::parse_list;
 use crate::restore::{RestoreRequest, lookup_only, restore};
-use crate::roots::Roots;
 use crate::rust;
 use crate::save::{SaveRequest, save};
-use crate::tuning::Tuning;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -166,16 +165,21 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let (strict, json) = (cli.strict, cli.json);
     let fail_on_miss = cli.command.fails_on_miss();
-    let (code, written) = match prepare(cli.command) {
-        Ok(Prepared::Print(text)) => (0, output::print(&text)),
-        Ok(Prepared::List(req)) => {
-            let listing = on_runtime(async |tuning| list(req, tuning).await)
+    let prepared = JobContext::of_process(cli.flags())
+        .map_err(|e| UsageError(format!("cannot tell the working directory: {e}")))
+        .and_then(|ctx| Ok((prepare(cli.command, &ctx)?, ctx)));
+    let (code, written) = match prepared {
+        Ok((Prepared::Print(text), _)) => (0, output::print(&text)),
+        Ok((Prepared::List(req), ctx)) => {
+            let listing = on_runtime(async || list(req, &ctx).await)
                 .unwrap_or_else(|e| Listing::failed(None, &e, Duration::ZERO));
             (listing.exit_code(strict), listing.report(strict, json))
         }
-        Ok(Prepared::Done(outcome)) => (outcome.exit_code(strict), report(&outcome, strict, json)),
-        Ok(Prepared::Run(job)) => {
-            let outcome = run(job);
+        Ok((Prepared::Done(outcome), _)) => {
+            (outcome.exit_code(strict), report(&outcome, strict, json))
+        }
+        Ok((Prepared::Run(job), ctx)) => {
+            let outcome = run(job, &ctx);
             let code = match outcome.is_miss() && fail_on_miss {
                 true => 1,
                 false => outcome.exit_code(strict),
@@ -230,6 +234,25 @@ pub enum Job {
     Delete(DeleteRequest),
 }
 
+impl Cli {
+    /// What the command line says about the whole job.
+    pub fn flags(&self) -> Flags {
+        let Command::Cache { command } = &self.command;
+        let key_suffix = match command {
+            CacheCommand::Rust {
+                command:
+                    RustCommand::Key(args) | RustCommand::Save(args) | RustCommand::Restore { args, .. },
+            } => args.key_suffix.clone(),
+            _ => None,
+        };
+        Flags {
+            strict: self.strict,
+            json: self.json,
+            key_suffix,
+        }
+    }
+}
+
 impl Command {
     /// `restore --fail-on-miss`: a miss exits 1.
     pub fn fails_on_miss(&self) -> bool {
@@ -246,11 +269,10 @@ impl Command {
 
 /// Usage checks, before anything touches the network: the key, the fallback
 /// prefixes, every path on stdin.
-pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
+pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageError> {
     let Command::Cache { command } = command;
-    let root = current_dir()?;
     match command {
-        CacheCommand::Rust { command } => prepare_rust(command),
+        CacheCommand::Rust { command } => prepare_rust(command, ctx),
         CacheCommand::Save { null, key } => {
             check_key(&key)?;
             if std::io::stdin().is_terminal() {
@@ -261,7 +283,7 @@ pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
                 .read_to_end(&mut input)
                 .map_err(|e| UsageError(format!("cannot read the paths from stdin: {e}")))?;
             let paths = parse_list(&input, null).map_err(|e| UsageError(e.to_string()))?;
-            let roots = Roots::from_env(&root);
+            let roots = ctx.trees.clone();
             if paths.iter().any(|p| roots.split(p).is_err()) {
                 return Err(UsageError(
                     "~/… paths need $HOME set to an absolute path".into(),
@@ -281,7 +303,7 @@ pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
             let req = RestoreRequest {
                 key,
                 fallbacks: fallback,
-                roots: Roots::from_env(&root),
+                roots: ctx.trees.clone(),
             };
             Ok(Prepared::Run(if flags.lookup_only {
                 Job::Lookup(req)
@@ -302,13 +324,13 @@ pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
     }
 }
 
-fn prepare_rust(command: RustCommand) -> Result<Prepared, UsageError> {
+fn prepare_rust(command: RustCommand, ctx: &JobContext) -> Result<Prepared, UsageError> {
     let (action, args, lookup_only) = match command {
         RustCommand::Key(args) => (rust::Action::Key, args, false),
         RustCommand::Save(args) => (rust::Action::Save, args, false),
         RustCommand::Restore { args, flags } => (rust::Action::Restore, args, flags.lookup_only),
     };
-    Ok(match rust::plan(action, &args.path(), args.key_suffix)? {
+    Ok(match rust::plan(action, &args.path(), ctx)? {
         Err(outcome) => Prepared::Done(outcome),
         Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
         Ok(rust::Plan::Save(request)) => Prepared::Run(Job::Save(request)),
@@ -327,25 +349,20 @@ fn check_prefix(what: &str, prefix: &str) -> Result<(), UsageError> {
         .map_err(|e| UsageError(format!("invalid {what} {prefix:?}: it {e}")))
 }
 
-fn current_dir() -> Result<PathBuf, UsageError> {
-    std::env::current_dir()
-        .map_err(|e| UsageError(format!("cannot tell the working directory: {e}")))
-}
-
 /// Runs a prepared job on a fresh runtime.
-pub fn run(job: Job) -> Outcome {
+pub fn run(job: Job, ctx: &JobContext) -> Outcome {
     let key = match &job {
         Job::Save(r) => r.key.clone(),
         Job::Restore(r) | Job::Lookup(r) | Job::RustRestore(r, _) => r.key.clone(),
         Job::Delete(r) => r.key.clone(),
     };
-    on_runtime(async |tuning| match job {
-        Job::Save(req) => save(req, tuning).await,
-        Job::Restore(req) => restore(req, tuning).await,
-        Job::Lookup(req) => lookup_only(req, tuning).await,
-        Job::Delete(req) => delete(req, tuning).await,
+    on_runtime(async || match job {
+        Job::Save(req) => save(req, ctx).await,
+        Job::Restore(req) => restore(req, ctx).await,
+        Job::Lookup(req) => lookup_only(req, ctx).await,
+        Job::Delete(req) => delete(req, ctx).await,
         Job::RustRestore(req, after) => {
-            let outcome = restore(req, tuning).await;
+            let outcome = restore(req, ctx).await;
             if matches!(outcome, Outcome::Hit { .. })
                 && let Some(line) = rust::after_restore(&after)
             {
@@ -357,14 +374,13 @@ pub fn run(job: Job) -> Outcome {
     .unwrap_or_else(|e| Outcome::failed(&key, "run", Instant::now(), &e))
 }
 
-/// Runs `task` with the tuning of the environment on a fresh multithreaded runtime.
-fn on_runtime<T>(task: impl AsyncFnOnce(&Tuning) -> T) -> anyhow::Result<T> {
-    let tuning = Tuning::from_env();
+/// Runs `task` on a fresh multithreaded runtime.
+fn on_runtime<T>(task: impl AsyncFnOnce() -> T) -> anyhow::Result<T> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
-    Ok(runtime.block_on(task(&tuning)))
+    Ok(runtime.block_on(task()))
 }
 
 /// Prints the outcome line on stderr and, with `json`, its JSON object on stdout.

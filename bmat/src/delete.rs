@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::api::{ApiClient, Refused};
 use crate::outcome::Outcome;
-use crate::tuning::Tuning;
+use crate::context::JobContext;
 
 /// A validated delete request.
 pub struct DeleteRequest {
@@ -14,9 +14,9 @@ pub struct DeleteRequest {
 }
 
 /// Runs a delete; never fails, every failure is an [`Outcome::Failed`].
-pub async fn delete(req: DeleteRequest, tuning: &Tuning) -> Outcome {
+pub async fn delete(req: DeleteRequest, ctx: &JobContext) -> Outcome {
     let started = Instant::now();
-    let answer = match ApiClient::from_env(tuning) {
+    let answer = match ctx.api() {
         Ok(api) => api.delete_cache(&req.key).await,
         Err(e) => Err(e),
     };

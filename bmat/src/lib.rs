@@ -16,6 +16,7 @@
 pub mod api;
 pub mod archive;
 pub mod cli;
+pub mod context;
 pub mod delete;
 pub mod disk;
 pub mod handoff;

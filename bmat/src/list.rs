@@ -12,7 +12,7 @@ use crate::api::ApiClient;
 use crate::output;
 use crate::progress::human_bytes;
 use crate::save::one_line;
-use crate::tuning::Tuning;
+use crate::context::JobContext;
 
 /// A validated list request.
 pub struct ListRequest {
@@ -31,10 +31,10 @@ pub struct Listing {
 const MAX_PAGES: usize = 10_000;
 
 /// Lists every page; never fails, a failure is part of the [`Listing`].
-pub async fn list(req: ListRequest, tuning: &Tuning) -> Listing {
+pub async fn list(req: ListRequest, ctx: &JobContext) -> Listing {
     let started = Instant::now();
-    let caches = match ApiClient::from_env(tuning) {
-        Ok(api) => all_pages(&api, req.prefix.as_deref(), tuning.list_page).await,
+    let caches = match ctx.api() {
+        Ok(api) => all_pages(&api, req.prefix.as_deref(), ctx.tuning.list_page).await,
         Err(e) => Err(e),
     };
     match caches {

@@ -22,6 +22,7 @@ use crate::save::one_line;
 use crate::stream::{CacheDefect, Expected, unpack_into_tree};
 use crate::transfer::download::{RangeDownload, UrlSource};
 use crate::transfer::s3::S3Transfer;
+use crate::context::JobContext;
 use crate::tuning::Tuning;
 
 /// A validated restore request.
@@ -33,7 +34,8 @@ pub struct RestoreRequest {
 }
 
 /// Runs a restore; never fails, every failure is an [`Outcome::Failed`].
-pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
+pub async fn restore(req: RestoreRequest, ctx: &JobContext) -> Outcome {
+    let tuning = &ctx.tuning;
     let started = Instant::now();
     let failed = |error: anyhow::Error| Outcome::Failed {
         key: req.key.clone(),
@@ -41,7 +43,7 @@ pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
         error: one_line(&error),
         elapsed: started.elapsed(),
     };
-    let api = match ApiClient::from_env(tuning) {
+    let api = match ctx.api() {
         Ok(api) => api,
         Err(e) => return failed(e),
     };
@@ -96,9 +98,9 @@ pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
 /// `restore --lookup-only`: whether a restore would find a cache, and which. Nothing
 /// is downloaded, nothing in the tree is touched, and nothing is reported: a lookup
 /// does not move the cache's last use, only a reported restore does.
-pub async fn lookup_only(req: RestoreRequest, tuning: &Tuning) -> Outcome {
+pub async fn lookup_only(req: RestoreRequest, ctx: &JobContext) -> Outcome {
     let started = Instant::now();
-    let found = match ApiClient::from_env(tuning) {
+    let found = match ctx.api() {
         Ok(api) => api.lookup(&req.key, &req.fallbacks, &[]).await,
         Err(e) => Err(e),
     };

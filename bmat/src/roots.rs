@@ -86,8 +86,8 @@ impl Roots {
         }
     }
 
-    /// The main tree with `$HOME` and `$CARGO_HOME` as set in `env` (relative values are
-    /// ignored, as Cargo ignores them).
+    /// The main tree with `$HOME` and `$CARGO_HOME` as set (relative values are
+    /// ignored, as Cargo ignores them; Cargo's home defaults to `$HOME/.cargo`).
     pub fn resolve(main: &Path, home: Option<PathBuf>, cargo_home: Option<PathBuf>) -> Roots {
         let home = home.filter(|p| p.is_absolute());
         let cargo_home = cargo_home
@@ -101,15 +101,6 @@ impl Roots {
             main: main.to_owned(),
             extra,
         }
-    }
-
-    /// [`Roots::resolve`] from this process's environment.
-    pub fn from_env(main: &Path) -> Roots {
-        Roots::resolve(
-            main,
-            std::env::var_os("HOME").map(PathBuf::from),
-            std::env::var_os("CARGO_HOME").map(PathBuf::from),
-        )
     }
 
     pub fn dir(&self, tree: Tree) -> Option<&Path> {

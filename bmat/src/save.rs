@@ -25,6 +25,7 @@ use crate::stream::{Compression, pack};
 use crate::transfer::parts::{Part, PartWriter, StreamSummary};
 use crate::transfer::s3::S3Transfer;
 use crate::transfer::upload::Uploader;
+use crate::context::JobContext;
 use crate::tuning::Tuning;
 
 /// A validated save request.
@@ -37,7 +38,8 @@ pub struct SaveRequest {
 }
 
 /// Runs a save; never fails, every failure is an [`Outcome::Failed`].
-pub async fn save(req: SaveRequest, tuning: &Tuning) -> Outcome {
+pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
+    let tuning = &ctx.tuning;
     let started = Instant::now();
     let failed = |error: anyhow::Error| Outcome::Failed {
         key: req.key.clone(),
@@ -45,7 +47,7 @@ pub async fn save(req: SaveRequest, tuning: &Tuning) -> Outcome {
         error: one_line(&error),
         elapsed: started.elapsed(),
     };
-    let api = match ApiClient::from_env(tuning) {
+    let api = match ctx.api() {
         Ok(api) => api,
         Err(e) => return failed(e),
     };

@@ -224,8 +224,12 @@ fn sanitize(s: &str) -> String {
 }
 
 /// The artefact-changing tables of the workspace manifest and of every cargo config file
-/// that applies to `workspace_root` (its `.cargo/` and each parent's, then CARGO_HOME's).
-pub fn config_tables(workspace_root: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+/// that applies to `workspace_root` (its `.cargo/` and each parent's, then those of
+/// Cargo's home `cargo_home`).
+pub fn config_tables(
+    workspace_root: &Path,
+    cargo_home: &Path,
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
     let mut found = Vec::new();
     let manifest = workspace_root.join("Cargo.toml");
     if let Some(tables) = tables_of(&manifest, &["profile"])? {
@@ -235,10 +239,7 @@ pub fn config_tables(workspace_root: &Path) -> anyhow::Result<Vec<(PathBuf, Stri
         .ancestors()
         .flat_map(|dir| [dir.join(".cargo/config.toml"), dir.join(".cargo/config")])
         .collect();
-    if let Some(home) = std::env::var_os("CARGO_HOME") {
-        let home = PathBuf::from(home);
-        config_files.extend([home.join("config.toml"), home.join("config")]);
-    }
+    config_files.extend([cargo_home.join("config.toml"), cargo_home.join("config")]);
     let mut seen = std::collections::HashSet::new();
     for file in config_files {
         if !seen.insert(file.clone()) {
@@ -398,7 +399,7 @@ mod tests {
             "[alias]\nx = \"run\"\n[build]\nrustflags = [\"-Ccodegen-units=4\"]\n",
         )
         .expect("write");
-        let tables = config_tables(dir.path()).expect("tables");
+        let tables = config_tables(dir.path(), &dir.path().join("no-cargo-home")).expect("tables");
         let text: Vec<&str> = tables.iter().map(|(_, t)| t.as_str()).collect();
         assert!(
             text[0].contains("opt-level = 1") && !text[0].contains("version"),

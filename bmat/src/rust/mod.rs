@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::context::JobContext;
 use crate::outcome::{Outcome, UsageError};
 use crate::paths::RelPath;
 use crate::restore::RestoreRequest;
@@ -64,8 +65,9 @@ pub enum Action {
 pub fn plan(
     action: Action,
     manifest: &Path,
-    suffix: Option<String>,
+    ctx: &JobContext,
 ) -> Result<Result<Plan, Outcome>, UsageError> {
+    let suffix = ctx.flags.key_suffix.clone();
     let manifest = check_manifest(manifest)?;
     if let Some(suffix) = &suffix {
         inputs::validate_suffix(suffix)
@@ -81,13 +83,13 @@ pub fn plan(
         Ok(w) => w,
         Err(e) => return Ok(Err(failed(e))),
     };
-    let roots = Roots::from_env(&workspace.build_dir);
-    let Some(cargo_home) = roots.dir(Tree::Extra(Extra::CargoHome)).map(Path::to_owned) else {
+    let roots = ctx.trees_at(&workspace.build_dir);
+    let Some(cargo_home) = ctx.cargo_home().map(Path::to_owned) else {
         return Ok(Err(failed(anyhow::anyhow!(
             "neither CARGO_HOME nor HOME is set to an absolute path: no Cargo home"
         ))));
     };
-    let inputs = match key_inputs(&workspace, &cargo_home) {
+    let inputs = match key_inputs(&workspace, &cargo_home, ctx) {
         Ok(i) => i.with_suffix(suffix),
         Err(e) => return Ok(Err(failed(e))),
     };
@@ -250,7 +252,11 @@ fn first_line(text: &str) -> String {
         .to_string()
 }
 
-pub fn key_inputs(workspace: &Workspace, cargo_home: &Path) -> anyhow::Result<KeyInputs> {
+pub fn key_inputs(
+    workspace: &Workspace,
+    cargo_home: &Path,
+    ctx: &JobContext,
+) -> anyhow::Result<KeyInputs> {
     let lock_path = workspace.root.join("Cargo.lock");
     let lock_text = std::fs::read_to_string(&lock_path).map_err(|e| {
         anyhow::anyhow!(
@@ -259,9 +265,9 @@ pub fn key_inputs(workspace: &Workspace, cargo_home: &Path) -> anyhow::Result<Ke
         )
     })?;
     let packages = lockfile::third_party(&lock_text)?;
-    let toolchain = toolchain::detect(&workspace.root)?;
-    let config = inputs::config_tables(&workspace.root)?;
-    let cargo = toolchain::cargo_version(&workspace.root)?;
+    let toolchain = toolchain::detect(&ctx.rust_tools.rustc, &workspace.root)?;
+    let config = inputs::config_tables(&workspace.root, cargo_home)?;
+    let cargo = toolchain::cargo_version(&ctx.rust_tools.cargo, &workspace.root)?;
     let home =
         if toolchain::minor_of(&cargo).is_some_and(|v| relocate::RELOCATABLE_CARGO.contains(&v)) {
             HomeKey::Relocatable { cargo }
@@ -271,5 +277,5 @@ pub fn key_inputs(workspace: &Workspace, cargo_home: &Path) -> anyhow::Result<Ke
                 sources: cargo_home.join("registry/src"),
             }
         };
-    Ok(KeyInputs::new(toolchain, packages, std::env::vars(), config).with_home(home))
+    Ok(KeyInputs::new(toolchain, packages, ctx.env.utf8_vars(), config).with_home(home))
 }
