@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crate::context::{Flags, JobContext};
 use crate::delete::{DeleteRequest, delete};
 use crate::list::{ListRequest, Listing, list};
-use crate::outcome::{JSON_HELP, Outcome, UsageError};
+use crate::outcome::{Failure, FailureKind, JSON_HELP, Outcome, UsageError, infrastructure};
 use crate::output;
 use crate::paths::parse_list;
 use crate::restore::{RestoreRequest, lookup_only, restore};
@@ -330,8 +330,14 @@ fn prepare_rust(command: RustCommand, ctx: &JobContext) -> Result<Prepared, Usag
         RustCommand::Save(args) => (rust::Action::Save, args, false),
         RustCommand::Restore { args, flags } => (rust::Action::Restore, args, flags.lookup_only),
     };
-    Ok(match rust::plan(action, &args.path(), ctx)? {
-        Err(outcome) => Prepared::Done(outcome),
+    Ok(match rust::plan(action, &args.path(), ctx) {
+        Err(rust::PlanError::Usage(usage)) => return Err(usage),
+        Err(rust::PlanError::Unavailable(e)) => Prepared::Done(Outcome::Failed {
+            key: "rust-deps".into(),
+            action: "rust",
+            error: Failure::new(FailureKind::Infrastructure, &e),
+            elapsed: Duration::ZERO,
+        }),
         Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
         Ok(rust::Plan::Save(request)) => Prepared::Run(Job::Save(request)),
         Ok(rust::Plan::Restore(request, _)) if lookup_only => Prepared::Run(Job::Lookup(request)),
@@ -371,7 +377,7 @@ pub fn run(job: Job, ctx: &JobContext) -> Outcome {
             outcome
         }
     })
-    .unwrap_or_else(|e| Outcome::failed(&key, "run", Instant::now(), &e))
+    .unwrap_or_else(|e| Outcome::failed(&key, "run", Instant::now(), infrastructure(e)))
 }
 
 /// Runs `task` on a fresh multithreaded runtime.

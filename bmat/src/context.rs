@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::api::{ApiClient, Endpoint, EndpointError};
+use crate::api::{ApiClient, ApiError, Endpoint, EndpointError};
 use crate::roots::{Extra, Roots, Tree};
 use crate::tuning::Tuning;
 
@@ -126,7 +126,7 @@ impl JobContext {
     }
 
     /// A client of the cache service (fails when none is configured).
-    pub fn api(&self) -> anyhow::Result<ApiClient> {
+    pub fn api(&self) -> Result<ApiClient, ApiError> {
         ApiClient::new(self.endpoint.clone()?, &self.tuning)
     }
 

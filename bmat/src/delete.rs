@@ -4,9 +4,8 @@
 
 use std::time::Instant;
 
-use crate::api::{ApiClient, Refused};
-use crate::outcome::Outcome;
 use crate::context::JobContext;
+use crate::outcome::{Outcome, infrastructure};
 
 /// A validated delete request.
 pub struct DeleteRequest {
@@ -26,7 +25,7 @@ pub async fn delete(req: DeleteRequest, ctx: &JobContext) -> Outcome {
             key: req.key,
             elapsed,
         },
-        Err(e) => match Refused::in_chain(&e) {
+        Err(e) => match e.refusal() {
             Some(r) if r.is_read_only() => Outcome::Refused {
                 key: req.key,
                 elapsed,
@@ -35,7 +34,7 @@ pub async fn delete(req: DeleteRequest, ctx: &JobContext) -> Outcome {
                 key: req.key,
                 elapsed,
             },
-            _ => Outcome::failed(&req.key, "delete", started, &e),
+            _ => Outcome::failed(&req.key, "delete", started, infrastructure(e)),
         },
     }
 }

@@ -9,10 +9,10 @@ use bmat_wire::api::{CacheInfo, CacheRef};
 use serde::Serialize;
 
 use crate::api::ApiClient;
+use crate::context::JobContext;
+use crate::outcome::one_line;
 use crate::output;
 use crate::progress::human_bytes;
-use crate::save::one_line;
-use crate::context::JobContext;
 
 /// A validated list request.
 pub struct ListRequest {
@@ -35,7 +35,7 @@ pub async fn list(req: ListRequest, ctx: &JobContext) -> Listing {
     let started = Instant::now();
     let caches = match ctx.api() {
         Ok(api) => all_pages(&api, req.prefix.as_deref(), ctx.tuning.list_page).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     match caches {
         Ok(caches) => Listing {

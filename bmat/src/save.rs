@@ -15,9 +15,9 @@ use anyhow::{Context as _, anyhow};
 use bmat_wire::api::{BeginResponse, CompleteRequest, Extent, SkipReason, UploadState};
 use tokio::sync::mpsc;
 
-use crate::api::ApiClient;
-use crate::api::Refused;
-use crate::outcome::{Outcome, Skip};
+use crate::api::{ApiClient, Refused};
+use crate::context::JobContext;
+use crate::outcome::{Failure, FailureKind, Outcome, Skip, infrastructure};
 use crate::paths::RelPath;
 use crate::progress::Progress;
 use crate::roots::Roots;
@@ -25,7 +25,6 @@ use crate::stream::{Compression, pack};
 use crate::transfer::parts::{Part, PartWriter, StreamSummary};
 use crate::transfer::s3::S3Transfer;
 use crate::transfer::upload::Uploader;
-use crate::context::JobContext;
 use crate::tuning::Tuning;
 
 /// A validated save request.
@@ -41,15 +40,10 @@ pub struct SaveRequest {
 pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
     let tuning = &ctx.tuning;
     let started = Instant::now();
-    let failed = |error: anyhow::Error| Outcome::Failed {
-        key: req.key.clone(),
-        action: "save",
-        error: one_line(&error),
-        elapsed: started.elapsed(),
-    };
+    let failed = |error: Failure| Outcome::failed(&req.key, "save", started, error);
     let api = match ctx.api() {
         Ok(api) => api,
-        Err(e) => return failed(e),
+        Err(e) => return failed(infrastructure(e)),
     };
     let (upload_id, part_size, max_size) = match api.begin(&req.key, tuning.part_size).await {
         Ok(BeginResponse::Skip { reason }) => {
@@ -63,7 +57,7 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
             };
         }
         // A read-only token (a pull request's): saving is not the job's to do.
-        Err(e) if Refused::in_chain(&e).is_some_and(Refused::is_read_only) => {
+        Err(e) if e.refusal().is_some_and(Refused::is_read_only) => {
             return Outcome::Skipped {
                 key: req.key.clone(),
                 reason: Skip::ReadOnly,
@@ -75,7 +69,7 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
             part_size,
             max_size,
         }) => (upload_id, part_size, max_size),
-        Err(e) => return failed(e.context("starting the upload")),
+        Err(e) => return failed(infrastructure(anyhow!(e).context("starting the upload"))),
     };
     let progress = Progress::new(format!("saving {}", req.key), None);
     let result = {
@@ -96,9 +90,23 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
             // Best effort, and bounded: the signer reaps stale uploads anyway, and a job
             // must not wait minutes on a cache that already failed.
             let _ = tokio::time::timeout(Duration::from_secs(10), api.abort(&upload_id)).await;
-            failed(e)
+            failed(match e {
+                SaveError::Archive(_) => Failure::new(FailureKind::LocalTree, &e.into()),
+                SaveError::Service(e) => infrastructure(e),
+            })
         }
     }
+}
+
+/// Why a save failed once the upload had begun.
+#[derive(Debug, thiserror::Error)]
+enum SaveError {
+    /// Reading the files to save.
+    #[error("archiving: {0}")]
+    Archive(io::Error),
+    /// The upload: the signer, S3, the network.
+    #[error(transparent)]
+    Service(#[from] anyhow::Error),
 }
 
 async fn upload(
@@ -109,7 +117,7 @@ async fn upload(
     part_size: u64,
     max_size: u64,
     progress: &Progress,
-) -> anyhow::Result<StreamSummary> {
+) -> Result<StreamSummary, SaveError> {
     let s3 = S3Transfer::new(tuning)?;
     let part_bytes =
         usize::try_from(part_size).map_err(|_| anyhow!("part size {part_size} is too large"))?;
@@ -152,16 +160,12 @@ async fn upload(
     // An upload failure makes the producer fail too (its channel closes): report the
     // cause, not the echo.
     let parts = uploaded?;
-    let (summary, report) = packed.map_err(|e| anyhow!("archiving: {e}"))?;
+    let (summary, report) = packed.map_err(SaveError::Archive)?;
     for warning in report.warnings() {
         let _ = crate::output::eprintln(&format!("warning: {warning}"));
     }
     if parts.len() as u32 != summary.parts {
-        return Err(anyhow!(
-            "{} parts uploaded, {} written",
-            parts.len(),
-            summary.parts
-        ));
+        return Err(anyhow!("{} parts uploaded, {} written", parts.len(), summary.parts).into());
     }
     let complete = CompleteRequest {
         parts,
@@ -212,9 +216,4 @@ async fn wait_completed(
             .context("checking the upload")?
             .state;
     }
-}
-
-/// An error and its causes on one line.
-pub fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
 }

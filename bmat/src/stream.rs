@@ -4,10 +4,10 @@
 //! - unpack: compressed bytes → SHA-256 and byte count → zstd → tar → staging tree,
 //!   then the size and hash are checked against what the registry said.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
 use bmat_wire::api::CacheProblem;
 use sha2::{Digest, Sha256};
 
@@ -74,24 +74,6 @@ pub fn pack<W: Write>(
     let report = archived?;
     let out = counted.inner.finish()?;
     Ok((out, report))
-}
-
-/// A restore failed because of the cache itself (not the network or the disk): what
-/// the signer is told, so that it can drop a broken cache.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CacheDefect {
-    pub problem: CacheProblem,
-    pub message: String,
-}
-
-impl CacheDefect {
-    /// The defect somewhere in `e`'s chain of causes, if any.
-    pub fn in_chain(e: &anyhow::Error) -> Option<CacheProblem> {
-        e.chain()
-            .find_map(|c| c.downcast_ref::<CacheDefect>())
-            .map(|d| d.problem)
-    }
 }
 
 /// Why an unpack failed.
@@ -225,49 +207,43 @@ pub fn unpack_verified<R: Read>(
 /// (the download's), the pipe's (the unpacker stopped), or else zstd's, which found
 /// the archive damaged.
 fn decompress(input: &mut impl Read, out: &mut handoff::ChunkWriter) -> io::Result<()> {
-    let mut decoder = zstd::stream::read::Decoder::new(Tagged(input))?;
+    let failed = Cell::new(None);
+    let mut decoder = zstd::stream::read::Decoder::new(Watched {
+        inner: input,
+        failed: &failed,
+    })?;
     loop {
         match out.fill_from(&mut decoder) {
             Ok(0) => return Ok(()),
             Ok(_) => {}
             Err(e) => {
-                return Err(match InputError::take(e) {
-                    Ok(input) => input,
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => e,
-                    Err(e) => corruption(format!("zstd: {e}")),
+                return Err(match failed.take() {
+                    Some(input) => input,
+                    None if e.kind() == io::ErrorKind::BrokenPipe => e,
+                    None => corruption(format!("zstd: {e}")),
                 });
             }
         }
     }
 }
 
-/// Marks the errors of the reader it wraps, so that they can be told from the
-/// decoder's own.
-struct Tagged<R>(R);
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct InputError(io::Error);
-
-impl InputError {
-    /// The input's own error, if `e` is one; else `e` back.
-    fn take(e: io::Error) -> Result<io::Error, io::Error> {
-        let kind = e.kind();
-        match e.into_inner() {
-            Some(inner) => match inner.downcast::<InputError>() {
-                Ok(input) => Ok(input.0),
-                Err(other) => Err(io::Error::new(kind, other)),
-            },
-            None => Err(io::Error::from(kind)),
-        }
-    }
+/// Keeps the error of the reader it wraps, so that it can be told from the decoder's
+/// own (which only passes an `io::Error` on).
+struct Watched<'a, R> {
+    inner: R,
+    failed: &'a Cell<Option<io::Error>>,
 }
 
-impl<R: Read> Read for Tagged<R> {
+impl<R: Read> Read for Watched<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0
-            .read(buf)
-            .map_err(|e| io::Error::new(e.kind(), InputError(e)))
+        self.inner.read(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return e;
+            }
+            let echo = io::Error::new(e.kind(), e.to_string());
+            self.failed.set(Some(e));
+            echo
+        })
     }
 }
 
@@ -395,17 +371,14 @@ impl RestoreError {
         matches!(self, RestoreError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof)
     }
 
-    /// The error, typed as a [`CacheDefect`] when the archive is to blame.
-    pub fn into_anyhow(self) -> anyhow::Error {
-        let problem = match &self {
-            RestoreError::Mismatch(_) => CacheProblem::Corrupt,
-            RestoreError::Refused(_) | RestoreError::Corrupt(_) => CacheProblem::Undecodable,
-            RestoreError::Io(_) => return anyhow!("{self}"),
-        };
-        anyhow::Error::new(CacheDefect {
-            problem,
-            message: self.to_string(),
-        })
+    /// What is wrong with the cache, when the archive (not the machine) is to blame:
+    /// what the signer is told, so that it can drop a broken cache.
+    pub fn defect(&self) -> Option<CacheProblem> {
+        match self {
+            RestoreError::Mismatch(_) => Some(CacheProblem::Corrupt),
+            RestoreError::Refused(_) | RestoreError::Corrupt(_) => Some(CacheProblem::Undecodable),
+            RestoreError::Io(_) => None,
+        }
     }
 }
 

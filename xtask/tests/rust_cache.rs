@@ -451,7 +451,11 @@ fn an_unset_cargo_home_means_the_one_under_home_for_the_key() {
         "[build]\nrustflags = [\"-Cdebug-assertions\"]\n",
     )
     .expect("write");
-    assert_ne!(key(), before, "$HOME/.cargo/config.toml was left out of the key");
+    assert_ne!(
+        key(),
+        before,
+        "$HOME/.cargo/config.toml was left out of the key"
+    );
 }
 
 #[test]

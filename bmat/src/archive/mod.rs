@@ -3,6 +3,7 @@
 
 pub mod corruption;
 pub mod entries;
+pub mod error;
 pub mod place;
 pub mod staging;
 pub mod times;
@@ -10,9 +11,10 @@ pub mod unpack;
 pub mod write;
 mod writers;
 
+pub use error::UnpackError;
 pub use place::{check_targets, place};
 pub use staging::Staging;
-pub use unpack::{UnpackError, Unpacked, unpack};
+pub use unpack::{Unpacked, unpack};
 pub use write::{ArchiveWriter, WriteReport};
 
 /// Copies all of `src` to `dst` through `buf`, one `read` and one `write_all` per

@@ -25,8 +25,9 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::error::UnpackError;
 use super::times::Mtime;
-use super::unpack::{UnpackError, Unpacked};
+use super::unpack::Unpacked;
 use crate::paths::RelPath;
 
 /// Refuses when any entry would be written below a symlink that exists in the

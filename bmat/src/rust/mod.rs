@@ -18,10 +18,9 @@ pub mod toolchain;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::context::JobContext;
-use crate::outcome::{Outcome, UsageError};
+use crate::outcome::UsageError;
 use crate::paths::RelPath;
 use crate::restore::RestoreRequest;
 use crate::roots::{Extra, Roots, Tree};
@@ -59,42 +58,39 @@ pub enum Action {
     Restore,
 }
 
+/// Why a Rust command could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The job script is wrong: no manifest, a bad key suffix.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// Cargo or rustc could not answer, or the build directory has nothing to save:
+    /// the cache steps aside and the build goes on.
+    #[error(transparent)]
+    Unavailable(#[from] anyhow::Error),
+}
+
 /// Checks the manifest and the key suffix (usage errors: the job script is wrong),
 /// then asks cargo and rustc (an infrastructure failure when they cannot answer: the
 /// cache steps aside and the build goes on).
-pub fn plan(
-    action: Action,
-    manifest: &Path,
-    ctx: &JobContext,
-) -> Result<Result<Plan, Outcome>, UsageError> {
+pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, PlanError> {
     let suffix = ctx.flags.key_suffix.clone();
     let manifest = check_manifest(manifest)?;
     if let Some(suffix) = &suffix {
         inputs::validate_suffix(suffix)
             .map_err(|e| UsageError(format!("invalid key suffix {suffix:?}: it {e}")))?;
     }
-    let failed = |error: anyhow::Error| Outcome::Failed {
-        key: "rust-deps".into(),
-        action: "rust",
-        error: crate::save::one_line(&error),
-        elapsed: Duration::ZERO,
-    };
-    let workspace = match locate(&manifest) {
-        Ok(w) => w,
-        Err(e) => return Ok(Err(failed(e))),
-    };
+    let workspace = locate(&manifest)?;
     let roots = ctx.trees_at(&workspace.build_dir);
     let Some(cargo_home) = ctx.cargo_home().map(Path::to_owned) else {
-        return Ok(Err(failed(anyhow::anyhow!(
+        return Err(anyhow::anyhow!(
             "neither CARGO_HOME nor HOME is set to an absolute path: no Cargo home"
-        ))));
+        )
+        .into());
     };
-    let inputs = match key_inputs(&workspace, &cargo_home, ctx) {
-        Ok(i) => i.with_suffix(suffix),
-        Err(e) => return Ok(Err(failed(e))),
-    };
+    let inputs = key_inputs(&workspace, &cargo_home, ctx)?.with_suffix(suffix);
     let relocate = matches!(inputs.home, HomeKey::Relocatable { .. });
-    Ok(Ok(match action {
+    Ok(match action {
         Action::Key => Plan::Key(inputs),
         // A fresh checkout has no build directory yet: the restore makes it (only when
         // there is something to unpack into it).
@@ -110,15 +106,12 @@ pub fn plan(
                 relocate,
             },
         ),
-        Action::Save => match select(&workspace, &inputs, &cargo_home, relocate) {
-            Ok(paths) => Plan::Save(SaveRequest {
-                key: inputs.key(),
-                roots,
-                paths,
-            }),
-            Err(e) => return Ok(Err(failed(e))),
-        },
-    }))
+        Action::Save => Plan::Save(SaveRequest {
+            key: inputs.key(),
+            paths: select(&workspace, &inputs, &cargo_home, relocate)?,
+            roots,
+        }),
+    })
 }
 
 /// The archive names of a Rust cache: the build directory's third-party units, and

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
-use super::retry::{RetryPolicy, with_fresh_url};
+use super::retry::{RetryPolicy, TransferError, with_fresh_url};
 use super::s3::S3Transfer;
 use crate::progress::Progress;
 
@@ -73,7 +73,7 @@ pub fn ranges(size: u64, range_size: u64) -> Vec<(u64, u64)> {
 impl RangeDownload {
     /// Starts the download on the runtime; read the bytes from the returned reader (on
     /// a blocking thread). The task's result tells why a reader saw the stream end early.
-    pub fn start(self) -> (ChunkReader, JoinHandle<anyhow::Result<()>>) {
+    pub fn start(self) -> (ChunkReader, JoinHandle<Result<(), TransferError>>) {
         let (tx, rx) = mpsc::channel::<Bytes>(2);
         let reader = ChunkReader {
             rx,
@@ -100,7 +100,7 @@ impl RangeDownload {
         (reader, task)
     }
 
-    async fn fetch(&self, start: u64, len: u64) -> anyhow::Result<Bytes> {
+    async fn fetch(&self, start: u64, len: u64) -> Result<Bytes, TransferError> {
         let bytes = with_fresh_url(
             &self.retry,
             self.url.get().await,

@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
-use crate::stream::CacheDefect;
 use anyhow::anyhow;
 use bmat_wire::api::CacheProblem;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, RANGE};
 
-use super::retry::{AttemptError, classify_status, classify_transport};
+use super::retry::{AttemptCause, AttemptError, CacheDefect, classify_status, classify_transport};
 use super::stall::{Heartbeat, watch};
 use crate::tuning::Tuning;
 
@@ -176,12 +175,12 @@ fn check_content_range(
     start: u64,
     end: u64,
     total: u64,
-) -> anyhow::Result<()> {
+) -> Result<(), AttemptCause> {
     if status == 200 {
         if start == 0 && end + 1 == total {
             return Ok(());
         }
-        return Err(anyhow!("download: S3 ignored the Range header"));
+        return Err(anyhow!("download: S3 ignored the Range header").into());
     }
     let value = header
         .and_then(|v| v.to_str().ok())
@@ -189,18 +188,17 @@ fn check_content_range(
     let parsed = parse_content_range(value)
         .ok_or_else(|| anyhow!("download: unreadable Content-Range {value:?}"))?;
     if parsed.2 != total {
-        return Err(anyhow::Error::new(CacheDefect {
+        return Err(CacheDefect {
             problem: CacheProblem::Corrupt,
             message: format!(
                 "download: the stored archive is {} bytes, the registry says {total}",
                 parsed.2
             ),
-        }));
+        }
+        .into());
     }
     if (parsed.0, parsed.1) != (start, end) {
-        return Err(anyhow!(
-            "download: asked for bytes {start}-{end}, S3 sent {value:?}"
-        ));
+        return Err(anyhow!("download: asked for bytes {start}-{end}, S3 sent {value:?}").into());
     }
     Ok(())
 }
