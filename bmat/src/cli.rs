@@ -9,10 +9,10 @@ use clap::{Parser, Subcommand};
 
 use crate::context::{Flags, JobContext};
 use crate::delete::{DeleteRequest, delete};
+use crate::input::parse_list;
 use crate::list::{ListRequest, Listing, list};
 use crate::outcome::{Failure, FailureKind, JSON_HELP, Outcome, UsageError, infrastructure};
 use crate::output;
-use crate::paths::parse_list;
 use crate::restore::{RestoreRequest, lookup_only, restore};
 use crate::rust;
 use crate::save::{SaveRequest, save};
@@ -284,7 +284,7 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
                 .map_err(|e| UsageError(format!("cannot read the paths from stdin: {e}")))?;
             let paths = parse_list(&input, null).map_err(|e| UsageError(e.to_string()))?;
             let roots = ctx.trees.clone();
-            if paths.iter().any(|p| roots.split(p).is_err()) {
+            if paths.iter().any(|p| roots.dir(p.tree).is_none()) {
                 return Err(UsageError(
                     "~/… paths need $HOME set to an absolute path".into(),
                 ));

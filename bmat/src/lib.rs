@@ -20,6 +20,7 @@ pub mod context;
 pub mod delete;
 pub mod disk;
 pub mod handoff;
+pub mod input;
 pub mod list;
 pub mod manifest;
 pub mod outcome;

@@ -18,9 +18,8 @@ use tokio::sync::mpsc;
 use crate::api::{ApiClient, Refused};
 use crate::context::JobContext;
 use crate::outcome::{Failure, FailureKind, Outcome, Skip, infrastructure};
-use crate::paths::RelPath;
 use crate::progress::Progress;
-use crate::roots::Roots;
+use crate::roots::{Roots, TreePath};
 use crate::stream::{Compression, pack};
 use crate::transfer::parts::{Part, PartWriter, StreamSummary};
 use crate::transfer::s3::S3Transfer;
@@ -32,8 +31,8 @@ pub struct SaveRequest {
     pub key: String,
     /// The trees the paths are in.
     pub roots: Roots,
-    /// Archive names (see [`Roots`]).
-    pub paths: Vec<RelPath>,
+    /// What to save, each in its tree.
+    pub paths: Vec<TreePath>,
 }
 
 /// Runs a save; never fails, every failure is an [`Outcome::Failed`].

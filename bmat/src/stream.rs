@@ -6,20 +6,16 @@
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
 
 use bmat_wire::api::CacheProblem;
 use sha2::{Digest, Sha256};
 
 use crate::archive::corruption::{corruption, is_corruption};
 use crate::archive::unpack::Stage;
-use crate::archive::{
-    ArchiveWriter, Staging, UnpackError, Unpacked, WriteReport, check_targets, place, unpack,
-};
+use crate::archive::{ArchiveWriter, TreeStagings, UnpackError, Unpacked, WriteReport, unpack};
 use crate::handoff;
-use crate::paths::RelPath;
 use crate::progress::Progress;
-use crate::roots::{Roots, Tree};
+use crate::roots::{Roots, TreePath};
 
 /// Compression settings.
 #[derive(Debug, Clone, Copy)]
@@ -34,13 +30,16 @@ pub struct Compression {
 /// Two threads: a scoped one walks, reads files and builds the tar stream; this one
 /// feeds zstd (whose workers compress) and writes its output to `out` (in `save`,
 /// hashing and cutting parts). See [`crate::handoff`] for why.
-pub fn pack<W: Write>(
+pub fn pack<W: Write, P: Sync>(
     roots: &Roots,
-    paths: &[RelPath],
+    paths: &[P],
     out: W,
     compression: Compression,
     progress: &Progress,
-) -> io::Result<(W, WriteReport)> {
+) -> io::Result<(W, WriteReport)>
+where
+    for<'p> &'p P: Into<TreePath>,
+{
     let mut encoder = zstd::stream::write::Encoder::new(out, compression.level)?;
     if compression.workers > 1 {
         encoder.multithread(compression.workers)?;
@@ -247,122 +246,20 @@ impl<R: Read> Read for Watched<'_, R> {
     }
 }
 
-/// The whole restore of one archive into `root`: unpack into a staging directory
-/// inside `root`, verify size and hash, refuse entries that would go through a
-/// symlink on disk, then move everything into place. On any error the staging
-/// directory is removed and `root` is as it was.
+/// The whole restore of one archive into `roots`: unpack into a staging directory
+/// inside each tree, verify size and hash, refuse entries that would go through a
+/// symlink on disk, then move everything into place (see [`TreeStagings`]). On any
+/// error the staging directories are removed and the trees are as they were.
 pub fn unpack_into_tree<R: Read>(
     input: R,
     roots: &Roots,
     expected: &Expected<'_>,
     progress: &Progress,
 ) -> Result<Unpacked, RestoreError> {
-    let mut stagings = TreeStagings {
-        roots,
-        made: Vec::new(),
-    };
-    // The main tree's staging directory is made first, whatever the archive holds:
-    // the litter of dead restores there goes.
-    stagings.staging(Tree::Main).map_err(RestoreError::Io)?;
+    let mut stagings = TreeStagings::create(roots).map_err(RestoreError::Io)?;
     let unpacked = unpack_verified(input, &mut stagings, expected, progress)?;
-    let trees = by_tree(&unpacked, roots)?;
-    for (tree, part) in &trees {
-        check_targets(tree_dir(roots, *tree)?, part)?;
-    }
-    // Extra trees first, the main one last; a failure puts back the trees placed.
-    let mut placed = Vec::new();
-    for (tree, part) in &trees {
-        let staging = stagings.staging(*tree).map_err(RestoreError::Io)?;
-        match place(staging.path(), tree_dir(roots, *tree)?, &part.dirs) {
-            Ok(done) => placed.push(done),
-            Err(e) => {
-                for done in placed.into_iter().rev() {
-                    let _ = done.undo();
-                }
-                return Err(RestoreError::Io(io::Error::new(
-                    e.kind(),
-                    format!("moving the files into place: {e}"),
-                )));
-            }
-        }
-    }
-    for (_, staging) in &mut stagings.made {
-        staging.set_placed();
-    }
+    stagings.place(&unpacked)?;
     Ok(unpacked)
-}
-
-/// The staging directory of each tree an archive writes to, made on its first entry
-/// (with the tree's directory, which a fresh runner's `$CARGO_HOME` may lack).
-struct TreeStagings<'a> {
-    roots: &'a Roots,
-    made: Vec<(Tree, Staging)>,
-}
-
-impl TreeStagings<'_> {
-    fn staging(&mut self, tree: Tree) -> io::Result<&mut Staging> {
-        if let Some(i) = self.made.iter().position(|(t, _)| *t == tree) {
-            return Ok(&mut self.made[i].1);
-        }
-        let dir = self
-            .roots
-            .dir(tree)
-            .ok_or_else(|| io::Error::other("the tree is not set"))?;
-        std::fs::create_dir_all(dir)?;
-        let staging = Staging::create(dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("creating a staging directory: {e}")))?;
-        self.made.push((tree, staging));
-        Ok(&mut self.made.last_mut().expect("just pushed").1)
-    }
-}
-
-impl Stage for &mut TreeStagings<'_> {
-    fn locate(&mut self, name: &RelPath) -> Result<(PathBuf, RelPath), UnpackError> {
-        let (tree, inner) = split(self.roots, name)?;
-        let staging = self.staging(tree)?;
-        Ok((staging.path().to_owned(), inner))
-    }
-}
-
-fn tree_dir(roots: &Roots, tree: Tree) -> Result<&Path, RestoreError> {
-    roots
-        .dir(tree)
-        .ok_or_else(|| RestoreError::Io(io::Error::other("the tree is not set")))
-}
-
-/// What was unpacked, split by tree (paths inside each), extra trees first.
-fn by_tree(unpacked: &Unpacked, roots: &Roots) -> Result<Vec<(Tree, Unpacked)>, RestoreError> {
-    let mut trees: Vec<(Tree, Unpacked)> = Vec::new();
-    for name in &unpacked.paths {
-        let (tree, inner) = split(roots, name)?;
-        part_of(&mut trees, tree).paths.push(inner);
-    }
-    for (name, mode, mtime) in &unpacked.dirs {
-        let (tree, inner) = split(roots, name)?;
-        part_of(&mut trees, tree).dirs.push((inner, *mode, *mtime));
-    }
-    trees.sort_by_key(|(tree, _)| *tree == Tree::Main);
-    Ok(trees)
-}
-
-fn part_of(trees: &mut Vec<(Tree, Unpacked)>, tree: Tree) -> &mut Unpacked {
-    let i = match trees.iter().position(|(t, _)| *t == tree) {
-        Some(i) => i,
-        None => {
-            trees.push((tree, Unpacked::default()));
-            trees.len() - 1
-        }
-    };
-    &mut trees[i].1
-}
-
-/// The tree of archive name `name` and its path there; a name of no tree of this job is
-/// a refused entry.
-fn split(roots: &Roots, name: &RelPath) -> Result<(Tree, RelPath), UnpackError> {
-    roots.split(name).map_err(|e| UnpackError::Refused {
-        path: name.to_string(),
-        reason: e.to_string(),
-    })
 }
 
 impl RestoreError {

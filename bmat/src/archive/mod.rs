@@ -4,6 +4,7 @@
 pub mod corruption;
 pub mod entries;
 pub mod error;
+pub mod names;
 pub mod place;
 pub mod staging;
 pub mod times;
@@ -12,7 +13,7 @@ pub mod write;
 mod writers;
 
 pub use error::UnpackError;
-pub use place::{check_targets, place};
+pub use place::TreeStagings;
 pub use staging::Staging;
 pub use unpack::{Unpacked, unpack};
 pub use write::{ArchiveWriter, WriteReport};

@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 use crate::archive::times::Mtime;
+use crate::input::parse_list;
 use crate::manifest::{Manifest, Options};
-use crate::paths::{RelPath, parse_list};
+use crate::paths::RelPath;
 use crate::progress::Progress;
 use crate::roots::Roots;
 use crate::stream::{Compression, Expected, RestoreError, pack, unpack_into_tree};

@@ -23,7 +23,7 @@ use crate::context::JobContext;
 use crate::outcome::UsageError;
 use crate::paths::RelPath;
 use crate::restore::RestoreRequest;
-use crate::roots::{Extra, Roots, Tree};
+use crate::roots::{Extra, Tree, TreePath};
 use crate::save::SaveRequest;
 use inputs::{HomeKey, KeyInputs};
 
@@ -114,14 +114,14 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
     })
 }
 
-/// The archive names of a Rust cache: the build directory's third-party units, and
-/// what Cargo's home holds for the packages of Cargo.lock.
+/// The entries of a Rust cache: the build directory's third-party units, and what
+/// Cargo's home holds for the packages of Cargo.lock.
 fn select(
     workspace: &Workspace,
     inputs: &KeyInputs,
     cargo_home: &Path,
     relocate: bool,
-) -> anyhow::Result<Vec<RelPath>> {
+) -> anyhow::Result<Vec<TreePath>> {
     let build_dir = &workspace.build_dir;
     let selection =
         artefacts::select(build_dir, &inputs.packages, &workspace.members).map_err(|e| {
@@ -153,19 +153,19 @@ fn select(
     }
     let home = cargo_home::select(cargo_home, &inputs.packages)
         .map_err(|e| anyhow::anyhow!("cannot read the Cargo home {}: {e}", cargo_home.display()))?;
-    let mut names = Vec::with_capacity(selection.paths.len() + home.paths.len());
+    let in_tree = |tree, path: &PathBuf| {
+        RelPath::from_input(path.as_os_str().as_encoded_bytes())
+            .map(|path| TreePath { tree, path })
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    let mut entries = Vec::with_capacity(selection.paths.len() + home.paths.len());
     for path in &selection.paths {
-        names.push(
-            RelPath::from_input(path.as_os_str().as_encoded_bytes())
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+        entries.push(in_tree(Tree::Main, path)?);
     }
     for path in &home.paths {
-        let inner = RelPath::from_input(path.as_os_str().as_encoded_bytes())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        names.push(Roots::name_in(Tree::Extra(Extra::CargoHome), &inner));
+        entries.push(in_tree(Tree::Extra(Extra::CargoHome), path)?);
     }
-    Ok(names)
+    Ok(entries)
 }
 
 /// After a hit: carries the restored units to this job's Cargo home. Best effort: a
