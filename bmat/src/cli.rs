@@ -7,15 +7,17 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::delete::{DeleteRequest, delete};
+use crate::commands::list::{ListRequest, Listing, list};
+use crate::commands::outcome::{
+    Failure, FailureKind, JSON_HELP, Outcome, UsageError, infrastructure,
+};
+use crate::commands::restore::{RestoreRequest, lookup_only, restore};
+use crate::commands::rust;
+use crate::commands::save::{SaveRequest, save};
 use crate::context::{Flags, JobContext};
-use crate::delete::{DeleteRequest, delete};
-use crate::input::parse_list;
-use crate::list::{ListRequest, Listing, list};
-use crate::outcome::{Failure, FailureKind, JSON_HELP, Outcome, UsageError, infrastructure};
 use crate::output;
-use crate::restore::{RestoreRequest, lookup_only, restore};
-use crate::rust;
-use crate::save::{SaveRequest, save};
+use crate::trees::input::parse_list;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::api::{ApiClient, ApiError, Endpoint, EndpointError};
-use crate::roots::{Extra, Roots, Tree};
+use crate::rust::toolchain::RustTools;
+use crate::transfer::api::{ApiClient, ApiError, Endpoint, EndpointError};
+use crate::trees::roots::{Extra, Roots, Tree};
 use crate::tuning::Tuning;
 
 /// What the command line says about the whole job.
@@ -59,13 +60,6 @@ impl Environment {
             .iter()
             .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v.to_str()?.to_owned())))
     }
-}
-
-/// The programs a Rust key asks: `$CARGO` and `$RUSTC`, by default from `PATH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RustTools {
-    pub cargo: OsString,
-    pub rustc: OsString,
 }
 
 /// The job, resolved once.

@@ -4,9 +4,11 @@
 pub mod corruption;
 pub mod entries;
 pub mod error;
+pub mod handoff;
 pub mod names;
 pub mod place;
 pub mod staging;
+pub mod stream;
 pub mod times;
 pub mod unpack;
 pub mod write;

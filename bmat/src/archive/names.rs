@@ -11,8 +11,8 @@
 use std::ffi::OsStr;
 use std::path::{Component, Path};
 
-use crate::paths::RelPath;
-use crate::roots::{Extra, Roots, Tree, TreePath};
+use crate::trees::paths::RelPath;
+use crate::trees::roots::{Extra, Roots, Tree, TreePath};
 
 /// The top directory of extra trees' entries in an archive.
 const EXTRA_DIR: &str = ".bmat-root";

@@ -36,8 +36,8 @@ use super::names;
 use super::staging::Staging;
 use super::times::Mtime;
 use super::unpack::{Stage, Unpacked};
-use crate::paths::RelPath;
-use crate::roots::{Roots, Tree, TreePath};
+use crate::trees::paths::RelPath;
+use crate::trees::roots::{Roots, Tree, TreePath};
 
 /// Refuses when any entry would be written below a symlink that exists in the
 /// destination tree, or when a file or symlink would replace a non-empty directory

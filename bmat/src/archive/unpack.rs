@@ -28,7 +28,7 @@ use super::error::UnpackError;
 use super::staging::is_staging_name;
 use super::times::Mtime;
 use super::writers::{FileWriters, SMALL_FILE, SmallFile};
-use crate::paths::RelPath;
+use crate::trees::paths::RelPath;
 
 const COPY_BUF: usize = 1 << 20;
 

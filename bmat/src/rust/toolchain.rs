@@ -4,9 +4,17 @@
 //! the release (`1.95.0`) or, for nightly and beta, the channel and commit date
 //! (`nightly-2026-04-14`), and the host triple.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::Command;
+
+/// The programs a Rust key asks: `$CARGO` and `$RUSTC` of the job, by default
+/// `cargo` and `rustc` from `PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RustTools {
+    pub cargo: OsString,
+    pub rustc: OsString,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Toolchain {

@@ -4,11 +4,11 @@
 //! directory). It may also hold entries of trees that live elsewhere and differ from
 //! runner to runner: the user's home (`~/…` in `bmat cache save`) and Cargo's home.
 //! Entries travel as [`TreePath`]s, a tree and a path in it; how an archive names them
-//! is [`crate::archive::names`]'s business.
+//! is the archive's business (`archive/names.rs`).
 
 use std::path::{Path, PathBuf};
 
-use crate::paths::RelPath;
+use crate::trees::paths::RelPath;
 
 /// A tree other than the main one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,11 +11,11 @@ use bmat_wire::api::CacheProblem;
 use sha2::{Digest, Sha256};
 
 use crate::archive::corruption::{corruption, is_corruption};
+use crate::archive::handoff;
 use crate::archive::unpack::Stage;
 use crate::archive::{ArchiveWriter, TreeStagings, UnpackError, Unpacked, WriteReport, unpack};
-use crate::handoff;
 use crate::progress::Progress;
-use crate::roots::{Roots, TreePath};
+use crate::trees::roots::{Roots, TreePath};
 
 /// Compression settings.
 #[derive(Debug, Clone, Copy)]
@@ -29,7 +29,7 @@ pub struct Compression {
 ///
 /// Two threads: a scoped one walks, reads files and builds the tar stream; this one
 /// feeds zstd (whose workers compress) and writes its output to `out` (in `save`,
-/// hashing and cutting parts). See [`crate::handoff`] for why.
+/// hashing and cutting parts). See [`crate::archive::handoff`] for why.
 pub fn pack<W: Write, P: Sync>(
     roots: &Roots,
     paths: &[P],
@@ -139,7 +139,7 @@ impl<'a> Expected<'a> {
 /// exactly `expected.size` bytes with its SHA-256 were read.
 ///
 /// Two threads: this one hashes and decompresses, a scoped one parses tar and writes
-/// files (see [`crate::handoff`]).
+/// files (see [`crate::archive::handoff`]).
 pub fn unpack_verified<R: Read>(
     input: R,
     staging: impl Stage + Send,

@@ -15,15 +15,15 @@ use anyhow::{Context as _, anyhow};
 use bmat_wire::api::{BeginResponse, CompleteRequest, Extent, SkipReason, UploadState};
 use tokio::sync::mpsc;
 
-use crate::api::{ApiClient, Refused};
+use crate::archive::stream::{Compression, pack};
+use crate::commands::outcome::{Failure, FailureKind, Outcome, Skip, infrastructure};
 use crate::context::JobContext;
-use crate::outcome::{Failure, FailureKind, Outcome, Skip, infrastructure};
 use crate::progress::Progress;
-use crate::roots::{Roots, TreePath};
-use crate::stream::{Compression, pack};
+use crate::transfer::api::{ApiClient, Refused};
 use crate::transfer::parts::{Part, PartWriter, StreamSummary};
 use crate::transfer::s3::S3Transfer;
 use crate::transfer::upload::Uploader;
+use crate::trees::roots::{Roots, TreePath};
 use crate::tuning::Tuning;
 
 /// A validated save request.

@@ -8,11 +8,11 @@ use anyhow::bail;
 use bmat_wire::api::{CacheInfo, CacheRef};
 use serde::Serialize;
 
-use crate::api::ApiClient;
+use crate::commands::outcome::one_line;
 use crate::context::JobContext;
-use crate::outcome::one_line;
 use crate::output;
 use crate::progress::human_bytes;
+use crate::transfer::api::ApiClient;
 
 /// A validated list request.
 pub struct ListRequest {

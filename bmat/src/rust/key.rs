@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::lockfile::LockedPackage;
-use super::toolchain::Toolchain;
+use super::toolchain::{self, RustTools, Toolchain};
+use super::workspace::Workspace;
 
 /// Variables that change how every crate is compiled. Deliberately not "everything that
 /// starts with CARGO_": most of those (CARGO_TERM_*, CARGO_HOME, …) change no artefact
@@ -270,6 +271,38 @@ fn tables_of(file: &Path, names: &[&str]) -> anyhow::Result<Option<String>> {
         return Ok(None);
     }
     Ok(Some(toml::to_string(&picked)?))
+}
+
+/// The inputs of `workspace`'s key, with Cargo's home at `cargo_home`, the tools
+/// `tools` and the variables `vars` of the job.
+pub fn key_inputs(
+    workspace: &Workspace,
+    cargo_home: &Path,
+    tools: &RustTools,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<KeyInputs> {
+    let lock_path = workspace.root.join("Cargo.lock");
+    let lock_text = std::fs::read_to_string(&lock_path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {}: {e} (commit Cargo.lock, or run `cargo generate-lockfile` before bmat)",
+            lock_path.display()
+        )
+    })?;
+    let packages = super::lockfile::third_party(&lock_text)?;
+    let toolchain = toolchain::detect(&tools.rustc, &workspace.root)?;
+    let config = config_tables(&workspace.root, cargo_home)?;
+    let cargo = toolchain::cargo_version(&tools.cargo, &workspace.root)?;
+    let home = if toolchain::minor_of(&cargo)
+        .is_some_and(|v| super::relocate::RELOCATABLE_CARGO.contains(&v))
+    {
+        HomeKey::Relocatable { cargo }
+    } else {
+        HomeKey::Pinned {
+            cargo,
+            sources: cargo_home.join("registry/src"),
+        }
+    };
+    Ok(KeyInputs::new(toolchain, packages, vars, config).with_home(home))
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
+use crate::commands::outcome::{Outcome, infrastructure};
 use crate::context::JobContext;
-use crate::outcome::{Outcome, infrastructure};
 
 /// A validated delete request.
 pub struct DeleteRequest {

@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 use bmat_wire::api::{CacheHit, CacheProblem, CacheRef, LookupResponse, ReportRequest};
 
-use crate::api::ApiClient;
+use crate::archive::stream::{Expected, RestoreError, unpack_into_tree};
+use crate::commands::outcome::{Failure, FailureKind, Outcome, infrastructure};
 use crate::context::JobContext;
-use crate::disk::free_space;
-use crate::outcome::{Failure, FailureKind, Outcome, infrastructure};
 use crate::progress::Progress;
 use crate::progress::human_bytes;
-use crate::roots::Roots;
-use crate::stream::{Expected, RestoreError, unpack_into_tree};
+use crate::transfer::api::ApiClient;
 use crate::transfer::download::{RangeDownload, UrlSource};
 use crate::transfer::retry::TransferError;
 use crate::transfer::s3::S3Transfer;
+use crate::trees::disk::free_space;
+use crate::trees::roots::Roots;
 use crate::tuning::Tuning;
 
 /// A validated restore request.

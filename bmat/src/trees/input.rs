@@ -2,12 +2,12 @@
 //! (`~/…` in `$HOME`, the rest in the working directory).
 
 use crate::archive::names::starts_reserved;
-use crate::paths::{PathError, RelPath, shown};
-use crate::roots::{Extra, Tree, TreePath};
+use crate::trees::paths::{PathError, RelPath, shown};
+use crate::trees::roots::{Extra, Tree, TreePath};
 
 /// Splits stdin into paths (newline- or NUL-separated; empty entries ignored),
 /// places each in its tree and drops duplicates, keeping the first
-/// occurrence's position. `~/…` is a path under `$HOME` (see [`crate::roots`]);
+/// occurrence's position. `~/…` is a path under `$HOME` (see [`crate::trees::roots`]);
 /// `~user/…` is not expanded, it is a relative name like any other.
 pub fn parse_list(input: &[u8], nul: bool) -> Result<Vec<TreePath>, PathError> {
     let sep = if nul { b'\0' } else { b'\n' };
