@@ -175,18 +175,19 @@ pub fn main() -> i32 {
         Ok((Prepared::List(req), ctx)) => {
             let listing = on_runtime(async || list(req, &ctx).await)
                 .unwrap_or_else(|e| Listing::failed(None, &e, Duration::ZERO));
-            (listing.exit_code(strict), listing.report(strict, json))
+            (listing.exit_code(strict), listing.print(strict, json))
         }
-        Ok((Prepared::Done(outcome), _)) => {
-            (outcome.exit_code(strict), report(&outcome, strict, json))
-        }
-        Ok((Prepared::Run(job), ctx)) => {
-            let outcome = run(job, &ctx);
+        Ok((Prepared::Done(outcome), _)) => (
+            outcome.exit_code(strict),
+            print_outcome(&outcome, strict, json),
+        ),
+        Ok((Prepared::Run(task), ctx)) => {
+            let outcome = run(task, &ctx);
             let code = match outcome.is_miss() && fail_on_miss {
                 true => 1,
                 false => outcome.exit_code(strict),
             };
-            (code, report(&outcome, strict, json))
+            (code, print_outcome(&outcome, strict, json))
         }
         Err(usage) => {
             let mut written = output::eprintln(&format!("error: {usage}"));
@@ -216,7 +217,7 @@ fn output_failed(e: &std::io::Error, code: i32, strict: bool) -> i32 {
 /// What preparing a command came to.
 pub enum Prepared {
     /// Something to run.
-    Run(Job),
+    Run(Task),
     /// Nothing to run: print this on stdout (`bmat cache rust key`).
     Print(String),
     /// Decided while preparing (a Rust workspace that cargo could not describe).
@@ -225,8 +226,8 @@ pub enum Prepared {
     List(ListRequest),
 }
 
-/// A command whose arguments are checked and whose input is read.
-pub enum Job {
+/// A command whose arguments are checked and whose input is read: a task to run.
+pub enum Task {
     Save(SaveRequest),
     Restore(RestoreRequest),
     /// A restore, then the Rust cache's own step (relocation to this Cargo home).
@@ -291,7 +292,7 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
                     "~/… paths need $HOME set to an absolute path".into(),
                 ));
             }
-            Ok(Prepared::Run(Job::Save(SaveRequest { key, roots, paths })))
+            Ok(Prepared::Run(Task::Save(SaveRequest { key, roots, paths })))
         }
         CacheCommand::Restore {
             key,
@@ -308,9 +309,9 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
                 roots: ctx.trees.clone(),
             };
             Ok(Prepared::Run(if flags.lookup_only {
-                Job::Lookup(req)
+                Task::Lookup(req)
             } else {
-                Job::Restore(req)
+                Task::Restore(req)
             }))
         }
         CacheCommand::List { prefix } => {
@@ -321,7 +322,7 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
         }
         CacheCommand::Delete { key } => {
             check_key(&key)?;
-            Ok(Prepared::Run(Job::Delete(DeleteRequest { key })))
+            Ok(Prepared::Run(Task::Delete(DeleteRequest { key })))
         }
     }
 }
@@ -341,9 +342,9 @@ fn prepare_rust(command: RustCommand, ctx: &JobContext) -> Result<Prepared, Usag
             elapsed: Duration::ZERO,
         }),
         Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
-        Ok(rust::Plan::Save(request)) => Prepared::Run(Job::Save(request)),
-        Ok(rust::Plan::Restore(request, _)) if lookup_only => Prepared::Run(Job::Lookup(request)),
-        Ok(rust::Plan::Restore(request, after)) => Prepared::Run(Job::RustRestore(request, after)),
+        Ok(rust::Plan::Save(request)) => Prepared::Run(Task::Save(request)),
+        Ok(rust::Plan::Restore(request, _)) if lookup_only => Prepared::Run(Task::Lookup(request)),
+        Ok(rust::Plan::Restore(request, after)) => Prepared::Run(Task::RustRestore(request, after)),
     })
 }
 
@@ -357,19 +358,19 @@ fn check_prefix(what: &str, prefix: &str) -> Result<(), UsageError> {
         .map_err(|e| UsageError(format!("invalid {what} {prefix:?}: it {e}")))
 }
 
-/// Runs a prepared job on a fresh runtime.
-pub fn run(job: Job, ctx: &JobContext) -> Outcome {
-    let key = match &job {
-        Job::Save(r) => r.key.clone(),
-        Job::Restore(r) | Job::Lookup(r) | Job::RustRestore(r, _) => r.key.clone(),
-        Job::Delete(r) => r.key.clone(),
+/// Runs a prepared task on a fresh runtime.
+pub fn run(task: Task, ctx: &JobContext) -> Outcome {
+    let key = match &task {
+        Task::Save(r) => r.key.clone(),
+        Task::Restore(r) | Task::Lookup(r) | Task::RustRestore(r, _) => r.key.clone(),
+        Task::Delete(r) => r.key.clone(),
     };
-    on_runtime(async || match job {
-        Job::Save(req) => save(req, ctx).await,
-        Job::Restore(req) => restore(req, ctx).await,
-        Job::Lookup(req) => lookup_only(req, ctx).await,
-        Job::Delete(req) => delete(req, ctx).await,
-        Job::RustRestore(req, after) => {
+    on_runtime(async || match task {
+        Task::Save(req) => save(req, ctx).await,
+        Task::Restore(req) => restore(req, ctx).await,
+        Task::Lookup(req) => lookup_only(req, ctx).await,
+        Task::Delete(req) => delete(req, ctx).await,
+        Task::RustRestore(req, after) => {
             let outcome = restore(req, ctx).await;
             if matches!(outcome, Outcome::Hit { .. })
                 && let Some(line) = rust::after_restore(&after)
@@ -393,7 +394,7 @@ fn on_runtime<T>(task: impl AsyncFnOnce() -> T) -> anyhow::Result<T> {
 
 /// Prints the outcome line on stderr and, with `json`, its JSON object on stdout.
 /// Tries both; fails with the first error.
-pub fn report(outcome: &Outcome, strict: bool, json: bool) -> std::io::Result<()> {
+pub fn print_outcome(outcome: &Outcome, strict: bool, json: bool) -> std::io::Result<()> {
     let line = output::eprintln(&outcome.line(strict));
     if !json {
         return line;

@@ -24,7 +24,8 @@ pub struct Compression {
     pub workers: u32,
 }
 
-/// Archives `paths` (relative to `root`) into `out`, compressed. Returns the writer
+/// Archives `paths` (each in its tree of `roots`; a path alone is one of the main
+/// tree) into `out`, compressed. Returns the writer
 /// (flushed, to be finished by the caller) and what the archiver noticed.
 ///
 /// Two threads: a scoped one walks, reads files and builds the tar stream; this one

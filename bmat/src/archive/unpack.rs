@@ -233,7 +233,7 @@ impl State {
                 if self.copy_buf.is_empty() {
                     self.copy_buf = vec![0; COPY_BUF];
                 }
-                super::copy_through(&mut self.copy_buf, entry, &mut file)?;
+                super::copy::copy_through(&mut self.copy_buf, entry, &mut file)?;
                 file.set_permissions(fs::Permissions::from_mode(mode))?;
                 mtime.apply_to_file(&file)?;
                 self.files.insert(rel.clone());

@@ -396,7 +396,7 @@ impl<W: Write> ArchiveWriter<W> {
         // to 512 bytes), with large reads.
         let out = self.builder.get_mut();
         out.write_all(header.as_bytes())?;
-        let written = super::copy_through(&mut self.copy_buf, &mut data, out)?;
+        let written = super::copy::copy_through(&mut self.copy_buf, &mut data, out)?;
         let pad = (512 - written % 512) % 512;
         out.write_all(&[0u8; 512][..pad as usize])?;
         self.report.entries += 1;

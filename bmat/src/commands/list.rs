@@ -175,7 +175,7 @@ impl Listing {
 
     /// Prints the table (or, with `json`, the JSON object) on stdout and the outcome
     /// line on stderr. Tries both; fails with the first error.
-    pub fn report(&self, strict: bool, json: bool) -> std::io::Result<()> {
+    pub fn print(&self, strict: bool, json: bool) -> std::io::Result<()> {
         let data = if json {
             self.json()
                 .map_err(std::io::Error::other)

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::transfer::retry::{RetryPolicy, Verdict, classify_status, classify_transport};
-use crate::transfer::s3::describe;
+use crate::transfer::s3::reqwest_cause;
 use crate::tuning::Tuning;
 
 /// Where the API is.
@@ -322,14 +322,14 @@ impl ApiClient {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|e| CallError::Transport {
-            message: describe(&e),
+            message: reqwest_cause(&e),
             verdict: classify_transport(&e),
         })?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| CallError::Body(describe(&e)))?;
+            .map_err(|e| CallError::Body(reqwest_cause(&e)))?;
         if !status.is_success() {
             let (message, code) = match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(body) => (body.error, body.code),

@@ -60,7 +60,7 @@ impl S3Transfer {
             .map_err(|e| {
                 AttemptError::new(
                     classify_transport(&e),
-                    anyhow!("part upload: {}", describe(&e)),
+                    anyhow!("part upload: {}", reqwest_cause(&e)),
                 )
             })?;
         let status = response.status();
@@ -104,7 +104,7 @@ impl S3Transfer {
                 .map_err(|e| {
                     AttemptError::new(
                         classify_transport(&e),
-                        anyhow!("download: {}", describe(&e)),
+                        anyhow!("download: {}", reqwest_cause(&e)),
                     )
                 })?;
             let status = response.status();
@@ -144,7 +144,7 @@ impl S3Transfer {
             let mut body = response.bytes_stream();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk
-                    .map_err(|e| AttemptError::retry(anyhow!("download: {}", describe(&e))))?;
+                    .map_err(|e| AttemptError::retry(anyhow!("download: {}", reqwest_cause(&e))))?;
                 beat.tick();
                 if buf.len() + chunk.len() > len as usize {
                     return Err(AttemptError::fatal(anyhow!(
@@ -224,7 +224,7 @@ fn s3_error_code(body: &str) -> String {
 /// The innermost cause of a reqwest error ("connection refused", "operation timed
 /// out"), which is what a person needs; reqwest's own text names the URL, which for a
 /// presigned URL is long and carries a signature.
-pub fn describe(err: &reqwest::Error) -> String {
+pub fn reqwest_cause(err: &reqwest::Error) -> String {
     let mut cause: Option<&dyn std::error::Error> = None;
     let mut next = std::error::Error::source(err);
     while let Some(inner) = next {
