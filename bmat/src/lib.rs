@@ -1,7 +1,8 @@
 //! bmat: save and restore CI build caches through the job's agent.
 //!
 //! The pieces, one job each:
-//! - [`cli`]: the command line; [`context`]: the job, resolved once at the entry point;
+//! - [`run`]: the entry point; [`cli`]: the command line; [`context`]: the job,
+//!   resolved once at the entry point; [`prepare`]: usage checks, a command made a task;
 //! - [`commands`]: save, restore (and its `--lookup-only`), list, delete, the Rust
 //!   cache's flow, and their outcome (line, JSON, exit code);
 //! - [`archive`]: archive naming, tar writer, checked unpacker, staging, placement and
@@ -22,7 +23,9 @@ pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod output;
+pub mod prepare;
 pub mod progress;
+pub mod run;
 pub mod rust;
 pub mod transfer;
 pub mod trees;
