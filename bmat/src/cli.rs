@@ -1,22 +1,11 @@
-//! The command line: parsing, usage checks (exit 2), running a command, printing its
-//! outcome.
+//! The command line: clap's types, and what they say about the whole job.
 
-use std::io::{IsTerminal as _, Read as _};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
-use crate::delete::{DeleteRequest, delete};
-use crate::list::{ListRequest, Listing, list};
-use crate::outcome::{JSON_HELP, Outcome, UsageError};
-use crate::output;
-use crate::paths::parse_list;
-use crate::restore::{RestoreRequest, lookup_only, restore};
-use crate::roots::Roots;
-use crate::rust;
-use crate::save::{SaveRequest, save};
-use crate::tuning::Tuning;
+use crate::commands::outcome::JSON_HELP;
+use crate::context::Flags;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -152,7 +141,7 @@ pub struct ManifestArgs {
 }
 
 impl ManifestArgs {
-    fn path(&self) -> PathBuf {
+    pub fn path(&self) -> PathBuf {
         self.manifest
             .clone()
             .or_else(|| self.manifest_path.clone())
@@ -160,74 +149,23 @@ impl ManifestArgs {
     }
 }
 
-/// Parses the command line, runs the command, prints the outcome and returns the
-/// exit code.
-pub fn main() -> i32 {
-    let cli = Cli::parse();
-    let (strict, json) = (cli.strict, cli.json);
-    let fail_on_miss = cli.command.fails_on_miss();
-    let (code, written) = match prepare(cli.command) {
-        Ok(Prepared::Print(text)) => (0, output::print(&text)),
-        Ok(Prepared::List(req)) => {
-            let listing = on_runtime(async |tuning| list(req, tuning).await)
-                .unwrap_or_else(|e| Listing::failed(None, &e, Duration::ZERO));
-            (listing.exit_code(strict), listing.report(strict, json))
+impl Cli {
+    /// What the command line says about the whole job.
+    pub fn flags(&self) -> Flags {
+        let Command::Cache { command } = &self.command;
+        let key_suffix = match command {
+            CacheCommand::Rust {
+                command:
+                    RustCommand::Key(args) | RustCommand::Save(args) | RustCommand::Restore { args, .. },
+            } => args.key_suffix.clone(),
+            _ => None,
+        };
+        Flags {
+            strict: self.strict,
+            json: self.json,
+            key_suffix,
         }
-        Ok(Prepared::Done(outcome)) => (outcome.exit_code(strict), report(&outcome, strict, json)),
-        Ok(Prepared::Run(job)) => {
-            let outcome = run(job);
-            let code = match outcome.is_miss() && fail_on_miss {
-                true => 1,
-                false => outcome.exit_code(strict),
-            };
-            (code, report(&outcome, strict, json))
-        }
-        Err(usage) => {
-            let mut written = output::eprintln(&format!("error: {usage}"));
-            if json {
-                let line = serde_json::json!({"outcome": "failed", "error": usage.0});
-                written = written.and(output::println(&line.to_string()));
-            }
-            (2, written)
-        }
-    };
-    match written {
-        Ok(()) => code,
-        Err(e) => output_failed(&e, code, strict),
     }
-}
-
-/// Stdout or stderr could not be written (full, or its reader gone): a failure of the
-/// cache step like any other, so exit 0 with a `warning:` (if stderr takes it), or 1
-/// under `--strict`. A usage error keeps its 2.
-fn output_failed(e: &std::io::Error, code: i32, strict: bool) -> i32 {
-    let level = if strict { "error" } else { "warning" };
-    // Nothing more can be done if stderr is the stream that failed.
-    let _ = output::eprintln(&format!("{level}: cannot write the outcome: {e}"));
-    if strict { code.max(1) } else { code }
-}
-
-/// What preparing a command came to.
-pub enum Prepared {
-    /// Something to run.
-    Run(Job),
-    /// Nothing to run: print this on stdout (`bmat cache rust key`).
-    Print(String),
-    /// Decided while preparing (a Rust workspace that cargo could not describe).
-    Done(Outcome),
-    /// `bmat cache list`: its own output (a table or a JSON list).
-    List(ListRequest),
-}
-
-/// A command whose arguments are checked and whose input is read.
-pub enum Job {
-    Save(SaveRequest),
-    Restore(RestoreRequest),
-    /// A restore, then the Rust cache's own step (relocation to this Cargo home).
-    RustRestore(RestoreRequest, rust::AfterRestore),
-    /// `restore --lookup-only`.
-    Lookup(RestoreRequest),
-    Delete(DeleteRequest),
 }
 
 impl Command {
@@ -242,140 +180,4 @@ impl Command {
             _ => false,
         }
     }
-}
-
-/// Usage checks, before anything touches the network: the key, the fallback
-/// prefixes, every path on stdin.
-pub fn prepare(command: Command) -> Result<Prepared, UsageError> {
-    let Command::Cache { command } = command;
-    let root = current_dir()?;
-    match command {
-        CacheCommand::Rust { command } => prepare_rust(command),
-        CacheCommand::Save { null, key } => {
-            check_key(&key)?;
-            if std::io::stdin().is_terminal() {
-                return Err(UsageError("give the paths to save on stdin, e.g. `find target -type f | bmat cache save KEY`".into()));
-            }
-            let mut input = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut input)
-                .map_err(|e| UsageError(format!("cannot read the paths from stdin: {e}")))?;
-            let paths = parse_list(&input, null).map_err(|e| UsageError(e.to_string()))?;
-            let roots = Roots::from_env(&root);
-            if paths.iter().any(|p| roots.split(p).is_err()) {
-                return Err(UsageError(
-                    "~/… paths need $HOME set to an absolute path".into(),
-                ));
-            }
-            Ok(Prepared::Run(Job::Save(SaveRequest { key, roots, paths })))
-        }
-        CacheCommand::Restore {
-            key,
-            fallback,
-            flags,
-        } => {
-            check_key(&key)?;
-            for prefix in &fallback {
-                check_prefix("fallback prefix", prefix)?;
-            }
-            let req = RestoreRequest {
-                key,
-                fallbacks: fallback,
-                roots: Roots::from_env(&root),
-            };
-            Ok(Prepared::Run(if flags.lookup_only {
-                Job::Lookup(req)
-            } else {
-                Job::Restore(req)
-            }))
-        }
-        CacheCommand::List { prefix } => {
-            if let Some(prefix) = &prefix {
-                check_prefix("prefix", prefix)?;
-            }
-            Ok(Prepared::List(ListRequest { prefix }))
-        }
-        CacheCommand::Delete { key } => {
-            check_key(&key)?;
-            Ok(Prepared::Run(Job::Delete(DeleteRequest { key })))
-        }
-    }
-}
-
-fn prepare_rust(command: RustCommand) -> Result<Prepared, UsageError> {
-    let (action, args, lookup_only) = match command {
-        RustCommand::Key(args) => (rust::Action::Key, args, false),
-        RustCommand::Save(args) => (rust::Action::Save, args, false),
-        RustCommand::Restore { args, flags } => (rust::Action::Restore, args, flags.lookup_only),
-    };
-    Ok(match rust::plan(action, &args.path(), args.key_suffix)? {
-        Err(outcome) => Prepared::Done(outcome),
-        Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
-        Ok(rust::Plan::Save(request)) => Prepared::Run(Job::Save(request)),
-        Ok(rust::Plan::Restore(request, _)) if lookup_only => Prepared::Run(Job::Lookup(request)),
-        Ok(rust::Plan::Restore(request, after)) => Prepared::Run(Job::RustRestore(request, after)),
-    })
-}
-
-pub fn check_key(key: &str) -> Result<(), UsageError> {
-    bmat_wire::validate_key(key)
-        .map_err(|e| UsageError(format!("invalid cache key {key:?}: it {e}")))
-}
-
-fn check_prefix(what: &str, prefix: &str) -> Result<(), UsageError> {
-    bmat_wire::validate_prefix(prefix)
-        .map_err(|e| UsageError(format!("invalid {what} {prefix:?}: it {e}")))
-}
-
-fn current_dir() -> Result<PathBuf, UsageError> {
-    std::env::current_dir()
-        .map_err(|e| UsageError(format!("cannot tell the working directory: {e}")))
-}
-
-/// Runs a prepared job on a fresh runtime.
-pub fn run(job: Job) -> Outcome {
-    let key = match &job {
-        Job::Save(r) => r.key.clone(),
-        Job::Restore(r) | Job::Lookup(r) | Job::RustRestore(r, _) => r.key.clone(),
-        Job::Delete(r) => r.key.clone(),
-    };
-    on_runtime(async |tuning| match job {
-        Job::Save(req) => save(req, tuning).await,
-        Job::Restore(req) => restore(req, tuning).await,
-        Job::Lookup(req) => lookup_only(req, tuning).await,
-        Job::Delete(req) => delete(req, tuning).await,
-        Job::RustRestore(req, after) => {
-            let outcome = restore(req, tuning).await;
-            if matches!(outcome, Outcome::Hit { .. })
-                && let Some(line) = rust::after_restore(&after)
-            {
-                let _ = output::eprintln(&line);
-            }
-            outcome
-        }
-    })
-    .unwrap_or_else(|e| Outcome::failed(&key, "run", Instant::now(), &e))
-}
-
-/// Runs `task` with the tuning of the environment on a fresh multithreaded runtime.
-fn on_runtime<T>(task: impl AsyncFnOnce(&Tuning) -> T) -> anyhow::Result<T> {
-    let tuning = Tuning::from_env();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
-    Ok(runtime.block_on(task(&tuning)))
-}
-
-/// Prints the outcome line on stderr and, with `json`, its JSON object on stdout.
-/// Tries both; fails with the first error.
-pub fn report(outcome: &Outcome, strict: bool, json: bool) -> std::io::Result<()> {
-    let line = output::eprintln(&outcome.line(strict));
-    if !json {
-        return line;
-    }
-    let object = serde_json::to_string(&outcome.json())
-        .map_err(std::io::Error::other)
-        .and_then(|text| output::println(&text));
-    line.and(object)
 }

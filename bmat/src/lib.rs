@@ -1,34 +1,32 @@
 //! bmat: save and restore CI build caches through the job's agent.
 //!
-//! The pieces, one job each, are meant to be reused by other cache commands:
-//! - [`paths`]: relative paths inside a tree (stdin lists, archive entry names);
-//! - [`archive`]: tar writer from a root + paths, checked unpacker, staging + placing;
-//! - [`stream`]: pack (tar → zstd) and verified unpack (hash → zstd → tar) pipelines;
-//! - [`api`]: the signer API client; [`transfer`]: retries, presigned S3 requests,
-//!   part upload and ranged download;
-//! - [`save`], [`restore`] (and its `--lookup-only`), [`list`], [`delete`]: the
-//!   commands; [`outcome`]: their result, line, JSON and exit code; [`cli`]: the command line; [`output`]: stdout and stderr without
-//!   panics; [`manifest`]: tree manifests for checks.
+//! The pieces, one job each:
+//! - [`run`]: the entry point; [`cli`]: the command line; [`context`]: the job,
+//!   resolved once at the entry point; [`prepare`]: usage checks, a command made a task;
+//! - [`commands`]: save, restore (and its `--lookup-only`), list, delete, the Rust
+//!   cache's flow, and their outcome (line, JSON, exit code);
+//! - [`archive`]: archive naming, tar writer, checked unpacker, staging, placement and
+//!   undo, the pack and verified unpack pipelines;
+//! - [`trees`]: the trees a cache spans and the paths in them;
+//! - [`transfer`]: the signer API client, retries, presigned S3 requests, part upload
+//!   and ranged download;
+//! - [`rust`]: Rust key derivation, which files a Rust cache holds, Cargo home
+//!   relocation;
+//! - [`output`]: stdout and stderr without panics; [`progress`]: byte counts and the
+//!   progress line; [`tuning`]: the transfer knobs.
 
 // Output goes through `output`, never through a macro that panics when a stream fails.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
-pub mod api;
 pub mod archive;
 pub mod cli;
-pub mod delete;
-pub mod disk;
-pub mod handoff;
-pub mod list;
-pub mod manifest;
-pub mod outcome;
+pub mod commands;
+pub mod context;
 pub mod output;
-pub mod paths;
+pub mod prepare;
 pub mod progress;
-pub mod restore;
-pub mod roots;
+pub mod run;
 pub mod rust;
-pub mod save;
-pub mod stream;
 pub mod transfer;
+pub mod trees;
 pub mod tuning;

@@ -100,13 +100,10 @@ impl Tuning {
         (fit.saturating_sub(2) as usize).clamp(1, self.upload_parallelism.max(1))
     }
 
-    /// The defaults with any environment overrides applied. Unparsable values are
-    /// ignored: a knob must never turn a cache step into a failure.
-    pub fn from_env() -> Tuning {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Tuning {
+    /// The defaults with the overrides `get` finds in the environment applied.
+    /// Unparsable values are ignored: a knob must never turn a cache step into a
+    /// failure.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Tuning {
         let mut t = Tuning::default();
         let num = |name: &str| get(name).and_then(|v| v.trim().parse::<u64>().ok());
         if let Some(n) = num("BMAT_RETRY_ATTEMPTS").filter(|n| (1..=20).contains(n)) {

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use bmat::manifest::{Manifest, Options};
+use bmat::trees::manifest::{Manifest, Options};
 use rand::{Rng, RngCore, SeedableRng};
 
 use crate::copy::copy_tree;

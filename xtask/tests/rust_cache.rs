@@ -420,6 +420,44 @@ fn key_follows_third_party_lock_entries_and_flags_not_member_versions() {
     }
 }
 
+/// With `CARGO_HOME` unset, Cargo reads `$HOME/.cargo/config.toml`: so does the key,
+/// also for a workspace outside `$HOME` (whose parents' `.cargo/` do not include it).
+#[test]
+fn an_unset_cargo_home_means_the_one_under_home_for_the_key() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = checkout(&tmp.path().join("ws"));
+    let home = tempfile::tempdir().expect("home");
+    // rustup's proxies find their toolchains through RUSTUP_HOME, by default under HOME.
+    let rustup_home = std::env::var_os("RUSTUP_HOME").unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").expect("HOME"))
+            .join(".rustup")
+            .into_os_string()
+    });
+    let key = || {
+        let mut cmd = bmat(&stack);
+        cmd.env("HOME", home.path())
+            .env("RUSTUP_HOME", &rustup_home)
+            .env_remove("CARGO_HOME");
+        let result = run(cmd, &dir, &["cache", "rust", "key"], b"");
+        assert_eq!(result.code, 0, "{result:?}");
+        result.stdout.lines().next().unwrap_or_default().to_string()
+    };
+    let before = key();
+    assert!(before.starts_with("rust-deps-"), "{before}");
+    fs::create_dir_all(home.path().join(".cargo")).expect("mkdir");
+    fs::write(
+        home.path().join(".cargo/config.toml"),
+        "[build]\nrustflags = [\"-Cdebug-assertions\"]\n",
+    )
+    .expect("write");
+    assert_ne!(
+        key(),
+        before,
+        "$HOME/.cargo/config.toml was left out of the key"
+    );
+}
+
 #[test]
 fn partial_hit_rebuilds_only_the_changed_dependency_and_prunes_it_on_save() {
     let stack = Stack::start().expect("stack");

@@ -23,7 +23,8 @@ pub fn as_corruption(e: io::Error) -> io::Error {
     }
 }
 
+/// Whether `e` carries the marker. tar and zstd pass only `io::Error`s on, so the
+/// marker rides in the error's payload and is recognised by its type.
 pub fn is_corruption(e: &io::Error) -> bool {
-    e.get_ref()
-        .is_some_and(|inner| inner.downcast_ref::<Corruption>().is_some())
+    e.get_ref().is_some_and(|inner| inner.is::<Corruption>())
 }

@@ -1,4 +1,6 @@
-//! Moves a verified staging tree into place.
+//! A restore's placement and its undo: moves the verified staging trees into place,
+//! one per tree the archive writes to ([`TreeStagings`]), and puts everything back
+//! when a move fails.
 //!
 //! [`check_targets`] runs first and touches nothing: it refuses an entry whose
 //! parent, already on disk, is a symlink (writing there would go wherever the link
@@ -15,6 +17,10 @@
 //! back to staging, replaced ones come back, and the modes and mtimes of the
 //! directories merged into are reset, so the tree is as it was.
 //!
+//! Across trees, the extra trees (home, Cargo's home) are placed first and the main
+//! one last; a failure in one puts back the trees placed before it. A tree that
+//! cannot be put back is named in the error, never passed over.
+//!
 //! Crash window: a process killed in the middle of [`place`] leaves the entries moved
 //! so far in place (each complete and verified) and the replaced ones under the
 //! staging directory, which the next restore removes.
@@ -25,9 +31,13 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::error::UnpackError;
+use super::names;
+use super::staging::Staging;
 use super::times::Mtime;
-use super::unpack::{UnpackError, Unpacked};
-use crate::paths::RelPath;
+use super::unpack::{Stage, Unpacked};
+use crate::trees::paths::RelPath;
+use crate::trees::roots::{Roots, Tree, TreePath};
 
 /// Refuses when any entry would be written below a symlink that exists in the
 /// destination tree, or when a file or symlink would replace a non-empty directory
@@ -125,6 +135,131 @@ pub fn place(staging: &Path, root: &Path, dirs: &[(RelPath, u32, Mtime)]) -> io:
         });
     }
     Ok(Placed(journal))
+}
+
+/// The staging directory of each tree an archive writes to, made on its first entry
+/// (with the tree's directory, which a fresh runner's `$CARGO_HOME` may lack).
+pub struct TreeStagings<'a> {
+    roots: &'a Roots,
+    made: Vec<(Tree, Staging)>,
+}
+
+impl<'a> TreeStagings<'a> {
+    /// The stagings of a restore into `roots`. The main tree's staging directory is
+    /// made at once, whatever the archive holds: the litter of dead restores there goes.
+    pub fn create(roots: &'a Roots) -> io::Result<TreeStagings<'a>> {
+        let mut stagings = TreeStagings {
+            roots,
+            made: Vec::new(),
+        };
+        stagings.staging(Tree::Main)?;
+        Ok(stagings)
+    }
+
+    fn staging(&mut self, tree: Tree) -> io::Result<&mut Staging> {
+        if let Some(i) = self.made.iter().position(|(t, _)| *t == tree) {
+            return Ok(&mut self.made[i].1);
+        }
+        let dir = self.tree_dir(tree)?;
+        fs::create_dir_all(dir)?;
+        let staging = Staging::create(dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating a staging directory: {e}")))?;
+        self.made.push((tree, staging));
+        Ok(&mut self.made.last_mut().expect("just pushed").1)
+    }
+
+    fn tree_dir(&self, tree: Tree) -> io::Result<&'a Path> {
+        self.roots
+            .dir(tree)
+            .ok_or_else(|| io::Error::other("the tree is not set"))
+    }
+
+    /// Checks every tree's targets, then places the trees, extra ones first. A
+    /// failure puts back the trees already placed; one that cannot be put back is
+    /// named in the error. The staging directories go either way.
+    pub fn place(mut self, unpacked: &Unpacked) -> Result<(), UnpackError> {
+        let trees = by_tree(unpacked, self.roots)?;
+        for (tree, part) in &trees {
+            check_targets(self.tree_dir(*tree)?, part)?;
+        }
+        let mut placed: Vec<(Tree, Placed)> = Vec::new();
+        for (tree, part) in &trees {
+            let root = self.tree_dir(*tree)?;
+            let staging = self.staging(*tree)?;
+            match place(staging.path(), root, &part.dirs) {
+                Ok(done) => placed.push((*tree, done)),
+                Err(e) => {
+                    let mut message = format!("moving the files into place: {e}");
+                    for (tree, done) in placed.into_iter().rev() {
+                        if let Err(undo) = done.undo() {
+                            message.push_str(&format!(
+                                "; putting {} back failed too: {undo}",
+                                shown(tree)
+                            ));
+                        }
+                    }
+                    return Err(UnpackError::Io(io::Error::new(e.kind(), message)));
+                }
+            }
+        }
+        for (_, staging) in &mut self.made {
+            staging.set_placed();
+        }
+        Ok(())
+    }
+}
+
+impl Stage for &mut TreeStagings<'_> {
+    fn locate(&mut self, name: &RelPath) -> Result<(PathBuf, RelPath), UnpackError> {
+        let entry = parse(self.roots, name)?;
+        let staging = self.staging(entry.tree)?;
+        Ok((staging.path().to_owned(), entry.path))
+    }
+}
+
+/// How messages name a tree.
+fn shown(tree: Tree) -> &'static str {
+    match tree {
+        Tree::Main => "the working tree",
+        Tree::Extra(e) => e.shown(),
+    }
+}
+
+/// What was unpacked, split by tree (paths inside each), extra trees first.
+fn by_tree(unpacked: &Unpacked, roots: &Roots) -> Result<Vec<(Tree, Unpacked)>, UnpackError> {
+    let mut trees: Vec<(Tree, Unpacked)> = Vec::new();
+    for name in &unpacked.paths {
+        let entry = parse(roots, name)?;
+        part_of(&mut trees, entry.tree).paths.push(entry.path);
+    }
+    for (name, mode, mtime) in &unpacked.dirs {
+        let entry = parse(roots, name)?;
+        part_of(&mut trees, entry.tree)
+            .dirs
+            .push((entry.path, *mode, *mtime));
+    }
+    trees.sort_by_key(|(tree, _)| *tree == Tree::Main);
+    Ok(trees)
+}
+
+fn part_of(trees: &mut Vec<(Tree, Unpacked)>, tree: Tree) -> &mut Unpacked {
+    let i = match trees.iter().position(|(t, _)| *t == tree) {
+        Some(i) => i,
+        None => {
+            trees.push((tree, Unpacked::default()));
+            trees.len() - 1
+        }
+    };
+    &mut trees[i].1
+}
+
+/// The tree of archive name `name` and its path there; a name of no tree of this job
+/// is a refused entry.
+fn parse(roots: &Roots, name: &RelPath) -> Result<TreePath, UnpackError> {
+    names::parse(roots, name).map_err(|e| UnpackError::Refused {
+        path: name.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 fn set_dir_attrs(root: &Path, dirs: &[(RelPath, u32, Mtime)]) -> io::Result<()> {

@@ -8,12 +8,13 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
+use crate::archive::stream::{Compression, Expected, RestoreError, pack, unpack_into_tree};
 use crate::archive::times::Mtime;
-use crate::manifest::{Manifest, Options};
-use crate::paths::{RelPath, parse_list};
 use crate::progress::Progress;
-use crate::roots::Roots;
-use crate::stream::{Compression, Expected, RestoreError, pack, unpack_into_tree};
+use crate::trees::input::parse_list;
+use crate::trees::manifest::{Manifest, Options};
+use crate::trees::paths::RelPath;
+use crate::trees::roots::Roots;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 

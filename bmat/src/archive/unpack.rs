@@ -24,22 +24,13 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 
 use super::entries::{Entries, Names};
+use super::error::UnpackError;
 use super::staging::is_staging_name;
 use super::times::Mtime;
 use super::writers::{FileWriters, SMALL_FILE, SmallFile};
-use crate::paths::RelPath;
+use crate::trees::paths::RelPath;
 
 const COPY_BUF: usize = 1 << 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum UnpackError {
-    /// The archive asks for something we will not do.
-    #[error("refused archive entry {path}: {reason}")]
-    Refused { path: String, reason: String },
-    /// Reading the stream or writing the staging tree failed.
-    #[error("{0}")]
-    Io(#[from] io::Error),
-}
 
 fn refuse(path: impl Into<String>, reason: impl Into<String>) -> UnpackError {
     UnpackError::Refused {
@@ -242,7 +233,7 @@ impl State {
                 if self.copy_buf.is_empty() {
                     self.copy_buf = vec![0; COPY_BUF];
                 }
-                super::copy_through(&mut self.copy_buf, entry, &mut file)?;
+                super::copy::copy_through(&mut self.copy_buf, entry, &mut file)?;
                 file.set_permissions(fs::Permissions::from_mode(mode))?;
                 mtime.apply_to_file(&file)?;
                 self.files.insert(rel.clone());

@@ -7,13 +7,14 @@
 //! A file reached again under another name (a hard link) is stored once, the other
 //! names as hard-link entries pointing at the first.
 //!
-//! The caller gives the trees ([`Roots`]) and archive names, so the same writer serves
-//! `cache save` (the working directory, and `~/…` under `$HOME`) and callers whose
-//! files live elsewhere (a target directory outside the tree, Cargo's home).
+//! The caller gives the trees ([`Roots`]) and entries in them ([`TreePath`]), so the
+//! same writer serves `cache save` (the working directory, and `~/…` under `$HOME`)
+//! and callers whose files live elsewhere (a target directory outside the tree,
+//! Cargo's home). Entries are named as [`super::names`] says.
 //!
 //! A restore's staging directory (`.bmat-restore-*`, anywhere) is never archived:
 //! listed or met in a walk, it is skipped without a word; nor is a tree's top-level
-//! `.bmat-root` (see [`crate::roots`]).
+//! `.bmat-root` (see [`super::names`]).
 //!
 //! A path that vanished before it could be read is noted in the report, not an
 //! error; so is a path reached through a symlinked directory (that would follow a
@@ -31,10 +32,11 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
+use super::names::{TreeError, is_reserved_top, name_of, starts_reserved};
 use super::staging::is_staging_name;
 use super::times::Mtime;
-use crate::paths::RelPath;
-use crate::roots::{Roots, is_reserved_top};
+use crate::trees::paths::RelPath;
+use crate::trees::roots::{Roots, Tree, TreePath};
 
 /// What happened besides the entries written.
 #[derive(Debug, Default, Clone)]
@@ -133,7 +135,7 @@ impl<W: Write> ArchiveWriter<W> {
         Self::with_roots(out, Roots::main_only(root))
     }
 
-    /// A writer of archive names under `roots`.
+    /// A writer of entries of `roots`.
     pub fn with_roots(out: W, roots: Roots) -> Self {
         ArchiveWriter {
             builder: tar::Builder::new(out),
@@ -148,9 +150,14 @@ impl<W: Write> ArchiveWriter<W> {
         }
     }
 
-    /// Adds a path: a file, a symlink, or a directory with everything under it.
-    /// The empty path adds the root's contents.
-    pub fn add(&mut self, rel: &RelPath) -> io::Result<()> {
+    /// Adds a path (a path alone is one of the main tree): a file, a symlink, or a
+    /// directory with everything under it. The empty path adds the tree's contents.
+    pub fn add(&mut self, entry: impl Into<TreePath>) -> io::Result<()> {
+        let TreePath { tree, path: inner } = entry.into();
+        let rel = &name_of(&TreePath {
+            tree,
+            path: inner.clone(),
+        });
         if rel
             .as_path()
             .components()
@@ -158,17 +165,18 @@ impl<W: Write> ArchiveWriter<W> {
         {
             return Ok(());
         }
-        let (dir, inner) = self
-            .roots
-            .locate(rel)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{rel}: {e}")))?;
+        let dir = self.roots.dir(tree).ok_or_else(|| {
+            let unset = match tree {
+                Tree::Extra(e) => e.shown(),
+                Tree::Main => "the tree",
+            };
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{rel}: {}", TreeError::Unset(unset)),
+            )
+        })?;
         // The walk skips the same name below a listed tree root.
-        if inner
-            .as_path()
-            .components()
-            .next()
-            .is_some_and(|c| is_reserved_top(c.as_os_str()))
-        {
+        if starts_reserved(&inner) {
             return Ok(());
         }
         let (dir, full) = (dir.to_owned(), dir.join(inner.as_path()));
@@ -388,7 +396,7 @@ impl<W: Write> ArchiveWriter<W> {
         // to 512 bytes), with large reads.
         let out = self.builder.get_mut();
         out.write_all(header.as_bytes())?;
-        let written = super::copy_through(&mut self.copy_buf, &mut data, out)?;
+        let written = super::copy::copy_through(&mut self.copy_buf, &mut data, out)?;
         let pad = (512 - written % 512) % 512;
         out.write_all(&[0u8; 512][..pad as usize])?;
         self.report.entries += 1;

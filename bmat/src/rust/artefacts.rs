@@ -40,7 +40,7 @@ enum Status {
 }
 
 #[derive(Debug)]
-struct Unit {
+struct FingerprintedUnit {
     package: String,
     hash: String,
     /// The unit's own fingerprint(s), as found in its fingerprint files.
@@ -208,8 +208,8 @@ fn build_dep_infos(build_unit_dir: &Path) -> io::Result<Vec<PathBuf>> {
         .collect())
 }
 
-fn read_unit(dir: &Path, package: &str, hash: &str) -> io::Result<Unit> {
-    let mut unit = Unit {
+fn read_unit(dir: &Path, package: &str, hash: &str) -> io::Result<FingerprintedUnit> {
+    let mut unit = FingerprintedUnit {
         package: package.to_string(),
         hash: hash.to_string(),
         fingerprints: Vec::new(),

@@ -111,7 +111,7 @@ fn stable_hash(value: impl Hash) -> u64 {
 }
 
 /// One fingerprint file pair of a unit, read and checked.
-struct Unit {
+struct FingerprintFile {
     /// `.fingerprint/{unit}/{kind}`: the hash, 16 hex digits of little-endian bytes.
     hash_file: PathBuf,
     json_file: PathBuf,
@@ -251,7 +251,7 @@ pub fn relocate(build_dir: &Path, cargo_home: &Path) -> io::Result<Relocated> {
 
 fn rehash(
     i: usize,
-    units: &mut [Unit],
+    units: &mut [FingerprintFile],
     by_stored: &HashMap<u64, usize>,
     new_hash: &mut HashMap<u64, u64>,
 ) -> u64 {
@@ -288,7 +288,7 @@ fn rehome(path: &Path, homes: &[String], new_home: &str) -> PathBuf {
 
 /// Writes the JSON (the fields we changed, the rest as Cargo wrote it) and the hash,
 /// keeping their mtimes.
-fn write_unit(unit: &Unit, hash: u64) -> io::Result<()> {
+fn write_unit(unit: &FingerprintFile, hash: u64) -> io::Result<()> {
     let mut json = unit.json.clone();
     json["path"] = unit.fingerprint.path.into();
     if let Some(deps) = json["deps"].as_array_mut() {
@@ -311,7 +311,7 @@ fn write_keeping_mtime(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// Every fingerprint under the profile directories of `build_dir`: those we read
 /// exactly, and the files of those we do not.
 #[allow(clippy::type_complexity)]
-fn load(build_dir: &Path) -> Result<(Vec<Unit>, Vec<PathBuf>), (PathBuf, io::Error)> {
+fn load(build_dir: &Path) -> Result<(Vec<FingerprintFile>, Vec<PathBuf>), (PathBuf, io::Error)> {
     let mut units = Vec::new();
     let mut unknown = Vec::new();
     let profiles = super::artefacts::profile_dirs(build_dir).map_err(|e| (build_dir.into(), e))?;
@@ -328,7 +328,7 @@ fn load(build_dir: &Path) -> Result<(Vec<Unit>, Vec<PathBuf>), (PathBuf, io::Err
                 };
                 let hash_file = dir.join(kind);
                 match read_unit(&json_file, &hash_file) {
-                    Some((json, fingerprint, stored)) => units.push(Unit {
+                    Some((json, fingerprint, stored)) => units.push(FingerprintFile {
                         hash_file,
                         json_file,
                         dir_name: dir_name.clone(),
@@ -410,7 +410,7 @@ impl DepInfos {
         Ok(DepInfos { by_unit })
     }
 
-    fn files_of(&self, unit: &Unit) -> &[PathBuf] {
+    fn files_of(&self, unit: &FingerprintFile) -> &[PathBuf] {
         let hash = unit
             .dir_name
             .rsplit_once('-')
@@ -423,7 +423,7 @@ impl DepInfos {
 
     /// The Cargo home the unit was built under and its source's path below it
     /// (`/registry/src/…`), if a source its dep-info names hashes to its `path`.
-    fn source_of(&self, unit: &Unit) -> io::Result<Option<(String, String)>> {
+    fn source_of(&self, unit: &FingerprintFile) -> io::Result<Option<(String, String)>> {
         for file in self.files_of(unit) {
             let text = fs::read_to_string(file)?;
             for source in first_rule_sources(&text) {
@@ -441,7 +441,7 @@ impl DepInfos {
 
     /// Rewrites the old homes in the unit's dep-info files for the new one, so that a
     /// cache saved from here can be carried on again.
-    fn rehome(&self, unit: &Unit, homes: &[String], new_home: &str) -> io::Result<()> {
+    fn rehome(&self, unit: &FingerprintFile, homes: &[String], new_home: &str) -> io::Result<()> {
         if needs_escape(new_home) {
             return Ok(());
         }

@@ -4,8 +4,17 @@
 //! the release (`1.95.0`) or, for nightly and beta, the channel and commit date
 //! (`nightly-2026-04-14`), and the host triple.
 
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::Command;
+
+/// The programs a Rust key asks: `$CARGO` and `$RUSTC` of the job, by default
+/// `cargo` and `rustc` from `PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RustTools {
+    pub cargo: OsString,
+    pub rustc: OsString,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Toolchain {
@@ -17,25 +26,24 @@ pub struct Toolchain {
     pub verbose_version: String,
 }
 
-/// Runs `$RUSTC -vV` (default `rustc`) in `dir`, so a `rust-toolchain.toml` there applies.
-pub fn detect(dir: &Path) -> anyhow::Result<Toolchain> {
-    parse(&version_of("RUSTC", "rustc", "-vV", dir)?)
+/// Runs `rustc -vV` in `dir`, so a `rust-toolchain.toml` there applies.
+pub fn detect(rustc: &OsStr, dir: &Path) -> anyhow::Result<Toolchain> {
+    parse(&version_of(rustc, "-vV", dir)?)
 }
 
-/// `$CARGO -V` (default `cargo`) in `dir`: `1.95.0` of `cargo 1.95.0 (f2d3ce0bd 2026-03-21)`.
-pub fn cargo_version(dir: &Path) -> anyhow::Result<String> {
-    let text = version_of("CARGO", "cargo", "-V", dir)?;
+/// `cargo -V` in `dir`: `1.95.0` of `cargo 1.95.0 (f2d3ce0bd 2026-03-21)`.
+pub fn cargo_version(cargo: &OsStr, dir: &Path) -> anyhow::Result<String> {
+    let text = version_of(cargo, "-V", dir)?;
     text.split_whitespace()
         .nth(1)
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("cargo -V said {:?}", text.trim()))
 }
 
-/// What `$VAR flag` (default `program flag`) prints, run in `dir`.
-fn version_of(var: &str, program: &str, flag: &str, dir: &Path) -> anyhow::Result<String> {
-    let program = std::env::var_os(var).unwrap_or_else(|| program.into());
+/// What `program flag` prints, run in `dir`.
+fn version_of(program: &OsStr, flag: &str, dir: &Path) -> anyhow::Result<String> {
     let shown = program.to_string_lossy();
-    let output = Command::new(&program)
+    let output = Command::new(program)
         .arg(flag)
         .current_dir(dir)
         .output()

@@ -1,7 +1,7 @@
 //! Downloads an object with parallel ranged GETs and hands the bytes over in order.
 //!
 //! Up to `parallelism` ranges are in flight; finished ranges wait, in order, in a
-//! small bounded channel read by a blocking [`ChunkReader`] (the decompressor's input).
+//! small bounded channel read by a blocking [`RangeReader`] (the decompressor's input).
 //! Memory is bounded by (parallelism + channel) × range size whatever the object size.
 //! Each range is retried alone; a refused URL (expired) is replaced once by a fresh one
 //! from the signer.
@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
-use super::retry::{RetryPolicy, with_fresh_url};
+use super::retry::{RetryPolicy, TransferError, with_fresh_url};
 use super::s3::S3Transfer;
 use crate::progress::Progress;
 
@@ -73,9 +73,9 @@ pub fn ranges(size: u64, range_size: u64) -> Vec<(u64, u64)> {
 impl RangeDownload {
     /// Starts the download on the runtime; read the bytes from the returned reader (on
     /// a blocking thread). The task's result tells why a reader saw the stream end early.
-    pub fn start(self) -> (ChunkReader, JoinHandle<anyhow::Result<()>>) {
+    pub fn start(self) -> (RangeReader, JoinHandle<Result<(), TransferError>>) {
         let (tx, rx) = mpsc::channel::<Bytes>(2);
-        let reader = ChunkReader {
+        let reader = RangeReader {
             rx,
             current: Bytes::new(),
             remaining: self.size,
@@ -100,7 +100,7 @@ impl RangeDownload {
         (reader, task)
     }
 
-    async fn fetch(&self, start: u64, len: u64) -> anyhow::Result<Bytes> {
+    async fn fetch(&self, start: u64, len: u64) -> Result<Bytes, TransferError> {
         let bytes = with_fresh_url(
             &self.retry,
             self.url.get().await,
@@ -118,13 +118,13 @@ impl RangeDownload {
 
 /// Blocking reader over the ordered ranges. It ends only after exactly the expected
 /// number of bytes; a download that stopped early is an error here, never a short EOF.
-pub struct ChunkReader {
+pub struct RangeReader {
     rx: mpsc::Receiver<Bytes>,
     current: Bytes,
     remaining: u64,
 }
 
-impl Read for ChunkReader {
+impl Read for RangeReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.current.is_empty() {
             if self.remaining == 0 {
@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn the_reader_refuses_to_end_early() {
         let (tx, rx) = mpsc::channel(4);
-        let mut reader = ChunkReader {
+        let mut reader = RangeReader {
             rx,
             current: Bytes::new(),
             remaining: 6,
@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn the_reader_joins_chunks_in_order() {
         let (tx, rx) = mpsc::channel(4);
-        let mut reader = ChunkReader {
+        let mut reader = RangeReader {
             rx,
             current: Bytes::new(),
             remaining: 6,

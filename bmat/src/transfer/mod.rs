@@ -1,6 +1,8 @@
-//! Moving archive bytes: retry rules, stall detection, presigned S3 requests, the
-//! part cutter and uploader, the parallel ranged downloader.
+//! Talking to the cache service and moving archive bytes: the signer API client, retry
+//! rules, stall detection, presigned S3 requests, the part cutter and uploader, the
+//! parallel ranged downloader.
 
+pub mod api;
 pub mod download;
 pub mod parts;
 pub mod retry;

@@ -1,6 +1,6 @@
 //! Bounded retries: which failures are worth another attempt, and how long to wait.
 //!
-//! Rules (DESIGN §4): a bounded number of attempts, exponential backoff with jitter,
+//! Rules (docs/design.md, "bmat"): a bounded number of attempts, exponential backoff with jitter,
 //! an overall deadline, and never a retry of a 4xx other than 408 and 429. Presigned
 //! URLs add one twist: an expired URL answers 400 on Garage ("Date is too old") and 403
 //! on AWS, so for those the caller fetches a fresh URL once instead of giving up.
@@ -8,7 +8,10 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use bmat_wire::api::CacheProblem;
 use rand::Rng;
+
+use super::stall::Stalled;
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -53,29 +56,78 @@ pub fn classify_transport(err: &reqwest::Error) -> Verdict {
     }
 }
 
+/// The stored object is not what the registry holds (missing, shorter, longer): the
+/// cache itself is broken, which the signer is told so that it can drop it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CacheDefect {
+    pub problem: CacheProblem,
+    pub message: String,
+}
+
+/// What a failed attempt found.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptCause {
+    #[error(transparent)]
+    Defect(#[from] CacheDefect),
+    #[error(transparent)]
+    Stalled(#[from] Stalled),
+    /// The network, S3's answer, the signer (when a fresh URL was asked for).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
 /// One failed attempt and what it calls for.
 #[derive(Debug)]
 pub struct AttemptError {
     pub verdict: Verdict,
-    pub error: anyhow::Error,
+    pub error: AttemptCause,
+}
+
+/// A request to a presigned URL that failed for good.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// Its last attempt failed: `what` names the request and the attempts made.
+    #[error("{what}")]
+    Failed {
+        what: String,
+        #[source]
+        cause: AttemptCause,
+    },
+    /// No fresh URL could be had for it.
+    #[error(transparent)]
+    Refresh(#[from] anyhow::Error),
+}
+
+impl TransferError {
+    /// What is wrong with the stored object, if that is why the request failed.
+    pub fn defect(&self) -> Option<CacheProblem> {
+        match self {
+            TransferError::Failed {
+                cause: AttemptCause::Defect(d),
+                ..
+            } => Some(d.problem),
+            _ => None,
+        }
+    }
 }
 
 impl AttemptError {
-    pub fn retry(error: impl Into<anyhow::Error>) -> Self {
+    pub fn retry(error: impl Into<AttemptCause>) -> Self {
         AttemptError {
             verdict: Verdict::Retry,
             error: error.into(),
         }
     }
 
-    pub fn fatal(error: impl Into<anyhow::Error>) -> Self {
+    pub fn fatal(error: impl Into<AttemptCause>) -> Self {
         AttemptError {
             verdict: Verdict::Fatal,
             error: error.into(),
         }
     }
 
-    pub fn new(verdict: Verdict, error: impl Into<anyhow::Error>) -> Self {
+    pub fn new(verdict: Verdict, error: impl Into<AttemptCause>) -> Self {
         AttemptError {
             verdict,
             error: error.into(),
@@ -157,7 +209,7 @@ pub async fn with_fresh_url<U, T, AF, RF>(
     mut attempt: impl FnMut(U) -> AF,
     mut refresh: impl FnMut(U) -> RF,
     what: impl FnOnce() -> String,
-) -> anyhow::Result<T>
+) -> Result<T, TransferError>
 where
     U: Clone,
     AF: Future<Output = Result<T, AttemptError>>,
@@ -182,9 +234,10 @@ where
         if !retry.wait(verdict).await {
             // The cause stays typed (a missing object is told apart from a timeout).
             let tries = retry.failures();
-            return Err(err
-                .error
-                .context(format!("{} (after {tries} attempts)", what())));
+            return Err(TransferError::Failed {
+                what: format!("{} (after {tries} attempts)", what()),
+                cause: err.error,
+            });
         }
     }
 }

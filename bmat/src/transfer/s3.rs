@@ -5,14 +5,13 @@
 
 use std::time::Duration;
 
-use crate::stream::CacheDefect;
 use anyhow::anyhow;
 use bmat_wire::api::CacheProblem;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, RANGE};
 
-use super::retry::{AttemptError, classify_status, classify_transport};
+use super::retry::{AttemptCause, AttemptError, CacheDefect, classify_status, classify_transport};
 use super::stall::{Heartbeat, watch};
 use crate::tuning::Tuning;
 
@@ -61,7 +60,7 @@ impl S3Transfer {
             .map_err(|e| {
                 AttemptError::new(
                     classify_transport(&e),
-                    anyhow!("part upload: {}", describe(&e)),
+                    anyhow!("part upload: {}", reqwest_cause(&e)),
                 )
             })?;
         let status = response.status();
@@ -105,7 +104,7 @@ impl S3Transfer {
                 .map_err(|e| {
                     AttemptError::new(
                         classify_transport(&e),
-                        anyhow!("download: {}", describe(&e)),
+                        anyhow!("download: {}", reqwest_cause(&e)),
                     )
                 })?;
             let status = response.status();
@@ -145,7 +144,7 @@ impl S3Transfer {
             let mut body = response.bytes_stream();
             while let Some(chunk) = body.next().await {
                 let chunk = chunk
-                    .map_err(|e| AttemptError::retry(anyhow!("download: {}", describe(&e))))?;
+                    .map_err(|e| AttemptError::retry(anyhow!("download: {}", reqwest_cause(&e))))?;
                 beat.tick();
                 if buf.len() + chunk.len() > len as usize {
                     return Err(AttemptError::fatal(anyhow!(
@@ -176,12 +175,12 @@ fn check_content_range(
     start: u64,
     end: u64,
     total: u64,
-) -> anyhow::Result<()> {
+) -> Result<(), AttemptCause> {
     if status == 200 {
         if start == 0 && end + 1 == total {
             return Ok(());
         }
-        return Err(anyhow!("download: S3 ignored the Range header"));
+        return Err(anyhow!("download: S3 ignored the Range header").into());
     }
     let value = header
         .and_then(|v| v.to_str().ok())
@@ -189,18 +188,17 @@ fn check_content_range(
     let parsed = parse_content_range(value)
         .ok_or_else(|| anyhow!("download: unreadable Content-Range {value:?}"))?;
     if parsed.2 != total {
-        return Err(anyhow::Error::new(CacheDefect {
+        return Err(CacheDefect {
             problem: CacheProblem::Corrupt,
             message: format!(
                 "download: the stored archive is {} bytes, the registry says {total}",
                 parsed.2
             ),
-        }));
+        }
+        .into());
     }
     if (parsed.0, parsed.1) != (start, end) {
-        return Err(anyhow!(
-            "download: asked for bytes {start}-{end}, S3 sent {value:?}"
-        ));
+        return Err(anyhow!("download: asked for bytes {start}-{end}, S3 sent {value:?}").into());
     }
     Ok(())
 }
@@ -226,7 +224,7 @@ fn s3_error_code(body: &str) -> String {
 /// The innermost cause of a reqwest error ("connection refused", "operation timed
 /// out"), which is what a person needs; reqwest's own text names the URL, which for a
 /// presigned URL is long and carries a signature.
-pub fn describe(err: &reqwest::Error) -> String {
+pub fn reqwest_cause(err: &reqwest::Error) -> String {
     let mut cause: Option<&dyn std::error::Error> = None;
     let mut next = std::error::Error::source(err);
     while let Some(inner) = next {

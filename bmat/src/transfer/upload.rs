@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 use super::parts::Part;
 use super::retry::{RetryPolicy, with_fresh_url};
 use super::s3::S3Transfer;
-use crate::api::ApiClient;
 use crate::progress::Progress;
+use crate::transfer::api::ApiClient;
 
 /// S3's limit on the number of parts of one upload.
 const S3_MAX_PARTS: u64 = 10_000;

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use bmat::archive::times::Mtime;
-use bmat::manifest::{Manifest, Options};
+use bmat::trees::manifest::{Manifest, Options};
 use bmat_wire::api::{
     BeginRequest, BeginResponse, CompleteRequest, CompletedPart, Extent, PartUrlsRequest,
     PartUrlsResponse, UploadState, UploadStatus,

@@ -4,22 +4,18 @@
 //! - unpack: compressed bytes → SHA-256 and byte count → zstd → tar → staging tree,
 //!   then the size and hash are checked against what the registry said.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
 use bmat_wire::api::CacheProblem;
 use sha2::{Digest, Sha256};
 
 use crate::archive::corruption::{corruption, is_corruption};
+use crate::archive::handoff;
 use crate::archive::unpack::Stage;
-use crate::archive::{
-    ArchiveWriter, Staging, UnpackError, Unpacked, WriteReport, check_targets, place, unpack,
-};
-use crate::handoff;
-use crate::paths::RelPath;
+use crate::archive::{ArchiveWriter, TreeStagings, UnpackError, Unpacked, WriteReport, unpack};
 use crate::progress::Progress;
-use crate::roots::{Roots, Tree};
+use crate::trees::roots::{Roots, TreePath};
 
 /// Compression settings.
 #[derive(Debug, Clone, Copy)]
@@ -28,19 +24,23 @@ pub struct Compression {
     pub workers: u32,
 }
 
-/// Archives `paths` (relative to `root`) into `out`, compressed. Returns the writer
+/// Archives `paths` (each in its tree of `roots`; a path alone is one of the main
+/// tree) into `out`, compressed. Returns the writer
 /// (flushed, to be finished by the caller) and what the archiver noticed.
 ///
 /// Two threads: a scoped one walks, reads files and builds the tar stream; this one
 /// feeds zstd (whose workers compress) and writes its output to `out` (in `save`,
-/// hashing and cutting parts). See [`crate::handoff`] for why.
-pub fn pack<W: Write>(
+/// hashing and cutting parts). See [`crate::archive::handoff`] for why.
+pub fn pack<W: Write, P: Sync>(
     roots: &Roots,
-    paths: &[RelPath],
+    paths: &[P],
     out: W,
     compression: Compression,
     progress: &Progress,
-) -> io::Result<(W, WriteReport)> {
+) -> io::Result<(W, WriteReport)>
+where
+    for<'p> &'p P: Into<TreePath>,
+{
     let mut encoder = zstd::stream::write::Encoder::new(out, compression.level)?;
     if compression.workers > 1 {
         encoder.multithread(compression.workers)?;
@@ -74,24 +74,6 @@ pub fn pack<W: Write>(
     let report = archived?;
     let out = counted.inner.finish()?;
     Ok((out, report))
-}
-
-/// A restore failed because of the cache itself (not the network or the disk): what
-/// the signer is told, so that it can drop a broken cache.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct CacheDefect {
-    pub problem: CacheProblem,
-    pub message: String,
-}
-
-impl CacheDefect {
-    /// The defect somewhere in `e`'s chain of causes, if any.
-    pub fn in_chain(e: &anyhow::Error) -> Option<CacheProblem> {
-        e.chain()
-            .find_map(|c| c.downcast_ref::<CacheDefect>())
-            .map(|d| d.problem)
-    }
 }
 
 /// Why an unpack failed.
@@ -158,7 +140,7 @@ impl<'a> Expected<'a> {
 /// exactly `expected.size` bytes with its SHA-256 were read.
 ///
 /// Two threads: this one hashes and decompresses, a scoped one parses tar and writes
-/// files (see [`crate::handoff`]).
+/// files (see [`crate::archive::handoff`]).
 pub fn unpack_verified<R: Read>(
     input: R,
     staging: impl Stage + Send,
@@ -225,168 +207,60 @@ pub fn unpack_verified<R: Read>(
 /// (the download's), the pipe's (the unpacker stopped), or else zstd's, which found
 /// the archive damaged.
 fn decompress(input: &mut impl Read, out: &mut handoff::ChunkWriter) -> io::Result<()> {
-    let mut decoder = zstd::stream::read::Decoder::new(Tagged(input))?;
+    let failed = Cell::new(None);
+    let mut decoder = zstd::stream::read::Decoder::new(Watched {
+        inner: input,
+        failed: &failed,
+    })?;
     loop {
         match out.fill_from(&mut decoder) {
             Ok(0) => return Ok(()),
             Ok(_) => {}
             Err(e) => {
-                return Err(match InputError::take(e) {
-                    Ok(input) => input,
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => e,
-                    Err(e) => corruption(format!("zstd: {e}")),
+                return Err(match failed.take() {
+                    Some(input) => input,
+                    None if e.kind() == io::ErrorKind::BrokenPipe => e,
+                    None => corruption(format!("zstd: {e}")),
                 });
             }
         }
     }
 }
 
-/// Marks the errors of the reader it wraps, so that they can be told from the
-/// decoder's own.
-struct Tagged<R>(R);
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct InputError(io::Error);
-
-impl InputError {
-    /// The input's own error, if `e` is one; else `e` back.
-    fn take(e: io::Error) -> Result<io::Error, io::Error> {
-        let kind = e.kind();
-        match e.into_inner() {
-            Some(inner) => match inner.downcast::<InputError>() {
-                Ok(input) => Ok(input.0),
-                Err(other) => Err(io::Error::new(kind, other)),
-            },
-            None => Err(io::Error::from(kind)),
-        }
-    }
+/// Keeps the error of the reader it wraps, so that it can be told from the decoder's
+/// own (which only passes an `io::Error` on).
+struct Watched<'a, R> {
+    inner: R,
+    failed: &'a Cell<Option<io::Error>>,
 }
 
-impl<R: Read> Read for Tagged<R> {
+impl<R: Read> Read for Watched<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0
-            .read(buf)
-            .map_err(|e| io::Error::new(e.kind(), InputError(e)))
+        self.inner.read(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return e;
+            }
+            let echo = io::Error::new(e.kind(), e.to_string());
+            self.failed.set(Some(e));
+            echo
+        })
     }
 }
 
-/// The whole restore of one archive into `root`: unpack into a staging directory
-/// inside `root`, verify size and hash, refuse entries that would go through a
-/// symlink on disk, then move everything into place. On any error the staging
-/// directory is removed and `root` is as it was.
+/// The whole restore of one archive into `roots`: unpack into a staging directory
+/// inside each tree, verify size and hash, refuse entries that would go through a
+/// symlink on disk, then move everything into place (see [`TreeStagings`]). On any
+/// error the staging directories are removed and the trees are as they were.
 pub fn unpack_into_tree<R: Read>(
     input: R,
     roots: &Roots,
     expected: &Expected<'_>,
     progress: &Progress,
 ) -> Result<Unpacked, RestoreError> {
-    let mut stagings = TreeStagings {
-        roots,
-        made: Vec::new(),
-    };
-    // The main tree's staging directory is made first, whatever the archive holds:
-    // the litter of dead restores there goes.
-    stagings.staging(Tree::Main).map_err(RestoreError::Io)?;
+    let mut stagings = TreeStagings::create(roots).map_err(RestoreError::Io)?;
     let unpacked = unpack_verified(input, &mut stagings, expected, progress)?;
-    let trees = by_tree(&unpacked, roots)?;
-    for (tree, part) in &trees {
-        check_targets(tree_dir(roots, *tree)?, part)?;
-    }
-    // Extra trees first, the main one last; a failure puts back the trees placed.
-    let mut placed = Vec::new();
-    for (tree, part) in &trees {
-        let staging = stagings.staging(*tree).map_err(RestoreError::Io)?;
-        match place(staging.path(), tree_dir(roots, *tree)?, &part.dirs) {
-            Ok(done) => placed.push(done),
-            Err(e) => {
-                for done in placed.into_iter().rev() {
-                    let _ = done.undo();
-                }
-                return Err(RestoreError::Io(io::Error::new(
-                    e.kind(),
-                    format!("moving the files into place: {e}"),
-                )));
-            }
-        }
-    }
-    for (_, staging) in &mut stagings.made {
-        staging.set_placed();
-    }
+    stagings.place(&unpacked)?;
     Ok(unpacked)
-}
-
-/// The staging directory of each tree an archive writes to, made on its first entry
-/// (with the tree's directory, which a fresh runner's `$CARGO_HOME` may lack).
-struct TreeStagings<'a> {
-    roots: &'a Roots,
-    made: Vec<(Tree, Staging)>,
-}
-
-impl TreeStagings<'_> {
-    fn staging(&mut self, tree: Tree) -> io::Result<&mut Staging> {
-        if let Some(i) = self.made.iter().position(|(t, _)| *t == tree) {
-            return Ok(&mut self.made[i].1);
-        }
-        let dir = self
-            .roots
-            .dir(tree)
-            .ok_or_else(|| io::Error::other("the tree is not set"))?;
-        std::fs::create_dir_all(dir)?;
-        let staging = Staging::create(dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("creating a staging directory: {e}")))?;
-        self.made.push((tree, staging));
-        Ok(&mut self.made.last_mut().expect("just pushed").1)
-    }
-}
-
-impl Stage for &mut TreeStagings<'_> {
-    fn locate(&mut self, name: &RelPath) -> Result<(PathBuf, RelPath), UnpackError> {
-        let (tree, inner) = split(self.roots, name)?;
-        let staging = self.staging(tree)?;
-        Ok((staging.path().to_owned(), inner))
-    }
-}
-
-fn tree_dir(roots: &Roots, tree: Tree) -> Result<&Path, RestoreError> {
-    roots
-        .dir(tree)
-        .ok_or_else(|| RestoreError::Io(io::Error::other("the tree is not set")))
-}
-
-/// What was unpacked, split by tree (paths inside each), extra trees first.
-fn by_tree(unpacked: &Unpacked, roots: &Roots) -> Result<Vec<(Tree, Unpacked)>, RestoreError> {
-    let mut trees: Vec<(Tree, Unpacked)> = Vec::new();
-    for name in &unpacked.paths {
-        let (tree, inner) = split(roots, name)?;
-        part_of(&mut trees, tree).paths.push(inner);
-    }
-    for (name, mode, mtime) in &unpacked.dirs {
-        let (tree, inner) = split(roots, name)?;
-        part_of(&mut trees, tree).dirs.push((inner, *mode, *mtime));
-    }
-    trees.sort_by_key(|(tree, _)| *tree == Tree::Main);
-    Ok(trees)
-}
-
-fn part_of(trees: &mut Vec<(Tree, Unpacked)>, tree: Tree) -> &mut Unpacked {
-    let i = match trees.iter().position(|(t, _)| *t == tree) {
-        Some(i) => i,
-        None => {
-            trees.push((tree, Unpacked::default()));
-            trees.len() - 1
-        }
-    };
-    &mut trees[i].1
-}
-
-/// The tree of archive name `name` and its path there; a name of no tree of this job is
-/// a refused entry.
-fn split(roots: &Roots, name: &RelPath) -> Result<(Tree, RelPath), UnpackError> {
-    roots.split(name).map_err(|e| UnpackError::Refused {
-        path: name.to_string(),
-        reason: e.to_string(),
-    })
 }
 
 impl RestoreError {
@@ -395,17 +269,14 @@ impl RestoreError {
         matches!(self, RestoreError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof)
     }
 
-    /// The error, typed as a [`CacheDefect`] when the archive is to blame.
-    pub fn into_anyhow(self) -> anyhow::Error {
-        let problem = match &self {
-            RestoreError::Mismatch(_) => CacheProblem::Corrupt,
-            RestoreError::Refused(_) | RestoreError::Corrupt(_) => CacheProblem::Undecodable,
-            RestoreError::Io(_) => return anyhow!("{self}"),
-        };
-        anyhow::Error::new(CacheDefect {
-            problem,
-            message: self.to_string(),
-        })
+    /// What is wrong with the cache, when the archive (not the machine) is to blame:
+    /// what the signer is told, so that it can drop a broken cache.
+    pub fn defect(&self) -> Option<CacheProblem> {
+        match self {
+            RestoreError::Mismatch(_) => Some(CacheProblem::Corrupt),
+            RestoreError::Refused(_) | RestoreError::Corrupt(_) => Some(CacheProblem::Undecodable),
+            RestoreError::Io(_) => None,
+        }
     }
 }
 

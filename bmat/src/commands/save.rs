@@ -15,16 +15,15 @@ use anyhow::{Context as _, anyhow};
 use bmat_wire::api::{BeginResponse, CompleteRequest, Extent, SkipReason, UploadState};
 use tokio::sync::mpsc;
 
-use crate::api::ApiClient;
-use crate::api::Refused;
-use crate::outcome::{Outcome, Skip};
-use crate::paths::RelPath;
+use crate::archive::stream::{Compression, pack};
+use crate::commands::outcome::{Failure, FailureKind, Outcome, Skip, infrastructure};
+use crate::context::JobContext;
 use crate::progress::Progress;
-use crate::roots::Roots;
-use crate::stream::{Compression, pack};
+use crate::transfer::api::{ApiClient, Refused};
 use crate::transfer::parts::{Part, PartWriter, StreamSummary};
 use crate::transfer::s3::S3Transfer;
 use crate::transfer::upload::Uploader;
+use crate::trees::roots::{Roots, TreePath};
 use crate::tuning::Tuning;
 
 /// A validated save request.
@@ -32,22 +31,18 @@ pub struct SaveRequest {
     pub key: String,
     /// The trees the paths are in.
     pub roots: Roots,
-    /// Archive names (see [`Roots`]).
-    pub paths: Vec<RelPath>,
+    /// What to save, each in its tree.
+    pub paths: Vec<TreePath>,
 }
 
 /// Runs a save; never fails, every failure is an [`Outcome::Failed`].
-pub async fn save(req: SaveRequest, tuning: &Tuning) -> Outcome {
+pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
+    let tuning = &ctx.tuning;
     let started = Instant::now();
-    let failed = |error: anyhow::Error| Outcome::Failed {
-        key: req.key.clone(),
-        action: "save",
-        error: one_line(&error),
-        elapsed: started.elapsed(),
-    };
-    let api = match ApiClient::from_env(tuning) {
+    let failed = |error: Failure| Outcome::failed(&req.key, "save", started, error);
+    let api = match ctx.api() {
         Ok(api) => api,
-        Err(e) => return failed(e),
+        Err(e) => return failed(infrastructure(e)),
     };
     let (upload_id, part_size, max_size) = match api.begin(&req.key, tuning.part_size).await {
         Ok(BeginResponse::Skip { reason }) => {
@@ -61,7 +56,7 @@ pub async fn save(req: SaveRequest, tuning: &Tuning) -> Outcome {
             };
         }
         // A read-only token (a pull request's): saving is not the job's to do.
-        Err(e) if Refused::in_chain(&e).is_some_and(Refused::is_read_only) => {
+        Err(e) if e.refusal().is_some_and(Refused::is_read_only) => {
             return Outcome::Skipped {
                 key: req.key.clone(),
                 reason: Skip::ReadOnly,
@@ -73,7 +68,7 @@ pub async fn save(req: SaveRequest, tuning: &Tuning) -> Outcome {
             part_size,
             max_size,
         }) => (upload_id, part_size, max_size),
-        Err(e) => return failed(e.context("starting the upload")),
+        Err(e) => return failed(infrastructure(anyhow!(e).context("starting the upload"))),
     };
     let progress = Progress::new(format!("saving {}", req.key), None);
     let result = {
@@ -94,9 +89,23 @@ pub async fn save(req: SaveRequest, tuning: &Tuning) -> Outcome {
             // Best effort, and bounded: the signer reaps stale uploads anyway, and a job
             // must not wait minutes on a cache that already failed.
             let _ = tokio::time::timeout(Duration::from_secs(10), api.abort(&upload_id)).await;
-            failed(e)
+            failed(match e {
+                SaveError::Archive(_) => Failure::new(FailureKind::LocalTree, &e.into()),
+                SaveError::Service(e) => infrastructure(e),
+            })
         }
     }
+}
+
+/// Why a save failed once the upload had begun.
+#[derive(Debug, thiserror::Error)]
+enum SaveError {
+    /// Reading the files to save.
+    #[error("archiving: {0}")]
+    Archive(io::Error),
+    /// The upload: the signer, S3, the network.
+    #[error(transparent)]
+    Service(#[from] anyhow::Error),
 }
 
 async fn upload(
@@ -107,7 +116,7 @@ async fn upload(
     part_size: u64,
     max_size: u64,
     progress: &Progress,
-) -> anyhow::Result<StreamSummary> {
+) -> Result<StreamSummary, SaveError> {
     let s3 = S3Transfer::new(tuning)?;
     let part_bytes =
         usize::try_from(part_size).map_err(|_| anyhow!("part size {part_size} is too large"))?;
@@ -150,16 +159,12 @@ async fn upload(
     // An upload failure makes the producer fail too (its channel closes): report the
     // cause, not the echo.
     let parts = uploaded?;
-    let (summary, report) = packed.map_err(|e| anyhow!("archiving: {e}"))?;
+    let (summary, report) = packed.map_err(SaveError::Archive)?;
     for warning in report.warnings() {
         let _ = crate::output::eprintln(&format!("warning: {warning}"));
     }
     if parts.len() as u32 != summary.parts {
-        return Err(anyhow!(
-            "{} parts uploaded, {} written",
-            parts.len(),
-            summary.parts
-        ));
+        return Err(anyhow!("{} parts uploaded, {} written", parts.len(), summary.parts).into());
     }
     let complete = CompleteRequest {
         parts,
@@ -210,9 +215,4 @@ async fn wait_completed(
             .context("checking the upload")?
             .state;
     }
-}
-
-/// An error and its causes on one line.
-pub fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
 }

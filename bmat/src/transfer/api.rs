@@ -2,12 +2,12 @@
 //! (`BMAT_AGENT_SOCKET`) or, for development, straight to a signer
 //! (`BMAT_SIGNER_URL` + `BMAT_TOKEN`).
 //!
-//! Every call is retried per [`crate::tuning::Tuning::api_retry`]; errors are one line
-//! naming the endpoint and the cause.
+//! Every call is retried per [`crate::tuning::Tuning::api_retry`]; a call that fails
+//! is an [`ApiError`] naming the call and the endpoint, with the cause typed, so that
+//! callers tell a refusal from a service that did not answer.
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
 use bmat_wire::api::{
     BeginRequest, BeginResponse, CacheList, CacheRef, CompleteRequest, Deleted, ErrorBody,
     ErrorCode, LookupRequest, LookupResponse, PartUrlsRequest, PartUrlsResponse, ReportAnswer,
@@ -17,8 +17,8 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::transfer::retry::{AttemptError, RetryPolicy, classify_status, classify_transport};
-use crate::transfer::s3::describe;
+use crate::transfer::retry::{RetryPolicy, Verdict, classify_status, classify_transport};
+use crate::transfer::s3::reqwest_cause;
 use crate::tuning::Tuning;
 
 /// Where the API is.
@@ -30,13 +30,19 @@ pub enum Endpoint {
     Signer { url: String, token: String },
 }
 
-impl Endpoint {
-    /// `BMAT_AGENT_SOCKET` first, then `BMAT_SIGNER_URL` + `BMAT_TOKEN`.
-    pub fn from_env() -> anyhow::Result<Endpoint> {
-        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-    }
+/// Why the job has no cache service to talk to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("BMAT_SIGNER_URL is set but BMAT_TOKEN is not")]
+    NoToken,
+    #[error("no cache service configured (neither BMAT_AGENT_SOCKET nor BMAT_SIGNER_URL is set)")]
+    NotConfigured,
+}
 
-    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Endpoint> {
+impl Endpoint {
+    /// `BMAT_AGENT_SOCKET` first, then `BMAT_SIGNER_URL` + `BMAT_TOKEN`, as `get` (a
+    /// lookup of set, non-empty variables) has them.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Endpoint, EndpointError> {
         if let Some(socket) = get("BMAT_AGENT_SOCKET") {
             return Ok(Endpoint::AgentSocket(PathBuf::from(socket)));
         }
@@ -45,17 +51,75 @@ impl Endpoint {
                 url: url.trim_end_matches('/').to_owned(),
                 token,
             }),
-            (Some(_), None) => Err(anyhow!("BMAT_SIGNER_URL is set but BMAT_TOKEN is not")),
-            _ => Err(anyhow!(
-                "no cache service configured (neither BMAT_AGENT_SOCKET nor BMAT_SIGNER_URL is set)"
-            )),
+            (Some(_), None) => Err(EndpointError::NoToken),
+            _ => Err(EndpointError::NotConfigured),
         }
     }
 
-    fn describe(&self) -> String {
+    /// How messages name it.
+    fn shown(&self) -> String {
         match self {
             Endpoint::AgentSocket(path) => format!("agent socket {}", path.display()),
             Endpoint::Signer { url, .. } => format!("signer {url}"),
+        }
+    }
+}
+
+/// Why talking to the cache service failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    NotConfigured(#[from] EndpointError),
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(reqwest::Error),
+    #[error("cannot build the list URL: {0}")]
+    ListUrl(String),
+    /// A call failed, after its retries: `call` names it and the endpoint.
+    #[error("{call}")]
+    Call {
+        call: String,
+        #[source]
+        cause: CallError,
+    },
+}
+
+impl ApiError {
+    /// The signer's refusal, if it answered with an error status.
+    pub fn refusal(&self) -> Option<&Refused> {
+        match self {
+            ApiError::Call {
+                cause: CallError::Refused(r),
+                ..
+            } => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// How the last attempt of a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error(transparent)]
+    Refused(Refused),
+    /// No answer: no connection, a timeout, a request that could not be sent.
+    #[error("{message}")]
+    Transport { message: String, verdict: Verdict },
+    /// The answer stopped before its end.
+    #[error("reading the answer: {0}")]
+    Body(String),
+    #[error("unexpected answer ({0})")]
+    Decode(serde_json::Error),
+    #[error("gave up: retry deadline passed")]
+    Deadline,
+}
+
+impl CallError {
+    fn verdict(&self) -> Verdict {
+        match self {
+            CallError::Refused(r) => classify_status(r.status.as_u16(), false),
+            CallError::Transport { verdict, .. } => *verdict,
+            CallError::Body(_) => Verdict::Retry,
+            CallError::Decode(_) | CallError::Deadline => Verdict::Fatal,
         }
     }
 }
@@ -70,11 +134,6 @@ pub struct Refused {
 }
 
 impl Refused {
-    /// The refusal somewhere in `e`'s chain of causes, if any.
-    pub fn in_chain(e: &anyhow::Error) -> Option<&Refused> {
-        e.chain().find_map(|c| c.downcast_ref::<Refused>())
-    }
-
     pub fn is_read_only(&self) -> bool {
         self.code == Some(ErrorCode::ReadOnly)
     }
@@ -94,7 +153,7 @@ pub struct ApiClient {
 }
 
 impl ApiClient {
-    pub fn new(endpoint: Endpoint, tuning: &Tuning) -> anyhow::Result<ApiClient> {
+    pub fn new(endpoint: Endpoint, tuning: &Tuning) -> Result<ApiClient, ApiError> {
         let builder = reqwest::Client::builder()
             .connect_timeout(tuning.connect_timeout)
             .timeout(tuning.api_attempt_timeout);
@@ -107,9 +166,7 @@ impl ApiClient {
             ),
             Endpoint::Signer { url, token } => (builder, url.clone(), Some(token.clone())),
         };
-        let http = builder
-            .build()
-            .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))?;
+        let http = builder.build().map_err(ApiError::Client)?;
         Ok(ApiClient {
             http,
             base,
@@ -119,17 +176,13 @@ impl ApiClient {
         })
     }
 
-    pub fn from_env(tuning: &Tuning) -> anyhow::Result<ApiClient> {
-        Self::new(Endpoint::from_env()?, tuning)
-    }
-
     /// Passes over the caches in `exclude` (candidates that already failed).
     pub async fn lookup(
         &self,
         key: &str,
         fallbacks: &[String],
         exclude: &[CacheRef],
-    ) -> anyhow::Result<LookupResponse> {
+    ) -> Result<LookupResponse, ApiError> {
         let req = LookupRequest {
             key: key.to_owned(),
             fallbacks: fallbacks.to_vec(),
@@ -138,7 +191,7 @@ impl ApiClient {
         self.call(Method::POST, "/v1/lookup", Some(&req)).await
     }
 
-    pub async fn report(&self, req: &ReportRequest) -> anyhow::Result<ReportAnswer> {
+    pub async fn report(&self, req: &ReportRequest) -> Result<ReportAnswer, ApiError> {
         self.call(Method::POST, "/v1/caches/report", Some(req))
             .await
     }
@@ -146,7 +199,7 @@ impl ApiClient {
     /// Not idempotent on the signer's side: if an answer is lost and the call retried,
     /// the retry sees our own lease and is told to skip. That is the safe outcome (no
     /// cache this time; the signer reaps the orphan).
-    pub async fn begin(&self, key: &str, part_size: u64) -> anyhow::Result<BeginResponse> {
+    pub async fn begin(&self, key: &str, part_size: u64) -> Result<BeginResponse, ApiError> {
         let req = BeginRequest {
             key: key.to_owned(),
             expected_size: None,
@@ -160,7 +213,7 @@ impl ApiClient {
         upload_id: &str,
         part_numbers: Vec<u32>,
         size: Option<u64>,
-    ) -> anyhow::Result<PartUrlsResponse> {
+    ) -> Result<PartUrlsResponse, ApiError> {
         let req = PartUrlsRequest { part_numbers, size };
         self.call(
             Method::POST,
@@ -174,7 +227,7 @@ impl ApiClient {
         &self,
         upload_id: &str,
         req: &CompleteRequest,
-    ) -> anyhow::Result<UploadStatus> {
+    ) -> Result<UploadStatus, ApiError> {
         self.call(
             Method::POST,
             &format!("/v1/uploads/{upload_id}/complete"),
@@ -183,12 +236,12 @@ impl ApiClient {
         .await
     }
 
-    pub async fn status(&self, upload_id: &str) -> anyhow::Result<UploadStatus> {
+    pub async fn status(&self, upload_id: &str) -> Result<UploadStatus, ApiError> {
         self.call::<(), _>(Method::GET, &format!("/v1/uploads/{upload_id}"), None)
             .await
     }
 
-    pub async fn abort(&self, upload_id: &str) -> anyhow::Result<UploadStatus> {
+    pub async fn abort(&self, upload_id: &str) -> Result<UploadStatus, ApiError> {
         self.call::<(), _>(Method::DELETE, &format!("/v1/uploads/{upload_id}"), None)
             .await
     }
@@ -200,9 +253,9 @@ impl ApiClient {
         prefix: Option<&str>,
         after: Option<&CacheRef>,
         limit: u32,
-    ) -> anyhow::Result<CacheList> {
+    ) -> Result<CacheList, ApiError> {
         let mut url = reqwest::Url::parse("http://agent/v1/caches")
-            .map_err(|e| anyhow!("cannot build the list URL: {e}"))?;
+            .map_err(|e| ApiError::ListUrl(e.to_string()))?;
         {
             let mut query = url.query_pairs_mut();
             query.append_pair("limit", &limit.to_string());
@@ -220,7 +273,7 @@ impl ApiClient {
     }
 
     /// Deletes the cache of `key` in the token's own scope (needs a writing token).
-    pub async fn delete_cache(&self, key: &str) -> anyhow::Result<Deleted> {
+    pub async fn delete_cache(&self, key: &str) -> Result<Deleted, ApiError> {
         self.call::<(), _>(Method::DELETE, &format!("/v1/caches/{key}"), None)
             .await
     }
@@ -230,7 +283,7 @@ impl ApiClient {
         method: Method,
         path: &str,
         body: Option<&Req>,
-    ) -> anyhow::Result<Resp> {
+    ) -> Result<Resp, ApiError> {
         let mut retry = self.retry.start();
         loop {
             let attempt =
@@ -238,19 +291,19 @@ impl ApiClient {
             let err = match attempt.await {
                 Ok(Ok(resp)) => return Ok(resp),
                 Ok(Err(err)) => err,
-                Err(_) => AttemptError::fatal(anyhow!("gave up: retry deadline passed")),
+                Err(_) => CallError::Deadline,
             };
-            if !retry.wait(err.verdict).await {
+            if !retry.wait(err.verdict()).await {
                 let tries = retry.failures();
                 let tries = if tries > 1 {
                     format!(" (after {tries} attempts)")
                 } else {
                     String::new()
                 };
-                return Err(err.error.context(format!(
-                    "{method} {path} via {}{tries}",
-                    self.endpoint.describe()
-                )));
+                return Err(ApiError::Call {
+                    call: format!("{method} {path} via {}{tries}", self.endpoint.shown()),
+                    cause: err,
+                });
             }
         }
     }
@@ -260,7 +313,7 @@ impl ApiClient {
         method: Method,
         path: &str,
         body: Option<&Req>,
-    ) -> Result<Resp, AttemptError> {
+    ) -> Result<Resp, CallError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -268,15 +321,15 @@ impl ApiClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| AttemptError::new(classify_transport(&e), anyhow!("{}", describe(&e))))?;
+        let response = request.send().await.map_err(|e| CallError::Transport {
+            message: reqwest_cause(&e),
+            verdict: classify_transport(&e),
+        })?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| AttemptError::retry(anyhow!("reading the answer: {}", describe(&e))))?;
+            .map_err(|e| CallError::Body(reqwest_cause(&e)))?;
         if !status.is_success() {
             let (message, code) = match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(body) => (body.error, body.code),
@@ -285,17 +338,13 @@ impl ApiClient {
                     None,
                 ),
             };
-            return Err(AttemptError::new(
-                classify_status(status.as_u16(), false),
-                anyhow::Error::new(Refused {
-                    status,
-                    code,
-                    message: message.trim().to_owned(),
-                }),
-            ));
+            return Err(CallError::Refused(Refused {
+                status,
+                code,
+                message: message.trim().to_owned(),
+            }));
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| AttemptError::fatal(anyhow!("unexpected answer ({e})")))
+        serde_json::from_slice(&bytes).map_err(CallError::Decode)
     }
 }
 

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::lockfile::LockedPackage;
-use super::toolchain::Toolchain;
+use super::toolchain::{self, RustTools, Toolchain};
+use super::workspace::Workspace;
 
 /// Variables that change how every crate is compiled. Deliberately not "everything that
 /// starts with CARGO_": most of those (CARGO_TERM_*, CARGO_HOME, …) change no artefact
@@ -224,8 +225,12 @@ fn sanitize(s: &str) -> String {
 }
 
 /// The artefact-changing tables of the workspace manifest and of every cargo config file
-/// that applies to `workspace_root` (its `.cargo/` and each parent's, then CARGO_HOME's).
-pub fn config_tables(workspace_root: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
+/// that applies to `workspace_root` (its `.cargo/` and each parent's, then those of
+/// Cargo's home `cargo_home`).
+pub fn config_tables(
+    workspace_root: &Path,
+    cargo_home: &Path,
+) -> anyhow::Result<Vec<(PathBuf, String)>> {
     let mut found = Vec::new();
     let manifest = workspace_root.join("Cargo.toml");
     if let Some(tables) = tables_of(&manifest, &["profile"])? {
@@ -235,10 +240,7 @@ pub fn config_tables(workspace_root: &Path) -> anyhow::Result<Vec<(PathBuf, Stri
         .ancestors()
         .flat_map(|dir| [dir.join(".cargo/config.toml"), dir.join(".cargo/config")])
         .collect();
-    if let Some(home) = std::env::var_os("CARGO_HOME") {
-        let home = PathBuf::from(home);
-        config_files.extend([home.join("config.toml"), home.join("config")]);
-    }
+    config_files.extend([cargo_home.join("config.toml"), cargo_home.join("config")]);
     let mut seen = std::collections::HashSet::new();
     for file in config_files {
         if !seen.insert(file.clone()) {
@@ -269,6 +271,38 @@ fn tables_of(file: &Path, names: &[&str]) -> anyhow::Result<Option<String>> {
         return Ok(None);
     }
     Ok(Some(toml::to_string(&picked)?))
+}
+
+/// The inputs of `workspace`'s key, with Cargo's home at `cargo_home`, the tools
+/// `tools` and the variables `vars` of the job.
+pub fn key_inputs(
+    workspace: &Workspace,
+    cargo_home: &Path,
+    tools: &RustTools,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<KeyInputs> {
+    let lock_path = workspace.root.join("Cargo.lock");
+    let lock_text = std::fs::read_to_string(&lock_path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read {}: {e} (commit Cargo.lock, or run `cargo generate-lockfile` before bmat)",
+            lock_path.display()
+        )
+    })?;
+    let packages = super::lockfile::third_party(&lock_text)?;
+    let toolchain = toolchain::detect(&tools.rustc, &workspace.root)?;
+    let config = config_tables(&workspace.root, cargo_home)?;
+    let cargo = toolchain::cargo_version(&tools.cargo, &workspace.root)?;
+    let home = if toolchain::minor_of(&cargo)
+        .is_some_and(|v| super::relocate::RELOCATABLE_CARGO.contains(&v))
+    {
+        HomeKey::Relocatable { cargo }
+    } else {
+        HomeKey::Pinned {
+            cargo,
+            sources: cargo_home.join("registry/src"),
+        }
+    };
+    Ok(KeyInputs::new(toolchain, packages, vars, config).with_home(home))
 }
 
 #[cfg(test)]
@@ -398,7 +432,7 @@ mod tests {
             "[alias]\nx = \"run\"\n[build]\nrustflags = [\"-Ccodegen-units=4\"]\n",
         )
         .expect("write");
-        let tables = config_tables(dir.path()).expect("tables");
+        let tables = config_tables(dir.path(), &dir.path().join("no-cargo-home")).expect("tables");
         let text: Vec<&str> = tables.iter().map(|(_, t)| t.as_str()).collect();
         assert!(
             text[0].contains("opt-level = 1") && !text[0].contains("version"),

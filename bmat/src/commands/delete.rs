@@ -4,9 +4,8 @@
 
 use std::time::Instant;
 
-use crate::api::{ApiClient, Refused};
-use crate::outcome::Outcome;
-use crate::tuning::Tuning;
+use crate::commands::outcome::{Outcome, infrastructure};
+use crate::context::JobContext;
 
 /// A validated delete request.
 pub struct DeleteRequest {
@@ -14,9 +13,9 @@ pub struct DeleteRequest {
 }
 
 /// Runs a delete; never fails, every failure is an [`Outcome::Failed`].
-pub async fn delete(req: DeleteRequest, tuning: &Tuning) -> Outcome {
+pub async fn delete(req: DeleteRequest, ctx: &JobContext) -> Outcome {
     let started = Instant::now();
-    let answer = match ApiClient::from_env(tuning) {
+    let answer = match ctx.api() {
         Ok(api) => api.delete_cache(&req.key).await,
         Err(e) => Err(e),
     };
@@ -26,7 +25,7 @@ pub async fn delete(req: DeleteRequest, tuning: &Tuning) -> Outcome {
             key: req.key,
             elapsed,
         },
-        Err(e) => match Refused::in_chain(&e) {
+        Err(e) => match e.refusal() {
             Some(r) if r.is_read_only() => Outcome::Refused {
                 key: req.key,
                 elapsed,
@@ -35,7 +34,7 @@ pub async fn delete(req: DeleteRequest, tuning: &Tuning) -> Outcome {
                 key: req.key,
                 elapsed,
             },
-            _ => Outcome::failed(&req.key, "delete", started, &e),
+            _ => Outcome::failed(&req.key, "delete", started, infrastructure(e)),
         },
     }
 }

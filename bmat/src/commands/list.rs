@@ -8,11 +8,11 @@ use anyhow::bail;
 use bmat_wire::api::{CacheInfo, CacheRef};
 use serde::Serialize;
 
-use crate::api::ApiClient;
+use crate::commands::outcome::one_line;
+use crate::context::JobContext;
 use crate::output;
 use crate::progress::human_bytes;
-use crate::save::one_line;
-use crate::tuning::Tuning;
+use crate::transfer::api::ApiClient;
 
 /// A validated list request.
 pub struct ListRequest {
@@ -31,11 +31,11 @@ pub struct Listing {
 const MAX_PAGES: usize = 10_000;
 
 /// Lists every page; never fails, a failure is part of the [`Listing`].
-pub async fn list(req: ListRequest, tuning: &Tuning) -> Listing {
+pub async fn list(req: ListRequest, ctx: &JobContext) -> Listing {
     let started = Instant::now();
-    let caches = match ApiClient::from_env(tuning) {
-        Ok(api) => all_pages(&api, req.prefix.as_deref(), tuning.list_page).await,
-        Err(e) => Err(e),
+    let caches = match ctx.api() {
+        Ok(api) => all_pages(&api, req.prefix.as_deref(), ctx.tuning.list_page).await,
+        Err(e) => Err(e.into()),
     };
     match caches {
         Ok(caches) => Listing {
@@ -175,7 +175,7 @@ impl Listing {
 
     /// Prints the table (or, with `json`, the JSON object) on stdout and the outcome
     /// line on stderr. Tries both; fails with the first error.
-    pub fn report(&self, strict: bool, json: bool) -> std::io::Result<()> {
+    pub fn print(&self, strict: bool, json: bool) -> std::io::Result<()> {
         let data = if json {
             self.json()
                 .map_err(std::io::Error::other)

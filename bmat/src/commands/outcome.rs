@@ -1,7 +1,7 @@
 //! What a cache command came to: the line a person reads on stderr, the JSON object a
 //! script reads on stdout (`--json`), and the exit code.
 //!
-//! Exit codes (DESIGN §4): 0 for hit, miss, saved, skipped and for any failure of the
+//! Exit codes (docs/design.md, "Exit codes"): 0 for hit, miss, saved, skipped and for any failure of the
 //! cache infrastructure (one `warning:` line; the job goes on without its cache), 1
 //! for such a failure under `--strict`, 2 for a usage error (see [`UsageError`]).
 
@@ -67,9 +67,57 @@ pub enum Outcome {
     Failed {
         key: String,
         action: &'static str,
-        error: String,
+        error: Failure,
         elapsed: Duration,
     },
+}
+
+/// What failed, and the one line that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// Where a failure is: what to look at first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The cache service, the network, S3, or a tool the step runs (cargo, rustc).
+    Infrastructure,
+    /// The cache itself: damaged, or holding entries no restore may write.
+    CorruptCache,
+    /// This job's trees or disk: a file that cannot be read or written, no space.
+    LocalTree,
+}
+
+impl Failure {
+    /// `error` and its causes, on one line.
+    pub fn new(kind: FailureKind, error: &anyhow::Error) -> Failure {
+        Failure {
+            kind,
+            message: one_line(error),
+        }
+    }
+}
+
+/// A failure of the cache service (or of whatever `error` says).
+pub fn infrastructure(error: impl Into<anyhow::Error>) -> Failure {
+    Failure::new(FailureKind::Infrastructure, &error.into())
+}
+
+/// A failure of the infrastructure, said in so many words.
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure {
+            kind: FailureKind::Infrastructure,
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// An error and its causes on one line.
+pub fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
 }
 
 /// Why a save stored nothing (or a delete was refused), and why that is not a failure.
@@ -150,12 +198,12 @@ impl Outcome {
         matches!(self, Outcome::Miss { .. })
     }
 
-    /// The failure of `action` on `key`, begun at `started`, as one line.
-    pub fn failed(key: &str, action: &'static str, started: Instant, e: &anyhow::Error) -> Outcome {
+    /// The failure of `action` on `key`, begun at `started`.
+    pub fn failed(key: &str, action: &'static str, started: Instant, error: Failure) -> Outcome {
         Outcome::Failed {
             key: key.to_owned(),
             action,
-            error: crate::save::one_line(e),
+            error,
             elapsed: started.elapsed(),
         }
     }
@@ -216,7 +264,7 @@ impl Outcome {
                 key, action, error, ..
             } => {
                 let level = if strict { "error" } else { "warning" };
-                format!("{level}: cache {action} of {key} failed: {error}")
+                format!("{level}: cache {action} of {key} failed: {}", error.message)
             }
         }
     }
@@ -295,7 +343,7 @@ impl Outcome {
             }
             Outcome::Failed { error, elapsed, .. } => {
                 j.outcome = "failed";
-                j.error = Some(error);
+                j.error = Some(&error.message);
                 elapsed
             }
         };

@@ -12,16 +12,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 use bmat_wire::api::{CacheHit, CacheProblem, CacheRef, LookupResponse, ReportRequest};
 
-use crate::api::ApiClient;
-use crate::disk::free_space;
-use crate::outcome::Outcome;
+use crate::archive::stream::{Expected, RestoreError, unpack_into_tree};
+use crate::commands::outcome::{Failure, FailureKind, Outcome, infrastructure};
+use crate::context::JobContext;
 use crate::progress::Progress;
 use crate::progress::human_bytes;
-use crate::roots::Roots;
-use crate::save::one_line;
-use crate::stream::{CacheDefect, Expected, unpack_into_tree};
+use crate::transfer::api::ApiClient;
 use crate::transfer::download::{RangeDownload, UrlSource};
+use crate::transfer::retry::TransferError;
 use crate::transfer::s3::S3Transfer;
+use crate::trees::disk::free_space;
+use crate::trees::roots::Roots;
 use crate::tuning::Tuning;
 
 /// A validated restore request.
@@ -33,17 +34,13 @@ pub struct RestoreRequest {
 }
 
 /// Runs a restore; never fails, every failure is an [`Outcome::Failed`].
-pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
+pub async fn restore(req: RestoreRequest, ctx: &JobContext) -> Outcome {
+    let tuning = &ctx.tuning;
     let started = Instant::now();
-    let failed = |error: anyhow::Error| Outcome::Failed {
-        key: req.key.clone(),
-        action: "restore",
-        error: one_line(&error),
-        elapsed: started.elapsed(),
-    };
-    let api = match ApiClient::from_env(tuning) {
+    let failed = |error: Failure| Outcome::failed(&req.key, "restore", started, error);
+    let api = match ctx.api() {
         Ok(api) => api,
-        Err(e) => return failed(e),
+        Err(e) => return failed(infrastructure(e)),
     };
     // A broken cache (missing, corrupt, not unpackable) is reported, and the next
     // candidate tried; anything else (network, disk) ends the restore.
@@ -53,15 +50,19 @@ pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
         let hit = match api.lookup(&req.key, &req.fallbacks, &tried).await {
             Ok(LookupResponse { hit: Some(hit) }) => hit,
             Ok(LookupResponse { hit: None }) => break,
-            Err(e) => return failed(e.context("looking up the cache")),
+            Err(e) => {
+                return failed(infrastructure(
+                    anyhow::Error::new(e).context("looking up the cache"),
+                ));
+            }
         };
         let progress = Progress::new(format!("restoring {}", hit.key), Some(hit.size));
         let result = {
             let _display = progress.display(tuning.progress_interval);
             download_into(&api, &hit, &req.roots, tuning, &progress).await
         };
-        let problem = result.as_ref().err().and_then(CacheDefect::in_chain);
-        report(&api, &hit, problem).await;
+        let problem = result.as_ref().err().and_then(DownloadError::defect);
+        report_restore(&api, &hit, problem).await;
         match result {
             Ok(()) => {
                 return Outcome::Hit {
@@ -81,11 +82,11 @@ pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
                 });
                 broken = Some(e);
             }
-            Err(e) => return failed(e),
+            Err(e) => return failed(e.failure()),
         }
     }
     match broken {
-        Some(e) => failed(e),
+        Some(e) => failed(e.failure()),
         None => Outcome::Miss {
             key: req.key.clone(),
             elapsed: started.elapsed(),
@@ -96,9 +97,9 @@ pub async fn restore(req: RestoreRequest, tuning: &Tuning) -> Outcome {
 /// `restore --lookup-only`: whether a restore would find a cache, and which. Nothing
 /// is downloaded, nothing in the tree is touched, and nothing is reported: a lookup
 /// does not move the cache's last use, only a reported restore does.
-pub async fn lookup_only(req: RestoreRequest, tuning: &Tuning) -> Outcome {
+pub async fn lookup_only(req: RestoreRequest, ctx: &JobContext) -> Outcome {
     let started = Instant::now();
-    let found = match ApiClient::from_env(tuning) {
+    let found = match ctx.api() {
         Ok(api) => api.lookup(&req.key, &req.fallbacks, &[]).await,
         Err(e) => Err(e),
     };
@@ -119,7 +120,7 @@ pub async fn lookup_only(req: RestoreRequest, tuning: &Tuning) -> Outcome {
             &req.key,
             "lookup",
             started,
-            &e.context("looking up the cache"),
+            infrastructure(anyhow::Error::new(e).context("looking up the cache")),
         ),
     }
 }
@@ -131,7 +132,7 @@ const MAX_CANDIDATES: usize = 3;
 /// Tells the signer how the restore of `hit` went (best effort, bounded: the job must
 /// not wait on it). A success moves the cache's last use; a problem may get a broken
 /// cache dropped.
-async fn report(api: &ApiClient, hit: &CacheHit, problem: Option<CacheProblem>) {
+async fn report_restore(api: &ApiClient, hit: &CacheHit, problem: Option<CacheProblem>) {
     let req = ReportRequest {
         scope: hit.scope.clone(),
         key: hit.key.clone(),
@@ -144,6 +145,63 @@ async fn report(api: &ApiClient, hit: &CacheHit, problem: Option<CacheProblem>) 
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the download and unpack of one cache failed.
+#[derive(Debug)]
+pub enum DownloadError {
+    /// The cache itself is broken: the signer is told `problem`, and the next
+    /// candidate is tried.
+    Defect(CacheProblem, anyhow::Error),
+    /// This job's disk or trees.
+    Local(anyhow::Error),
+    /// The signer, S3, the network.
+    Service(anyhow::Error),
+}
+
+impl DownloadError {
+    pub fn defect(&self) -> Option<CacheProblem> {
+        match self {
+            DownloadError::Defect(problem, _) => Some(*problem),
+            _ => None,
+        }
+    }
+
+    pub fn failure(&self) -> Failure {
+        match self {
+            DownloadError::Defect(_, e) => Failure::new(FailureKind::CorruptCache, e),
+            DownloadError::Local(e) => Failure::new(FailureKind::LocalTree, e),
+            DownloadError::Service(e) => Failure::new(FailureKind::Infrastructure, e),
+        }
+    }
+}
+
+impl From<anyhow::Error> for DownloadError {
+    fn from(e: anyhow::Error) -> Self {
+        DownloadError::Service(e)
+    }
+}
+
+impl From<TransferError> for DownloadError {
+    fn from(e: TransferError) -> Self {
+        let defect = e.defect();
+        let e = anyhow::Error::new(e).context("downloading");
+        match defect {
+            Some(problem) => DownloadError::Defect(problem, e),
+            None => DownloadError::Service(e),
+        }
+    }
+}
+
+impl From<RestoreError> for DownloadError {
+    fn from(e: RestoreError) -> Self {
+        let defect = e.defect();
+        let e = anyhow!("{e}");
+        match defect {
+            Some(problem) => DownloadError::Defect(problem, e),
+            None => DownloadError::Local(e),
+        }
+    }
+}
+
 /// Downloads the archive of `hit` and unpacks it into `roots` (through a staging
 /// directory inside it, see [`unpack_into_tree`]).
 pub async fn download_into(
@@ -152,7 +210,7 @@ pub async fn download_into(
     roots: &Roots,
     tuning: &Tuning,
     progress: &Progress,
-) -> anyhow::Result<()> {
+) -> Result<(), DownloadError> {
     // What the archive may cost is bounded before it is paid: it must fit the free
     // space now, and unpacking stops past what its saver recorded (or, for a cache
     // saved before that was recorded, past the free space).
@@ -163,15 +221,17 @@ pub async fn download_into(
         .ancestors()
         .find(|dir| dir.exists())
         .unwrap_or(&roots.main);
-    let free = free_space(root).with_context(|| format!("free space under {}", root.display()))?;
+    let free = free_space(root)
+        .with_context(|| format!("free space under {}", root.display()))
+        .map_err(DownloadError::Local)?;
     let need = hit.extent.unpacked_size.unwrap_or(hit.size);
     if need > free {
-        return Err(anyhow!(
+        return Err(DownloadError::Local(anyhow!(
             "not enough free space under {}: the cache unpacks to {}, {} are free",
             root.display(),
             human_bytes(need),
             human_bytes(free)
-        ));
+        )));
     }
     let (max_unpacked, max_entries) =
         (hit.extent.unpacked_size.unwrap_or(free), hit.extent.entries);
@@ -210,11 +270,11 @@ pub async fn download_into(
         download_task.abort();
     }
     match download_task.await {
-        Ok(result) => result.context("downloading")?,
+        Ok(result) => result?,
         Err(e) if e.is_cancelled() => {}
-        Err(e) => return Err(anyhow!("the downloader crashed: {e}")),
+        Err(e) => return Err(anyhow!("the downloader crashed: {e}").into()),
     }
-    unpacked.map_err(|e| e.into_anyhow())?;
+    unpacked?;
     Ok(())
 }
 

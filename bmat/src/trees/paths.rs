@@ -1,5 +1,5 @@
-//! Relative paths inside a tree: the paths `save` reads from stdin and the entry
-//! names `restore` finds in an archive.
+//! Relative paths inside a tree: the rules for the paths `save` reads from stdin and
+//! for the entry names `restore` finds in an archive.
 //!
 //! Both are checked lexically, before anything touches the disk: a path is relative
 //! and stays inside the tree. Stdin paths may use `..` as long as they stay inside
@@ -9,8 +9,6 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-
-use crate::roots::{Extra, Roots, Tree, is_reserved_top};
 
 /// A normalised path relative to a tree: no `.`, no `..`, no empty component, no
 /// trailing slash. The empty path is the tree itself.
@@ -35,7 +33,7 @@ pub enum PathError {
     Empty(String),
 }
 
-fn shown(raw: &[u8]) -> String {
+pub(crate) fn shown(raw: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(raw))
 }
 
@@ -126,47 +124,6 @@ impl fmt::Display for RelPath {
     }
 }
 
-/// Splits stdin into paths (newline- or NUL-separated; empty entries ignored),
-/// normalises each into an archive name and drops duplicates, keeping the first
-/// occurrence's position. `~/…` is a path under `$HOME` (see [`crate::roots`]);
-/// `~user/…` is not expanded, it is a relative name like any other.
-pub fn parse_list(input: &[u8], nul: bool) -> Result<Vec<RelPath>, PathError> {
-    let sep = if nul { b'\0' } else { b'\n' };
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    for raw in input.split(|b| *b == sep).filter(|r| !r.is_empty()) {
-        let path = archive_name(raw)?;
-        if seen.insert(path.clone()) {
-            out.push(path);
-        }
-    }
-    Ok(out)
-}
-
-/// The archive name of one path given to `cache save`.
-fn archive_name(raw: &[u8]) -> Result<RelPath, PathError> {
-    if let Some(in_home) = raw
-        .strip_prefix(b"~/")
-        .or(if raw == b"~" { Some(b"") } else { None })
-    {
-        let inner = RelPath::from_input(in_home).map_err(|e| match e {
-            PathError::Escapes(_) => PathError::EscapesHome(shown(raw)),
-            other => other,
-        })?;
-        return Ok(Roots::name_in(Tree::Extra(Extra::Home), &inner));
-    }
-    let path = RelPath::from_input(raw)?;
-    if path
-        .as_path()
-        .components()
-        .next()
-        .is_some_and(|c| is_reserved_top(c.as_os_str()))
-    {
-        return Err(PathError::Reserved(shown(raw)));
-    }
-    Ok(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,26 +191,6 @@ mod tests {
             Err(PathError::Empty(_))
         ));
         assert!(matches!(RelPath::from_entry(b""), Err(PathError::Empty(_))));
-    }
-
-    #[test]
-    fn lists_split_on_the_separator_and_drop_duplicates() {
-        let got = parse_list(b"a\nb/\n\n./a\nc d\n", false)
-            .map(|v| v.iter().map(|p| p.to_string()).collect::<Vec<_>>());
-        assert_eq!(
-            got,
-            Ok(vec!["a".to_owned(), "b".to_owned(), "c d".to_owned()])
-        );
-        let got = parse_list(b"x\ny\0line\nbreak\0x\0", true).map(|v| v.len());
-        assert_eq!(got, Ok(3), "NUL mode keeps newlines inside names");
-    }
-
-    #[test]
-    fn a_list_fails_on_its_first_bad_path() {
-        assert!(matches!(
-            parse_list(b"ok\n/abs\n", false),
-            Err(PathError::Absolute(_))
-        ));
     }
 
     #[test]

@@ -1,0 +1,117 @@
+//! The entry point: parses the command line, resolves the job once, prepares and runs
+//! the command, prints its outcome and returns the exit code.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use crate::cli::Cli;
+use crate::commands::delete::delete;
+use crate::commands::list::{Listing, list};
+use crate::commands::outcome::{Outcome, UsageError, infrastructure};
+use crate::commands::restore::{lookup_only, restore};
+use crate::commands::rust;
+use crate::commands::save::save;
+use crate::context::JobContext;
+use crate::output;
+use crate::prepare::{Prepared, Task, prepare};
+
+/// Parses the command line, runs the command, prints the outcome and returns the
+/// exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let (strict, json) = (cli.strict, cli.json);
+    let fail_on_miss = cli.command.fails_on_miss();
+    let prepared = JobContext::of_process(cli.flags())
+        .map_err(|e| UsageError(format!("cannot tell the working directory: {e}")))
+        .and_then(|ctx| Ok((prepare(cli.command, &ctx)?, ctx)));
+    let (code, written) = match prepared {
+        Ok((Prepared::Print(text), _)) => (0, output::print(&text)),
+        Ok((Prepared::List(req), ctx)) => {
+            let listing = on_runtime(async || list(req, &ctx).await)
+                .unwrap_or_else(|e| Listing::failed(None, &e, Duration::ZERO));
+            (listing.exit_code(strict), listing.print(strict, json))
+        }
+        Ok((Prepared::Done(outcome), _)) => (
+            outcome.exit_code(strict),
+            print_outcome(&outcome, strict, json),
+        ),
+        Ok((Prepared::Run(task), ctx)) => {
+            let outcome = run(task, &ctx);
+            let code = match outcome.is_miss() && fail_on_miss {
+                true => 1,
+                false => outcome.exit_code(strict),
+            };
+            (code, print_outcome(&outcome, strict, json))
+        }
+        Err(usage) => {
+            let mut written = output::eprintln(&format!("error: {usage}"));
+            if json {
+                let line = serde_json::json!({"outcome": "failed", "error": usage.0});
+                written = written.and(output::println(&line.to_string()));
+            }
+            (2, written)
+        }
+    };
+    match written {
+        Ok(()) => code,
+        Err(e) => output_failed(&e, code, strict),
+    }
+}
+
+/// Stdout or stderr could not be written (full, or its reader gone): a failure of the
+/// cache step like any other, so exit 0 with a `warning:` (if stderr takes it), or 1
+/// under `--strict`. A usage error keeps its 2.
+fn output_failed(e: &std::io::Error, code: i32, strict: bool) -> i32 {
+    let level = if strict { "error" } else { "warning" };
+    // Nothing more can be done if stderr is the stream that failed.
+    let _ = output::eprintln(&format!("{level}: cannot write the outcome: {e}"));
+    if strict { code.max(1) } else { code }
+}
+
+/// Runs a prepared task on a fresh runtime.
+pub fn run(task: Task, ctx: &JobContext) -> Outcome {
+    let key = match &task {
+        Task::Save(r) => r.key.clone(),
+        Task::Restore(r) | Task::Lookup(r) | Task::RustRestore(r, _) => r.key.clone(),
+        Task::Delete(r) => r.key.clone(),
+    };
+    on_runtime(async || match task {
+        Task::Save(req) => save(req, ctx).await,
+        Task::Restore(req) => restore(req, ctx).await,
+        Task::Lookup(req) => lookup_only(req, ctx).await,
+        Task::Delete(req) => delete(req, ctx).await,
+        Task::RustRestore(req, after) => {
+            let outcome = restore(req, ctx).await;
+            if matches!(outcome, Outcome::Hit { .. })
+                && let Some(line) = rust::after_restore(&after)
+            {
+                let _ = output::eprintln(&line);
+            }
+            outcome
+        }
+    })
+    .unwrap_or_else(|e| Outcome::failed(&key, "run", Instant::now(), infrastructure(e)))
+}
+
+/// Runs `task` on a fresh multithreaded runtime.
+fn on_runtime<T>(task: impl AsyncFnOnce() -> T) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    Ok(runtime.block_on(task()))
+}
+
+/// Prints the outcome line on stderr and, with `json`, its JSON object on stdout.
+/// Tries both; fails with the first error.
+pub fn print_outcome(outcome: &Outcome, strict: bool, json: bool) -> std::io::Result<()> {
+    let line = output::eprintln(&outcome.line(strict));
+    if !json {
+        return line;
+    }
+    let object = serde_json::to_string(&outcome.json())
+        .map_err(std::io::Error::other)
+        .and_then(|text| output::println(&text));
+    line.and(object)
+}
