@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::rust::toolchain::RustTools;
 use crate::transfer::api::{ApiClient, ApiError, Endpoint, EndpointError};
+use crate::transfer::tuning::Tuning;
 use crate::trees::roots::{Extra, Roots, Tree};
-use crate::tuning::Tuning;
 
 /// What the command line says about the whole job.
 #[derive(Debug, Clone, Default)]

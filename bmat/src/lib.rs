@@ -8,12 +8,12 @@
 //! - [`archive`]: archive naming, tar writer, checked unpacker, staging, placement and
 //!   undo, the pack and verified unpack pipelines;
 //! - [`trees`]: the trees a cache spans and the paths in them;
-//! - [`transfer`]: the signer API client, retries, presigned S3 requests, part upload
-//!   and ranged download;
+//! - [`transfer`]: the signer API client, retries and their knobs, presigned S3
+//!   requests, part upload and ranged download;
 //! - [`rust`]: Rust key derivation, which files a Rust cache holds, Cargo home
 //!   relocation;
 //! - [`output`]: stdout and stderr without panics; [`progress`]: byte counts and the
-//!   progress line; [`tuning`]: the transfer knobs.
+//!   progress line.
 
 // Output goes through `output`, never through a macro that panics when a stream fails.
 #![warn(clippy::print_stdout, clippy::print_stderr)]
@@ -29,4 +29,3 @@ pub mod run;
 pub mod rust;
 pub mod transfer;
 pub mod trees;
-pub mod tuning;

@@ -11,8 +11,8 @@ use crate::commands::outcome::{Failure, FailureKind, Outcome, UsageError};
 use crate::commands::restore::RestoreRequest;
 use crate::commands::rust;
 use crate::commands::save::SaveRequest;
+use crate::commands::save_list::parse_list;
 use crate::context::JobContext;
-use crate::trees::input::parse_list;
 
 /// What preparing a command came to.
 pub enum Prepared {

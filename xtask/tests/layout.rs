@@ -223,10 +223,9 @@ fn an_acyclic_tree_reports_nothing() {
     assert_eq!(lines(&found), Vec::<String>::new());
 }
 
-// Issue 16: today's code has import cycles; the lead un-ignores this once the refactor
-// of issue 16 is merged.
+/// No file of a crate uses an item of a file that uses one of its own, and no top-level
+/// module uses one that uses it back (a module never reaches up to its caller).
 #[test]
-#[ignore = "issue 16: the workspace still has import cycles (cargo xtask layout lists them)"]
 fn this_workspace_has_no_import_cycle() {
     let found = check(&workspace_root()).expect("check the workspace");
     assert!(

@@ -13,7 +13,7 @@ use std::io::{self, Read};
 
 use super::corruption::{as_corruption, corruption};
 use super::error::UnpackError;
-use super::times::Mtime;
+use crate::trees::times::Mtime;
 
 /// The largest extension header read (a pax header with a 4 KiB path and a 4 KiB
 /// link target is about 8 KiB).

@@ -12,7 +12,6 @@ pub mod names;
 pub mod place;
 pub mod staging;
 pub mod stream;
-pub mod times;
 pub mod unpack;
 pub mod write;
 mod writers;

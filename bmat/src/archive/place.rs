@@ -34,10 +34,10 @@ use std::path::{Path, PathBuf};
 use super::error::UnpackError;
 use super::names;
 use super::staging::Staging;
-use super::times::Mtime;
 use super::unpack::{Stage, Unpacked};
 use crate::trees::paths::RelPath;
 use crate::trees::roots::{Roots, Tree, TreePath};
+use crate::trees::times::Mtime;
 
 /// Refuses when any entry would be written below a symlink that exists in the
 /// destination tree, or when a file or symlink would replace a non-empty directory

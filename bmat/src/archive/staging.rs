@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use rand::Rng;
 
-use super::times::Mtime;
+use crate::trees::times::Mtime;
 
 /// Prefix of staging directories; archive entries may not use it.
 pub const STAGING_PREFIX: &str = ".bmat-restore-";

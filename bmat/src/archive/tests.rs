@@ -9,12 +9,12 @@ use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 use crate::archive::stream::{Compression, Expected, RestoreError, pack, unpack_into_tree};
-use crate::archive::times::Mtime;
+use crate::commands::save_list::parse_list;
 use crate::progress::Progress;
-use crate::trees::input::parse_list;
 use crate::trees::manifest::{Manifest, Options};
 use crate::trees::paths::RelPath;
 use crate::trees::roots::Roots;
+use crate::trees::times::Mtime;
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 

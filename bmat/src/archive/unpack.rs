@@ -26,9 +26,9 @@ use tar::EntryType;
 use super::entries::{Entries, Names};
 use super::error::UnpackError;
 use super::staging::is_staging_name;
-use super::times::Mtime;
 use super::writers::{FileWriters, SMALL_FILE, SmallFile};
 use crate::trees::paths::RelPath;
+use crate::trees::times::Mtime;
 
 const COPY_BUF: usize = 1 << 20;
 

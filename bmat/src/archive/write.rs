@@ -34,9 +34,9 @@ use tar::{EntryType, Header};
 
 use super::names::{TreeError, is_reserved_top, name_of, starts_reserved};
 use super::staging::is_staging_name;
-use super::times::Mtime;
 use crate::trees::paths::RelPath;
 use crate::trees::roots::{Roots, Tree, TreePath};
+use crate::trees::times::Mtime;
 
 /// What happened besides the entries written.
 #[derive(Debug, Default, Clone)]

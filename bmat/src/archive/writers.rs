@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{Scope, ScopedJoinHandle};
 
-use super::times::Mtime;
+use crate::trees::times::Mtime;
 
 /// Files up to this size are handed over.
 pub const SMALL_FILE: u64 = 1 << 20;

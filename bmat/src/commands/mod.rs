@@ -6,3 +6,4 @@ pub mod outcome;
 pub mod restore;
 pub mod rust;
 pub mod save;
+pub mod save_list;

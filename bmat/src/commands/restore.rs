@@ -21,9 +21,9 @@ use crate::transfer::api::ApiClient;
 use crate::transfer::download::{RangeDownload, UrlSource};
 use crate::transfer::retry::TransferError;
 use crate::transfer::s3::S3Transfer;
+use crate::transfer::tuning::Tuning;
 use crate::trees::disk::free_space;
 use crate::trees::roots::Roots;
-use crate::tuning::Tuning;
 
 /// A validated restore request.
 pub struct RestoreRequest {

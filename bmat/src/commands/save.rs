@@ -22,9 +22,9 @@ use crate::progress::Progress;
 use crate::transfer::api::{ApiClient, Refused};
 use crate::transfer::parts::{Part, PartWriter, StreamSummary};
 use crate::transfer::s3::S3Transfer;
+use crate::transfer::tuning::Tuning;
 use crate::transfer::upload::Uploader;
 use crate::trees::roots::{Roots, TreePath};
-use crate::tuning::Tuning;
 
 /// A validated save request.
 pub struct SaveRequest {

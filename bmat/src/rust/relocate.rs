@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::artefacts::{file_name, read_dir_sorted};
-use crate::archive::times::Mtime;
+use crate::trees::times::Mtime;
 
 /// Cargo minor versions whose fingerprints this module was checked against (the
 /// `rust_cache` tests check the installed one on every run).

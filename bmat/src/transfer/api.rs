@@ -2,7 +2,7 @@
 //! (`BMAT_AGENT_SOCKET`) or, for development, straight to a signer
 //! (`BMAT_SIGNER_URL` + `BMAT_TOKEN`).
 //!
-//! Every call is retried per [`crate::tuning::Tuning::api_retry`]; a call that fails
+//! Every call is retried per [`crate::transfer::tuning::Tuning::api_retry`]; a call that fails
 //! is an [`ApiError`] naming the call and the endpoint, with the cause typed, so that
 //! callers tell a refusal from a service that did not answer.
 
@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 use crate::transfer::retry::{RetryPolicy, Verdict, classify_status, classify_transport};
 use crate::transfer::s3::reqwest_cause;
-use crate::tuning::Tuning;
+use crate::transfer::tuning::Tuning;
 
 /// Where the API is.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, ETAG, RANGE};
 
 use super::retry::{AttemptCause, AttemptError, CacheDefect, classify_status, classify_transport};
 use super::stall::{Heartbeat, watch};
-use crate::tuning::Tuning;
+use crate::transfer::tuning::Tuning;
 
 /// Slice size of an upload body: the stall watchdog sees progress at this grain.
 const BODY_SLICE: usize = 256 << 10;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::archive::times::Mtime;
+use crate::trees::times::Mtime;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {

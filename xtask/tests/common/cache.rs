@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use bmat::archive::times::Mtime;
 use bmat::trees::manifest::{Manifest, Options};
+use bmat::trees::times::Mtime;
 use bmat_wire::api::{
     BeginRequest, BeginResponse, CompleteRequest, CompletedPart, Extent, PartUrlsRequest,
     PartUrlsResponse, UploadState, UploadStatus,
