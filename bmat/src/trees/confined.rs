@@ -1,7 +1,7 @@
-//! Files of a tree read and rewritten after a restore (docs/design.md, "Relocation
-//! across Cargo homes"): only regular files inside the tree, reached through real
-//! directories, opened without following a link. A restored archive may hold
-//! symlinks anywhere; no rewrite may go through one to a file outside.
+//! Files of a tree read and rewritten after a restore (docs/design.md, "Rust"): only
+//! regular files inside the tree, reached through real directories, opened without
+//! following a link. A restored archive may hold symlinks anywhere; no rewrite may go
+//! through one to a file outside.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
