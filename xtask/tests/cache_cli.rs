@@ -1133,3 +1133,34 @@ fn a_restore_stops_past_the_recorded_size_and_checks_free_space_first() {
         "{hit:?}"
     );
 }
+
+/// Issue 17, point 10: `~` alone (or `~/`, `~/.`, `~/./`) would archive all of
+/// `$HOME`, credentials included: a usage error naming what to list instead, and
+/// nothing uploaded.
+#[test]
+fn all_of_home_on_stdin_is_a_usage_error_and_nothing_is_uploaded() {
+    let stack = start();
+    let (dir, home) = (tempdir(), tempdir());
+    fs::create_dir_all(home.path().join(".ssh")).expect("mkdir");
+    fs::write(home.path().join(".ssh/id_ed25519"), b"secret").expect("write");
+    for input in ["~\n", "~/\n", "~/.\n", "~/./\n", "ok\n~\n"] {
+        let r = run(
+            with_home(bmat(&stack), home.path()),
+            dir.path(),
+            &["cache", "save", "whole-home"],
+            input.as_bytes(),
+        );
+        assert_eq!(r.code, 2, "{input:?}: {r:?}");
+        assert!(
+            r.stderr
+                .contains("list the directories under ~ to cache, e.g. ~/.cargo/registry"),
+            "{input:?}: {r:?}"
+        );
+    }
+    assert_eq!(
+        multipart_uploads(&stack),
+        0,
+        "no multipart upload was started"
+    );
+    assert!(stored_objects(&stack).is_empty());
+}

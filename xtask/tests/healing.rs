@@ -171,3 +171,80 @@ fn the_last_use_moves_on_a_successful_restore_not_on_a_lookup() {
     assert!(restored.is_some() && last_used >= created, "{restored:?}");
     assert_eq!(Some(last_used), restored);
 }
+
+/// When the last restore of `key` was reported good (`None`: never).
+fn restored_at(stack: &Stack, key: &str) -> Option<i64> {
+    let conn = rusqlite::Connection::open(&stack.signer_config().database).expect("open");
+    conn.query_row(
+        "SELECT restored_at FROM caches WHERE key = ?1",
+        [key],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .expect("the row")
+}
+
+/// Issue 17, point 1: a restore refused for a reason in the job's own tree (`target`
+/// a symlink, a non-empty directory where the cache has a file, no `$HOME` for a
+/// cache of `~/` paths) is a local failure: it fails open, reports nothing, and
+/// leaves every candidate in place for the runners whose trees are fine.
+#[test]
+fn a_refusal_by_the_jobs_own_tree_drops_no_cache() {
+    let stack = Stack::start().expect("stack");
+    let keys = ["fb-1", "fb-2", "fb-3", "fb-4"];
+    for key in keys {
+        let src = tempdir();
+        fs::create_dir_all(src.path().join("target")).expect("mkdir");
+        fs::write(src.path().join("target/x"), key).expect("write");
+        let r = run(
+            bmat(&stack),
+            src.path(),
+            &["--json", "cache", "save", key],
+            b"target/x\n",
+        );
+        assert_outcome(&r, "saved");
+    }
+    let elsewhere = tempdir();
+    let linked = tempdir();
+    std::os::unix::fs::symlink(elsewhere.path(), linked.path().join("target")).expect("symlink");
+    let blocked = tempdir();
+    fs::create_dir_all(blocked.path().join("target/x/mine")).expect("mkdir");
+    for (tree, what) in [
+        (linked.path(), "symlink"),
+        (blocked.path(), "non-empty directory"),
+    ] {
+        let r = restore(bmat(&stack), tree, "fb-x", Some("fb-"));
+        assert_outcome(&r, "failed");
+        assert!(r.stderr.contains(what), "{r:?}");
+        assert_eq!(r.warnings().len(), 1, "{r:?}");
+        for key in keys {
+            assert!(has_cache(&stack, key), "{what}: {key} was dropped");
+            assert_eq!(restored_at(&stack, key), None, "{what}: {key} reported");
+        }
+    }
+    assert!(
+        fs::read_dir(elsewhere.path())
+            .expect("read")
+            .next()
+            .is_none(),
+        "written through the symlink"
+    );
+
+    let home = tempdir();
+    fs::write(home.path().join("cfg"), "settings").expect("write");
+    let mut with_home = bmat(&stack);
+    with_home.env("HOME", home.path()).env_remove("CARGO_HOME");
+    let r = run(
+        with_home,
+        tempdir().path(),
+        &["--json", "cache", "save", "home-cfg"],
+        b"~/cfg\n",
+    );
+    assert_outcome(&r, "saved");
+    let mut homeless = bmat(&stack);
+    homeless.env_remove("HOME").env_remove("CARGO_HOME");
+    let r = restore(homeless, tempdir().path(), "home-cfg", None);
+    assert_outcome(&r, "failed");
+    assert!(r.stderr.contains("$HOME"), "{r:?}");
+    assert!(has_cache(&stack, "home-cfg"), "dropped for want of a $HOME");
+    assert_eq!(restored_at(&stack, "home-cfg"), None);
+}

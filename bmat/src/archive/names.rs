@@ -26,6 +26,10 @@ pub enum TreeError {
     Unset(&'static str),
     #[error("{EXTRA_DIR}/{0} is no tree bmat knows")]
     Unknown(String),
+    /// The entry is a tree's root itself: restoring it would set the mode and mtime
+    /// of `$HOME` or `$CARGO_HOME`.
+    #[error("it names {0} itself, not a path inside it")]
+    TreeRoot(&'static str),
 }
 
 /// The name of an extra tree's directory under `.bmat-root`.
@@ -55,8 +59,8 @@ pub fn name_of(entry: &TreePath) -> RelPath {
 }
 
 /// Which tree of `roots` an archive name belongs to, and the path inside it. A name
-/// inside `.bmat-root` that stops short of a tree (`.bmat-root` itself) is refused,
-/// and so is one of a tree this job does not have.
+/// inside `.bmat-root` that stops short of a path inside a tree (`.bmat-root`,
+/// `.bmat-root/home`) is refused, and so is one of a tree this job does not have.
 pub fn parse(roots: &Roots, name: &RelPath) -> Result<TreePath, TreeError> {
     let mut components = name.as_path().components();
     match components.next() {
@@ -68,6 +72,9 @@ pub fn parse(roots: &Roots, name: &RelPath) -> Result<TreePath, TreeError> {
     };
     let extra = extra_named(which)
         .ok_or_else(|| TreeError::Unknown(which.to_string_lossy().into_owned()))?;
+    if components.as_path().as_os_str().is_empty() {
+        return Err(TreeError::TreeRoot(extra.shown()));
+    }
     if roots.dir(Tree::Extra(extra)).is_none() {
         return Err(TreeError::Unset(extra.shown()));
     }
@@ -156,5 +163,20 @@ mod tests {
             parse(&roots(), &rel(".bmat-root/etc/passwd")),
             Err(TreeError::Unknown("etc".into()))
         );
+    }
+
+    #[test]
+    fn a_tree_root_itself_is_refused_set_or_not() {
+        let none = Roots::resolve(Path::new("/w"), None, None);
+        for roots in [roots(), none] {
+            assert_eq!(
+                parse(&roots, &rel(".bmat-root/home")),
+                Err(TreeError::TreeRoot("$HOME"))
+            );
+            assert!(matches!(
+                parse(&roots, &rel(".bmat-root/cargo-home")),
+                Err(TreeError::TreeRoot(_))
+            ));
+        }
     }
 }

@@ -32,7 +32,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::error::UnpackError;
-use super::names;
+use super::names::{self, TreeError};
 use super::staging::Staging;
 use super::unpack::{Stage, Unpacked};
 use crate::trees::paths::RelPath;
@@ -65,7 +65,7 @@ pub fn check_targets(root: &Path, unpacked: &Unpacked) -> Result<(), UnpackError
             }
         }
         if parent_on_disk && !dirs.contains(rel) && is_non_empty_dir(&root.join(rel.as_path()))? {
-            return Err(UnpackError::Refused {
+            return Err(UnpackError::Blocked {
                 path: rel.to_string(),
                 reason: "it would replace a non-empty directory on disk".into(),
             });
@@ -77,7 +77,7 @@ pub fn check_targets(root: &Path, unpacked: &Unpacked) -> Result<(), UnpackError
 /// Whether `ancestor` of `rel` is a directory on disk; a symlink is refused.
 fn ancestor_is_dir(root: &Path, rel: &RelPath, ancestor: &Path) -> Result<bool, UnpackError> {
     match fs::symlink_metadata(root.join(ancestor)) {
-        Ok(meta) if meta.file_type().is_symlink() => Err(UnpackError::Refused {
+        Ok(meta) if meta.file_type().is_symlink() => Err(UnpackError::Blocked {
             path: rel.to_string(),
             reason: format!(
                 "it would be written through the symlink {} on disk",
@@ -253,12 +253,17 @@ fn part_of(trees: &mut Vec<(Tree, Unpacked)>, tree: Tree) -> &mut Unpacked {
     &mut trees[i].1
 }
 
-/// The tree of archive name `name` and its path there; a name of no tree of this job
-/// is a refused entry.
+/// The tree of archive name `name` and its path there. A name no archive may hold is a
+/// refused entry; one of a tree this job lacks (no `$HOME`) is blocked by the job.
 fn parse(roots: &Roots, name: &RelPath) -> Result<TreePath, UnpackError> {
-    names::parse(roots, name).map_err(|e| UnpackError::Refused {
-        path: name.to_string(),
-        reason: e.to_string(),
+    names::parse(roots, name).map_err(|e| {
+        let (path, reason) = (name.to_string(), e.to_string());
+        match e {
+            TreeError::Unset(_) => UnpackError::Blocked { path, reason },
+            TreeError::Reserved | TreeError::Unknown(_) | TreeError::TreeRoot(_) => {
+                UnpackError::Refused { path, reason }
+            }
+        }
     })
 }
 

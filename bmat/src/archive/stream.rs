@@ -79,8 +79,12 @@ where
 /// Why an unpack failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// An entry no restore may write: the archive's fault.
     #[error(transparent)]
     Refused(UnpackError),
+    /// This job's tree or environment stands in the way: the archive may be sound.
+    #[error(transparent)]
+    Blocked(UnpackError),
     /// zstd or tar could not read it.
     #[error("corrupt archive: {0}")]
     Corrupt(String),
@@ -95,6 +99,7 @@ impl From<UnpackError> for RestoreError {
     fn from(e: UnpackError) -> Self {
         match e {
             UnpackError::Refused { .. } => RestoreError::Refused(e),
+            UnpackError::Blocked { .. } => RestoreError::Blocked(e),
             UnpackError::Io(io) => RestoreError::from(io),
         }
     }
@@ -121,6 +126,9 @@ pub struct Expected<'a> {
     pub sha256: &'a str,
     /// Bytes of the tar stream.
     pub max_unpacked: u64,
+    /// Whether `max_unpacked` is what the saver recorded (going past it is damage)
+    /// or only the free space found (going past it is this job's full disk).
+    pub unpacked_recorded: bool,
     pub max_entries: Option<u64>,
 }
 
@@ -131,6 +139,7 @@ impl<'a> Expected<'a> {
             size,
             sha256,
             max_unpacked: u64::MAX,
+            unpacked_recorded: false,
             max_entries: None,
         }
     }
@@ -161,6 +170,7 @@ pub fn unpack_verified<R: Read>(
                 progress,
                 count: 0,
                 limit: expected.max_unpacked,
+                recorded: expected.unpacked_recorded,
             };
             let unpacked = unpack(&mut counted, staging, expected.max_entries)?;
             // The tar end marker may come before the end of the zstd frame: read on,
@@ -269,13 +279,15 @@ impl RestoreError {
         matches!(self, RestoreError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof)
     }
 
-    /// What is wrong with the cache, when the archive (not the machine) is to blame:
-    /// what the signer is told, so that it can drop a broken cache.
+    /// What is wrong with the cache, when the archive bytes (not this job's tree,
+    /// environment or machine) are to blame: what the signer is told, so that it can
+    /// drop a broken cache. `None` is a local failure, of which the signer hears
+    /// nothing (docs/design.md, "Healing").
     pub fn defect(&self) -> Option<CacheProblem> {
         match self {
             RestoreError::Mismatch(_) => Some(CacheProblem::Corrupt),
             RestoreError::Refused(_) | RestoreError::Corrupt(_) => Some(CacheProblem::Undecodable),
-            RestoreError::Io(_) => None,
+            RestoreError::Blocked(_) | RestoreError::Io(_) => None,
         }
     }
 }
@@ -295,12 +307,14 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Counts the decompressed bytes, and fails once they pass `limit`.
+/// Counts the decompressed bytes, and fails once they pass `limit`: as damage when
+/// the limit was `recorded` for the archive, else as a full disk.
 struct CountingReader<'a, R> {
     inner: R,
     progress: &'a Progress,
     count: u64,
     limit: u64,
+    recorded: bool,
 }
 
 impl<R: Read> Read for CountingReader<'_, R> {
@@ -308,11 +322,20 @@ impl<R: Read> Read for CountingReader<'_, R> {
         let n = self.inner.read(buf)?;
         self.progress.add_raw(n as u64);
         self.count += n as u64;
-        if self.count > self.limit {
+        if self.count > self.limit && self.recorded {
             return Err(corruption(format!(
                 "the archive unpacks to more than the {} bytes recorded for it",
                 self.limit
             )));
+        }
+        if self.count > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "the archive unpacks to more than the {} bytes free (no size was recorded for it)",
+                    self.limit
+                ),
+            ));
         }
         Ok(n)
     }

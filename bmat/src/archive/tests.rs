@@ -8,6 +8,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
+use crate::archive::Unpacked;
 use crate::archive::stream::{Compression, Expected, RestoreError, pack, unpack_into_tree};
 use crate::commands::save_list::parse_list;
 use crate::progress::Progress;
@@ -77,9 +78,14 @@ fn pack_paths(root: &Path, list: &str) -> Result<(Vec<u8>, crate::archive::Write
 }
 
 fn restore_bytes(archive: &[u8], root: &Path) -> std::result::Result<(), RestoreError> {
+    restore_into(archive, &Roots::main_only(root)).map(|_| ())
+}
+
+/// Restores `archive` (its size and hash as registered) into the trees of `roots`.
+fn restore_into(archive: &[u8], roots: &Roots) -> std::result::Result<Unpacked, RestoreError> {
     let sha = hex::encode(Sha256::digest(archive));
     let expected = Expected::unbounded(archive.len() as u64, &sha);
-    unpack_into_tree(archive, &Roots::main_only(root), &expected, &progress()).map(|_| ())
+    unpack_into_tree(archive, roots, &expected, &progress())
 }
 
 fn manifest(root: &Path) -> Result<Manifest> {
@@ -326,7 +332,7 @@ fn writing_through_a_symlink_on_disk_is_refused() -> Result {
     symlink(outside.path(), dst.path().join("dir"))?;
     let err = restore_bytes(&archive, dst.path());
     assert!(
-        matches!(&err, Err(RestoreError::Refused(e)) if e.to_string().contains("on disk")),
+        matches!(&err, Err(RestoreError::Blocked(e)) if e.to_string().contains("on disk")),
         "{err:?}"
     );
     assert!(!outside.path().join("planted").exists());
@@ -636,7 +642,7 @@ fn a_non_empty_directory_on_disk_is_never_replaced() -> Result {
         let before = manifest(dst.path())?;
         let err = restore_bytes(&archive, dst.path());
         assert!(
-            matches!(&err, Err(RestoreError::Refused(e))
+            matches!(&err, Err(RestoreError::Blocked(e))
                 if e.to_string().contains("a/d: it would replace a non-empty directory")),
             "{name}: {err:?}"
         );
@@ -805,6 +811,7 @@ fn an_archive_is_bounded_by_its_recorded_size_and_entries() -> Result {
         size: archive.len() as u64,
         sha256: &sha,
         max_unpacked,
+        unpacked_recorded: true,
         max_entries,
     };
     // What the saver recorded is exactly what the restore meets.
@@ -1009,5 +1016,74 @@ fn a_failed_placement_in_one_tree_puts_the_other_back() -> Result {
         home_before.diff(&manifest(&dst.path().join("home"))?),
         Vec::<String>::new()
     );
+    Ok(())
+}
+
+#[test]
+fn an_entry_naming_a_tree_root_itself_is_refused_and_home_keeps_its_mode() -> Result {
+    for root in [
+        ".bmat-root/home",
+        ".bmat-root/home/",
+        ".bmat-root/cargo-home",
+    ] {
+        let dst = tempfile::tempdir()?;
+        let roots = Roots::resolve(
+            &dst.path().join("work"),
+            Some(dst.path().join("home")),
+            Some(dst.path().join("cargo")),
+        );
+        for dir in [
+            &roots.main,
+            &dst.path().join("home"),
+            &dst.path().join("cargo"),
+        ] {
+            fs::create_dir_all(dir)?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+        }
+        // Crafted entries have mode 644: the roots' 755 would change.
+        let archive = Crafted::new()
+            .entry(root, EntryType::Directory, None, b"")?
+            .finish()?;
+        let err = restore_into(&archive, &roots);
+        assert!(
+            matches!(&err, Err(RestoreError::Refused(e)) if e.to_string().contains("itself")),
+            "{root}: {err:?}"
+        );
+        assert_eq!(
+            err.map(|_| ()).err().and_then(|e| e.defect()),
+            Some(bmat_wire::api::CacheProblem::Undecodable)
+        );
+        for dir in ["home", "cargo"] {
+            let mode = fs::metadata(dst.path().join(dir))?.permissions().mode() & 0o777;
+            assert_eq!(mode, 0o755, "{root}: the mode of {dir} changed");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn refusals_of_the_jobs_own_tree_are_no_defect_of_the_archive() -> Result {
+    // A symlink on disk, a non-empty directory where the archive has a file, and a
+    // tree this job lacks: the archive is sound, the signer must not hear of it.
+    let archive = Crafted::new()
+        .entry("target/x", EntryType::Regular, None, b"x")?
+        .finish()?;
+    let outside = tempfile::tempdir()?;
+    let linked = tempfile::tempdir()?;
+    symlink(outside.path(), linked.path().join("target"))?;
+    let full = tempfile::tempdir()?;
+    fs::create_dir_all(full.path().join("target/x/inner"))?;
+    for dst in [linked.path(), full.path()] {
+        let err = restore_bytes(&archive, dst);
+        assert!(matches!(&err, Err(RestoreError::Blocked(_))), "{err:?}");
+        assert_eq!(err.err().and_then(|e| e.defect()), None);
+    }
+    let homeless = tempfile::tempdir()?;
+    let archive = Crafted::new()
+        .entry(".bmat-root/home/cfg", EntryType::Regular, None, b"x")?
+        .finish()?;
+    let err = restore_into(&archive, &Roots::resolve(homeless.path(), None, None));
+    assert!(matches!(&err, Err(RestoreError::Blocked(_))), "{err:?}");
+    assert_eq!(err.err().and_then(|e| e.defect()), None);
     Ok(())
 }

@@ -236,10 +236,10 @@ impl<W: Write> ArchiveWriter<W> {
             let Ok(sub) = item.path().strip_prefix(full) else {
                 continue;
             };
-            let child = RelPath::from_normal(rel.as_path().join(sub));
-            if child.is_root() {
-                continue; // the root itself: only its contents
+            if at_tree_root && sub.as_os_str().is_empty() {
+                continue; // a tree's root itself (`.`, `.bmat-root/home`): only its contents
             }
+            let child = RelPath::from_normal(rel.as_path().join(sub));
             match item.metadata() {
                 Ok(meta) => self.add_one(&child, item.path(), &meta)?,
                 Err(e)

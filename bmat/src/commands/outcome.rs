@@ -84,9 +84,12 @@ pub struct Failure {
 pub enum FailureKind {
     /// The cache service, the network, S3, or a tool the step runs (cargo, rustc).
     Infrastructure,
-    /// The cache itself: damaged, or holding entries no restore may write.
+    /// The cache itself: damaged, or holding entries no restore may write. The only
+    /// kind the signer is told of (docs/design.md, "Healing").
     CorruptCache,
-    /// This job's trees or disk: a file that cannot be read or written, no space.
+    /// This job's trees, disk or environment: a file that cannot be read or written,
+    /// no space, a symlink or a non-empty directory where the cache has entries, no
+    /// `$HOME` for `~/` paths. Never told to the signer: the cache may be sound.
     LocalTree,
 }
 

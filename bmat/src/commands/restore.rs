@@ -43,7 +43,8 @@ pub async fn restore(req: RestoreRequest, ctx: &JobContext) -> Outcome {
         Err(e) => return failed(infrastructure(e)),
     };
     // A broken cache (missing, corrupt, not unpackable) is reported, and the next
-    // candidate tried; anything else (network, disk) ends the restore.
+    // candidate tried; anything else (network, disk, this job's tree) ends the
+    // restore and is reported to no one: only the archive bytes can condemn a cache.
     let mut tried: Vec<CacheRef> = Vec::new();
     let mut broken = None;
     while tried.len() < MAX_CANDIDATES {
@@ -61,10 +62,9 @@ pub async fn restore(req: RestoreRequest, ctx: &JobContext) -> Outcome {
             let _display = progress.display(tuning.progress_interval);
             download_into(&api, &hit, &req.roots, tuning, &progress).await
         };
-        let problem = result.as_ref().err().and_then(DownloadError::defect);
-        report_restore(&api, &hit, problem).await;
         match result {
             Ok(()) => {
+                report_restore(&api, &hit, None).await;
                 return Outcome::Hit {
                     key: req.key.clone(),
                     matched_key: hit.key.clone(),
@@ -75,18 +75,19 @@ pub async fn restore(req: RestoreRequest, ctx: &JobContext) -> Outcome {
                     elapsed: started.elapsed(),
                 };
             }
-            Err(e) if problem.is_some() => {
+            Err(DownloadError::Defect(problem, e)) => {
+                report_restore(&api, &hit, Some(problem)).await;
                 tried.push(CacheRef {
                     scope: hit.scope,
                     key: hit.key,
                 });
-                broken = Some(e);
+                broken = Some(Failure::new(FailureKind::CorruptCache, &e));
             }
             Err(e) => return failed(e.failure()),
         }
     }
     match broken {
-        Some(e) => failed(e.failure()),
+        Some(failure) => failed(failure),
         None => Outcome::Miss {
             key: req.key.clone(),
             elapsed: started.elapsed(),
@@ -131,7 +132,7 @@ const MAX_CANDIDATES: usize = 3;
 
 /// Tells the signer how the restore of `hit` went (best effort, bounded: the job must
 /// not wait on it). A success moves the cache's last use; a problem may get a broken
-/// cache dropped.
+/// cache dropped. A local failure is never told.
 async fn report_restore(api: &ApiClient, hit: &CacheHit, problem: Option<CacheProblem>) {
     let req = ReportRequest {
         scope: hit.scope.clone(),
@@ -145,26 +146,22 @@ async fn report_restore(api: &ApiClient, hit: &CacheHit, problem: Option<CachePr
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why the download and unpack of one cache failed.
+/// Why the download and unpack of one cache failed. The split follows
+/// [`RestoreError::defect`] and [`TransferError::defect`], which alone say what the
+/// archive bytes are to blame for.
 #[derive(Debug)]
 pub enum DownloadError {
     /// The cache itself is broken: the signer is told `problem`, and the next
     /// candidate is tried.
     Defect(CacheProblem, anyhow::Error),
-    /// This job's disk or trees.
+    /// This job's disk, trees or environment: nothing is reported, no other
+    /// candidate tried.
     Local(anyhow::Error),
     /// The signer, S3, the network.
     Service(anyhow::Error),
 }
 
 impl DownloadError {
-    pub fn defect(&self) -> Option<CacheProblem> {
-        match self {
-            DownloadError::Defect(problem, _) => Some(*problem),
-            _ => None,
-        }
-    }
-
     pub fn failure(&self) -> Failure {
         match self {
             DownloadError::Defect(_, e) => Failure::new(FailureKind::CorruptCache, e),
@@ -233,8 +230,12 @@ pub async fn download_into(
             human_bytes(free)
         )));
     }
-    let (max_unpacked, max_entries) =
-        (hit.extent.unpacked_size.unwrap_or(free), hit.extent.entries);
+    // Past a recorded size the archive is damaged; past the free space, the disk is full.
+    let (max_unpacked, unpacked_recorded, max_entries) = (
+        hit.extent.unpacked_size.unwrap_or(free),
+        hit.extent.unpacked_size.is_some(),
+        hit.extent.entries,
+    );
     let download = RangeDownload {
         s3: S3Transfer::new(tuning)?,
         url: Arc::new(refreshable_url(api.clone(), hit)),
@@ -253,6 +254,7 @@ pub async fn download_into(
                 size,
                 sha256: &sha256,
                 max_unpacked,
+                unpacked_recorded,
                 max_entries,
             };
             unpack_into_tree(reader, &roots, &expected, &progress)

@@ -22,7 +22,8 @@ pub fn parse_list(input: &[u8], nul: bool) -> Result<Vec<TreePath>, PathError> {
     Ok(out)
 }
 
-/// The tree and path of one path given to `cache save`.
+/// The tree and path of one path given to `cache save`. `$HOME` as a whole (`~`,
+/// `~/`, `~/.`) is refused: it holds credentials and everything else.
 fn entry_of(raw: &[u8]) -> Result<TreePath, PathError> {
     if let Some(in_home) = raw
         .strip_prefix(b"~/")
@@ -32,6 +33,9 @@ fn entry_of(raw: &[u8]) -> Result<TreePath, PathError> {
             PathError::Escapes(_) => PathError::EscapesHome(shown(raw)),
             other => other,
         })?;
+        if inner.is_root() {
+            return Err(PathError::WholeHome(shown(raw)));
+        }
         return Ok(TreePath {
             tree: Tree::Extra(Extra::Home),
             path: inner,
@@ -58,6 +62,19 @@ mod tests {
         );
         let got = parse_list(b"x\ny\0line\nbreak\0x\0", true).map(|v| v.len());
         assert_eq!(got, Ok(3), "NUL mode keeps newlines inside names");
+    }
+
+    #[test]
+    fn all_of_home_is_refused_a_path_inside_it_is_not() {
+        for input in ["~", "~/", "~/.", "~/./", "~/a/.."] {
+            let got = parse_list(format!("ok\n{input}\n").as_bytes(), false);
+            assert!(
+                matches!(got, Err(PathError::WholeHome(_))),
+                "{input}: {got:?}"
+            );
+        }
+        let got = parse_list(b"~/.cargo/registry\n~/./x\n", false).map(|v| v.len());
+        assert_eq!(got, Ok(2));
     }
 
     #[test]

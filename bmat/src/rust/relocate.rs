@@ -19,6 +19,11 @@
 //! [`verify`] runs at save time, so that a cache under a home-independent key is one
 //! whose units this code can carry to another home.
 //!
+//! Every file read or rewritten is a regular file inside the build directory, reached
+//! through real directories and opened without following a link
+//! ([`crate::trees::confined`]): a restored cache may hold symlinks anywhere, and a
+//! fingerprint or dep-info that is one is left alone (its unit rebuilds).
+//!
 //! The hash is `rustc-stable-hash`'s SipHasher128 over the fields in the order of
 //! Cargo's `impl Hash for Fingerprint` (Cargo 1.85 and later; checked here on the
 //! Cargo versions listed in [`RELOCATABLE_CARGO`]).
@@ -32,7 +37,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::artefacts::{file_name, read_dir_sorted};
-use crate::trees::times::Mtime;
+use crate::trees::confined;
 
 /// Cargo minor versions whose fingerprints this module was checked against (the
 /// `rust_cache` tests check the installed one on every run).
@@ -163,7 +168,7 @@ pub fn verify(unit_dirs: &[PathBuf]) -> Result<usize, VerifyError> {
                 continue;
             };
             count += 1;
-            if read_unit(&json_file, &dir.join(kind)).is_none() {
+            if read_unit(dir, &json_file, &dir.join(kind)).is_none() {
                 unknown.push(json_file);
             }
         }
@@ -242,7 +247,10 @@ pub fn relocate(build_dir: &Path, cargo_home: &Path) -> io::Result<Relocated> {
         if hash == unit.stored {
             continue;
         }
-        write_unit(unit, hash)?;
+        if !write_unit(build_dir, unit, hash)? {
+            report.unknown += 1;
+            continue;
+        }
         dep_infos.rehome(unit, &homes, &new_home)?;
         report.rewritten += 1;
     }
@@ -287,8 +295,9 @@ fn rehome(path: &Path, homes: &[String], new_home: &str) -> PathBuf {
 }
 
 /// Writes the JSON (the fields we changed, the rest as Cargo wrote it) and the hash,
-/// keeping their mtimes.
-fn write_unit(unit: &FingerprintFile, hash: u64) -> io::Result<()> {
+/// keeping their mtimes. False when either is no longer a regular file of
+/// `build_dir` (Cargo then finds the unit stale and rebuilds it).
+fn write_unit(build_dir: &Path, unit: &FingerprintFile, hash: u64) -> io::Result<bool> {
     let mut json = unit.json.clone();
     json["path"] = unit.fingerprint.path.into();
     if let Some(deps) = json["deps"].as_array_mut() {
@@ -298,14 +307,14 @@ fn write_unit(unit: &FingerprintFile, hash: u64) -> io::Result<()> {
     }
     json["local"] = serde_json::to_value(&unit.fingerprint.local).map_err(io::Error::other)?;
     let text = serde_json::to_string(&json).map_err(io::Error::other)?;
-    write_keeping_mtime(&unit.json_file, text.as_bytes())?;
-    write_keeping_mtime(&unit.hash_file, hex::encode(hash.to_le_bytes()).as_bytes())
-}
-
-fn write_keeping_mtime(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mtime = Mtime::of(&fs::symlink_metadata(path)?);
-    fs::write(path, contents)?;
-    mtime.apply(path)
+    Ok(
+        confined::rewrite_keeping_mtime(build_dir, &unit.json_file, text.as_bytes())?
+            && confined::rewrite_keeping_mtime(
+                build_dir,
+                &unit.hash_file,
+                hex::encode(hash.to_le_bytes()).as_bytes(),
+            )?,
+    )
 }
 
 /// Every fingerprint under the profile directories of `build_dir`: those we read
@@ -327,7 +336,7 @@ fn load(build_dir: &Path) -> Result<(Vec<FingerprintFile>, Vec<PathBuf>), (PathB
                     continue;
                 };
                 let hash_file = dir.join(kind);
-                match read_unit(&json_file, &hash_file) {
+                match read_unit(build_dir, &json_file, &hash_file) {
                     Some((json, fingerprint, stored)) => units.push(FingerprintFile {
                         hash_file,
                         json_file,
@@ -345,12 +354,17 @@ fn load(build_dir: &Path) -> Result<(Vec<FingerprintFile>, Vec<PathBuf>), (PathB
     Ok((units, unknown))
 }
 
-/// The unit's JSON and stored hash, when our hash of the one is the other.
-fn read_unit(json_file: &Path, hash_file: &Path) -> Option<(serde_json::Value, Fingerprint, u64)> {
-    let text = fs::read_to_string(json_file).ok()?;
+/// The unit's JSON and stored hash, when both are regular files of `root` and our
+/// hash of the one is the other.
+fn read_unit(
+    root: &Path,
+    json_file: &Path,
+    hash_file: &Path,
+) -> Option<(serde_json::Value, Fingerprint, u64)> {
+    let text = confined::read_to_string(root, json_file).ok()??;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
     let fingerprint: Fingerprint = serde_json::from_value(json.clone()).ok()?;
-    let stored = hex::decode(fs::read_to_string(hash_file).ok()?.trim()).ok()?;
+    let stored = hex::decode(confined::read_to_string(root, hash_file).ok()??.trim()).ok()?;
     let stored = u64::from_le_bytes(stored.try_into().ok()?);
     (stable_hash(&fingerprint) == stored).then_some((json, fingerprint, stored))
 }
@@ -360,8 +374,10 @@ fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>, (PathBuf, io::Error)> {
 }
 
 /// rustc's dep-info files (`*.d`) of each profile directory, by unit hash: they name
-/// a unit's source files by absolute path.
+/// a unit's source files by absolute path. Only regular files of `build_dir` are read
+/// or rewritten.
 struct DepInfos {
+    build_dir: PathBuf,
     by_unit: HashMap<(PathBuf, String), Vec<PathBuf>>,
 }
 
@@ -407,7 +423,10 @@ impl DepInfos {
                 }
             }
         }
-        Ok(DepInfos { by_unit })
+        Ok(DepInfos {
+            build_dir: build_dir.to_owned(),
+            by_unit,
+        })
     }
 
     fn files_of(&self, unit: &FingerprintFile) -> &[PathBuf] {
@@ -425,7 +444,9 @@ impl DepInfos {
     /// (`/registry/src/…`), if a source its dep-info names hashes to its `path`.
     fn source_of(&self, unit: &FingerprintFile) -> io::Result<Option<(String, String)>> {
         for file in self.files_of(unit) {
-            let text = fs::read_to_string(file)?;
+            let Some(text) = confined::read_to_string(&self.build_dir, file)? else {
+                continue;
+            };
             for source in first_rule_sources(&text) {
                 if stable_hash(PathBuf::from(&source)) != unit.fingerprint.path {
                     continue;
@@ -446,13 +467,15 @@ impl DepInfos {
             return Ok(());
         }
         for file in self.files_of(unit) {
-            let text = fs::read_to_string(file)?;
+            let Some(text) = confined::read_to_string(&self.build_dir, file)? else {
+                continue;
+            };
             let mut out = text.clone();
             for home in homes.iter().filter(|h| !needs_escape(h)) {
                 out = out.replace(&format!("{home}/"), &format!("{new_home}/"));
             }
             if out != text {
-                write_keeping_mtime(file, out.as_bytes())?;
+                confined::rewrite_keeping_mtime(&self.build_dir, file, out.as_bytes())?;
             }
         }
         Ok(())
@@ -543,6 +566,55 @@ mod tests {
             first_rule_sources(text),
             ["/h/registry/src/i/x-1.0/src/lib.rs", "/h/a b.rs"]
         );
+    }
+
+    /// A build directory with one unit built under `old_home`, its dep-info
+    /// `deps/zz-{hash}.d` a symlink to `outside` (and, with `real_dep_info`, a true
+    /// dep-info beside it).
+    fn crafted_build_dir(build: &Path, old_home: &str, outside: &Path, real_dep_info: bool) {
+        let hash = "e44c1924346ebe9d";
+        let unit = build.join(format!("debug/.fingerprint/itoa-{hash}"));
+        let deps = build.join("debug/deps");
+        fs::create_dir_all(&unit).expect("mkdir");
+        fs::create_dir_all(&deps).expect("mkdir");
+        let source = format!("{old_home}/registry/src/i/itoa-1.0.19/src/lib.rs");
+        let mut json: serde_json::Value = serde_json::from_str(ITOA_JSON).expect("json");
+        json["path"] = stable_hash(PathBuf::from(&source)).into();
+        let fingerprint: Fingerprint = serde_json::from_value(json.clone()).expect("ours");
+        fs::write(unit.join("lib-itoa.json"), json.to_string()).expect("write");
+        let stored = hex::encode(stable_hash(&fingerprint).to_le_bytes());
+        fs::write(unit.join("lib-itoa"), stored).expect("write");
+        let rule = format!(
+            "{}: {source}\n",
+            deps.join(format!("libitoa-{hash}.rmeta")).display()
+        );
+        if real_dep_info {
+            fs::write(deps.join(format!("itoa-{hash}.d")), &rule).expect("write");
+        }
+        fs::write(outside, &rule).expect("write");
+        std::os::unix::fs::symlink(outside, deps.join(format!("zz-{hash}.d"))).expect("symlink");
+    }
+
+    #[test]
+    fn a_dep_info_symlinked_out_of_the_build_directory_is_left_alone() {
+        for real_dep_info in [true, false] {
+            let (build, elsewhere) = (
+                tempfile::tempdir().expect("dir"),
+                tempfile::tempdir().expect("dir"),
+            );
+            let outside = elsewhere.path().join("victim");
+            crafted_build_dir(build.path(), "/old/home", &outside, real_dep_info);
+            let before = fs::read(&outside).expect("read");
+            let done = relocate(build.path(), Path::new("/new/home")).expect("relocate");
+            assert_eq!(
+                fs::read(&outside).expect("read"),
+                before,
+                "relocation wrote through the symlink (real dep-info: {real_dep_info})"
+            );
+            // With a dep-info of its own the unit still moves; with only the link it is
+            // left for Cargo to rebuild.
+            assert_eq!(done.rewritten, usize::from(real_dep_info), "{done:?}");
+        }
     }
 
     #[test]

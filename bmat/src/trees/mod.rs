@@ -1,6 +1,7 @@
 //! The trees a cache spans and the paths in them: path rules, the trees of a job,
-//! tree manifests, free space, file times.
+//! tree manifests, free space, file times, files rewritten after a restore.
 
+pub mod confined;
 pub mod disk;
 pub mod manifest;
 pub mod paths;

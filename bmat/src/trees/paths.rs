@@ -31,6 +31,10 @@ pub enum PathError {
     DotDot(String),
     #[error("{0} names the tree itself")]
     Empty(String),
+    #[error(
+        "{0} names all of $HOME; list the directories under ~ to cache, e.g. ~/.cargo/registry"
+    )]
+    WholeHome(String),
 }
 
 pub(crate) fn shown(raw: &[u8]) -> String {
