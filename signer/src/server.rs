@@ -1,5 +1,5 @@
 //! Startup and shutdown: credentials, registry, listener, ready file, the background
-//! tasks and the HTTP server.
+//! tasks (supervised: restarted when they panic) and the HTTP server.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,6 +20,7 @@ use crate::ops::{reaper, reload};
 use crate::registry::{Db, Registry};
 use crate::s3::S3Client;
 use crate::state::AppState;
+use crate::tasks::{RESTART, Task, supervise};
 use crate::uploads::worker;
 
 /// Connections the metrics address serves at once (a scraper or two).
@@ -78,8 +79,26 @@ pub async fn run(
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(worker::run(st.clone(), stop_rx.clone()));
-    let reaper = tokio::spawn(reaper::run(st.clone(), stop_rx.clone(), claimed));
+    let worker = tokio::spawn(supervise(
+        st.tasks.clone(),
+        Task::Worker,
+        stop_rx.clone(),
+        RESTART,
+        {
+            let (st, stop) = (st.clone(), stop_rx.clone());
+            move || worker::run(st.clone(), stop.clone())
+        },
+    ));
+    let reaper = tokio::spawn(supervise(
+        st.tasks.clone(),
+        Task::Reaper,
+        stop_rx.clone(),
+        RESTART,
+        {
+            let (st, stop) = (st.clone(), stop_rx.clone());
+            move || reaper::run(st.clone(), stop.clone(), claimed)
+        },
+    ));
     let reloads = tokio::spawn(reload::run(
         st.clone(),
         opts.config_path.clone(),

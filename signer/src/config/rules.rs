@@ -6,7 +6,19 @@ use std::collections::HashSet;
 
 use super::error::ConfigError;
 use super::types::{Config, MAX_PART_SIZE, MIN_PART_SIZE};
-use Rule::{AtLeast1, Below2Pow63, Check, Presignable};
+use Rule::{AtLeast1, AtMost, Check, Presignable};
+
+/// The longest `limits.ttl_days`: ten years.
+pub const MAX_TTL_DAYS: f64 = 3650.0;
+/// The longest duration any `*_secs` field may name: 30 days.
+pub const MAX_SECS: u64 = 30 * 24 * 3600;
+/// The longest duration any `*_ms` field may name: 30 days.
+pub const MAX_MS: u64 = MAX_SECS * 1000;
+/// The largest size in bytes: below 2^53, what a JSON number carries exactly (and far
+/// below what SQLite's i64 holds).
+pub const MAX_SIZE: u64 = (1 << 53) - 1;
+/// The largest count (uploads, connections).
+pub const MAX_COUNT: u64 = 1_000_000;
 
 /// What is wrong: below the rule's field (`[2].scope` for an element of a list, empty
 /// for the field itself) and why.
@@ -37,8 +49,8 @@ enum Rule {
     Check(fn(&Config) -> Result<(), Broken>),
     /// A number that must be at least 1.
     AtLeast1(fn(&Config) -> u64),
-    /// A size SQLite can store (an i64).
-    Below2Pow63(fn(&Config) -> u64),
+    /// A number that must not be above the given maximum.
+    AtMost(u64, fn(&Config) -> u64),
     /// A presigned URL's lifetime: SigV4 allows at most 7 days.
     Presignable(fn(&Config) -> u64),
 }
@@ -48,9 +60,11 @@ impl Rule {
         match self {
             Rule::Check(check) => check(c),
             Rule::AtLeast1(value) => positive(value(c), "must be at least 1"),
-            Rule::Below2Pow63(value) => match i64::try_from(value(c)) {
-                Ok(_) => Ok(()),
-                Err(_) => Err(Broken::because("must be below 2^63")),
+            Rule::AtMost(max, value) => match value(c) {
+                v if v > *max => Err(Broken::because(format!(
+                    "= {v} is above the maximum of {max}"
+                ))),
+                _ => Ok(()),
             },
             Rule::Presignable(value) => match value(c) {
                 v if v > 7 * 24 * 3600 => Err(Broken::because(format!(
@@ -111,30 +125,82 @@ const RULES: &[(&str, Rule)] = &[
         "limits.max_cache_size",
         Check(|c| positive(c.limits.max_cache_size, "must be greater than 0")),
     ),
-    // SQLite stores sizes as i64.
     (
         "limits.max_cache_size",
-        Below2Pow63(|c| c.limits.max_cache_size),
+        AtMost(MAX_SIZE, |c| c.limits.max_cache_size),
     ),
-    ("limits.owner_quota", Below2Pow63(|c| c.limits.owner_quota)),
+    (
+        "limits.owner_quota",
+        AtMost(MAX_SIZE, |c| c.limits.owner_quota),
+    ),
     (
         "limits.max_live_uploads",
         AtLeast1(|c| c.limits.max_live_uploads),
+    ),
+    (
+        "limits.max_live_uploads",
+        AtMost(MAX_COUNT, |c| c.limits.max_live_uploads),
     ),
     (
         "limits.max_connections",
         AtLeast1(|c| c.limits.max_connections as u64),
     ),
     (
+        "limits.max_connections",
+        AtMost(MAX_COUNT, |c| c.limits.max_connections as u64),
+    ),
+    (
         "limits.ttl_days",
         Check(|c| {
             let v = c.limits.ttl_days;
-            if v.is_finite() && v > 0.0 {
+            if v.is_finite() && v > 0.0 && v <= MAX_TTL_DAYS {
                 Ok(())
             } else {
-                Err(Broken::because(format!("= {v} must be a positive number")))
+                Err(Broken::because(format!(
+                    "= {v} must be a positive number of days, at most {MAX_TTL_DAYS}"
+                )))
             }
         }),
+    ),
+    (
+        "timing.header_read_timeout_secs",
+        AtMost(MAX_SECS, |c| c.timing.header_read_timeout_secs),
+    ),
+    (
+        "timing.idle_timeout_secs",
+        AtMost(MAX_SECS, |c| c.timing.idle_timeout_secs),
+    ),
+    (
+        "timing.lease_secs",
+        AtMost(MAX_SECS, |c| c.timing.lease_secs),
+    ),
+    (
+        "timing.stale_margin_secs",
+        AtMost(MAX_SECS, |c| c.timing.stale_margin_secs),
+    ),
+    (
+        "timing.reaper_interval_secs",
+        AtMost(MAX_SECS, |c| c.timing.reaper_interval_secs),
+    ),
+    (
+        "timing.completion_give_up_after_secs",
+        AtMost(MAX_SECS, |c| c.timing.completion_give_up_after_secs),
+    ),
+    (
+        "timing.completion_max_backoff_ms",
+        AtMost(MAX_MS, |c| c.timing.completion_max_backoff_ms),
+    ),
+    (
+        "timing.worker_start_delay_secs",
+        AtMost(MAX_SECS, |c| c.timing.worker_start_delay_secs),
+    ),
+    (
+        "job_tokens.default_ttl_secs",
+        AtMost(MAX_SECS, |c| c.job_tokens.default_ttl_secs),
+    ),
+    (
+        "job_tokens.max_ttl_secs",
+        AtMost(MAX_SECS, |c| c.job_tokens.max_ttl_secs),
     ),
     (
         "timing.part_url_expiry_secs",
