@@ -79,26 +79,10 @@ pub async fn run(
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(supervise(
-        st.tasks.clone(),
-        Task::Worker,
-        stop_rx.clone(),
-        RESTART,
-        {
-            let (st, stop) = (st.clone(), stop_rx.clone());
-            move || worker::run(st.clone(), stop.clone())
-        },
-    ));
-    let reaper = tokio::spawn(supervise(
-        st.tasks.clone(),
-        Task::Reaper,
-        stop_rx.clone(),
-        RESTART,
-        {
-            let (st, stop) = (st.clone(), stop_rx.clone());
-            move || reaper::run(st.clone(), stop.clone(), claimed)
-        },
-    ));
+    let worker = spawn_supervised(&st, Task::Worker, &stop_rx, worker::run);
+    let reaper = spawn_supervised(&st, Task::Reaper, &stop_rx, move |st, stop| {
+        reaper::run(st, stop, claimed)
+    });
     let reloads = tokio::spawn(reload::run(
         st.clone(),
         opts.config_path.clone(),
@@ -161,6 +145,26 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Runs `run(state, stop)` as `task` under [`supervise`]: restarted when it panics.
+fn spawn_supervised<Fut>(
+    st: &AppState,
+    task: Task,
+    stop: &watch::Receiver<bool>,
+    run: impl Fn(AppState, watch::Receiver<bool>) -> Fut + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (state, stopped) = (st.clone(), stop.clone());
+    tokio::spawn(supervise(
+        st.tasks.clone(),
+        task,
+        stop.clone(),
+        RESTART,
+        move || run(state.clone(), stopped.clone()),
+    ))
 }
 
 /// `http://IP:PORT`; an unspecified listen address is reached through loopback.
