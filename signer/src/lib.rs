@@ -9,10 +9,12 @@
 //! - [`auth`] — tokens: who is asking and what it may do.
 //! - [`registry`] — the SQLite index of caches, uploads, tokens and usage.
 //! - [`ops`] — operations: reaper, prefix claim, reload, operator commands.
+//! - [`lookup_id`] — the signer's proof of a lookup, which reports echo.
 //! - [`metrics`] — what `GET /metrics` shows; every module counts into it.
 //! - [`server`] — startup, the ready file, shutdown.
 //! - [`s3`] — the S3 client.
 //! - [`retry`] — the one policy of every retry loop.
+//! - [`tasks`] — background tasks restarted when they panic, and their health.
 //! - [`names`] — client-given names checked against the wire's rules.
 //! - [`text`] — client strings quoted and error chains, for people.
 
@@ -20,6 +22,7 @@ pub mod auth;
 pub mod caches;
 pub mod config;
 pub mod http;
+pub mod lookup_id;
 pub mod metrics;
 pub mod names;
 pub mod ops;
@@ -28,5 +31,6 @@ pub mod retry;
 pub mod s3;
 pub mod server;
 pub mod state;
+pub mod tasks;
 pub mod text;
 pub mod uploads;

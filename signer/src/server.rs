@@ -1,5 +1,5 @@
 //! Startup and shutdown: credentials, registry, listener, ready file, the background
-//! tasks and the HTTP server.
+//! tasks (supervised: restarted when they panic) and the HTTP server.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,6 +20,7 @@ use crate::ops::{reaper, reload};
 use crate::registry::{Db, Registry};
 use crate::s3::S3Client;
 use crate::state::AppState;
+use crate::tasks::{RESTART, Task, supervise};
 use crate::uploads::worker;
 
 /// Connections the metrics address serves at once (a scraper or two).
@@ -78,8 +79,10 @@ pub async fn run(
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(worker::run(st.clone(), stop_rx.clone()));
-    let reaper = tokio::spawn(reaper::run(st.clone(), stop_rx.clone(), claimed));
+    let worker = spawn_supervised(&st, Task::Worker, &stop_rx, worker::run);
+    let reaper = spawn_supervised(&st, Task::Reaper, &stop_rx, move |st, stop| {
+        reaper::run(st, stop, claimed)
+    });
     let reloads = tokio::spawn(reload::run(
         st.clone(),
         opts.config_path.clone(),
@@ -142,6 +145,26 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Runs `run(state, stop)` as `task` under [`supervise`]: restarted when it panics.
+fn spawn_supervised<Fut>(
+    st: &AppState,
+    task: Task,
+    stop: &watch::Receiver<bool>,
+    run: impl Fn(AppState, watch::Receiver<bool>) -> Fut + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (state, stopped) = (st.clone(), stop.clone());
+    tokio::spawn(supervise(
+        st.tasks.clone(),
+        task,
+        stop.clone(),
+        RESTART,
+        move || run(state.clone(), stopped.clone()),
+    ))
 }
 
 /// `http://IP:PORT`; an unspecified listen address is reached through loopback.

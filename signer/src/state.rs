@@ -1,8 +1,9 @@
 //! What request handlers and background tasks share: the live config (swapped whole
-//! by a reload), the registry, the S3 client, the metrics, the worker's wake-up.
+//! by a reload), the registry, the S3 client, the metrics, the worker's wake-up, the
+//! background tasks' health, the key of lookup ids.
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
@@ -10,9 +11,11 @@ use crate::auth::{
     AuthError, Principal, PrincipalError, StaticTokens, check_job_token, token_hash,
 };
 use crate::config::Config;
+use crate::lookup_id::LookupKey;
 use crate::metrics::Metrics;
 use crate::registry::Db;
 use crate::s3::S3Client;
+use crate::tasks::Tasks;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +27,10 @@ pub struct AppState {
     /// Wakes the completion worker when `complete` queued an upload.
     pub worker_wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
+    /// Which supervised background tasks are down, for health.
+    pub tasks: Arc<Tasks>,
+    /// Signs the lookup ids that reports echo.
+    pub lookup_key: Arc<LookupKey>,
 }
 
 struct Live {
@@ -49,6 +56,8 @@ impl AppState {
             s3,
             worker_wake: Arc::new(Notify::new()),
             metrics: Arc::new(Metrics::new()),
+            tasks: Arc::new(Tasks::default()),
+            lookup_key: Arc::new(LookupKey::random()),
         }
     }
 
@@ -94,6 +103,17 @@ impl AppState {
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(millis)
         .unwrap_or(0)
+}
+
+/// `d` in milliseconds, saturated at `i64::MAX`.
+pub fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The registry time `d` ago: saturates, so a huge `d` means "before any time", never
+/// a wrapped-around future.
+pub fn ms_ago(d: Duration) -> i64 {
+    now_ms().saturating_sub(millis(d))
 }

@@ -12,7 +12,7 @@
 //! | DELETE | /v1/uploads/{id}              | –                  | [`UploadStatus`]   |
 //! | GET    | /v1/caches[?prefix=P]         | –                  | [`CacheList`]      |
 //! | DELETE | /v1/caches/{key}              | –                  | [`Deleted`]        |
-//! | POST   | /v1/caches/report             | [`ReportRequest`]  | [`ReportAnswer`]   |
+//! | POST   | /v1/reports                   | [`ReportRequest`]  | [`ReportAnswer`]   |
 //! | POST   | /v1/tokens                    | [`MintRequest`]    | [`MintedToken`]    |
 //! | DELETE | /v1/tokens/{id}               | –                  | [`Revoked`]        |
 //! | GET    | /v1/stats                     | –                  | [`Usage`]          |
@@ -57,6 +57,9 @@ pub enum ErrorCode {
 pub struct Health {
     pub ok: bool,
     pub version: String,
+    /// Background tasks that died and have not run a pass since their restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub down: Vec<String>,
 }
 
 /// Exact key first, then each fallback prefix in order; within a prefix the newest
@@ -87,8 +90,14 @@ pub struct ReportRequest {
     pub key: String,
     /// The hit's SHA-256: a report about another archive of the key is ignored.
     pub sha256: String,
-    /// The hit's `issued_at_ms`.
+    /// The hit's `issued_at_ms`. Not trusted: the signer reads the time from
+    /// `lookup_id`.
+    #[serde(default)]
     pub issued_at_ms: i64,
+    /// The hit's `lookup_id`. Without one the signer issued for this job and cache,
+    /// an `undecodable` report drops nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup_id: Option<String>,
     /// `None`: restored.
     #[serde(default)]
     pub problem: Option<CacheProblem>,
@@ -138,9 +147,13 @@ pub struct CacheHit {
     pub own_scope: bool,
     #[serde(default, flatten)]
     pub extent: Extent,
-    /// When the signer answered (Unix ms); sent back with a report.
+    /// When the signer answered (Unix ms).
     #[serde(default)]
     pub issued_at_ms: i64,
+    /// The signer's proof of this lookup (who asked, which cache, when): a report
+    /// sends it back, and the signer judges the report by it, not by a client's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup_id: Option<String>,
 }
 
 fn default_scope() -> String {

@@ -420,6 +420,53 @@ async fn a_broken_config_on_sighup_keeps_the_running_one() {
     );
 }
 
+/// Issue 17, point 5: a TTL so large that its milliseconds wrap negative made the next
+/// reaper pass delete every cache. SIGHUP now refuses it, naming the field, and the
+/// reaper keeps the cache saved before.
+#[tokio::test]
+async fn sighup_refuses_a_ttl_that_would_wrap_and_the_reaper_keeps_every_cache() {
+    let mut stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.timing.reaper_interval_secs = 1;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    api.store("kept", b"a cache saved before the reload").await;
+    stack
+        .reload_signer_with(|c| c.limits.ttl_days = 150_000_000_000.0)
+        .expect("reload");
+    poll_until("the reload to be refused", PATIENCE, async || {
+        reloads(&stack, "refused").await == 1.0
+    })
+    .await;
+    // Two more passes after the refusal, then the cache must still be there.
+    let passes = value(
+        &scrape(&stack).await,
+        "bmat_signer_reaper_passes_total",
+        &[],
+    );
+    poll_until("two reaper passes", PATIENCE, async || {
+        value(
+            &scrape(&stack).await,
+            "bmat_signer_reaper_passes_total",
+            &[],
+        ) >= passes + 2.0
+    })
+    .await;
+    assert!(
+        api.hit("kept", &[]).await.is_some(),
+        "the cache was deleted"
+    );
+    let log = signer_log(&stack);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("config reload refused") && l.contains("limits.ttl_days")),
+        "{log}"
+    );
+    let health = api.with_token(None).get("/v1/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+}
+
 // ---- check-config ----
 
 /// `signer check-config --config PATH` with the given S3 credentials: (exit code,
@@ -531,6 +578,38 @@ async fn check_config_passes_a_good_file_and_names_what_is_wrong() {
         errors
             .iter()
             .all(|l| l.contains("\"no-such-bucket-for-bmat\"") && !l.contains('\n')),
+        "{lines:#?}"
+    );
+}
+
+/// Issue 17, point 8: a missing quote on a `token = "…` line was quoted back, secret
+/// included. check-config now names the line number and the field, never its text.
+#[tokio::test]
+async fn check_config_names_a_broken_token_line_without_quoting_the_secret() {
+    let stack = Stack::start().expect("stack");
+    let env = stack.env().clone();
+    let good = std::fs::read_to_string(stack.signer_config_path()).expect("config");
+    let secret = &env.token;
+    let (n, _) = good
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.trim() == format!("token = \"{secret}\""))
+        .expect("the stack's token line");
+    let broken = good.replacen(
+        &format!("token = \"{secret}\""),
+        &format!("token = \"{secret}"),
+        1,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, broken).expect("write config");
+    let (code, lines) = check_config(&path, &env.s3_access_key_id, &env.s3_secret_access_key);
+    assert_ne!(code, 0, "{lines:#?}");
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains(&format!("line {}", n + 1)), "{lines:#?}");
+    assert!(lines[0].contains("token"), "{lines:#?}");
+    assert!(
+        lines.iter().all(|l| !l.contains(secret.as_str())),
         "{lines:#?}"
     );
 }

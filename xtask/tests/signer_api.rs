@@ -8,14 +8,15 @@ mod common;
 use std::time::Duration;
 
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CacheHit, Deleted, PartUrlsResponse, SkipReason, UploadState,
-    UploadStatus,
+    BeginRequest, BeginResponse, CacheHit, CacheProblem, CompleteRequest, CompletedPart, Deleted,
+    Extent, MintRequest, MintedToken, PartUrlsResponse, ReportAnswer, ReportRequest, SkipReason,
+    UploadState, UploadStatus,
 };
 use common::api::{Api, PART, PATIENCE, download, put, random_bytes, sha256};
 use common::poll_until;
 use reqwest::StatusCode;
 use signer::config::{Config, MIB};
-use xtask::stack::Stack;
+use xtask::stack::{OWNER, SCOPE, Stack};
 
 fn object_name(stack: &Stack, id: &str) -> String {
     format!("{}/caches/{id}", stack.env().s3_prefix)
@@ -130,6 +131,104 @@ async fn multipart_upload_round_trips_through_presigned_urls() {
     api.delete(&format!("/v1/caches/{key}"))
         .await
         .err(StatusCode::NOT_FOUND);
+}
+
+/// Issue 17, point 11: `DELETE /v1/caches/report` hit the report route (405), so the
+/// key `report` could never be deleted. Reports live at `/v1/reports` now.
+#[tokio::test]
+async fn the_key_report_can_be_deleted_like_any_other() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    api.store("report", b"a cache whose key names an action")
+        .await;
+    assert!(api.hit("report", &[]).await.is_some());
+    let deleted: Deleted = api.delete("/v1/caches/report").await.ok();
+    assert!(deleted.deleted);
+    assert!(api.hit("report", &[]).await.is_none());
+}
+
+/// An `undecodable` report of `hit`, claiming a lookup at 9e15 ms.
+fn undecodable(hit: &CacheHit, lookup_id: Option<String>) -> ReportRequest {
+    ReportRequest {
+        scope: hit.scope.clone(),
+        key: hit.key.clone(),
+        sha256: hit.sha256.clone(),
+        issued_at_ms: 9_000_000_000_000_000,
+        lookup_id,
+        problem: Some(CacheProblem::Undecodable),
+    }
+}
+
+async fn report(api: &Api, req: &ReportRequest) -> bool {
+    api.post("/v1/reports", req)
+        .await
+        .ok::<ReportAnswer>()
+        .dropped
+}
+
+/// Issue 17, point 2: a read-only token dropped caches through the report endpoint,
+/// and the "no good restore since this lookup" guard trusted the client's
+/// `issued_at_ms`. Now `undecodable` drops only for a writer of the cache's own scope,
+/// judged by the signer's own lookup id.
+#[tokio::test]
+async fn undecodable_reports_need_a_writer_and_the_signers_own_lookup_id() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    api.store("k", b"intact bytes").await;
+    let op = api.with_token(Some(&stack.env().operator_token));
+    let minted: MintedToken = op
+        .post(
+            "/v1/tokens",
+            &MintRequest {
+                owner: OWNER.to_owned(),
+                scope: SCOPE.to_owned(),
+                read_scopes: Vec::new(),
+                write: false,
+                ttl_seconds: None,
+            },
+        )
+        .await
+        .ok();
+    let reader = api.with_token(Some(&minted.token));
+
+    // A read-only token of the cache's own scope: neither a client clock nor its own
+    // genuine lookup id lets it drop the cache.
+    let hit = reader.hit("k", &[]).await.expect("the reader's hit");
+    for id in [None, hit.lookup_id.clone()] {
+        assert!(!report(&reader, &undecodable(&hit, id)).await);
+    }
+    assert!(
+        api.hit("k", &[]).await.is_some(),
+        "a reader dropped the cache"
+    );
+
+    // A writer whose lookup came before a good restore: a later client time, a missing
+    // or a forged id, or its real one, drop nothing.
+    let before = api.hit("k", &[]).await.expect("hit");
+    let restored = ReportRequest {
+        problem: None,
+        ..undecodable(&before, before.lookup_id.clone())
+    };
+    assert!(!report(&api, &restored).await);
+    let real = before.lookup_id.clone().expect("a lookup id");
+    let (_, mac) = real.split_once('.').expect("time.mac");
+    for id in [
+        None,
+        Some(format!("9000000000000000.{mac}")),
+        Some(real.clone()),
+    ] {
+        assert!(!report(&api, &undecodable(&before, id)).await);
+    }
+    assert!(
+        api.hit("k", &[]).await.is_some(),
+        "a stale report dropped it"
+    );
+
+    // The writer's own fresh lookup, with no good restore since: its word is taken.
+    api.store("k2", b"other intact bytes").await;
+    let fresh = api.hit("k2", &[]).await.expect("hit");
+    assert!(report(&api, &undecodable(&fresh, fresh.lookup_id.clone())).await);
+    assert!(api.hit("k2", &[]).await.is_none());
 }
 
 #[tokio::test]
@@ -448,6 +547,51 @@ async fn completion_is_checked_against_s3() {
         .await
         .ok::<UploadStatus>();
     api.wait_state(&id, UploadState::Completed).await;
+}
+
+/// Issue 17, point 12: an `unpacked_size` the registry cannot store (2^63) answered
+/// 503, as if the signer were at fault, and left the upload open. Now a 400 that
+/// aborts it.
+#[tokio::test]
+async fn an_impossible_unpacked_size_is_a_400_that_ends_the_upload() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    for (key, extent) in [
+        (
+            "huge-unpacked",
+            Extent {
+                unpacked_size: Some(1 << 63),
+                entries: Some(1),
+            },
+        ),
+        (
+            "huge-entries",
+            Extent {
+                unpacked_size: Some(5),
+                entries: Some(u64::MAX),
+            },
+        ),
+    ] {
+        let id = api.begin_upload(key).await;
+        let parts = api.put_parts(&id, b"hello", PART).await;
+        let req = CompleteRequest {
+            parts: parts
+                .into_iter()
+                .map(|(part_number, etag)| CompletedPart { part_number, etag })
+                .collect(),
+            size: 5,
+            sha256: sha256(b"hello"),
+            extent,
+        };
+        let err = api
+            .post(&format!("/v1/uploads/{id}/complete"), &req)
+            .await
+            .err(StatusCode::BAD_REQUEST);
+        assert!(err.contains("aborted"), "{err}");
+        assert_eq!(api.status(&id).await.state, UploadState::Aborted);
+    }
+    assert!(api.caches().await.is_empty());
+    assert!(multipart_uploads(&stack).await.is_empty());
 }
 
 #[tokio::test]
@@ -1158,14 +1302,15 @@ async fn owners_over_quota_lose_their_least_recently_used_caches() {
     // Restoring `a` (a reported success; a bare lookup is not a use) makes `b` the
     // least recently used.
     let hit = api.hit("a", &[]).await.expect("a's hit");
-    let answer: bmat_wire::api::ReportAnswer = api
+    let answer: ReportAnswer = api
         .post(
-            "/v1/caches/report",
-            &bmat_wire::api::ReportRequest {
+            "/v1/reports",
+            &ReportRequest {
                 scope: hit.scope,
                 key: hit.key,
                 sha256: hit.sha256,
                 issued_at_ms: hit.issued_at_ms,
+                lookup_id: hit.lookup_id,
                 problem: None,
             },
         )

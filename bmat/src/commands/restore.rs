@@ -139,6 +139,7 @@ async fn report_restore(api: &ApiClient, hit: &CacheHit, problem: Option<CachePr
         key: hit.key.clone(),
         sha256: hit.sha256.clone(),
         issued_at_ms: hit.issued_at_ms,
+        lookup_id: hit.lookup_id.clone(),
         problem,
     };
     let _ = tokio::time::timeout(REPORT_TIMEOUT, api.report(&req)).await;

@@ -192,8 +192,7 @@ impl ApiClient {
     }
 
     pub async fn report(&self, req: &ReportRequest) -> Result<ReportAnswer, ApiError> {
-        self.call(Method::POST, "/v1/caches/report", Some(req))
-            .await
+        self.call(Method::POST, "/v1/reports", Some(req)).await
     }
 
     /// Not idempotent on the signer's side: if an answer is lost and the call retried,

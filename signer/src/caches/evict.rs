@@ -8,7 +8,7 @@ use super::delete::delete;
 use super::error::CacheError;
 use super::usage;
 use crate::registry::{CacheRow, UsageEvent};
-use crate::state::{AppState, now_ms};
+use crate::state::{AppState, ms_ago};
 use crate::text::chain;
 
 /// Why caches are evicted.
@@ -30,7 +30,7 @@ pub struct Evicted {
 
 /// Evicts every cache unused since the TTL.
 pub async fn expired(st: &AppState, out: &mut Evicted) -> Result<(), CacheError> {
-    let cutoff = now_ms() - st.cfg().limits.ttl().as_millis() as i64;
+    let cutoff = ms_ago(st.cfg().limits.ttl());
     let old = st.db.run(move |r| r.caches_unused_since(cutoff)).await?;
     evict(st, old, Reason::Expired, None, out).await;
     Ok(())

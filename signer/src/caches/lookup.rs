@@ -7,6 +7,7 @@ use bmat_wire::api::{CacheHit, LookupRequest, LookupResponse};
 use super::error::{CacheError, MAX_FALLBACKS, s3};
 use super::usage;
 use crate::auth::JobGrant;
+use crate::lookup_id::Looked;
 use crate::names;
 use crate::registry::{CacheRow, Place, UsageEvent};
 use crate::state::{AppState, now_ms};
@@ -46,6 +47,17 @@ pub async fn lookup(
         .map_err(s3("presigning the download"))?;
     // The last use moves when the job reports a successful restore, not here: a cache
     // that fails every restore must age out.
+    let issued_at_ms = now_ms();
+    let lookup_id = st.lookup_key.issue(
+        &Looked {
+            owner: &job.owner,
+            job_scope: &job.scope,
+            cache_scope: &c.scope,
+            key: &c.key,
+            sha256: &c.sha256,
+        },
+        issued_at_ms,
+    );
     Ok(LookupResponse {
         hit: Some(CacheHit {
             key: c.key,
@@ -56,7 +68,8 @@ pub async fn lookup(
             own_scope: c.scope == job.scope,
             scope: c.scope,
             extent: c.extent,
-            issued_at_ms: now_ms(),
+            issued_at_ms,
+            lookup_id: Some(lookup_id),
         }),
     })
 }

@@ -6,9 +6,11 @@
 //!   SHA-256) and drops the cache only if S3 confirms, so no job can drop a good cache
 //!   by lying or by a bad download;
 //! - undecodable (the bytes are intact but do not unpack): only S3 can be checked, the
-//!   archive's content cannot. The word of a job of the cache's own scope is taken
-//!   when no job has reported a good restore of it since this one looked it up; a
-//!   job that only reads the scope (a pull request reading main) cannot drop it.
+//!   archive's content cannot. Only a writing job of the cache's own scope may drop
+//!   it, and its word is taken only when no job has reported a good restore since its
+//!   lookup, whose time the signer reads from its own lookup id (`crate::lookup_id`),
+//!   never from the client; a job that only reads the scope (a pull request reading
+//!   main, a read-only token) cannot drop it.
 
 use bmat_wire::api::{CacheProblem, ReportAnswer, ReportRequest};
 use tracing::{info, warn};
@@ -16,6 +18,7 @@ use tracing::{info, warn};
 use super::delete::delete;
 use super::error::{CacheError, s3};
 use crate::auth::JobGrant;
+use crate::lookup_id::Looked;
 use crate::names;
 use crate::registry::Place;
 use crate::state::{AppState, now_ms};
@@ -62,9 +65,23 @@ pub async fn report(
     let drop_it = match problem {
         CacheProblem::Missing | CacheProblem::Corrupt => !intact,
         CacheProblem::Undecodable => {
-            !intact
-                || (cache.scope == job.scope
-                    && cache.restored_at.is_none_or(|t| t < req.issued_at_ms))
+            // The time of the job's lookup, as the signer's own lookup id proves it.
+            let looked_up_at = req.lookup_id.as_deref().and_then(|id| {
+                st.lookup_key.verify(
+                    &Looked {
+                        owner: &job.owner,
+                        job_scope: &job.scope,
+                        cache_scope: &cache.scope,
+                        key: &cache.key,
+                        sha256: &cache.sha256,
+                    },
+                    id,
+                )
+            });
+            job.write
+                && cache.scope == job.scope
+                && (!intact
+                    || looked_up_at.is_some_and(|at| cache.restored_at.is_none_or(|t| t < at)))
         }
     };
     if !drop_it {

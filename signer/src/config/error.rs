@@ -18,13 +18,18 @@ pub enum ConfigError {
         path: PathBuf,
         problem: Box<ConfigError>,
     },
-    /// One line: `line N: `the offending line`: message`. (toml's own message spans
-    /// several lines with a caret: kept, but not shown as a cause.)
-    #[error("{described}")]
+    /// One line: `line N (field): message`, never the line's text (it may hold a
+    /// token). toml's own error quotes the line, so it is not kept.
+    #[error("line {line}{}: {message}", .field.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
     Toml {
-        described: String,
-        error: toml::de::Error,
+        line: usize,
+        /// The field the line sets, when its key can be read.
+        field: Option<String>,
+        message: String,
     },
+    /// A TOML error that points nowhere in the file.
+    #[error("{message}")]
+    TomlWhole { message: String },
     /// A field that breaks a rule, named as in the file (`limits.ttl_days`).
     #[error("{field} {reason}")]
     Invalid { field: String, reason: String },

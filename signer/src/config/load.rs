@@ -1,5 +1,5 @@
 //! Reading a config: the file, its TOML, then the rules ([`super::rules`]). Errors are
-//! one line naming the file, the line and the field.
+//! one line naming the file, the line and the field, never quoting the file's text.
 
 use std::path::Path;
 
@@ -24,10 +24,8 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|error| ConfigError::Toml {
-            described: describe_toml_error(text, &error),
-            error,
-        })?;
+        let cfg: Config =
+            toml::from_str(text).map_err(|error| describe_toml_error(text, &error))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -43,21 +41,74 @@ impl Config {
     }
 }
 
-/// One line: `line N: `the offending line`: message`. toml's own Display spans
-/// several lines with a caret; the line's text keeps the field's name in view.
-fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim().replace('\n', " ");
+/// Where a TOML error is, by line number and the field that line sets, and toml's
+/// message with every quoted string blanked: nothing of the file's text but key names,
+/// so a broken `token = "…` line never prints the token.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = blank_quoted(&e.message().trim().replace('\n', " "));
     let Some(span) = e.span() else {
-        return message;
+        return ConfigError::TomlWhole { message };
     };
     let start = span.start.min(text.len());
-    let line_no = text[..start].matches('\n').count() + 1;
-    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-    if line.is_empty() {
-        format!("line {line_no}: {message}")
-    } else {
-        format!("line {line_no}: `{line}`: {message}")
+    let line = text[..start].matches('\n').count() + 1;
+    ConfigError::Toml {
+        line,
+        field: field_at(text, line),
+        message,
     }
+}
+
+/// `"…"` for every double-quoted part of a message (serde quotes values it refuses).
+fn blank_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('"').enumerate() {
+        if i % 2 == 0 {
+            out.push_str(part);
+        } else {
+            out.push_str("\"…\"");
+        }
+    }
+    out
+}
+
+/// The field line `line` (1-based) sets: its table (`[[tokens]]` counted, as
+/// `tokens[1]`) and its key, when both are plain names.
+fn field_at(text: &str, line: usize) -> Option<String> {
+    let plain = |name: &str| {
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    let mut table = String::new();
+    let mut arrays: Vec<(String, usize)> = Vec::new();
+    let mut key = None;
+    for (n, l) in text.lines().take(line).enumerate() {
+        let l = l.trim();
+        if let Some(name) = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let name = name.trim().to_owned();
+            let i = match arrays.iter_mut().find(|(a, _)| *a == name) {
+                Some((_, count)) => {
+                    *count += 1;
+                    *count - 1
+                }
+                None => {
+                    arrays.push((name.clone(), 1));
+                    0
+                }
+            };
+            table = format!("{name}[{i}]");
+        } else if let Some(name) = l.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.trim().to_owned();
+        } else if n + 1 == line {
+            key = l.split_once('=').map(|(k, _)| k.trim().to_owned());
+        }
+    }
+    let key = key.filter(|k| plain(k))?;
+    if table.is_empty() {
+        return Some(key);
+    }
+    plain(table.split('[').next().unwrap_or("")).then(|| format!("{table}.{key}"))
 }
 
 #[cfg(test)]
@@ -125,6 +176,54 @@ owner = "acme/widgets"
 
         let e = err(&format!("listen = \"nowhere\"\n{MINIMAL}"));
         assert!(e.contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn a_toml_error_names_line_and_field_but_never_quotes_the_line() {
+        let broken = MINIMAL.replace("token = \"t0ken\"", "token = \"s3cr3t-t0ken");
+        let e = err(&broken);
+        assert!(!e.contains("s3cr3t"), "{e}");
+        assert!(e.contains("line 7"), "{e}");
+        assert!(e.contains("tokens[0].token"), "{e}");
+        let e = err(&format!("{MINIMAL}\n[limits]\npart_size = \"s3cr3t\"\n"));
+        assert!(
+            !e.contains("s3cr3t") && e.contains("limits.part_size"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn values_that_overflow_the_reaper_are_refused() {
+        for (line, field) in [
+            ("[limits]\nttl_days = 150000000000", "limits.ttl_days"),
+            ("[limits]\nttl_days = 1e15", "limits.ttl_days"),
+            ("[limits]\nttl_days = 3651", "limits.ttl_days"),
+            (
+                "[limits]\nowner_quota = 9007199254740992",
+                "limits.owner_quota",
+            ),
+            (
+                "[timing]\nreaper_interval_secs = 18446744073709551615",
+                "timing.reaper_interval_secs",
+            ),
+            (
+                "[timing]\nstale_margin_secs = 2592001",
+                "timing.stale_margin_secs",
+            ),
+            (
+                "[timing]\ncompletion_max_backoff_ms = 9999999999999",
+                "timing.completion_max_backoff_ms",
+            ),
+            (
+                "[job_tokens]\nmax_ttl_secs = 2592001",
+                "job_tokens.max_ttl_secs",
+            ),
+        ] {
+            let e = err(&format!("{MINIMAL}\n{line}\n"));
+            assert!(e.contains(field), "{line}: {e}");
+        }
+        let cfg = Config::parse(&format!("{MINIMAL}\n[limits]\nttl_days = 3650\n")).unwrap();
+        assert_eq!(cfg.limits.ttl().as_secs(), 3650 * 86_400);
     }
 
     #[test]

@@ -6,7 +6,19 @@ use std::collections::HashSet;
 
 use super::error::ConfigError;
 use super::types::{Config, MAX_PART_SIZE, MIN_PART_SIZE};
-use Rule::{AtLeast1, Below2Pow63, Check, Presignable};
+use Rule::{Check, Presignable, Within};
+
+/// The longest `limits.ttl_days`: ten years.
+pub const MAX_TTL_DAYS: f64 = 3650.0;
+/// The longest duration any `*_secs` field may name: 30 days.
+pub const MAX_SECS: u64 = 30 * 24 * 3600;
+/// The longest duration any `*_ms` field may name: 30 days.
+pub const MAX_MS: u64 = MAX_SECS * 1000;
+/// The largest size in bytes: below 2^53, what a JSON number carries exactly (and far
+/// below what SQLite's i64 holds).
+pub const MAX_SIZE: u64 = (1 << 53) - 1;
+/// The largest count (uploads, connections).
+pub const MAX_COUNT: u64 = 1_000_000;
 
 /// What is wrong: below the rule's field (`[2].scope` for an element of a list, empty
 /// for the field itself) and why.
@@ -35,11 +47,9 @@ impl Broken {
 enum Rule {
     /// Any check.
     Check(fn(&Config) -> Result<(), Broken>),
-    /// A number that must be at least 1.
-    AtLeast1(fn(&Config) -> u64),
-    /// A size SQLite can store (an i64).
-    Below2Pow63(fn(&Config) -> u64),
-    /// A presigned URL's lifetime: SigV4 allows at most 7 days.
+    /// A number from the first bound to the second, both included.
+    Within(u64, u64, fn(&Config) -> u64),
+    /// A presigned URL's lifetime: from 1 s to SigV4's limit of 7 days.
     Presignable(fn(&Config) -> u64),
 }
 
@@ -47,12 +57,14 @@ impl Rule {
     fn check(&self, c: &Config) -> Result<(), Broken> {
         match self {
             Rule::Check(check) => check(c),
-            Rule::AtLeast1(value) => positive(value(c), "must be at least 1"),
-            Rule::Below2Pow63(value) => match i64::try_from(value(c)) {
-                Ok(_) => Ok(()),
-                Err(_) => Err(Broken::because("must be below 2^63")),
+            Rule::Within(min, max, value) => match value(c) {
+                v if v < *min || v > *max => Err(Broken::because(format!(
+                    "= {v} must be from {min} to {max}"
+                ))),
+                _ => Ok(()),
             },
             Rule::Presignable(value) => match value(c) {
+                0 => Err(Broken::because("must be at least 1")),
                 v if v > 7 * 24 * 3600 => Err(Broken::because(format!(
                     "= {v} is above SigV4's limit of 604800 (7 days)"
                 ))),
@@ -109,54 +121,34 @@ const RULES: &[(&str, Rule)] = &[
     ),
     (
         "limits.max_cache_size",
-        Check(|c| positive(c.limits.max_cache_size, "must be greater than 0")),
+        Within(1, MAX_SIZE, |c| c.limits.max_cache_size),
     ),
-    // SQLite stores sizes as i64.
     (
-        "limits.max_cache_size",
-        Below2Pow63(|c| c.limits.max_cache_size),
+        "limits.owner_quota",
+        Within(0, MAX_SIZE, |c| c.limits.owner_quota),
     ),
-    ("limits.owner_quota", Below2Pow63(|c| c.limits.owner_quota)),
     (
         "limits.max_live_uploads",
-        AtLeast1(|c| c.limits.max_live_uploads),
+        Within(1, MAX_COUNT, |c| c.limits.max_live_uploads),
     ),
     (
         "limits.max_connections",
-        AtLeast1(|c| c.limits.max_connections as u64),
+        Within(1, MAX_COUNT, |c| c.limits.max_connections as u64),
     ),
     (
         "limits.ttl_days",
         Check(|c| {
             let v = c.limits.ttl_days;
-            if v.is_finite() && v > 0.0 {
+            if v.is_finite() && v > 0.0 && v <= MAX_TTL_DAYS {
                 Ok(())
             } else {
-                Err(Broken::because(format!("= {v} must be a positive number")))
+                Err(Broken::because(format!(
+                    "= {v} must be a positive number of days, at most {MAX_TTL_DAYS}"
+                )))
             }
         }),
     ),
-    (
-        "timing.part_url_expiry_secs",
-        AtLeast1(|c| c.timing.part_url_expiry_secs),
-    ),
-    (
-        "timing.download_url_expiry_secs",
-        AtLeast1(|c| c.timing.download_url_expiry_secs),
-    ),
-    ("timing.lease_secs", AtLeast1(|c| c.timing.lease_secs)),
-    (
-        "timing.reaper_interval_secs",
-        AtLeast1(|c| c.timing.reaper_interval_secs),
-    ),
-    (
-        "timing.header_read_timeout_secs",
-        AtLeast1(|c| c.timing.header_read_timeout_secs),
-    ),
-    (
-        "timing.idle_timeout_secs",
-        AtLeast1(|c| c.timing.idle_timeout_secs),
-    ),
+    ("", Check(durations)),
     (
         "timing.part_url_expiry_secs",
         Presignable(|c| c.timing.part_url_expiry_secs),
@@ -166,8 +158,8 @@ const RULES: &[(&str, Rule)] = &[
         Presignable(|c| c.timing.download_url_expiry_secs),
     ),
     (
-        "timing.completion_give_up_after_secs",
-        AtLeast1(|c| c.timing.completion_give_up_after_secs),
+        "timing.completion_max_backoff_ms",
+        Within(0, MAX_MS, |c| c.timing.completion_max_backoff_ms),
     ),
     (
         "timing.completion_backoff_ms",
@@ -182,14 +174,6 @@ const RULES: &[(&str, Rule)] = &[
             }
             Ok(())
         }),
-    ),
-    (
-        "job_tokens.default_ttl_secs",
-        AtLeast1(|c| c.job_tokens.default_ttl_secs),
-    ),
-    (
-        "job_tokens.max_ttl_secs",
-        AtLeast1(|c| c.job_tokens.max_ttl_secs),
     ),
     (
         "job_tokens.default_ttl_secs",
@@ -275,12 +259,41 @@ fn not_blank(v: &str) -> Result<(), Broken> {
     }
 }
 
-fn positive(v: u64, reason: &str) -> Result<(), Broken> {
-    if v == 0 {
-        Err(Broken::because(reason))
-    } else {
-        Ok(())
+/// Every duration in seconds (but the presigned URLs' lifetimes) is from its least
+/// value to [`MAX_SECS`].
+fn durations(c: &Config) -> Result<(), Broken> {
+    let (t, j) = (&c.timing, &c.job_tokens);
+    for (field, v, min) in [
+        (
+            "timing.header_read_timeout_secs",
+            t.header_read_timeout_secs,
+            1,
+        ),
+        ("timing.idle_timeout_secs", t.idle_timeout_secs, 1),
+        ("timing.lease_secs", t.lease_secs, 1),
+        ("timing.stale_margin_secs", t.stale_margin_secs, 0),
+        ("timing.reaper_interval_secs", t.reaper_interval_secs, 1),
+        (
+            "timing.completion_give_up_after_secs",
+            t.completion_give_up_after_secs,
+            1,
+        ),
+        (
+            "timing.worker_start_delay_secs",
+            t.worker_start_delay_secs,
+            0,
+        ),
+        ("job_tokens.default_ttl_secs", j.default_ttl_secs, 1),
+        ("job_tokens.max_ttl_secs", j.max_ttl_secs, 1),
+    ] {
+        if v < min || v > MAX_SECS {
+            return Err(Broken::at(
+                field,
+                format!("= {v} must be from {min} to {MAX_SECS} (30 days)"),
+            ));
+        }
     }
+    Ok(())
 }
 
 fn s3_prefix(c: &Config) -> Result<(), Broken> {

@@ -358,7 +358,10 @@ impl Timing {
         Duration::from_secs(self.idle_timeout_secs)
     }
     pub fn stale_after(&self) -> Duration {
-        Duration::from_secs(self.part_url_expiry_secs + self.stale_margin_secs)
+        Duration::from_secs(
+            self.part_url_expiry_secs
+                .saturating_add(self.stale_margin_secs),
+        )
     }
     pub fn completion_give_up_after(&self) -> Duration {
         Duration::from_secs(self.completion_give_up_after_secs)
@@ -366,7 +369,9 @@ impl Timing {
 }
 
 impl Limits {
+    /// The TTL; a value no `Duration` holds (the rules refuse it) saturates rather
+    /// than panics.
     pub fn ttl(&self) -> Duration {
-        Duration::from_secs_f64(self.ttl_days * 86_400.0)
+        Duration::try_from_secs_f64(self.ttl_days * 86_400.0).unwrap_or(Duration::MAX)
     }
 }

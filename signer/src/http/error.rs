@@ -110,7 +110,8 @@ impl From<UploadError> for ApiError {
             | E::BadSha256(_)
             | E::PartNotUploaded(_)
             | E::EtagMismatch { .. }
-            | E::SizeMismatch { .. } => StatusCode::BAD_REQUEST,
+            | E::SizeMismatch { .. }
+            | E::ImpossibleExtent { .. } => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::ExpectedTooLarge { .. }
             | E::PartPastCap { .. }

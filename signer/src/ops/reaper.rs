@@ -27,7 +27,8 @@ use tracing::{info, warn};
 use super::claim;
 use crate::caches::evict::{self, Evicted};
 use crate::registry::UploadRow;
-use crate::state::{AppState, now_ms};
+use crate::state::{AppState, ms_ago, now_ms};
+use crate::tasks::Task;
 use crate::text::chain;
 use crate::uploads::UploadError;
 use crate::uploads::lifecycle::{abort_in_s3, abort_upload};
@@ -72,6 +73,7 @@ pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>, mut claimed:
             let report = reap_once(&st).await;
             log(&report);
         }
+        st.tasks.ran(Task::Reaper);
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
@@ -133,7 +135,7 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
     if let Err(e) = delete_orphan_objects(st, &mut report).await {
         report.errors.push(format!("objects without a row: {e:#}"));
     }
-    let cutoff = now_ms() - UPLOAD_ROW_RETENTION.as_millis() as i64;
+    let cutoff = ms_ago(UPLOAD_ROW_RETENTION);
     match st.db.run(move |r| r.prune_uploads(cutoff)).await {
         Ok(n) => report.pruned_upload_rows = n,
         Err(e) => report.errors.push(format!("pruning upload rows: {e:#}")),
@@ -163,7 +165,7 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
 }
 
 fn stale_cutoff(st: &AppState) -> i64 {
-    now_ms() - st.cfg().timing.stale_after().as_millis() as i64
+    ms_ago(st.cfg().timing.stale_after())
 }
 
 async fn abort_stale(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {

@@ -81,6 +81,8 @@ pub enum UploadError {
         "size {size} bytes is over the maximum cache size of {cap} bytes; the upload was aborted"
     )]
     SizeOverCap { size: u64, cap: u64 },
+    #[error("{field} {value} is more than any archive holds; the upload was aborted")]
+    ImpossibleExtent { field: &'static str, value: u64 },
     #[error("part {0} was not uploaded (S3 does not list it)")]
     PartNotUploaded(u32),
     #[error("part {n}: ETag {given} does not match S3's {real}")]

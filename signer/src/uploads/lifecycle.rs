@@ -16,8 +16,8 @@
 use std::collections::{HashMap, HashSet};
 
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CompleteRequest, PartUrl, PartUrlsRequest, PartUrlsResponse,
-    SkipReason, UploadState, UploadStatus,
+    BeginRequest, BeginResponse, CompleteRequest, Extent, PartUrl, PartUrlsRequest,
+    PartUrlsResponse, SkipReason, UploadState, UploadStatus,
 };
 use bmat_wire::validate_key;
 use tracing::{info, warn};
@@ -268,6 +268,10 @@ pub async fn complete(
     if !is_sha256_hex(&req.sha256) {
         return Err(UploadError::BadSha256(req.sha256.clone()));
     }
+    if let Some((field, value)) = impossible_extent(&req.extent) {
+        abort_upload(st, &up, &[UploadState::Uploading]).await?;
+        return Err(UploadError::ImpossibleExtent { field, value });
+    }
     let cap = st.cfg().limits.max_cache_size;
     if req.size > cap {
         abort_upload(st, &up, &[UploadState::Uploading]).await?;
@@ -349,6 +353,17 @@ pub async fn complete(
         key: up.key,
         state: UploadState::Finished,
     })
+}
+
+/// The field of an extent no archive can have (the registry stores it as an i64), and
+/// its value.
+fn impossible_extent(extent: &Extent) -> Option<(&'static str, u64)> {
+    [
+        ("unpacked_size", extent.unpacked_size),
+        ("entries", extent.entries),
+    ]
+    .into_iter()
+    .find_map(|(field, v)| v.filter(|v| i64::try_from(*v).is_err()).map(|v| (field, v)))
 }
 
 pub async fn status(st: &AppState, job: &JobGrant, id: &str) -> Result<UploadStatus, UploadError> {

@@ -17,7 +17,8 @@ use super::error::UploadError;
 use super::lifecycle::abort_upload;
 use crate::registry::{CompletedOutcome, UploadRow};
 use crate::retry::RetryPolicy;
-use crate::state::{AppState, now_ms};
+use crate::state::{AppState, millis, now_ms};
+use crate::tasks::Task;
 use crate::text::chain;
 
 /// Longest sleep between looks at the queue when nothing woke the worker.
@@ -64,6 +65,7 @@ pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>) {
                 return;
             }
         }
+        st.tasks.ran(Task::Worker);
         let idle = match st.db.run(|r| r.next_completion_time()).await {
             Ok(Some(due)) => Duration::from_millis((due - now_ms()).max(0) as u64),
             Ok(None) => MAX_IDLE,
@@ -132,7 +134,7 @@ pub async fn complete_one(st: &AppState) -> Result<Step, UploadError> {
     let attempts = up.attempts.saturating_add(1);
     let failing_since = up.finished_at.unwrap_or(up.created_at);
     let give_up_after = st.cfg().timing.completion_give_up_after();
-    if now_ms().saturating_sub(failing_since) >= give_up_after.as_millis() as i64 {
+    if now_ms().saturating_sub(failing_since) >= millis(give_up_after) {
         warn!(upload = %up.ulid, attempts, "completion still failing {} s after the upload finished; giving up: {failure}", give_up_after.as_secs());
         return give_up(st, &up).await;
     }

@@ -34,7 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/caches", get(caches::list))
         .route("/v1/caches/", delete(caches::delete_empty_key))
         .route("/v1/caches/{key}", delete(caches::delete))
-        .route("/v1/caches/report", post(caches::report))
+        .route("/v1/reports", post(caches::report))
         .route("/v1/tokens", post(tokens::mint))
         .route("/v1/tokens/{id}", delete(tokens::revoke))
         .route("/v1/stats", get(stats::stats))

@@ -9,12 +9,26 @@ use bmat_wire::api::Health;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
-pub(super) async fn health(State(st): State<AppState>) -> Result<Json<Health>, ApiError> {
+/// 200 when the registry answers and every background task is up; 503 naming the
+/// tasks that are down otherwise.
+pub(super) async fn health(
+    State(st): State<AppState>,
+) -> Result<(StatusCode, Json<Health>), ApiError> {
     st.db.run(|r| r.ping()).await?;
-    Ok(Json(Health {
-        ok: true,
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-    }))
+    let down: Vec<String> = st.tasks.down().into_iter().map(str::to_owned).collect();
+    let status = if down.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((
+        status,
+        Json(Health {
+            ok: down.is_empty(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            down,
+        }),
+    ))
 }
 
 pub(super) async fn no_route() -> ApiError {
