@@ -231,6 +231,65 @@ async fn undecodable_reports_need_a_writer_and_the_signers_own_lookup_id() {
     assert!(api.hit("k2", &[]).await.is_none());
 }
 
+/// Issue 17, point 7: a pull request's "it restored fine" for main's broken cache kept
+/// main's own `undecodable` report from dropping it, and moved main's LRU clock. A
+/// success reported from a read scope now moves nothing of the owning scope.
+#[tokio::test]
+async fn a_readers_success_report_moves_nothing_of_the_owning_scope() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    api.store("k", b"bytes main cannot unpack").await;
+    let op = api.with_token(Some(&stack.env().operator_token));
+    let minted: MintedToken = op
+        .post(
+            "/v1/tokens",
+            &MintRequest {
+                owner: OWNER.to_owned(),
+                scope: "refs/pull/7/merge".to_owned(),
+                read_scopes: vec![SCOPE.to_owned()],
+                write: true,
+                ttl_seconds: None,
+            },
+        )
+        .await
+        .ok();
+    let pr = api.with_token(Some(&minted.token));
+    // The owning scope's clocks, in ms, from the registry file (the API shows seconds).
+    let clocks = || {
+        let reg = signer::registry::Registry::open_reader(&stack.signer_config().database)
+            .expect("open the registry");
+        let place = signer::registry::Place {
+            owner: OWNER,
+            scope: SCOPE,
+        };
+        let row = reg.find_cache(&place, "k").expect("read").expect("k's row");
+        (row.last_used_at, row.restored_at)
+    };
+    let before = clocks();
+
+    // Main looks it up; then the pull request restores it "fine" and says so.
+    let main_hit = api.hit("k", &[]).await.expect("main's hit");
+    let pr_hit = pr.hit("k", &[]).await.expect("the PR's hit from main");
+    assert_eq!(pr_hit.scope, SCOPE);
+    let fine = ReportRequest {
+        problem: None,
+        ..undecodable(&pr_hit, pr_hit.lookup_id.clone())
+    };
+    assert!(!report(&pr, &fine).await);
+    assert_eq!(
+        clocks(),
+        before,
+        "the PR moved main's LRU clock or heal guard"
+    );
+
+    // Main's own report, from its lookup before the PR's: its word is still taken.
+    assert!(
+        report(&api, &undecodable(&main_hit, main_hit.lookup_id.clone())).await,
+        "the PR's success report kept main's broken cache"
+    );
+    assert!(api.hit("k", &[]).await.is_none());
+}
+
 #[tokio::test]
 async fn lookup_prefers_the_exact_key_then_the_newest_in_each_prefix_in_order() {
     let stack = Stack::start_with(small_parts).expect("stack");

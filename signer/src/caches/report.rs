@@ -1,5 +1,6 @@
-//! What became of a restore, as its job reports it, and healing. A success moves the
-//! cache's last use. A problem may drop the cache, so that the next lookup finds the
+//! What became of a restore, as its job reports it, and healing. A success reported by
+//! a job of the cache's own scope moves the cache's last use; one from a job that only
+//! reads the scope moves nothing. A problem may drop the cache, so that the next lookup finds the
 //! next candidate and the next save of the key writes a good one, instead of every
 //! restore failing on it while every save says "exists":
 //! - missing, or corrupt: the signer checks S3 itself (the object's presence, size and
@@ -52,8 +53,13 @@ pub async fn report(
         return Ok(ReportAnswer { dropped: false });
     };
     let Some(problem) = req.problem else {
-        let ulid = cache.ulid.clone();
-        st.db.run(move |r| r.touch_cache(&ulid, now_ms())).await?;
+        // A good restore moves the last use (LRU) and the heal guard (`restored_at`), and
+        // only a job of the cache's own scope may move them: a pull request reading main
+        // would otherwise keep main's broken cache from being dropped by main's report.
+        if cache.scope == job.scope {
+            let ulid = cache.ulid.clone();
+            st.db.run(move |r| r.touch_cache(&ulid, now_ms())).await?;
+        }
         return Ok(ReportAnswer { dropped: false });
     };
     let intact = st
