@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bmat_wire::api::{
     BeginRequest, BeginResponse, CacheHit, CacheProblem, CompleteRequest, CompletedPart, Deleted,
-    Extent, MintRequest, MintedToken, PartUrlsResponse, ReportAnswer, ReportRequest, SkipReason,
-    UploadState, UploadStatus,
+    Extent, MintRequest, PartUrlsResponse, ReportAnswer, ReportRequest, SkipReason, UploadState,
+    UploadStatus,
 };
 use common::api::{Api, PART, PATIENCE, download, put, random_bytes, sha256};
 use common::poll_until;
@@ -175,20 +175,15 @@ async fn undecodable_reports_need_a_writer_and_the_signers_own_lookup_id() {
     let stack = Stack::start_with(small_parts).expect("stack");
     let api = Api::new(&stack);
     api.store("k", b"intact bytes").await;
-    let op = api.with_token(Some(&stack.env().operator_token));
-    let minted: MintedToken = op
-        .post(
-            "/v1/tokens",
-            &MintRequest {
-                owner: OWNER.to_owned(),
-                scope: SCOPE.to_owned(),
-                read_scopes: Vec::new(),
-                write: false,
-                ttl_seconds: None,
-            },
-        )
-        .await
-        .ok();
+    let minted = stack
+        .mint(&MintRequest {
+            owner: OWNER.to_owned(),
+            scope: SCOPE.to_owned(),
+            read_scopes: Vec::new(),
+            write: false,
+            ttl_seconds: None,
+        })
+        .expect("mint");
     let reader = api.with_token(Some(&minted.token));
 
     // A read-only token of the cache's own scope: neither a client clock nor its own
@@ -239,20 +234,15 @@ async fn a_readers_success_report_moves_nothing_of_the_owning_scope() {
     let stack = Stack::start_with(small_parts).expect("stack");
     let api = Api::new(&stack);
     api.store("k", b"bytes main cannot unpack").await;
-    let op = api.with_token(Some(&stack.env().operator_token));
-    let minted: MintedToken = op
-        .post(
-            "/v1/tokens",
-            &MintRequest {
-                owner: OWNER.to_owned(),
-                scope: "refs/pull/7/merge".to_owned(),
-                read_scopes: vec![SCOPE.to_owned()],
-                write: true,
-                ttl_seconds: None,
-            },
-        )
-        .await
-        .ok();
+    let minted = stack
+        .mint(&MintRequest {
+            owner: OWNER.to_owned(),
+            scope: "refs/pull/7/merge".to_owned(),
+            read_scopes: vec![SCOPE.to_owned()],
+            write: true,
+            ttl_seconds: None,
+        })
+        .expect("mint");
     let pr = api.with_token(Some(&minted.token));
     // The owning scope's clocks, in ms, from the registry file (the API shows seconds).
     let clocks = || {
