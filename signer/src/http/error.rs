@@ -111,6 +111,7 @@ impl From<UploadError> for ApiError {
             | E::PartNotUploaded(_)
             | E::EtagMismatch { .. }
             | E::SizeMismatch { .. }
+            | E::NoExtent(_)
             | E::ImpossibleExtent { .. } => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::ExpectedTooLarge { .. }
@@ -137,7 +138,10 @@ impl From<AuthError> for ApiError {
                 (StatusCode::UNAUTHORIZED, None)
             }
             AuthError::Expired { .. } => (StatusCode::UNAUTHORIZED, Some(ErrorCode::TokenExpired)),
-            AuthError::Revoked { .. } => (StatusCode::UNAUTHORIZED, Some(ErrorCode::TokenRevoked)),
+            // A minter gone from the config revokes what it minted.
+            AuthError::Revoked { .. } | AuthError::MinterGone { .. } => {
+                (StatusCode::UNAUTHORIZED, Some(ErrorCode::TokenRevoked))
+            }
             AuthError::ReadOnly => (StatusCode::FORBIDDEN, Some(ErrorCode::ReadOnly)),
             AuthError::NeedsJobToken
             | AuthError::NeedsOperator

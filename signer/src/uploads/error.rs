@@ -81,6 +81,11 @@ pub enum UploadError {
         "size {size} bytes is over the maximum cache size of {cap} bytes; the upload was aborted"
     )]
     SizeOverCap { size: u64, cap: u64 },
+    #[error(
+        "{0} is missing: a completion records what the archive unpacks to (restores stop \
+         past it); the upload was aborted"
+    )]
+    NoExtent(&'static str),
     #[error("{field} {value} is more than any archive holds; the upload was aborted")]
     ImpossibleExtent { field: &'static str, value: u64 },
     #[error("part {0} was not uploaded (S3 does not list it)")]

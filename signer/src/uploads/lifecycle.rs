@@ -268,9 +268,9 @@ pub async fn complete(
     if !is_sha256_hex(&req.sha256) {
         return Err(UploadError::BadSha256(req.sha256.clone()));
     }
-    if let Some((field, value)) = impossible_extent(&req.extent) {
+    if let Err(e) = check_extent(&req.extent) {
         abort_upload(st, &up, &[UploadState::Uploading]).await?;
-        return Err(UploadError::ImpossibleExtent { field, value });
+        return Err(e);
     }
     let cap = st.cfg().limits.max_cache_size;
     if req.size > cap {
@@ -355,15 +355,23 @@ pub async fn complete(
     })
 }
 
-/// The field of an extent no archive can have (the registry stores it as an i64), and
-/// its value.
-fn impossible_extent(extent: &Extent) -> Option<(&'static str, u64)> {
-    [
+/// What the archive unpacks to must be recorded (a restore bounds its writes by it:
+/// without it, a small archive could unpack until the disk is full) and possible (the
+/// registry stores each as an i64).
+fn check_extent(extent: &Extent) -> Result<(), UploadError> {
+    for (field, value) in [
         ("unpacked_size", extent.unpacked_size),
         ("entries", extent.entries),
-    ]
-    .into_iter()
-    .find_map(|(field, v)| v.filter(|v| i64::try_from(*v).is_err()).map(|v| (field, v)))
+    ] {
+        match value {
+            None => return Err(UploadError::NoExtent(field)),
+            Some(v) if i64::try_from(v).is_err() => {
+                return Err(UploadError::ImpossibleExtent { field, value: v });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 pub async fn status(st: &AppState, job: &JobGrant, id: &str) -> Result<UploadStatus, UploadError> {
