@@ -24,15 +24,20 @@ fn pr_token(stack: &Stack, n: u32) -> String {
     stack.mint(&req).expect("mint a pull request's token").token
 }
 
-/// Every cache of [`OWNER`], in every scope, as (scope, key, size).
-async fn owners_caches(api: &Api, stack: &Stack) -> Vec<(String, String, u64)> {
-    let operator = api.with_token(Some(&stack.env().operator_token));
-    let list: CacheList = operator
-        .get(&format!("/v1/caches?owner={OWNER}"))
-        .await
-        .ok();
-    let caches = list.caches.into_iter();
-    caches.map(|c| (c.scope, c.key, c.size)).collect()
+/// Waits until the reaper has brought [`OWNER`]'s caches, in every scope, within
+/// `quota` bytes.
+async fn wait_within_owner_quota(stack: &Stack, quota: u64) {
+    let operator = Api::new(stack).with_token(Some(&stack.env().operator_token));
+    poll_until(
+        "the owner to be back within its quota",
+        PATIENCE,
+        async || {
+            let path = format!("/v1/caches?owner={OWNER}");
+            let list: CacheList = operator.get(&path).await.ok();
+            list.caches.iter().map(|c| c.size).sum::<u64>() <= quota
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -54,15 +59,7 @@ async fn a_pull_request_filling_the_owner_quota_evicts_only_its_own_caches() {
     for key in ["pr-1", "pr-2", "pr-3"] {
         pr.store(key, &random_bytes(size)).await;
     }
-    poll_until(
-        "the owner to be back within its quota",
-        PATIENCE,
-        async || {
-            let held: u64 = owners_caches(&main, &stack).await.iter().map(|c| c.2).sum();
-            held <= quota
-        },
-    )
-    .await;
+    wait_within_owner_quota(&stack, quota).await;
 
     // main's caches still hit; the pull request paid with its least recently used.
     for key in ["main-1", "main-2"] {
@@ -124,4 +121,38 @@ async fn a_pull_request_holding_its_most_live_uploads_never_blocks_mains_saves()
         async || other.begin("other-8").await.status == StatusCode::OK,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_pull_request_keeps_within_its_scope_quota_and_the_biggest_pays_for_the_owners() {
+    let (size, scope_quota, owner_quota) = (9 * KIB as usize, 20 * KIB, 40 * KIB);
+    let stack = Stack::start_with(|c| {
+        c.limits.part_size = PART;
+        c.limits.scope_quota = scope_quota;
+        c.limits.owner_quota = owner_quota;
+        c.timing.reaper_interval_secs = 1;
+    })
+    .expect("stack");
+    let main = Api::new(&stack);
+    main.store("main-1", &random_bytes(size)).await;
+    // Past its own quota (27 KiB of 20), a pull request loses its oldest cache, though
+    // the owner is within its quota.
+    let big = main.with_token(Some(&pr_token(&stack, 7)));
+    for key in ["a-1", "a-2", "a-3"] {
+        big.store(key, &random_bytes(size)).await;
+    }
+    poll_until(
+        "the pull request to keep within its quota",
+        PATIENCE,
+        async || big.caches().await == ["a-2", "a-3"],
+    )
+    .await;
+    let small = main.with_token(Some(&pr_token(&stack, 8)));
+    small.store("b-1", &random_bytes(5 * KIB as usize)).await;
+    // main's save takes the owner to 41 KiB of 40: the bigger pull request pays.
+    main.store("main-2", &random_bytes(size)).await;
+    wait_within_owner_quota(&stack, owner_quota).await;
+    assert_eq!(big.caches().await, ["a-3"]);
+    assert_eq!(small.caches().await, ["b-1"]);
+    assert_eq!(main.caches().await, ["main-1", "main-2"]);
 }
