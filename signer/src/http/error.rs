@@ -119,7 +119,9 @@ impl From<UploadError> for ApiError {
             | E::PartSize { .. }
             | E::SizeOverCap { .. }
             | E::PartsOverCap { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            E::TooManyLive { .. } => StatusCode::TOO_MANY_REQUESTS,
+            E::TooManyLive { .. } | E::TooManyLiveUnprotected { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             E::AbortedWhileCreating(_)
             | E::WrongState { .. }
             | E::NoLongerUploading(_)

@@ -57,6 +57,8 @@ pub async fn begin(
         let rules = UploadRules {
             lease: std::time::Duration::from_secs(cfg.timing.lease_secs),
             max_live: limits.max_live_uploads,
+            max_live_unprotected: limits.max_live_unprotected_uploads,
+            protected: limits.protected_scopes.clone(),
         };
         st.db
             .run(move |r| r.begin_upload(&job.place(), &key, &ulid, part_size, now_ms(), &rules))
@@ -73,8 +75,14 @@ pub async fn begin(
                 reason: SkipReason::InProgress,
             });
         }
-        BeginOutcome::TooMany(max) => {
+        BeginOutcome::TooManyInScope(max) => {
             return Err(UploadError::TooManyLive {
+                scope: job.scope.clone(),
+                max,
+            });
+        }
+        BeginOutcome::TooManyUnprotected(max) => {
+            return Err(UploadError::TooManyLiveUnprotected {
                 owner: job.owner.clone(),
                 max,
             });
