@@ -65,6 +65,28 @@ impl Mtime {
         })
     }
 
+    /// Nanoseconds since the epoch.
+    pub fn as_nanos(self) -> i128 {
+        i128::from(self.secs) * 1_000_000_000 + i128::from(self.nanos)
+    }
+
+    /// The time `nanos` since the epoch (saturating at what `secs` holds).
+    pub fn from_nanos(nanos: i128) -> Mtime {
+        let secs = nanos.div_euclid(1_000_000_000);
+        Mtime {
+            secs: i64::try_from(secs).unwrap_or(if secs < 0 { i64::MIN } else { i64::MAX }),
+            nanos: nanos.rem_euclid(1_000_000_000) as u32,
+        }
+    }
+
+    /// Now, by this machine's clock.
+    pub fn now() -> Mtime {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Mtime::from_nanos(since.as_nanos() as i128)
+    }
+
     /// Sets the mtime of an open file (no path lookup).
     pub fn apply_to_file(self, file: &std::fs::File) -> io::Result<()> {
         let times = std::fs::FileTimes::new().set_modified(self.to_system_time());
