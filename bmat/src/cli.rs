@@ -152,6 +152,10 @@ pub struct ManifestArgs {
         value_delimiter = ','
     )]
     pub key_env: Vec<String>,
+    /// Only the dependency cache: no workspace layer (the members' own units) is
+    /// saved or restored.
+    #[arg(long)]
+    pub deps_only: bool,
     /// The workspace's Cargo.toml (default: ./Cargo.toml).
     #[arg(value_name = "CARGO_TOML", conflicts_with = "manifest_path")]
     pub manifest: Option<PathBuf>,
@@ -186,6 +190,7 @@ impl Cli {
             key_suffix: rust_args.and_then(|a| a.key_suffix.clone()),
             key_inputs: rust_args.map(|a| a.key_inputs.clone()).unwrap_or_default(),
             key_env: rust_args.map(|a| a.key_env.clone()).unwrap_or_default(),
+            deps_only: rust_args.is_some_and(|a| a.deps_only),
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Flags {
     pub key_inputs: Vec<PathBuf>,
     /// `--key-env` names of a Rust command (or `BMAT_RUST_KEY_ENV`).
     pub key_env: Vec<String>,
+    /// `--deps-only`: no workspace layer.
+    pub deps_only: bool,
 }
 
 /// The process environment, read once.

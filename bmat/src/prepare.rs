@@ -30,7 +30,10 @@ pub enum Prepared {
 pub enum Task {
     Save(SaveRequest),
     Restore(RestoreRequest),
-    /// A restore, then the Rust cache's own step (relocation to this Cargo home).
+    /// A Rust save: the dependency cache, then the workspace layer if any.
+    RustSave(SaveRequest, Option<SaveRequest>),
+    /// A restore, then the Rust cache's own steps (the workspace layer, relocation to
+    /// this Cargo home, freshness by content).
     RustRestore(RestoreRequest, rust::AfterRestore),
     /// `restore --lookup-only`.
     Lookup(RestoreRequest),
@@ -109,7 +112,7 @@ fn prepare_rust(command: RustCommand, ctx: &JobContext) -> Result<Prepared, Usag
             elapsed: Duration::ZERO,
         }),
         Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
-        Ok(rust::Plan::Save(request)) => Prepared::Run(Task::Save(request)),
+        Ok(rust::Plan::Save(request, layer)) => Prepared::Run(Task::RustSave(request, layer)),
         Ok(rust::Plan::Restore(request, _)) if lookup_only => Prepared::Run(Task::Lookup(request)),
         Ok(rust::Plan::Restore(request, after)) => Prepared::Run(Task::RustRestore(request, after)),
     })

@@ -34,15 +34,20 @@ pub fn main() -> i32 {
         }
         Ok((Prepared::Done(outcome), _)) => (
             outcome.exit_code(strict),
-            print_outcome(&outcome, strict, json),
+            print_outcome(&outcome, None, strict, json),
         ),
         Ok((Prepared::Run(task), ctx)) => {
-            let outcome = run(task, &ctx);
+            let (outcome, layer) = run(task, &ctx);
             let code = match outcome.is_miss() && fail_on_miss {
                 true => 1,
                 false => outcome.exit_code(strict),
             };
-            (code, print_outcome(&outcome, strict, json))
+            let written = match &layer {
+                Some(report) => output::eprintln(&report.line),
+                None => Ok(()),
+            };
+            let printed = print_outcome(&outcome, layer.map(|r| r.json), strict, json);
+            (code, written.and(printed))
         }
         Err(usage) => {
             let mut written = output::eprintln(&format!("error: {usage}"));
@@ -69,29 +74,43 @@ fn output_failed(e: &std::io::Error, code: i32, strict: bool) -> i32 {
     if strict { code.max(1) } else { code }
 }
 
-/// Runs a prepared task on a fresh runtime.
-pub fn run(task: Task, ctx: &JobContext) -> Outcome {
+/// Runs a prepared task on a fresh runtime: its outcome, and for a Rust save or
+/// restore what the workspace layer's step did.
+pub fn run(task: Task, ctx: &JobContext) -> (Outcome, Option<rust::LayerReport>) {
     let key = match &task {
-        Task::Save(r) => r.key.clone(),
+        Task::Save(r) | Task::RustSave(r, _) => r.key.clone(),
         Task::Restore(r) | Task::Lookup(r) | Task::RustRestore(r, _) => r.key.clone(),
         Task::Delete(r) => r.key.clone(),
     };
     on_runtime(async || match task {
-        Task::Save(req) => save(req, ctx).await,
-        Task::Restore(req) => restore(req, ctx).await,
-        Task::Lookup(req) => lookup_only(req, ctx).await,
-        Task::Delete(req) => delete(req, ctx).await,
+        Task::Save(req) => (save(req, ctx).await, None),
+        Task::Restore(req) => (restore(req, ctx).await, None),
+        Task::Lookup(req) => (lookup_only(req, ctx).await, None),
+        Task::Delete(req) => (delete(req, ctx).await, None),
+        Task::RustSave(deps, layer) => {
+            let outcome = save(deps, ctx).await;
+            let report = match layer {
+                Some(layer) => Some(rust::save_layer(layer, ctx).await),
+                None => None,
+            };
+            (outcome, report)
+        }
         Task::RustRestore(req, after) => {
+            let key = req.key.clone();
             let outcome = restore(req, ctx).await;
-            if matches!(outcome, Outcome::Hit { .. })
-                && let Some(line) = rust::after_restore(&after)
-            {
-                let _ = output::eprintln(&line);
-            }
-            outcome
+            let report = match &outcome {
+                Outcome::Hit { matched_key, .. } => {
+                    rust::after_hit(&after, *matched_key == key, &key, ctx).await
+                }
+                _ => None,
+            };
+            (outcome, report)
         }
     })
-    .unwrap_or_else(|e| Outcome::failed(&key, "run", Instant::now(), infrastructure(e)))
+    .unwrap_or_else(|e| {
+        let failed = Outcome::failed(&key, "run", Instant::now(), infrastructure(e));
+        (failed, None)
+    })
 }
 
 /// Runs `task` on a fresh multithreaded runtime.
@@ -103,14 +122,24 @@ fn on_runtime<T>(task: impl AsyncFnOnce() -> T) -> anyhow::Result<T> {
     Ok(runtime.block_on(task()))
 }
 
-/// Prints the outcome line on stderr and, with `json`, its JSON object on stdout.
-/// Tries both; fails with the first error.
-pub fn print_outcome(outcome: &Outcome, strict: bool, json: bool) -> std::io::Result<()> {
+/// Prints the outcome line on stderr and, with `json`, its JSON object on stdout
+/// (with the workspace layer's object, if any, as `workspace`). Tries both; fails
+/// with the first error.
+pub fn print_outcome(
+    outcome: &Outcome,
+    workspace: Option<serde_json::Value>,
+    strict: bool,
+    json: bool,
+) -> std::io::Result<()> {
     let line = output::eprintln(&outcome.line(strict));
     if !json {
         return line;
     }
-    let object = serde_json::to_string(&outcome.json())
+    let mut object = serde_json::to_value(outcome.json()).unwrap_or_default();
+    if let Some(workspace) = workspace {
+        object["workspace"] = workspace;
+    }
+    let object = serde_json::to_string(&object)
         .map_err(std::io::Error::other)
         .and_then(|text| output::println(&text));
     line.and(object)

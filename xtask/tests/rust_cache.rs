@@ -53,7 +53,19 @@ fn bmat(stack: &Stack) -> Command {
     cmd
 }
 
+/// `bmat --json cache rust ARGS…` for the dependency cache alone: a save or restore
+/// gets `--deps-only` (the workspace layer has tests of its own, which use
+/// [`bmat_rust_layered`]).
 fn bmat_rust(stack: &Stack, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut args = args.to_vec();
+    if matches!(args.first(), Some(&"save" | &"restore")) {
+        args.push("--deps-only");
+    }
+    bmat_rust_layered(stack, dir, &args, env)
+}
+
+/// `bmat --json cache rust ARGS…` as given: with the workspace layer.
+fn bmat_rust_layered(stack: &Stack, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = bmat(stack);
     for (k, v) in env {
         cmd.env(k, v);
@@ -704,4 +716,102 @@ fn declared_inputs_and_the_host_c_library_are_in_the_key() {
     let typo = key(&one, &["--key-input", ".sqlxx"], &[]);
     assert_eq!(typo.code, 2, "{typo:?}");
     assert!(typo.stderr.contains("key input .sqlxx"), "{typo:?}");
+}
+
+/// The fixture's binary, run: what it prints, its pid left out.
+fn run_app(dir: &Path) -> String {
+    let out = Command::new(dir.join("target/debug/fixture-app"))
+        .output()
+        .expect("the app runs");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("pid ").next().unwrap_or_default().to_owned()
+}
+
+/// The members compiled again (not fresh) by a build.
+fn members_rebuilt(units: &[Unit]) -> Vec<String> {
+    let mut names: Vec<String> = units
+        .iter()
+        .filter(|u| !u.third_party() && !u.fresh)
+        .map(|u| {
+            // `path+file:///…/app#fixture-app@0.1.0` → `fixture-app`
+            let tail = u.package_id.rsplit('#').next().unwrap_or_default();
+            tail.split('@').next().unwrap_or_default().to_owned()
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Issue 18: job A builds and saves; job B, a fresh clone at another path whose
+/// files all have new mtimes, restores the dependency cache and the workspace layer
+/// and rebuilds exactly the member whose source changed (and runs the changed code);
+/// a clone with no change rebuilds nothing; `--deps-only` rebuilds every member.
+#[test]
+fn the_workspace_layer_rebuilds_only_the_members_whose_sources_changed() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = checkout(&tmp.path().join("a"));
+    cargo_build(&a, &[], &[]);
+    let saved = bmat_rust_layered(&stack, &a, &["save"], &[]);
+    assert_eq!(saved.outcome(), "saved", "{saved:?}");
+    assert_eq!(saved.json()["workspace"]["outcome"], "saved", "{saved:?}");
+    let before = run_app(&a);
+
+    // Job B: one line of the app changed; the core library did not.
+    let b = checkout(&tmp.path().join("elsewhere/b"));
+    let main_rs = b.join("app/src/main.rs");
+    let text = fs::read_to_string(&main_rs).expect("read main.rs");
+    fs::write(&main_rs, text.replace("(pid {})", "(changed, pid {})")).expect("edit");
+    let restored = bmat_rust_layered(&stack, &b, &["restore"], &[]);
+    assert_eq!(restored.outcome(), "hit", "{restored:?}");
+    let workspace = &restored.json()["workspace"];
+    assert_eq!(workspace["outcome"], "hit", "{restored:?}");
+    assert_eq!(workspace["members"], 2, "{workspace}");
+    assert_eq!(
+        workspace["rebuild"],
+        serde_json::json!(["fixture-app"]),
+        "{workspace}"
+    );
+    assert!(
+        restored
+            .stderr
+            .contains("workspace: 1 of 2 members restored fresh, 1 to rebuild (fixture-app)"),
+        "{restored:?}"
+    );
+    let units = cargo_build(&b, &[], &[]);
+    assert_eq!(members_rebuilt(&units), ["fixture-app"], "{units:?}");
+    assert!(
+        units.iter().filter(|u| u.third_party()).all(|u| u.fresh),
+        "{units:?}"
+    );
+    let after = run_app(&b);
+    assert!(
+        after.ends_with("(changed, ") && !before.contains("changed"),
+        "{after}"
+    );
+
+    // Job C: the same commit as A, at yet another path: nothing to compile.
+    let c = checkout(&tmp.path().join("c"));
+    let restored = bmat_rust_layered(&stack, &c, &["restore"], &[]);
+    assert_eq!(
+        restored.json()["workspace"]["rebuild"],
+        serde_json::json!([]),
+        "{restored:?}"
+    );
+    let units = cargo_build(&c, &[], &[]);
+    assert_eq!(members_rebuilt(&units), Vec::<String>::new(), "{units:?}");
+    assert_eq!(run_app(&c), before);
+
+    // --deps-only: today's behaviour, every member compiled.
+    let d = checkout(&tmp.path().join("d"));
+    let restored = bmat_rust(&stack, &d, &["restore"], &[]);
+    assert!(restored.json().get("workspace").is_none(), "{restored:?}");
+    let units = cargo_build(&d, &[], &[]);
+    assert_eq!(
+        members_rebuilt(&units),
+        ["fixture-app", "fixture-core"],
+        "{units:?}"
+    );
 }

@@ -8,21 +8,23 @@
 
 use std::path::{Path, PathBuf};
 
-use super::outcome::UsageError;
-use super::restore::RestoreRequest;
-use super::save::SaveRequest;
+use super::outcome::{Outcome, UsageError};
+use super::restore::{RestoreRequest, restore};
+use super::save::{SaveRequest, save};
 use crate::context::JobContext;
 use crate::rust::declared::{self, DeclaredPath, DeclaredVar};
 use crate::rust::key::{self, HomeKey, KeyInputs, key_inputs};
 use crate::rust::workspace::{Workspace, locate};
-use crate::rust::{artefacts, cargo_home, relocate};
+use crate::rust::{artefacts, cargo_home, layer, relocate};
 use crate::trees::paths::RelPath;
-use crate::trees::roots::{Extra, Tree, TreePath};
+use crate::trees::roots::{Extra, Roots, Tree, TreePath};
 
 /// A Rust command made ready: key computed, files selected.
 pub enum Plan {
     Key(KeyInputs),
-    Save(SaveRequest),
+    /// The dependency cache, and the workspace layer (none with `--deps-only` or when
+    /// no member has been built).
+    Save(SaveRequest, Option<SaveRequest>),
     Restore(RestoreRequest, AfterRestore),
 }
 
@@ -32,6 +34,8 @@ pub struct AfterRestore {
     pub cargo_home: PathBuf,
     /// Whether the key promised units that can be carried to this home.
     pub relocate: bool,
+    /// The workspace, unless `--deps-only`: its layer is restored after an exact hit.
+    pub layer: Option<Workspace>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +85,7 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
     .with_suffix(suffix)
     .with_declared(declared.0, declared.1);
     let relocate = matches!(inputs.home, HomeKey::Relocatable { .. });
+    let with_layer = !ctx.flags.deps_only;
     Ok(match action {
         Action::Key => Plan::Key(inputs),
         // A fresh checkout has no build directory yet: the restore makes it (only when
@@ -92,16 +97,25 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
                 roots,
             },
             AfterRestore {
-                build_dir: workspace.build_dir,
+                build_dir: workspace.build_dir.clone(),
                 cargo_home,
                 relocate,
+                layer: with_layer.then_some(workspace),
             },
         ),
-        Action::Save => Plan::Save(SaveRequest {
-            key: inputs.key(),
-            paths: select(&workspace, &inputs, &cargo_home, relocate)?,
-            roots,
-        }),
+        Action::Save => {
+            let layer = with_layer
+                .then(|| layer_save(&workspace, &inputs.key(), &roots))
+                .flatten();
+            Plan::Save(
+                SaveRequest {
+                    key: inputs.key(),
+                    paths: select(&workspace, &inputs, &cargo_home, relocate)?,
+                    roots,
+                },
+                layer,
+            )
+        }
     })
 }
 
@@ -178,10 +192,139 @@ fn select(
     Ok(entries)
 }
 
-/// After a hit: carries the restored units to this job's Cargo home. Best effort: a
-/// unit left as it was is rebuilt by Cargo, never wrongly reused. Returns a line to
-/// show, if anything was done or went wrong.
-pub fn after_restore(after: &AfterRestore) -> Option<String> {
+/// The workspace layer's save, if a member has been built. Best effort: a layer that
+/// cannot be prepared is left out with a warning (the dependency cache still saves).
+fn layer_save(workspace: &Workspace, deps_key: &str, roots: &Roots) -> Option<SaveRequest> {
+    let prepared = match layer::prepare_save(workspace, deps_key) {
+        Ok(Some(prepared)) => prepared,
+        Ok(None) => return None,
+        Err(e) => {
+            let _ = crate::output::eprintln(&format!(
+                "warning: workspace layer: cannot read the members' units or sources ({e}); saving the dependency cache only"
+            ));
+            return None;
+        }
+    };
+    let paths = prepared
+        .paths
+        .iter()
+        .map(|p| {
+            RelPath::from_input(p.as_os_str().as_encoded_bytes())
+                .map(|path| TreePath {
+                    tree: Tree::Main,
+                    path,
+                })
+                .ok()
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(SaveRequest {
+        key: prepared.key,
+        paths,
+        roots: roots.clone(),
+    })
+}
+
+/// What the workspace layer's step did: a line for stderr, an object for `--json`.
+pub struct LayerReport {
+    pub line: String,
+    pub json: serde_json::Value,
+}
+
+impl LayerReport {
+    fn of(outcome: &Outcome, refreshed: Option<&layer::Refreshed>) -> LayerReport {
+        let mut json = serde_json::to_value(outcome.json()).unwrap_or_default();
+        let line = match refreshed {
+            Some(r) => {
+                json["members"] = r.members.into();
+                json["rebuild"] = r.rebuild.clone().into();
+                json["files_restored"] = r.files_restored.into();
+                json["shifted_seconds"] = r.shifted_secs.into();
+                r.line()
+            }
+            None => format!("workspace layer: {}", outcome.line(false)),
+        };
+        LayerReport { line, json }
+    }
+
+    fn kept(reason: &str) -> LayerReport {
+        LayerReport {
+            line: format!("workspace layer: {reason}"),
+            json: serde_json::json!({"outcome": "kept", "reason": reason}),
+        }
+    }
+}
+
+/// Saves the workspace layer after the dependency cache.
+pub async fn save_layer(req: SaveRequest, ctx: &JobContext) -> LayerReport {
+    LayerReport::of(&save(req, ctx).await, None)
+}
+
+/// After a hit of the dependency cache: restores the workspace layer (after an exact
+/// hit only: the layer's units were built against exactly those dependencies),
+/// carries every restored unit to this job's Cargo home, then gives the members'
+/// unchanged sources their recorded times. Best effort throughout: a unit left as it
+/// was is rebuilt by Cargo, never wrongly reused.
+pub async fn after_hit(
+    after: &AfterRestore,
+    exact: bool,
+    deps_key: &str,
+    ctx: &JobContext,
+) -> Option<LayerReport> {
+    let layer = match (&after.layer, exact) {
+        (Some(workspace), true) => Some(restore_layer(workspace, deps_key, ctx).await),
+        _ => None,
+    };
+    if let Some(line) = relocate_units(after) {
+        let _ = crate::output::eprintln(&line);
+    }
+    let (outcome, workspace) = match layer? {
+        Ok(hit) => hit,
+        Err(report) => return Some(report),
+    };
+    Some(match layer::refresh(workspace) {
+        Ok(refreshed) => LayerReport::of(&outcome, Some(&refreshed)),
+        Err(e) => LayerReport::kept(&format!(
+            "restored, but the members' sources could not be compared ({e}): cargo rebuilds what it finds stale"
+        )),
+    })
+}
+
+/// Restores the newest layer of `deps_key` into the build directory: own scope
+/// first, then read scopes. A hit, with the workspace to refresh; else what happened.
+async fn restore_layer<'a>(
+    workspace: &'a Workspace,
+    deps_key: &str,
+    ctx: &JobContext,
+) -> Result<(Outcome, &'a Workspace), LayerReport> {
+    match artefacts::select_members(&workspace.build_dir, &workspace.members) {
+        Ok(units) if units.is_empty() => {}
+        Ok(_) => {
+            return Err(LayerReport::kept(
+                "the build directory already has the members' units; kept them",
+            ));
+        }
+        Err(e) => {
+            return Err(LayerReport::kept(&format!(
+                "cannot read the build directory ({e})"
+            )));
+        }
+    }
+    let prefix = layer::prefix(deps_key);
+    let req = RestoreRequest {
+        key: prefix.clone(),
+        fallbacks: vec![prefix],
+        roots: ctx.trees_at(&workspace.build_dir),
+    };
+    let outcome = restore(req, ctx).await;
+    match outcome {
+        Outcome::Hit { .. } => Ok((outcome, workspace)),
+        _ => Err(LayerReport::of(&outcome, None)),
+    }
+}
+
+/// Carries the restored units to this job's Cargo home. Returns a line to show, if
+/// anything was done or went wrong.
+fn relocate_units(after: &AfterRestore) -> Option<String> {
     if !after.relocate {
         return None;
     }

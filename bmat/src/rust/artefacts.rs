@@ -74,6 +74,44 @@ pub fn select(
     Ok(selection)
 }
 
+/// The units of workspace members under `build_dir` (their `.fingerprint/`, `build/`
+/// and `deps/` entries, relative to `build_dir`): the workspace layer's files. Final
+/// artefacts (`debug/app`) are left out: Cargo links them again from `deps/` for a
+/// fresh unit.
+pub fn select_members(build_dir: &Path, members: &HashSet<String>) -> io::Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for profile in profile_dirs(build_dir)? {
+        let mut deps_by_hash: HashMap<String, Vec<PathBuf>> = HashMap::new();
+        for path in read_dir_sorted(&profile.join("deps"))? {
+            if let Some(hash) = hash_suffix(&file_name(&path)) {
+                deps_by_hash.entry(hash.to_string()).or_default().push(path);
+            }
+        }
+        for dir in read_dir_sorted(&profile.join(".fingerprint"))? {
+            let name = file_name(&dir);
+            let Some((package, hash)) = name.rsplit_once('-') else {
+                continue;
+            };
+            if !members.contains(package) {
+                continue;
+            }
+            paths.push(dir.clone());
+            let build = profile.join("build").join(&name);
+            if build.is_dir() {
+                paths.push(build);
+            }
+            paths.extend(deps_by_hash.get(hash).into_iter().flatten().cloned());
+        }
+    }
+    let mut relative: Vec<PathBuf> = paths
+        .iter()
+        .filter_map(|p| p.strip_prefix(build_dir).ok().map(Path::to_path_buf))
+        .collect();
+    relative.sort();
+    relative.dedup();
+    Ok(relative)
+}
+
 /// Directories at depth 1 or 2 holding a `.fingerprint/` (`debug`, `x86_64-…/release`).
 pub(crate) fn profile_dirs(build_dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();

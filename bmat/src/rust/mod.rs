@@ -13,6 +13,7 @@ pub mod declared;
 pub mod freshness;
 pub mod host;
 pub mod key;
+pub mod layer;
 pub mod lockfile;
 pub mod relocate;
 pub mod toolchain;

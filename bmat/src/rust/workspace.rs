@@ -11,6 +11,18 @@ pub struct Workspace {
     /// `build_directory` (Cargo ≥ 1.91), else the target directory.
     pub build_dir: PathBuf,
     pub members: HashSet<String>,
+    /// Each member's directory and the members it depends on, by name.
+    pub packages: Vec<MemberPackage>,
+}
+
+/// A workspace member as the workspace layer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPackage {
+    pub name: String,
+    /// The directory of its Cargo.toml.
+    pub dir: PathBuf,
+    /// Members it depends on (any kind of dependency).
+    pub depends_on: Vec<String>,
 }
 
 /// `cargo metadata --no-deps`: no dependency resolution, so Cargo.lock is never
@@ -31,14 +43,34 @@ pub fn locate(manifest: &Path) -> anyhow::Result<Workspace> {
         .build_directory
         .clone()
         .unwrap_or_else(|| metadata.target_directory.clone());
+    let members: HashSet<String> = metadata
+        .workspace_packages()
+        .into_iter()
+        .map(|p| p.name.to_string())
+        .collect();
+    let packages = metadata
+        .workspace_packages()
+        .into_iter()
+        .map(|p| MemberPackage {
+            name: p.name.to_string(),
+            dir: p
+                .manifest_path
+                .parent()
+                .map(|d| d.to_path_buf().into_std_path_buf())
+                .unwrap_or_default(),
+            depends_on: p
+                .dependencies
+                .iter()
+                .filter(|d| d.path.is_some() && members.contains(d.name.as_str()))
+                .map(|d| d.name.clone())
+                .collect(),
+        })
+        .collect();
     Ok(Workspace {
         root: metadata.workspace_root.clone().into_std_path_buf(),
         build_dir: build_dir.into_std_path_buf(),
-        members: metadata
-            .workspace_packages()
-            .into_iter()
-            .map(|p| p.name.to_string())
-            .collect(),
+        members,
+        packages,
     })
 }
 

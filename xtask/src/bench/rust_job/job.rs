@@ -111,7 +111,9 @@ impl Job {
         let step = format!("bmat-{action}");
         let out = self.logs.join(format!("{}-{step}.json", self.name));
         let mut cmd = self.command(&self.bmat);
-        cmd.args(["--json", "--strict", "cache", "rust", action]);
+        // The dependency cache alone, as README's table describes it; the workspace
+        // layer gets its own next-commit job (issue 18).
+        cmd.args(["--json", "--strict", "cache", "rust", action, "--deps-only"]);
         settle();
         let usage = pipeline(vec![cmd], Io::Null, Io::create(&out)?, &self.log_of(&step))
             .with_context(|| format!("job {}: bmat cache rust {action}", self.name))?;
