@@ -1,4 +1,4 @@
-//! This process's lease on its S3 prefix (docs/design.md, "One registry per prefix"):
+//! This process's lease on its S3 prefix (docs/design.md, "Registry and S3 layout"):
 //! what the claim object `{prefix}/registry-id` says, who this signer is (an instance
 //! id drawn at each start, so a copy of the registry is still another instance), and
 //! whether it holds the prefix. Destructive background work runs only after

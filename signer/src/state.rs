@@ -100,8 +100,8 @@ impl AppState {
     }
 
     /// True when this process holds the prefix, by the claim object read now: asked
-    /// before every destructive background action (docs/design.md, "One registry per
-    /// prefix").
+    /// before every destructive background action (docs/design.md, "Registry and S3
+    /// layout").
     pub async fn holds_prefix(&self) -> bool {
         let object = self.cfg().s3.claim_object();
         self.lease.confirm(&self.s3, &object, now_ms()).await

@@ -70,7 +70,7 @@ pub struct S3Config {
     pub path_style: bool,
     /// Objects are stored as `{prefix}/caches/{ULID}`. One registry per prefix: the
     /// signer claims it in `{prefix}/registry-id` and refuses a prefix another
-    /// registry claimed.
+    /// registry claimed or another running signer holds.
     #[serde(default = "default_prefix")]
     pub prefix: String,
     /// Claim the prefix even though another registry did (the old registry is gone

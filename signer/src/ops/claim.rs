@@ -1,4 +1,4 @@
-//! Taking the S3 prefix (docs/design.md, "One registry per prefix"). The reaper deletes
+//! Taking the S3 prefix (docs/design.md, "Registry and S3 layout"). The reaper deletes
 //! what its registry does not know under the prefix, so two signers on one prefix
 //! would destroy each other's uploads and caches: two registries (a staging copy, a
 //! fresh registry beside the old one), and just as well two copies of one registry (a

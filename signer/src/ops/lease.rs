@@ -1,4 +1,4 @@
-//! Keeping the prefix's lease (docs/design.md, "One registry per prefix"): the running
+//! Keeping the prefix's lease (docs/design.md, "Registry and S3 layout"): the running
 //! signer renews it every third of `timing.prefix_lease_secs`, takes the prefix later
 //! when S3 could not be read at start, and releases it on a clean stop so that a
 //! restart need not wait for it to lapse.
