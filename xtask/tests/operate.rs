@@ -473,14 +473,7 @@ async fn sighup_refuses_a_ttl_that_would_wrap_and_the_reaper_keeps_every_cache()
 /// from then on, and health says so.
 #[tokio::test]
 async fn a_signer_whose_prefix_lease_was_taken_deletes_nothing_and_health_says_so() {
-    // A stale window of 1 s and a pass every second.
-    let stack = Stack::start_with(|c| {
-        small_parts(c);
-        c.timing.part_url_expiry_secs = 1;
-        c.timing.stale_margin_secs = 0;
-        c.timing.reaper_interval_secs = 1;
-    })
-    .expect("stack");
+    let stack = Stack::start_with(common::eager_reaper).expect("stack");
     let api = Api::new(&stack);
     let s3 = stack.s3_client().expect("s3 client");
     let prefix = &stack.env().s3_prefix;

@@ -1240,13 +1240,10 @@ async fn a_second_registry_on_a_claimed_prefix_is_refused_unless_it_takes_over()
 /// signer's lease keeps the copy out.
 #[tokio::test]
 async fn a_signer_on_a_copy_of_the_live_registry_refuses_the_prefix_and_deletes_nothing() {
-    // A stale window of 1 s and a pass every second: a reaper that does not know the
-    // newer cache would delete it at once. A lease of 10 s, renewed every 3 s.
+    // A reaper that does not know the newer cache would delete it at once. A lease of
+    // 10 s, renewed every 3 s.
     let stack = Stack::start_with(|c| {
-        small_parts(c);
-        c.timing.part_url_expiry_secs = 1;
-        c.timing.stale_margin_secs = 0;
-        c.timing.reaper_interval_secs = 1;
+        common::eager_reaper(c);
         c.timing.prefix_lease_secs = 10;
     })
     .expect("stack");

@@ -136,6 +136,15 @@ pub async fn wait_until_older(stack: &Stack, object: &str, age: Duration) {
     .await;
 }
 
+/// Small parts, a stale window of 1 s and a reaper pass every second: a reaper that
+/// does not know an object deletes it as soon as S3 says it is a second old.
+pub fn eager_reaper(c: &mut Config) {
+    c.limits.part_size = api::PART;
+    c.timing.part_url_expiry_secs = 1;
+    c.timing.stale_margin_secs = 0;
+    c.timing.reaper_interval_secs = 1;
+}
+
 /// Small parts, caches unused for 5 s evicted, a reaper pass every second.
 pub fn short_ttl(c: &mut Config) {
     c.limits.part_size = api::PART;
