@@ -132,6 +132,26 @@ pub struct ManifestArgs {
     /// `wasm`, `features-all`): each has its own caches.
     #[arg(long = "key-suffix", value_name = "NAME", env = "BMAT_RUST_KEY_SUFFIX")]
     pub key_suffix: Option<String>,
+    /// A file or directory whose content goes into the key, for what Cargo does not
+    /// see: files a macro reads at compile time (sqlx's `.sqlx/`). Repeatable; in
+    /// BMAT_RUST_KEY_INPUTS, separated by `:`. By content, never by path.
+    #[arg(
+        long = "key-input",
+        value_name = "PATH",
+        env = "BMAT_RUST_KEY_INPUTS",
+        value_delimiter = ':'
+    )]
+    pub key_inputs: Vec<PathBuf>,
+    /// An environment variable whose value goes into the key (a build reads it
+    /// without telling Cargo). Repeatable; in BMAT_RUST_KEY_ENV, separated by `,`.
+    /// `rust key` shows only a digest of the value.
+    #[arg(
+        long = "key-env",
+        value_name = "NAME",
+        env = "BMAT_RUST_KEY_ENV",
+        value_delimiter = ','
+    )]
+    pub key_env: Vec<String>,
     /// The workspace's Cargo.toml (default: ./Cargo.toml).
     #[arg(value_name = "CARGO_TOML", conflicts_with = "manifest_path")]
     pub manifest: Option<PathBuf>,
@@ -153,17 +173,19 @@ impl Cli {
     /// What the command line says about the whole job.
     pub fn flags(&self) -> Flags {
         let Command::Cache { command } = &self.command;
-        let key_suffix = match command {
+        let rust_args = match command {
             CacheCommand::Rust {
                 command:
                     RustCommand::Key(args) | RustCommand::Save(args) | RustCommand::Restore { args, .. },
-            } => args.key_suffix.clone(),
+            } => Some(args),
             _ => None,
         };
         Flags {
             strict: self.strict,
             json: self.json,
-            key_suffix,
+            key_suffix: rust_args.and_then(|a| a.key_suffix.clone()),
+            key_inputs: rust_args.map(|a| a.key_inputs.clone()).unwrap_or_default(),
+            key_env: rust_args.map(|a| a.key_env.clone()).unwrap_or_default(),
         }
     }
 }

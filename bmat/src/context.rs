@@ -21,6 +21,10 @@ pub struct Flags {
     pub json: bool,
     /// `--key-suffix` of a Rust command (or `BMAT_RUST_KEY_SUFFIX`).
     pub key_suffix: Option<String>,
+    /// `--key-input` paths of a Rust command (or `BMAT_RUST_KEY_INPUTS`).
+    pub key_inputs: Vec<PathBuf>,
+    /// `--key-env` names of a Rust command (or `BMAT_RUST_KEY_ENV`).
+    pub key_env: Vec<String>,
 }
 
 /// The process environment, read once.

@@ -45,3 +45,24 @@ pub fn owner(owner: &str) -> Result<(), InvalidName> {
 pub fn prefix(what: &'static str, prefix: &str) -> Result<(), InvalidName> {
     checked(what, prefix, validate_prefix)
 }
+
+/// Whether `name` matches `pattern`: an exact name, or a prefix ending in `*` (`*`
+/// alone matches every name). The config's owner and scope patterns.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+/// A list of patterns (see [`matches`]), as the config gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Patterns(pub Vec<String>);
+
+impl Patterns {
+    /// Whether any pattern matches `name`.
+    pub fn matches(&self, name: &str) -> bool {
+        self.0.iter().any(|p| matches(p, name))
+    }
+}

@@ -86,15 +86,16 @@ impl AppState {
     }
 
     /// Who a bearer token is: a token of the config, else a minted job token that has
-    /// neither expired nor been revoked.
+    /// neither expired nor been revoked and whose operator is still in the config.
     pub async fn principal(&self, token: &str) -> Result<Principal, PrincipalError> {
         let hash = token_hash(token);
-        if let Some(p) = self.live().tokens.get(&hash) {
+        let live = self.live();
+        if let Some(p) = live.tokens.get(&hash) {
             return Ok(p.clone());
         }
         let row = self.db.read(move |r| r.job_token_by_hash(&hash)).await?;
         match row {
-            Some(row) => Ok(check_job_token(row, now_ms())?),
+            Some(row) => Ok(check_job_token(row, now_ms(), &live.tokens)?),
             None => Err(AuthError::UnknownToken.into()),
         }
     }

@@ -646,3 +646,62 @@ fn missing_manifest_is_a_usage_error_and_missing_cargo_fails_open() {
     let strict = no_cargo(true);
     assert_eq!(strict.code, 1, "{strict:?}");
 }
+
+/// Issue 18, point 5: what a build reads that Cargo does not see (sqlx's `.sqlx/`, a
+/// variable) goes into the key when declared, by content: another checkout of the same
+/// files keys the same, through the flags or their environment twins; a typo is a
+/// usage error. The host's C library is part of the key and shown.
+#[test]
+fn declared_inputs_and_the_host_c_library_are_in_the_key() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (one, two) = (
+        checkout(&tmp.path().join("one")),
+        checkout(&tmp.path().join("two")),
+    );
+    for dir in [&one, &two] {
+        fs::create_dir_all(dir.join(".sqlx")).expect("mkdir");
+        fs::write(dir.join(".sqlx/query-1.json"), "{}").expect("write");
+    }
+    let key = |dir: &Path, args: &[&str], env: &[(&str, &str)]| -> Run {
+        let mut cmd = bmat(&stack);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut all = vec!["cache", "rust", "key"];
+        all.extend_from_slice(args);
+        run(cmd, dir, &all, b"")
+    };
+    let first_line = |r: &Run| {
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout.lines().next().unwrap_or_default().to_owned()
+    };
+    let plain = key(&one, &[], &[]);
+    assert!(plain.stdout.contains("host C library: glibc "), "{plain:?}");
+    let declared = ["--key-input", ".sqlx", "--key-env", "SQLX_OFFLINE"];
+    let a = key(&one, &declared, &[]);
+    assert!(
+        a.stdout.contains("key input: .sqlx (1 files")
+            && a.stdout.contains("key env: SQLX_OFFLINE (unset)"),
+        "{a:?}"
+    );
+    assert_ne!(first_line(&a), first_line(&plain));
+    let twins = [
+        ("BMAT_RUST_KEY_INPUTS", ".sqlx"),
+        ("BMAT_RUST_KEY_ENV", "SQLX_OFFLINE"),
+    ];
+    assert_eq!(first_line(&key(&two, &[], &twins)), first_line(&a));
+
+    fs::write(two.join(".sqlx/query-1.json"), "{\"changed\": 1}").expect("write");
+    assert_ne!(first_line(&key(&two, &declared, &[])), first_line(&a));
+    let set = key(&one, &declared, &[("SQLX_OFFLINE", "s3cr3t-value")]);
+    assert_ne!(first_line(&set), first_line(&a));
+    assert!(
+        !set.stdout.contains("s3cr3t"),
+        "the value was shown: {set:?}"
+    );
+
+    let typo = key(&one, &["--key-input", ".sqlxx"], &[]);
+    assert_eq!(typo.code, 2, "{typo:?}");
+    assert!(typo.stderr.contains("key input .sqlxx"), "{typo:?}");
+}

@@ -469,3 +469,27 @@ fn a_minted_token_is_refused_past_the_maximum_lifetime() {
         .expect_err("too long");
     assert!(format!("{e:#}").contains("max_ttl_secs"), "{e:#}");
 }
+
+/// Issue 17, point 12: a token minted by an operator outlived that operator's removal
+/// from the config. Now the next request after the reload is refused as revoked.
+#[tokio::test]
+async fn tokens_minted_by_a_removed_operator_stop_working() {
+    let mut stack = Stack::start().expect("stack");
+    let minted = mint(&stack, PR, &[SCOPE], true);
+    let job = Api::new(&stack).with_token(Some(&minted.token));
+    job.lookup("k", &[]).await.ok::<LookupResponse>();
+    stack
+        .reload_signer_with(|c| c.operators.clear())
+        .expect("reload");
+    poll_until("the minted token to be refused", PATIENCE, async || {
+        job.lookup("k", &[]).await.status == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    let a = job.begin("k").await;
+    assert_eq!(a.body["code"], "token_revoked", "{}", a.body);
+    let e = a.err(StatusCode::UNAUTHORIZED);
+    assert!(
+        e.contains(&minted.id) && e.contains("no longer allowed"),
+        "{e}"
+    );
+}

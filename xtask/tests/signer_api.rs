@@ -599,10 +599,11 @@ async fn completion_is_checked_against_s3() {
 }
 
 /// Issue 17, point 12: an `unpacked_size` the registry cannot store (2^63) answered
-/// 503, as if the signer were at fault, and left the upload open. Now a 400 that
-/// aborts it.
+/// 503, as if the signer were at fault, and left the upload open; a completion with no
+/// recorded extent was accepted, and its bomb filled a restoring job's disk. Now each
+/// is a 400 that aborts the upload.
 #[tokio::test]
-async fn an_impossible_unpacked_size_is_a_400_that_ends_the_upload() {
+async fn an_impossible_or_missing_extent_is_a_400_that_ends_the_upload() {
     let stack = Stack::start_with(small_parts).expect("stack");
     let api = Api::new(&stack);
     for (key, extent) in [
@@ -618,6 +619,14 @@ async fn an_impossible_unpacked_size_is_a_400_that_ends_the_upload() {
             Extent {
                 unpacked_size: Some(5),
                 entries: Some(u64::MAX),
+            },
+        ),
+        ("no-extent", Extent::default()),
+        (
+            "no-entries",
+            Extent {
+                unpacked_size: Some(5),
+                entries: None,
             },
         ),
     ] {

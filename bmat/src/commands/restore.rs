@@ -231,9 +231,13 @@ pub async fn download_into(
             human_bytes(free)
         )));
     }
-    // Past a recorded size the archive is damaged; past the free space, the disk is full.
+    // Past a recorded size the archive is damaged. A cache saved before sizes were
+    // recorded (the signer now refuses completions without one) stops short of the
+    // free space, so that it never fills the disk the job builds on.
     let (max_unpacked, unpacked_recorded, max_entries) = (
-        hit.extent.unpacked_size.unwrap_or(free),
+        hit.extent
+            .unpacked_size
+            .unwrap_or_else(|| unrecorded_budget(free)),
         hit.extent.unpacked_size.is_some(),
         hit.extent.entries,
     );
@@ -299,4 +303,25 @@ fn refreshable_url(api: ApiClient, hit: &CacheHit) -> UrlSource {
             Ok(fresh.url)
         })
     })
+}
+
+/// What a cache without a recorded unpacked size may write, given `free` bytes: the
+/// free space less a reserve for the build (half of it, at most 1 GiB).
+fn unrecorded_budget(free: u64) -> u64 {
+    const MAX_RESERVE: u64 = 1 << 30;
+    free - (free / 2).min(MAX_RESERVE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unrecorded_budget;
+
+    #[test]
+    fn an_unrecorded_cache_leaves_a_reserve_free() {
+        const MIB: u64 = 1 << 20;
+        // Issue 17, point 12: a bomb filled a 300 MiB filesystem.
+        assert_eq!(unrecorded_budget(300 * MIB), 150 * MIB);
+        assert_eq!(unrecorded_budget(100 * 1024 * MIB), 99 * 1024 * MIB);
+        assert_eq!(unrecorded_budget(0), 0);
+    }
 }

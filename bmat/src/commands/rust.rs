@@ -12,6 +12,7 @@ use super::outcome::UsageError;
 use super::restore::RestoreRequest;
 use super::save::SaveRequest;
 use crate::context::JobContext;
+use crate::rust::declared::{self, DeclaredPath, DeclaredVar};
 use crate::rust::key::{self, HomeKey, KeyInputs, key_inputs};
 use crate::rust::workspace::{Workspace, locate};
 use crate::rust::{artefacts, cargo_home, relocate};
@@ -70,13 +71,15 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
         )
         .into());
     };
+    let declared = declared_inputs(ctx)?;
     let inputs = key_inputs(
         &workspace,
         &cargo_home,
         &ctx.rust_tools,
         ctx.env.utf8_vars(),
     )?
-    .with_suffix(suffix);
+    .with_suffix(suffix)
+    .with_declared(declared.0, declared.1);
     let relocate = matches!(inputs.home, HomeKey::Relocatable { .. });
     Ok(match action {
         Action::Key => Plan::Key(inputs),
@@ -100,6 +103,25 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
             roots,
         }),
     })
+}
+
+/// The `--key-input` paths and `--key-env` variables, hashed; a missing or unreadable
+/// path is a usage error (a typo must not silently key on nothing).
+fn declared_inputs(ctx: &JobContext) -> Result<(Vec<DeclaredPath>, Vec<DeclaredVar>), UsageError> {
+    let usage = |e: declared::DeclaredError| UsageError(e.to_string());
+    let paths = ctx
+        .flags
+        .key_inputs
+        .iter()
+        .map(|p| declared::hash_path(ctx.working_dir(), p).map_err(usage))
+        .collect::<Result<_, _>>()?;
+    let vars = ctx
+        .flags
+        .key_env
+        .iter()
+        .map(|name| declared::hash_var(name, |n| ctx.env.get(n)).map_err(usage))
+        .collect::<Result<_, _>>()?;
+    Ok((paths, vars))
 }
 
 /// The entries of a Rust cache: the build directory's third-party units, and what

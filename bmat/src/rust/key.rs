@@ -11,13 +11,16 @@
 //! - the third-party entries of Cargo.lock (name, version, source, checksum);
 //! - an explicit list of environment variables that change compiler flags;
 //! - the `[profile]` table of the workspace's Cargo.toml, and the `[build]`, `[profile]`
-//!   and `[target]` tables of every cargo config file cargo would read.
+//!   and `[target]` tables of every cargo config file cargo would read;
+//! - the host's C library (see [`super::host`]);
+//! - what the user declares with `--key-input` and `--key-env` (see [`super::declared`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::declared::{DeclaredPath, DeclaredVar};
 use super::lockfile::LockedPackage;
 use super::toolchain::{self, RustTools, Toolchain};
 use super::workspace::Workspace;
@@ -61,6 +64,11 @@ pub struct KeyInputs {
     pub env: Vec<(String, String)>,
     /// (file, canonical TOML of the tables that matter), in the order cargo reads them.
     pub config: Vec<(PathBuf, String)>,
+    /// `glibc 2.36`, `musl`, or none (see [`super::host`]).
+    pub c_library: Option<String>,
+    /// `--key-input` paths and `--key-env` variables, in the order given.
+    pub declared_paths: Vec<DeclaredPath>,
+    pub declared_vars: Vec<DeclaredVar>,
 }
 
 impl KeyInputs {
@@ -83,7 +91,21 @@ impl KeyInputs {
             packages,
             env: env.into_iter().collect(),
             config,
+            c_library: None,
+            declared_paths: Vec::new(),
+            declared_vars: Vec::new(),
         }
+    }
+
+    pub fn with_c_library(mut self, c_library: Option<String>) -> KeyInputs {
+        self.c_library = c_library;
+        self
+    }
+
+    pub fn with_declared(mut self, paths: Vec<DeclaredPath>, vars: Vec<DeclaredVar>) -> KeyInputs {
+        self.declared_paths = paths;
+        self.declared_vars = vars;
+        self
     }
 
     pub fn with_suffix(mut self, suffix: Option<String>) -> KeyInputs {
@@ -123,8 +145,22 @@ impl KeyInputs {
     }
 
     fn hashed_lines(&self) -> Vec<String> {
-        // v2: the cache holds Cargo's home too.
-        let mut lines = vec!["bmat rust key v2".to_string()];
+        // v2: the cache holds Cargo's home too. v3: the host's C library and declared
+        // inputs.
+        let mut lines = vec!["bmat rust key v3".to_string()];
+        if let Some(c_library) = &self.c_library {
+            lines.push(format!("host c library {c_library}"));
+        }
+        // By content and position, never by path: another checkout keys the same.
+        lines.extend(
+            self.declared_paths
+                .iter()
+                .map(|p| format!("declared input {}", p.digest)),
+        );
+        lines.extend(self.declared_vars.iter().map(|v| match &v.digest {
+            Some(digest) => format!("declared env {}={digest}", v.name),
+            None => format!("declared env {} unset", v.name),
+        }));
         match &self.home {
             HomeKey::Relocatable { .. } => lines.push("home relocatable".into()),
             HomeKey::Pinned { sources, .. } => {
@@ -158,6 +194,23 @@ impl KeyInputs {
         ));
         if let Some(suffix) = &self.suffix {
             out.push_str(&format!("key suffix: {suffix}\n"));
+        }
+        if let Some(c_library) = &self.c_library {
+            out.push_str(&format!("host C library: {c_library}\n"));
+        }
+        for p in &self.declared_paths {
+            out.push_str(&format!(
+                "key input: {} ({} files, sha256 {})\n",
+                p.shown,
+                p.files,
+                &p.digest[..16]
+            ));
+        }
+        for v in &self.declared_vars {
+            out.push_str(&match &v.digest {
+                Some(digest) => format!("key env: {} (set, sha256 {})\n", v.name, &digest[..16]),
+                None => format!("key env: {} (unset)\n", v.name),
+            });
         }
         out.push_str(&match &self.home {
             HomeKey::Relocatable { cargo } => format!(
@@ -302,7 +355,10 @@ pub fn key_inputs(
             sources: cargo_home.join("registry/src"),
         }
     };
-    Ok(KeyInputs::new(toolchain, packages, vars, config).with_home(home))
+    let c_library = super::host::c_library(&toolchain.host);
+    Ok(KeyInputs::new(toolchain, packages, vars, config)
+        .with_home(home)
+        .with_c_library(c_library))
 }
 
 #[cfg(test)]
@@ -373,6 +429,47 @@ mod tests {
                 &[("CARGO_HOME", "/elsewhere")]
             )
         );
+    }
+
+    #[test]
+    fn the_host_c_library_and_declared_inputs_change_the_key_not_the_prefix() {
+        let base = || KeyInputs::new(toolchain(), vec![package("libc", "0.2.1")], [], Vec::new());
+        let plain = base();
+        let older = base().with_c_library(Some("glibc 2.31".into()));
+        let newer = base().with_c_library(Some("glibc 2.36".into()));
+        let input = |digest: &str| DeclaredPath {
+            shown: ".sqlx".into(),
+            files: 1,
+            digest: digest.into(),
+        };
+        let var = |digest: Option<&str>| DeclaredVar {
+            name: "SQLX_OFFLINE".into(),
+            digest: digest.map(str::to_owned),
+        };
+        let keys = [
+            plain.key(),
+            older.key(),
+            newer.key(),
+            base().with_declared(vec![input("aa")], vec![]).key(),
+            base().with_declared(vec![input("bb")], vec![]).key(),
+            base().with_declared(vec![], vec![var(None)]).key(),
+            base().with_declared(vec![], vec![var(Some("cc"))]).key(),
+        ];
+        let distinct: std::collections::BTreeSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "{keys:#?}");
+        assert_eq!(older.prefix(), plain.prefix());
+        // Where the declared input is does not matter, only its content.
+        let moved = DeclaredPath {
+            shown: "/elsewhere/.sqlx".into(),
+            ..input("aa")
+        };
+        assert_eq!(base().with_declared(vec![moved], vec![]).key(), keys[3]);
+        let shown = newer
+            .with_declared(vec![input(&"ab".repeat(32))], vec![var(None)])
+            .describe();
+        assert!(shown.contains("host C library: glibc 2.36"), "{shown}");
+        assert!(shown.contains("key input: .sqlx (1 files"), "{shown}");
+        assert!(shown.contains("key env: SQLX_OFFLINE (unset)"), "{shown}");
     }
 
     #[test]

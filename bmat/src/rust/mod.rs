@@ -1,5 +1,6 @@
 //! The Rust cache's parts: the key ([`key`], from the toolchain, the third-party part
-//! of Cargo.lock and the flags that change artefacts), the workspace as cargo describes
+//! of Cargo.lock and the flags that change artefacts, the host's C library, [`host`], and what the user
+//! declares, [`declared`]), the workspace as cargo describes
 //! it ([`workspace`]), the files a cache holds (the third-party units of the build
 //! directory, [`artefacts`], and what Cargo's home holds for the locked packages,
 //! [`cargo_home`]) and the carrying of restored units to another Cargo home
@@ -8,6 +9,8 @@
 
 pub mod artefacts;
 pub mod cargo_home;
+pub mod declared;
+pub mod host;
 pub mod key;
 pub mod lockfile;
 pub mod relocate;

@@ -15,6 +15,10 @@ pub enum AuthError {
     Expired { id: String, ago_secs: i64 },
     #[error("job token {id} was revoked")]
     Revoked { id: String },
+    #[error(
+        "job token {id} was minted by operator {operator:?}, who is no longer allowed its owner"
+    )]
+    MinterGone { id: String, operator: String },
     #[error("this token is read-only: it may restore caches but not save or delete them")]
     ReadOnly,
     #[error("this endpoint needs a job token, not an operator credential")]

@@ -2,6 +2,7 @@
 //! to search) or an operator credential's (owners to list, delete and mint for).
 
 use super::error::AuthError;
+use crate::names;
 use crate::registry::Place;
 
 /// What a job token allows.
@@ -54,10 +55,7 @@ pub struct OperatorGrant {
 
 impl OperatorGrant {
     pub fn allows(&self, owner: &str) -> bool {
-        self.owners.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => owner.starts_with(prefix),
-            None => p == owner,
-        })
+        self.owners.iter().any(|p| names::matches(p, owner))
     }
 
     pub fn require_owner(&self, owner: &str) -> Result<(), AuthError> {

@@ -23,9 +23,14 @@ pub fn new_token_secret() -> String {
     format!("bmatjt_{}", hex::encode(rand::random::<[u8; 32]>()))
 }
 
-/// The tokens of the config, by hash.
+/// The tokens of the config, by hash, and its operators, by name (a minted token is
+/// good only while the operator that minted it is in the config and still allowed
+/// its owner).
 #[derive(Debug, Default)]
-pub struct StaticTokens(HashMap<String, Principal>);
+pub struct StaticTokens {
+    by_hash: HashMap<String, Principal>,
+    operators: HashMap<String, Vec<OperatorGrant>>,
+}
 
 impl StaticTokens {
     pub fn from_config(cfg: &Config) -> StaticTokens {
@@ -38,25 +43,57 @@ impl StaticTokens {
             };
             (token_hash(&t.token), Principal::Job(grant))
         });
-        let operators = cfg.operators.iter().map(|o| {
-            let grant = OperatorGrant {
-                name: o.name.clone(),
-                owners: o.owners.clone(),
-            };
-            (token_hash(&o.token), Principal::Operator(grant))
-        });
-        StaticTokens(jobs.chain(operators).collect())
+        let grants: Vec<(String, OperatorGrant)> = cfg
+            .operators
+            .iter()
+            .map(|o| {
+                let grant = OperatorGrant {
+                    name: o.name.clone(),
+                    owners: o.owners.clone(),
+                };
+                (token_hash(&o.token), grant)
+            })
+            .collect();
+        let mut operators: HashMap<String, Vec<OperatorGrant>> = HashMap::new();
+        for (_, grant) in &grants {
+            operators
+                .entry(grant.name.clone())
+                .or_default()
+                .push(grant.clone());
+        }
+        let by_hash = jobs
+            .chain(grants.into_iter().map(|(h, g)| (h, Principal::Operator(g))))
+            .collect();
+        StaticTokens { by_hash, operators }
     }
 
     pub fn get(&self, hash: &str) -> Option<&Principal> {
-        self.0.get(hash)
+        self.by_hash.get(hash)
+    }
+
+    /// Whether an operator named `name` is in the config and may act for `owner`.
+    fn operator_allows(&self, name: &str, owner: &str) -> bool {
+        self.operators
+            .get(name)
+            .is_some_and(|grants| grants.iter().any(|g| g.allows(owner)))
     }
 }
 
-/// A minted token as found in the registry: its grant, unless it expired or was revoked.
-pub fn check_job_token(row: JobTokenRow, now_ms: i64) -> Result<Principal, AuthError> {
+/// A minted token as found in the registry: its grant, unless it expired, was revoked,
+/// or the operator that minted it has left the config (or no longer has its owner).
+pub fn check_job_token(
+    row: JobTokenRow,
+    now_ms: i64,
+    config: &StaticTokens,
+) -> Result<Principal, AuthError> {
     if row.revoked_at.is_some() {
         return Err(AuthError::Revoked { id: row.id });
+    }
+    if !config.operator_allows(&row.minted_by, &row.owner) {
+        return Err(AuthError::MinterGone {
+            id: row.id,
+            operator: row.minted_by,
+        });
     }
     if row.expires_at <= now_ms {
         return Err(AuthError::Expired {
@@ -104,9 +141,41 @@ mod tests {
         }
     }
 
+    /// A config whose operator `ci` may act for `owners`.
+    fn config(owners: &[&str]) -> StaticTokens {
+        let toml = format!(
+            "[s3]\nendpoint = \"http://s3\"\nbucket = \"b\"\n\
+             [[operators]]\ntoken = \"secret\"\nname = \"ci\"\nowners = {owners:?}\n"
+        );
+        StaticTokens::from_config(&toml::from_str(&toml).expect("config"))
+    }
+
+    #[test]
+    fn minted_tokens_die_with_their_operator_or_its_grant_of_the_owner() {
+        assert!(check_job_token(row(), 1, &config(&["o"])).is_ok());
+        assert!(check_job_token(row(), 1, &config(&["*"])).is_ok());
+        for gone in [&["other"][..], &["x*"]] {
+            assert_eq!(
+                check_job_token(row(), 1, &config(gone)),
+                Err(AuthError::MinterGone {
+                    id: "T".into(),
+                    operator: "ci".into()
+                })
+            );
+        }
+        assert_eq!(
+            check_job_token(row(), 1, &StaticTokens::default()),
+            Err(AuthError::MinterGone {
+                id: "T".into(),
+                operator: "ci".into()
+            })
+        );
+    }
+
     #[test]
     fn minted_tokens_live_until_expiry_or_revocation() {
-        let Ok(Principal::Job(grant)) = check_job_token(row(), 9_999) else {
+        let ci = config(&["o"]);
+        let Ok(Principal::Job(grant)) = check_job_token(row(), 9_999, &ci) else {
             panic!("a live token is refused");
         };
         assert_eq!(
@@ -115,7 +184,7 @@ mod tests {
         );
         assert_eq!(grant.require_write(), Err(AuthError::ReadOnly));
         assert_eq!(
-            check_job_token(row(), 12_500),
+            check_job_token(row(), 12_500, &ci),
             Err(AuthError::Expired {
                 id: "T".into(),
                 ago_secs: 2
@@ -126,7 +195,7 @@ mod tests {
             ..row()
         };
         assert_eq!(
-            check_job_token(revoked, 1),
+            check_job_token(revoked, 1, &ci),
             Err(AuthError::Revoked { id: "T".into() })
         );
     }

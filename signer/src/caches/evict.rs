@@ -1,12 +1,12 @@
 //! Eviction, one routine for both reasons: caches unused for `limits.ttl_days`, and the
-//! least recently used caches of owners over `limits.owner_quota`. Each cache goes as
-//! a delete does (object first, then row) and counts as an eviction in its place.
+//! caches the quotas take ([`super::quota`] picks them). Each cache goes as a delete
+//! does (object first, then row) and counts as an eviction in its place.
 
 use tracing::info;
 
 use super::delete::delete;
 use super::error::CacheError;
-use super::usage;
+use super::{quota, usage};
 use crate::registry::{CacheRow, UsageEvent};
 use crate::state::{AppState, ms_ago};
 use crate::text::chain;
@@ -32,35 +32,24 @@ pub struct Evicted {
 pub async fn expired(st: &AppState, out: &mut Evicted) -> Result<(), CacheError> {
     let cutoff = ms_ago(st.cfg().limits.ttl());
     let old = st.db.run(move |r| r.caches_unused_since(cutoff)).await?;
-    evict(st, old, Reason::Expired, None, out).await;
+    evict(st, old, Reason::Expired, out).await;
     Ok(())
 }
 
-/// Evicts each owner's least recently used caches until it is within its quota.
+/// Evicts what the scope and owner quotas take, owner by owner.
 pub async fn over_quota(st: &AppState, out: &mut Evicted) -> Result<(), CacheError> {
-    let quota = st.cfg().limits.owner_quota;
-    let owners = st.db.run(move |r| r.owners_over_quota(quota)).await?;
-    for (owner, total) in owners {
+    let cfg = st.cfg();
+    let places = st.db.run(|r| r.place_bytes()).await?;
+    for owner in quota::owners_over(&places, &cfg.limits) {
         let lru = st.db.run(move |r| r.caches_lru(&owner)).await?;
-        evict(st, lru, Reason::OverQuota, Some(total - quota), out).await;
+        evict(st, quota::victims(lru, &cfg.limits), Reason::OverQuota, out).await;
     }
     Ok(())
 }
 
-/// Deletes `candidates` in order until `to_free` bytes are freed (all of them when
-/// `None`).
-async fn evict(
-    st: &AppState,
-    candidates: Vec<CacheRow>,
-    reason: Reason,
-    to_free: Option<u64>,
-    out: &mut Evicted,
-) {
-    let mut freed = 0u64;
-    for c in candidates {
-        if to_free.is_some_and(|bytes| freed >= bytes) {
-            break;
-        }
+/// Deletes `caches`, in order.
+async fn evict(st: &AppState, caches: Vec<CacheRow>, reason: Reason, out: &mut Evicted) {
+    for c in caches {
         if let Err(e) = delete(st, &c).await {
             out.errors.push(match reason {
                 Reason::Expired => format!("deleting expired cache {}: {}", c.ulid, chain(&e)),
@@ -68,13 +57,12 @@ async fn evict(
             });
             continue;
         }
-        freed = freed.saturating_add(c.size);
         match reason {
             Reason::Expired => {
                 info!(owner = %c.owner, key = %c.key, "cache unused past the TTL deleted")
             }
             Reason::OverQuota => {
-                info!(owner = %c.owner, key = %c.key, size = c.size, "least recently used cache deleted: owner over quota")
+                info!(owner = %c.owner, scope = %c.scope, key = %c.key, size = c.size, "cache deleted for quota")
             }
         }
         usage::count(st, &c.owner, &c.scope, UsageEvent::Eviction).await;

@@ -337,6 +337,52 @@ owner = "acme/widgets"
     }
 
     #[test]
+    fn protected_scopes_and_scope_limits_are_checked() {
+        let limits = Config::parse(MINIMAL).unwrap().limits;
+        assert!(limits.protects("default") && limits.protects("refs/heads/main"));
+        assert!(!limits.protects("refs/pull/42/merge") && !limits.protects("refs/heads"));
+        assert_eq!(
+            (limits.scope_quota, limits.max_live_unprotected_uploads),
+            (10 * GIB, 64)
+        );
+        for (line, field) in [
+            (
+                "protected_scopes = [\"refs/*/main\"]",
+                "limits.protected_scopes[0]",
+            ),
+            (
+                "protected_scopes = [\"main\", \"\"]",
+                "limits.protected_scopes[1]",
+            ),
+            (
+                "protected_scopes = [\"refs heads/*\"]",
+                "limits.protected_scopes[0]",
+            ),
+            (
+                "protected_scopes = [\"/refs*\"]",
+                "limits.protected_scopes[0]",
+            ),
+            ("scope_quota = 9007199254740992", "limits.scope_quota"),
+            (
+                "max_live_unprotected_uploads = 0",
+                "limits.max_live_unprotected_uploads",
+            ),
+        ] {
+            let e = err(&format!("{MINIMAL}\n[limits]\n{line}\n"));
+            assert!(e.contains(field), "{line}: {e}");
+        }
+        let everything = format!("{MINIMAL}\n[limits]\nprotected_scopes = [\"*\"]\n");
+        assert!(
+            Config::parse(&everything)
+                .unwrap()
+                .limits
+                .protects("refs/pull/1/merge")
+        );
+        let nothing = format!("{MINIMAL}\n[limits]\nprotected_scopes = []\n");
+        assert!(!Config::parse(&nothing).unwrap().limits.protects("default"));
+    }
+
+    #[test]
     fn bad_prefix_and_endpoint_are_refused() {
         let e = err(&MINIMAL.replace("bucket = \"caches\"", "bucket = \"c\"\nprefix = \"/x/\""));
         assert!(e.contains("s3.prefix"), "{e}");

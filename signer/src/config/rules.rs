@@ -131,8 +131,25 @@ const RULES: &[(&str, Rule)] = &[
         Within(0, MAX_SIZE, |c| c.limits.owner_quota),
     ),
     (
+        "limits.scope_quota",
+        Within(0, MAX_SIZE, |c| c.limits.scope_quota),
+    ),
+    (
+        "limits.protected_scopes",
+        Check(|c| {
+            for (i, p) in c.limits.protected_scopes.0.iter().enumerate() {
+                pattern(format!("[{i}]"), p, bmat_wire::validate_scope)?;
+            }
+            Ok(())
+        }),
+    ),
+    (
         "limits.max_live_uploads",
         Within(1, MAX_COUNT, |c| c.limits.max_live_uploads),
+    ),
+    (
+        "limits.max_live_unprotected_uploads",
+        Within(1, MAX_COUNT, |c| c.limits.max_live_unprotected_uploads),
     ),
     (
         "limits.max_connections",
@@ -233,14 +250,8 @@ const RULES: &[(&str, Rule)] = &[
                 if op.owners.is_empty() {
                     return Err(Broken::at(format!("[{i}].owners"), "is empty"));
                 }
-                for (j, pattern) in op.owners.iter().enumerate() {
-                    let exact = pattern.strip_suffix('*').unwrap_or(pattern);
-                    if exact.contains('*') || (exact.is_empty() && pattern != "*") {
-                        return Err(Broken::at(
-                            format!("[{i}].owners[{j}]"),
-                            format!("= {pattern:?}: an owner, or a prefix ending in '*'"),
-                        ));
-                    }
+                for (j, p) in op.owners.iter().enumerate() {
+                    pattern(format!("[{i}].owners[{j}]"), p, |_| Ok(()))?;
                 }
             }
             Ok(())
@@ -320,6 +331,24 @@ fn s3_prefix(c: &Config) -> Result<(), Broken> {
             "{p:?} must be non-empty, use only letters, digits, '/', '.', '_', '-', and not \
              start or end with '/'"
         )))
+    }
+}
+
+/// A name pattern (`crate::names::matches`): a name, or a prefix ending in `*`, or `*`
+/// alone; what comes before the `*` must pass `rule`.
+fn pattern(
+    at: String,
+    p: &str,
+    rule: fn(&str) -> Result<(), bmat_wire::KeyError>,
+) -> Result<(), Broken> {
+    let fixed = p.strip_suffix('*').unwrap_or(p);
+    let wrong = |why: String| Err(Broken::at(at.clone(), format!("= {p:?}: {why}")));
+    if fixed.contains('*') || (fixed.is_empty() && p != "*") {
+        return wrong("a name, or a prefix ending in '*'".to_owned());
+    }
+    match fixed {
+        "" => Ok(()),
+        _ => rule(fixed).or_else(|e| wrong(e.to_string())),
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::names::Patterns;
 use crate::s3::{Credentials, S3Settings};
 
 pub const KIB: u64 = 1024;
@@ -97,13 +98,26 @@ pub struct Limits {
     /// Size of every part but the last, in bytes (≥ 5 MiB), for uploads whose client
     /// asks for no size of its own.
     pub part_size: u64,
-    /// Total bytes of caches an owner may keep; least recently used go first.
+    /// Total bytes of caches an owner may keep, across its scopes. Over it, the
+    /// unprotected scope holding the most bytes loses its least recently used cache,
+    /// again and again; protected scopes' caches go (least recently used first) only
+    /// when no unprotected cache is left.
     pub owner_quota: u64,
+    /// Scopes no other scope's saves can evict or block: exact scopes, or prefixes
+    /// ending in `*`. Every other scope (a pull request's) is unprotected.
+    pub protected_scopes: Patterns,
+    /// Bytes of caches each unprotected scope may keep; over it, its own least
+    /// recently used caches go.
+    pub scope_quota: u64,
     /// Caches unused for this many days are deleted (fractions allowed).
     pub ttl_days: f64,
-    /// Uploads an owner may have in progress at once (under a live lease); more
-    /// begins are answered 429.
+    /// Uploads a scope may have in progress at once (under a live lease); more begins
+    /// of that scope are answered 429.
     pub max_live_uploads: u64,
+    /// Uploads an owner's unprotected scopes may have in progress at once, together;
+    /// more begins of unprotected scopes are answered 429. Protected scopes' uploads
+    /// neither count nor wait.
+    pub max_live_unprotected_uploads: u64,
     /// HTTP connections open at once; more wait in the listen backlog until one
     /// closes. Keep it below the process's file descriptor limit.
     pub max_connections: usize,
@@ -263,8 +277,14 @@ impl Default for Limits {
             max_cache_size: 10 * GIB,
             part_size: 16 * MIB,
             owner_quota: 50 * GIB,
+            protected_scopes: Patterns(vec![
+                bmat_wire::DEFAULT_SCOPE.to_owned(),
+                "refs/heads/*".to_owned(),
+            ]),
+            scope_quota: 10 * GIB,
             ttl_days: 7.0,
             max_live_uploads: 32,
+            max_live_unprotected_uploads: 64,
             max_connections: 512,
         }
     }
@@ -377,6 +397,11 @@ impl Timing {
 }
 
 impl Limits {
+    /// Whether `scope` is one of `protected_scopes`.
+    pub fn protects(&self, scope: &str) -> bool {
+        self.protected_scopes.matches(scope)
+    }
+
     /// The TTL; a value no `Duration` holds (the rules refuse it) saturates rather
     /// than panics.
     pub fn ttl(&self) -> Duration {

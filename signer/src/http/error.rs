@@ -111,6 +111,7 @@ impl From<UploadError> for ApiError {
             | E::PartNotUploaded(_)
             | E::EtagMismatch { .. }
             | E::SizeMismatch { .. }
+            | E::NoExtent(_)
             | E::ImpossibleExtent { .. } => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::ExpectedTooLarge { .. }
@@ -118,7 +119,9 @@ impl From<UploadError> for ApiError {
             | E::PartSize { .. }
             | E::SizeOverCap { .. }
             | E::PartsOverCap { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            E::TooManyLive { .. } => StatusCode::TOO_MANY_REQUESTS,
+            E::TooManyLive { .. } | E::TooManyLiveUnprotected { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             E::AbortedWhileCreating(_)
             | E::WrongState { .. }
             | E::NoLongerUploading(_)
@@ -137,7 +140,10 @@ impl From<AuthError> for ApiError {
                 (StatusCode::UNAUTHORIZED, None)
             }
             AuthError::Expired { .. } => (StatusCode::UNAUTHORIZED, Some(ErrorCode::TokenExpired)),
-            AuthError::Revoked { .. } => (StatusCode::UNAUTHORIZED, Some(ErrorCode::TokenRevoked)),
+            // A minter gone from the config revokes what it minted.
+            AuthError::Revoked { .. } | AuthError::MinterGone { .. } => {
+                (StatusCode::UNAUTHORIZED, Some(ErrorCode::TokenRevoked))
+            }
             AuthError::ReadOnly => (StatusCode::FORBIDDEN, Some(ErrorCode::ReadOnly)),
             AuthError::NeedsJobToken
             | AuthError::NeedsOperator

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::error::RegistryError;
 use super::schema::Registry;
-use super::values::{Place, to_i64};
+use super::values::{Place, unsigned};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheRow {
@@ -172,15 +172,13 @@ impl Registry {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Owners whose caches add up to more than `quota` bytes, with their totals.
-    pub fn owners_over_quota(&self, quota: u64) -> Result<Vec<(String, u64)>, RegistryError> {
+    /// The bytes of caches in each place that holds any, by owner and scope.
+    pub fn place_bytes(&self) -> Result<Vec<(String, String, u64)>, RegistryError> {
         let mut st = self.conn.prepare(
-            "SELECT owner, sum(size) AS total FROM caches GROUP BY owner HAVING total > ?1
-             ORDER BY owner",
+            "SELECT owner, scope, sum(size) FROM caches GROUP BY owner, scope
+             ORDER BY owner, scope",
         )?;
-        let rows = st.query_map(params![to_i64(quota)?], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
-        })?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, unsigned(r.get(2)?))))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -290,8 +288,12 @@ mod tests {
         assert_eq!(keys("deps_"), ["deps_b"]);
         assert_eq!(keys("deps"), ["deps-a", "deps_b", "deps-a"]);
         assert_eq!(keys("x"), Vec::<String>::new());
-        // Quota is per owner, across its scopes.
-        assert_eq!(reg.owners_over_quota(1).unwrap(), vec![("o".into(), 3)]);
+        // Bytes are counted per place, for the scope and owner quotas.
+        let bytes = |o: &str, s: &str, n| (o.to_owned(), s.to_owned(), n);
+        assert_eq!(
+            reg.place_bytes().unwrap(),
+            [bytes("o", "refs/pull/1/merge", 2), bytes("o", "s", 1)]
+        );
     }
 
     #[test]
@@ -376,10 +378,14 @@ mod tests {
             .map(|c| c.key)
             .collect();
         assert_eq!(old, ["b", "c"]);
-        assert_eq!(
-            reg.owners_over_quota(25).unwrap(),
-            vec![("o".to_string(), 30)]
-        );
+        let totals = |reg: &Registry| -> Vec<u64> {
+            reg.place_bytes()
+                .unwrap()
+                .into_iter()
+                .map(|p| p.2)
+                .collect()
+        };
+        assert_eq!(totals(&reg), [30, 5]);
         let lru: Vec<_> = reg
             .caches_lru("o")
             .unwrap()
@@ -389,6 +395,6 @@ mod tests {
         assert_eq!(lru, ["b", "a"]);
         assert!(reg.delete_cache("U2").unwrap());
         assert!(!reg.delete_cache("U2").unwrap());
-        assert!(reg.owners_over_quota(25).unwrap().is_empty());
+        assert_eq!(totals(&reg), [10, 5]);
     }
 }

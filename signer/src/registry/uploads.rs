@@ -10,7 +10,8 @@ use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::error::RegistryError;
 use super::schema::Registry;
-use super::values::{Place, to_i64};
+use super::values::{Place, to_i64, unsigned};
+use crate::names::Patterns;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadRow {
@@ -44,8 +45,11 @@ pub enum BeginOutcome {
     /// A `creating` row was written. `took_over` names an upload whose lease had
     /// expired and which was marked aborted to make room.
     Created { took_over: Option<String> },
-    /// The owner already has this many uploads under a live lease: the most allowed.
-    TooMany(u64),
+    /// The scope already has this many uploads under a live lease: the most allowed.
+    TooManyInScope(u64),
+    /// The owner's unprotected scopes, the upload's among them, already have this many
+    /// uploads under a live lease: the most allowed.
+    TooManyUnprotected(u64),
 }
 
 /// What the completion worker's final write did.
@@ -60,12 +64,18 @@ pub enum CompletedOutcome {
 }
 
 /// What a begin must respect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadRules {
     /// How long a begun upload holds its key without a sign of life.
     pub lease: Duration,
-    /// Uploads an owner may have under a live lease at once.
+    /// Uploads a scope may have under a live lease at once.
     pub max_live: u64,
+    /// Uploads an owner's unprotected scopes may have under a live lease at once,
+    /// together.
+    pub max_live_unprotected: u64,
+    /// The protected scopes: their uploads never count against
+    /// `max_live_unprotected`, nor wait for it.
+    pub protected: Patterns,
 }
 
 fn upload_from_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
@@ -124,20 +134,33 @@ impl Registry {
         now: i64,
         rules: &UploadRules,
     ) -> Result<BeginOutcome, RegistryError> {
-        let UploadRules { lease, max_live } = *rules;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Uploads whose lease ran out no longer count: their holder is gone, and the
-        // reaper will abort them.
-        let live: i64 = tx.query_row(
-            "SELECT count(*) FROM uploads WHERE owner = ?1
-             AND state IN ('creating', 'uploading') AND lease_expires_at > ?2",
-            params![at.owner, now],
-            |r| r.get(0),
-        )?;
-        if live.max(0) as u64 >= max_live {
-            return Ok(BeginOutcome::TooMany(max_live));
+        // reaper will abort them. One scope's uploads never hold back a protected
+        // scope's (docs/design.md, "Registry and S3 layout").
+        let live: Vec<(String, u64)> = tx
+            .prepare(
+                "SELECT scope, count(*) FROM uploads WHERE owner = ?1
+                 AND state IN ('creating', 'uploading') AND lease_expires_at > ?2
+                 GROUP BY scope",
+            )?
+            .query_map(params![at.owner, now], |r| {
+                Ok((r.get(0)?, unsigned(r.get(1)?)))
+            })?
+            .collect::<Result<_, _>>()?;
+        let in_scope = live.iter().find(|(s, _)| s == at.scope).map_or(0, |l| l.1);
+        if in_scope >= rules.max_live {
+            return Ok(BeginOutcome::TooManyInScope(rules.max_live));
+        }
+        let unprotected: u64 = live
+            .iter()
+            .filter(|(s, _)| !rules.protected.matches(s))
+            .map(|l| l.1)
+            .sum();
+        if !rules.protected.matches(at.scope) && unprotected >= rules.max_live_unprotected {
+            return Ok(BeginOutcome::TooManyUnprotected(rules.max_live_unprotected));
         }
         let exists: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM caches WHERE owner = ?1 AND scope = ?2 AND key = ?3)",
@@ -170,7 +193,7 @@ impl Registry {
             )?;
             took_over = Some(live.ulid);
         }
-        let lease_ms = to_i64(lease.as_millis() as u64)?;
+        let lease_ms = to_i64(rules.lease.as_millis() as u64)?;
         let inserted = tx.execute(
             "INSERT INTO uploads (ulid, owner, scope, key, state, part_size, lease_expires_at,
                                   created_at, updated_at)
@@ -435,10 +458,14 @@ pub(super) mod testing {
 
     pub const LEASE: Duration = Duration::from_secs(300);
 
+    /// At most `max_live` uploads per scope and as many in unprotected scopes; the
+    /// scope "s" is protected.
     pub fn rules(max_live: u64) -> UploadRules {
         UploadRules {
             lease: LEASE,
             max_live,
+            max_live_unprotected: max_live,
+            protected: Patterns(vec!["s".into()]),
         }
     }
 
@@ -521,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn an_owner_has_at_most_max_live_uploads_under_a_live_lease() {
+    fn a_scope_has_at_most_max_live_uploads_under_a_live_lease() {
         let (_d, mut reg) = open();
         for (i, key) in ["a", "b"].iter().enumerate() {
             let ulid = format!("U{i}");
@@ -533,7 +560,7 @@ mod tests {
         assert_eq!(
             reg.begin_upload(&at("o"), "c", "U3", 1, 0, &rules(2))
                 .unwrap(),
-            BeginOutcome::TooMany(2)
+            BeginOutcome::TooManyInScope(2)
         );
         // Another owner is not affected; nor is the owner once the leases ran out.
         assert!(created(
@@ -545,6 +572,27 @@ mod tests {
             reg.begin_upload(&at("o"), "c", "U5", 1, later, &rules(2))
                 .unwrap()
         ));
+    }
+
+    #[test]
+    fn unprotected_scopes_share_a_limit_that_never_holds_back_a_protected_one() {
+        let (_d, mut reg) = open();
+        let pr = |n| Place {
+            owner: "o",
+            scope: ["refs/pull/1/merge", "refs/pull/2/merge"][n],
+        };
+        let mut begin = |place: &Place<'_>, key: &str| {
+            let ulid = ulid::Ulid::new().to_string();
+            reg.begin_upload(place, key, &ulid, 1, 0, &rules(2))
+                .unwrap()
+        };
+        // A pull request holds its scope's maximum, which is also the unprotected one.
+        assert!(created(begin(&pr(0), "a")) && created(begin(&pr(0), "b")));
+        assert_eq!(begin(&pr(0), "c"), BeginOutcome::TooManyInScope(2));
+        assert_eq!(begin(&pr(1), "c"), BeginOutcome::TooManyUnprotected(2));
+        // The protected scope "s" begins as if they were not there.
+        assert!(created(begin(&at("o"), "a")) && created(begin(&at("o"), "b")));
+        assert_eq!(begin(&at("o"), "c"), BeginOutcome::TooManyInScope(2));
     }
 
     #[test]

@@ -29,10 +29,15 @@ pub enum UploadError {
     #[error("expected size {size} bytes is over the maximum cache size of {cap} bytes")]
     ExpectedTooLarge { size: u64, cap: u64 },
     #[error(
-        "owner {owner} has {max} uploads in progress, the most allowed \
+        "scope {scope} has {max} uploads in progress, the most allowed \
          (limits.max_live_uploads); try again when one ends"
     )]
-    TooManyLive { owner: String, max: u64 },
+    TooManyLive { scope: String, max: u64 },
+    #[error(
+        "the unprotected scopes of owner {owner} have {max} uploads in progress, the \
+         most allowed (limits.max_live_unprotected_uploads); try again when one ends"
+    )]
+    TooManyLiveUnprotected { owner: String, max: u64 },
     #[error("upload {0} was aborted while it was being created; begin again")]
     AbortedWhileCreating(String),
     #[error("upload {id} is {}; {needed}", .state.as_str())]
@@ -81,6 +86,11 @@ pub enum UploadError {
         "size {size} bytes is over the maximum cache size of {cap} bytes; the upload was aborted"
     )]
     SizeOverCap { size: u64, cap: u64 },
+    #[error(
+        "{0} is missing: a completion records what the archive unpacks to (restores stop \
+         past it); the upload was aborted"
+    )]
+    NoExtent(&'static str),
     #[error("{field} {value} is more than any archive holds; the upload was aborted")]
     ImpossibleExtent { field: &'static str, value: u64 },
     #[error("part {0} was not uploaded (S3 does not list it)")]

@@ -57,6 +57,8 @@ pub async fn begin(
         let rules = UploadRules {
             lease: std::time::Duration::from_secs(cfg.timing.lease_secs),
             max_live: limits.max_live_uploads,
+            max_live_unprotected: limits.max_live_unprotected_uploads,
+            protected: limits.protected_scopes.clone(),
         };
         st.db
             .run(move |r| r.begin_upload(&job.place(), &key, &ulid, part_size, now_ms(), &rules))
@@ -73,8 +75,14 @@ pub async fn begin(
                 reason: SkipReason::InProgress,
             });
         }
-        BeginOutcome::TooMany(max) => {
+        BeginOutcome::TooManyInScope(max) => {
             return Err(UploadError::TooManyLive {
+                scope: job.scope.clone(),
+                max,
+            });
+        }
+        BeginOutcome::TooManyUnprotected(max) => {
+            return Err(UploadError::TooManyLiveUnprotected {
                 owner: job.owner.clone(),
                 max,
             });
@@ -268,9 +276,9 @@ pub async fn complete(
     if !is_sha256_hex(&req.sha256) {
         return Err(UploadError::BadSha256(req.sha256.clone()));
     }
-    if let Some((field, value)) = impossible_extent(&req.extent) {
+    if let Err(e) = check_extent(&req.extent) {
         abort_upload(st, &up, &[UploadState::Uploading]).await?;
-        return Err(UploadError::ImpossibleExtent { field, value });
+        return Err(e);
     }
     let cap = st.cfg().limits.max_cache_size;
     if req.size > cap {
@@ -355,15 +363,23 @@ pub async fn complete(
     })
 }
 
-/// The field of an extent no archive can have (the registry stores it as an i64), and
-/// its value.
-fn impossible_extent(extent: &Extent) -> Option<(&'static str, u64)> {
-    [
+/// What the archive unpacks to must be recorded (a restore bounds its writes by it:
+/// without it, a small archive could unpack until the disk is full) and possible (the
+/// registry stores each as an i64).
+fn check_extent(extent: &Extent) -> Result<(), UploadError> {
+    for (field, value) in [
         ("unpacked_size", extent.unpacked_size),
         ("entries", extent.entries),
-    ]
-    .into_iter()
-    .find_map(|(field, v)| v.filter(|v| i64::try_from(*v).is_err()).map(|v| (field, v)))
+    ] {
+        match value {
+            None => return Err(UploadError::NoExtent(field)),
+            Some(v) if i64::try_from(v).is_err() => {
+                return Err(UploadError::ImpossibleExtent { field, value: v });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 pub async fn status(st: &AppState, job: &JobGrant, id: &str) -> Result<UploadStatus, UploadError> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CacheHit, CompleteRequest, CompletedPart, LookupRequest,
+    BeginRequest, BeginResponse, CacheHit, CompleteRequest, CompletedPart, Extent, LookupRequest,
     LookupResponse, PartUrlsRequest, PartUrlsResponse, UploadState, UploadStatus,
 };
 use sha2::{Digest, Sha256};
@@ -129,13 +129,15 @@ impl Signer {
         })
     }
 
-    /// Completes the upload and waits until the signer has stored the cache.
+    /// Completes the upload, recording `extent` (the signer requires one), and waits
+    /// until the signer has stored the cache.
     pub async fn complete(
         &self,
         upload: &Upload,
         parts: Vec<CompletedPart>,
         size: u64,
         sha256: String,
+        extent: Extent,
     ) -> Result<()> {
         let mut status: UploadStatus = self
             .call(
@@ -145,7 +147,7 @@ impl Signer {
                     parts,
                     size,
                     sha256,
-                    extent: Default::default(),
+                    extent,
                 }),
             )
             .await?;

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use bmat_wire::api::{
     BeginRequest, BeginResponse, CacheHit, CacheList, CompleteRequest, CompletedPart, ErrorBody,
-    LookupRequest, LookupResponse, PartUrlsRequest, PartUrlsResponse, UploadState, UploadStatus,
+    Extent, LookupRequest, LookupResponse, PartUrlsRequest, PartUrlsResponse, UploadState,
+    UploadStatus,
 };
 use reqwest::StatusCode;
 use serde::Serialize;
@@ -162,7 +163,7 @@ impl Api {
                 .collect(),
             size,
             sha256: sha256.into(),
-            extent: Default::default(),
+            extent: any_extent(size),
         };
         self.post(&format!("/v1/uploads/{id}/complete"), &req).await
     }
@@ -235,6 +236,15 @@ pub async fn download(http: &reqwest::Client, url: &str) -> Vec<u8> {
     let resp = http.get(url).send().await.expect("GET from S3");
     assert_eq!(resp.status(), StatusCode::OK);
     resp.bytes().await.expect("body").to_vec()
+}
+
+/// An extent for test data that is not an archive (the signer requires one and never
+/// reads the bytes): as if it unpacked to itself, in one entry.
+pub fn any_extent(size: u64) -> Extent {
+    Extent {
+        unpacked_size: Some(size),
+        entries: Some(1),
+    }
 }
 
 pub fn sha256(data: &[u8]) -> String {
