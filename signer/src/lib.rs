@@ -14,6 +14,7 @@
 //! - [`server`] — startup, the ready file, shutdown.
 //! - [`s3`] — the S3 client.
 //! - [`retry`] — the one policy of every retry loop.
+//! - [`lease`] — this process's lease on its S3 prefix (who holds it, whether we do).
 //! - [`tasks`] — background tasks restarted when they panic, and their health.
 //! - [`names`] — client-given names checked against the wire's rules.
 //! - [`text`] — client strings quoted and error chains, for people.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod caches;
 pub mod config;
 pub mod http;
+pub mod lease;
 pub mod lookup_id;
 pub mod metrics;
 pub mod names;

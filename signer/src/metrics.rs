@@ -222,6 +222,16 @@ impl Metrics {
         }
     }
 
+    /// A reaper round that ran no pass: this process does not hold the prefix's lease
+    /// (`reaper_actions_total{action="skipped_lease_not_held"}`).
+    pub fn reaper_skipped(&self) {
+        self.reaper_actions
+            .get_or_create(&ReaperLabels {
+                action: "skipped_lease_not_held",
+            })
+            .inc();
+    }
+
     /// The text of a scrape, with the registry's figures as of now. OpenMetrics ends
     /// with `# EOF`; the Prometheus text format has no such line.
     pub fn render(

@@ -15,8 +15,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::http::accept::{self, ConnLimits};
 use crate::http::api;
-use crate::ops::claim::{self, ClaimError};
-use crate::ops::{reaper, reload};
+use crate::ops::{claim, lease, reaper, reload};
 use crate::registry::{Db, Registry};
 use crate::s3::S3Client;
 use crate::state::AppState;
@@ -67,22 +66,19 @@ pub async fn run(
     // Before the ready file: from then on a SIGHUP reloads instead of killing.
     let hangups = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
 
-    // A prefix another registry owns is refused; one whose owner cannot be checked
-    // now (S3 down) is served, but the reaper waits until the claim is settled.
-    let claimed = match claim::claim_prefix(&st).await {
-        Ok(()) => true,
-        Err(e @ ClaimError::Foreign { .. }) => return Err(e.into()),
-        Err(e) => {
-            warn!("{e}; the reaper waits until the claim is checked");
-            false
-        }
-    };
+    // A prefix another registry owns, or another running signer holds, is refused; one
+    // whose claim cannot be read now (S3 down) is served, but nothing destructive runs
+    // until the lease task has taken it.
+    match claim::acquire(&st).await {
+        Ok(()) => {}
+        Err(e) if e.is_refusal() => return Err(e.into()),
+        Err(e) => warn!("{e}; the reaper waits until the prefix is claimed"),
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let leases = spawn_supervised(&st, Task::Lease, &stop_rx, lease::run);
     let worker = spawn_supervised(&st, Task::Worker, &stop_rx, worker::run);
-    let reaper = spawn_supervised(&st, Task::Reaper, &stop_rx, move |st, stop| {
-        reaper::run(st, stop, claimed)
-    });
+    let reaper = spawn_supervised(&st, Task::Reaper, &stop_rx, reaper::run);
     let reloads = tokio::spawn(reload::run(
         st.clone(),
         opts.config_path.clone(),
@@ -132,6 +128,7 @@ pub async fn run(
     info!("shutting down");
     let _ = stop_tx.send(true);
     for (name, task) in [
+        ("prefix lease renewal", leases),
         ("completion worker", worker),
         ("reaper", reaper),
         ("metrics server", metrics),
@@ -144,6 +141,9 @@ pub async fn run(
             Err(_) => warn!("{name} did not stop within 10 s; leaving it"),
         }
     }
+    // Released last, once the tasks that delete have stopped: the next start takes the
+    // prefix at once.
+    lease::release(&st).await;
     Ok(())
 }
 

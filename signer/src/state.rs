@@ -1,6 +1,6 @@
 //! What request handlers and background tasks share: the live config (swapped whole
 //! by a reload), the registry, the S3 client, the metrics, the worker's wake-up, the
-//! background tasks' health, the key of lookup ids.
+//! background tasks' health, the prefix lease, the key of lookup ids.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,6 +11,7 @@ use crate::auth::{
     AuthError, Principal, PrincipalError, StaticTokens, check_job_token, token_hash,
 };
 use crate::config::Config;
+use crate::lease::Lease;
 use crate::lookup_id::LookupKey;
 use crate::metrics::Metrics;
 use crate::registry::Db;
@@ -29,6 +30,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Which supervised background tasks are down, for health.
     pub tasks: Arc<Tasks>,
+    /// This process's lease on the S3 prefix: destructive background work only while
+    /// it holds it (see [`AppState::holds_prefix`]).
+    pub lease: Arc<Lease>,
     /// Signs the lookup ids that reports echo.
     pub lookup_key: Arc<LookupKey>,
 }
@@ -51,6 +55,7 @@ impl Live {
 impl AppState {
     pub fn new(cfg: Config, db: Db, s3: S3Client) -> AppState {
         AppState {
+            lease: Arc::new(Lease::new(cfg.timing.prefix_lease())),
             live: Arc::new(RwLock::new(Live::new(cfg))),
             db,
             s3,
@@ -93,6 +98,14 @@ impl AppState {
             Some(row) => Ok(check_job_token(row, now_ms(), &live.tokens)?),
             None => Err(AuthError::UnknownToken.into()),
         }
+    }
+
+    /// True when this process holds the prefix, by the claim object read now: asked
+    /// before every destructive background action (docs/design.md, "Registry and S3
+    /// layout").
+    pub async fn holds_prefix(&self) -> bool {
+        let object = self.cfg().s3.claim_object();
+        self.lease.confirm(&self.s3, &object, now_ms()).await
     }
 
     pub fn object_name(&self, ulid: &str) -> String {

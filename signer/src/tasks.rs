@@ -1,4 +1,5 @@
-//! The background tasks that must keep running (the reaper, the completion worker):
+//! The background tasks that must keep running (the reaper, the completion worker, the
+//! prefix lease's renewal):
 //! each runs under [`supervise`], which restarts it when it panics, and [`Tasks`]
 //! records which are down, for `GET /v1/health`. A task is down from its panic until
 //! its restarted run finishes a pass.
@@ -18,16 +19,18 @@ use crate::retry::RetryPolicy;
 pub enum Task {
     Reaper,
     Worker,
+    Lease,
 }
 
 impl Task {
-    const ALL: [Task; 2] = [Task::Reaper, Task::Worker];
+    const ALL: [Task; 3] = [Task::Reaper, Task::Worker, Task::Lease];
 
     /// As health and the log name it.
     pub fn name(self) -> &'static str {
         match self {
             Task::Reaper => "reaper",
             Task::Worker => "completion worker",
+            Task::Lease => "prefix lease renewal",
         }
     }
 
@@ -35,6 +38,7 @@ impl Task {
         match self {
             Task::Reaper => 0,
             Task::Worker => 1,
+            Task::Lease => 2,
         }
     }
 }
@@ -42,7 +46,7 @@ impl Task {
 /// Which tasks are down.
 #[derive(Debug, Default)]
 pub struct Tasks {
-    down: [AtomicBool; 2],
+    down: [AtomicBool; 3],
 }
 
 impl Tasks {

@@ -57,7 +57,8 @@ pub enum ErrorCode {
 pub struct Health {
     pub ok: bool,
     pub version: String,
-    /// Background tasks that died and have not run a pass since their restart.
+    /// Background tasks that died and have not run a pass since their restart, and
+    /// `prefix lease` when another signer took the prefix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub down: Vec<String>,
 }

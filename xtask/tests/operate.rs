@@ -7,6 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use bmat_wire::api::{
     Activity, BeginRequest, CacheList, PartUrlsResponse, ScopeUsage, UploadState, UploadStatus,
@@ -465,6 +466,74 @@ async fn sighup_refuses_a_ttl_that_would_wrap_and_the_reaper_keeps_every_cache()
     );
     let health = api.with_token(None).get("/v1/health").await;
     assert_eq!(health.status, StatusCode::OK);
+}
+
+/// A signer whose prefix another signer took (a copy of its registry started
+/// elsewhere, which waited out a lease it could not renew) deletes and aborts nothing
+/// from then on, and health says so.
+#[tokio::test]
+async fn a_signer_whose_prefix_lease_was_taken_deletes_nothing_and_health_says_so() {
+    let stack = Stack::start_with(common::eager_reaper).expect("stack");
+    let api = Api::new(&stack);
+    let s3 = stack.s3_client().expect("s3 client");
+    let prefix = &stack.env().s3_prefix;
+
+    // The other signer's claim: the same registry, another instance, renewed now.
+    let mut claim = common::prefix_claim(&stack).await;
+    claim["holder"]["instance"] = "0ther".into();
+    claim["holder"]["host"] = "elsewhere".into();
+    claim["holder"]["renewed_at_ms"] = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64)
+        .into();
+    s3.put_object(
+        &format!("{prefix}/registry-id"),
+        claim.to_string().into_bytes(),
+    )
+    .await
+    .expect("PUT the other signer's claim");
+    poll_until(
+        "health to say the prefix lease is down",
+        PATIENCE,
+        async || {
+            let health = api.with_token(None).get("/v1/health").await;
+            health.status == StatusCode::SERVICE_UNAVAILABLE
+                && health.body["down"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|t| t == "prefix lease"))
+        },
+    )
+    .await;
+
+    // An object the other signer wrote, which this one's registry does not know.
+    let theirs = format!("{prefix}/caches/{}", ulid::Ulid::new());
+    s3.put_object(&theirs, b"theirs".to_vec())
+        .await
+        .expect("PUT");
+    common::wait_until_older(&stack, &theirs, Duration::from_secs(2)).await;
+    let skipped = |s: &prometheus_parse::Scrape| {
+        value(
+            s,
+            "bmat_signer_reaper_actions_total",
+            &[("action", "skipped_lease_not_held")],
+        )
+    };
+    let before = skipped(&scrape(&stack).await);
+    poll_until("two skipped reaper rounds", PATIENCE, async || {
+        skipped(&scrape(&stack).await) >= before + 2.0
+    })
+    .await;
+    assert!(
+        s3.head_object(&theirs).await.expect("HEAD").is_some(),
+        "the reaper deleted the other signer's object"
+    );
+    let log = signer_log(&stack);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("reaper pass skipped") && l.contains("instance 0ther")),
+        "{log}"
+    );
 }
 
 // ---- check-config ----

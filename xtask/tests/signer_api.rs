@@ -1224,7 +1224,9 @@ async fn a_second_registry_on_a_claimed_prefix_is_refused_unless_it_takes_over()
     // The first signer is untouched.
     assert!(api.hit("first", &[]).await.is_some());
 
-    // With the flag it takes the prefix over ...
+    // With the flag it takes the prefix over, once the first signer is gone (its lease
+    // lapsed) ...
+    stack.kill_signer().expect("kill the first signer");
     let mut second = SecondSigner::spawn(&stack, dir.path(), |c| c.s3.take_over_prefix = true);
     second
         .outcome()
@@ -1232,7 +1234,6 @@ async fn a_second_registry_on_a_claimed_prefix_is_refused_unless_it_takes_over()
     drop(second);
 
     // ... and now the first one is the stranger there.
-    stack.kill_signer().expect("kill the first signer");
     let e = stack
         .start_signer()
         .expect_err("the first signer restarted on a prefix taken over");
@@ -1240,6 +1241,109 @@ async fn a_second_registry_on_a_claimed_prefix_is_refused_unless_it_takes_over()
         format!("{e:#}").contains("belongs to another registry"),
         "{e:#}"
     );
+}
+
+/// Issue 17, point 12: a second signer started on a copy of the live registry (the
+/// same registry id, as a restored backup has) passed the prefix claim, and its
+/// reaper deleted the first signer's newer cache as an orphan. Now the running
+/// signer's lease keeps the copy out.
+#[tokio::test]
+async fn a_signer_on_a_copy_of_the_live_registry_refuses_the_prefix_and_deletes_nothing() {
+    // A reaper that does not know the newer cache would delete it at once. A lease of
+    // 10 s, renewed every 3 s.
+    let stack = Stack::start_with(|c| {
+        common::eager_reaper(c);
+        c.timing.prefix_lease_secs = 10;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    api.store("before-copy", b"older").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A consistent copy of the live registry, as a backup tool makes it.
+    rusqlite::Connection::open(stack.signer_config().database.as_path())
+        .expect("open the live registry")
+        .execute(
+            "VACUUM INTO ?1",
+            [dir.path()
+                .join("second.sqlite")
+                .to_str()
+                .expect("utf-8 path")],
+        )
+        .expect("copy the registry");
+    let id = api.store("after-copy", b"newer").await;
+    let object = object_name(&stack, &id);
+    common::wait_until_older(&stack, &object, Duration::from_secs(2)).await;
+
+    let mut copy = SecondSigner::spawn(&stack, dir.path(), |_| {});
+    if copy.outcome().is_ok() {
+        poll_until(
+            "the copy's reaper to delete the newer cache",
+            PATIENCE,
+            async || !object_exists(&stack, &object).await,
+        )
+        .await;
+        panic!("the signer on the copy took the prefix and deleted {object}");
+    }
+    let stderr = std::fs::read_to_string(&copy.log).expect("the copy's log");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("is held by another running signer"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let holder = common::prefix_claim(&stack).await["holder"]["instance"].clone();
+    assert!(
+        line.contains(&format!("s3.prefix {:?}", stack.env().s3_prefix))
+            && line.contains(&format!("instance {}", holder.as_str().expect("instance")))
+            && line.contains("renewed its 10 s lease")
+            && line.contains("a prefix of its own"),
+        "{line}"
+    );
+    // The first signer's caches, the newer one included, are untouched, and it is well.
+    assert!(object_exists(&stack, &object).await);
+    assert!(api.hit("after-copy", &[]).await.is_some());
+    assert!(api.hit("before-copy", &[]).await.is_some());
+    let health = api.with_token(None).get("/v1/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+}
+
+/// A clean stop releases the prefix's lease, so the restart does not wait for it; a
+/// killed signer's lease holds the prefix until it lapses, then a restart takes it.
+#[tokio::test]
+async fn a_clean_stop_releases_the_prefix_and_a_killed_signers_lease_lapses() {
+    // A lease far longer than the restart's 30 s deadline.
+    let mut stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.timing.prefix_lease_secs = 600;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    api.store("kept", b"kept").await;
+    let held = common::prefix_claim(&stack).await;
+    assert_eq!(held["holder"]["lease_secs"], 600, "{held}");
+
+    let status = stack.stop_signer().expect("SIGTERM");
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let released = common::prefix_claim(&stack).await;
+    assert_eq!(released["registry"], held["registry"], "{released}");
+    assert!(released.get("holder").is_none(), "{released}");
+    stack
+        .start_signer_with(|c| c.timing.prefix_lease_secs = 3)
+        .expect("a restart after a clean stop takes the prefix at once");
+    assert!(api.hit("kept", &[]).await.is_some());
+
+    let before = common::prefix_claim(&stack).await;
+    stack.kill_signer().expect("SIGKILL");
+    assert_eq!(common::prefix_claim(&stack).await, before, "not released");
+    stack
+        .start_signer()
+        .expect("a restart after a kill takes the prefix once the lease lapsed");
+    let after = common::prefix_claim(&stack).await;
+    assert_ne!(
+        after["holder"]["instance"], before["holder"]["instance"],
+        "{after}"
+    );
+    let log = std::fs::read_to_string(stack.dir().join("signer.log")).expect("signer log");
+    assert!(log.contains("lapsed without a renewal"), "{log}");
+    assert!(api.hit("kept", &[]).await.is_some());
 }
 
 #[tokio::test]

@@ -211,6 +211,14 @@ owner = "acme/widgets"
                 "timing.stale_margin_secs",
             ),
             (
+                "[timing]\nprefix_lease_secs = 3601",
+                "timing.prefix_lease_secs",
+            ),
+            (
+                "[timing]\nprefix_lease_secs = 2",
+                "timing.prefix_lease_secs",
+            ),
+            (
                 "[timing]\ncompletion_max_backoff_ms = 9999999999999",
                 "timing.completion_max_backoff_ms",
             ),

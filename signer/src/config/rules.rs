@@ -17,6 +17,9 @@ pub const MAX_MS: u64 = MAX_SECS * 1000;
 /// The largest size in bytes: below 2^53, what a JSON number carries exactly (and far
 /// below what SQLite's i64 holds).
 pub const MAX_SIZE: u64 = (1 << 53) - 1;
+/// The shortest and longest `timing.prefix_lease_secs`: a restart after a crash waits
+/// up to the lease.
+pub const PREFIX_LEASE_SECS: (u64, u64) = (3, 3600);
 /// The largest count (uploads, connections).
 pub const MAX_COUNT: u64 = 1_000_000;
 
@@ -166,6 +169,12 @@ const RULES: &[(&str, Rule)] = &[
         }),
     ),
     ("", Check(durations)),
+    (
+        "timing.prefix_lease_secs",
+        Within(PREFIX_LEASE_SECS.0, PREFIX_LEASE_SECS.1, |c| {
+            c.timing.prefix_lease_secs
+        }),
+    ),
     (
         "timing.part_url_expiry_secs",
         Presignable(|c| c.timing.part_url_expiry_secs),

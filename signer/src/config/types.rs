@@ -71,7 +71,7 @@ pub struct S3Config {
     pub path_style: bool,
     /// Objects are stored as `{prefix}/caches/{ULID}`. One registry per prefix: the
     /// signer claims it in `{prefix}/registry-id` and refuses a prefix another
-    /// registry claimed.
+    /// registry claimed or another running signer holds.
     #[serde(default = "default_prefix")]
     pub prefix: String,
     /// Claim the prefix even though another registry did (the old registry is gone
@@ -140,6 +140,10 @@ pub struct Timing {
     /// Added to the part URL expiry before an idle upload counts as abandoned.
     pub stale_margin_secs: u64,
     pub reaper_interval_secs: u64,
+    /// The running signer's lease on its S3 prefix, renewed every third of it. A signer
+    /// that starts while another one holds the prefix waits this long for it to lapse
+    /// (a crashed signer), then refuses to start; a clean stop releases it at once.
+    pub prefix_lease_secs: u64,
     /// The completion worker retries a failed CompleteMultipartUpload (S3 down,
     /// throttling, 5xx) for this long after the client finished the upload before it
     /// gives up and aborts it. Failures that can never succeed (the multipart upload
@@ -296,6 +300,7 @@ impl Default for Timing {
             lease_secs: 300,
             stale_margin_secs: 300,
             reaper_interval_secs: 60,
+            prefix_lease_secs: 30,
             completion_give_up_after_secs: 6 * 3600,
             completion_backoff_ms: 500,
             completion_max_backoff_ms: 60_000,
@@ -382,6 +387,9 @@ impl Timing {
             self.part_url_expiry_secs
                 .saturating_add(self.stale_margin_secs),
         )
+    }
+    pub fn prefix_lease(&self) -> Duration {
+        Duration::from_secs(self.prefix_lease_secs)
     }
     pub fn completion_give_up_after(&self) -> Duration {
         Duration::from_secs(self.completion_give_up_after_secs)

@@ -1,7 +1,8 @@
 //! Operations: what keeps the signer tidy and what operators run.
 //!
 //! - [`reaper`] — aborts what was abandoned, evicts what is old or over quota.
-//! - [`claim`] — one registry per S3 prefix.
+//! - [`claim`] — one registry, and one running signer, per S3 prefix: taking it.
+//! - [`lease`] — the running signer's lease on its prefix: renewed, released.
 //! - [`reload`] — SIGHUP: tokens and limits re-read from the config file.
 //! - [`check_config`] — `signer check-config`: the file and the bucket, checked.
 //! - [`client`] — the operator's client of the API (`signer token …`, `signer stats`).
@@ -11,6 +12,7 @@
 pub mod check_config;
 pub mod claim;
 pub mod client;
+pub mod lease;
 pub mod reaper;
 pub mod reload;
 pub mod stats_cmd;

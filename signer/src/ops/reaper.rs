@@ -15,16 +15,16 @@
 //!    counters older than a week and a day → forgotten.
 //!
 //! Each step runs even if an earlier one failed; failures are reported and retried on
-//! the next pass.
+//! the next pass. A pass runs only while this process holds the prefix's lease (see
+//! [`super::lease`]).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use bmat_wire::api::UploadState;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use super::claim;
 use crate::caches::evict::{self, Evicted};
 use crate::registry::UploadRow;
 use crate::state::{AppState, ms_ago, now_ms};
@@ -57,21 +57,23 @@ pub struct ReapReport {
 }
 
 /// Runs a pass at once and then every `timing.reaper_interval_secs`, until `shutdown`.
-/// Until the prefix is `claimed` for this registry (see [`super::claim`]) each round
-/// tries to claim it instead, and reaps nothing: what it would delete may be another
-/// registry's.
-pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>, mut claimed: bool) {
+/// Before each pass it reads the prefix's claim again: unless it names this process
+/// (not taken yet, or held by another signer, of this registry's copy as well), the
+/// round reaps nothing, since what it would delete or abort may be the other's.
+pub async fn run(st: AppState, mut shutdown: watch::Receiver<bool>) {
     let interval = Duration::from_secs(st.cfg().timing.reaper_interval_secs);
     loop {
-        if !claimed {
-            match claim::claim_prefix(&st).await {
-                Ok(()) => claimed = true,
-                Err(e) => warn!("reaper paused: {e}"),
-            }
-        }
-        if claimed {
+        if st.holds_prefix().await {
             let report = reap_once(&st).await;
             log(&report);
+        } else {
+            st.metrics.reaper_skipped();
+            match st.lease.lost() {
+                Some(why) => error!("reaper pass skipped: {why}"),
+                None => {
+                    warn!("reaper pass skipped: this signer does not hold the prefix's lease now")
+                }
+            }
         }
         st.tasks.ran(Task::Reaper);
         tokio::select! {

@@ -131,13 +131,22 @@ pub async fn complete_one(st: &AppState) -> Result<Step, UploadError> {
         return give_up(st, &up).await;
     }
 
-    let attempts = up.attempts.saturating_add(1);
     let failing_since = up.finished_at.unwrap_or(up.created_at);
     let give_up_after = st.cfg().timing.completion_give_up_after();
     if now_ms().saturating_sub(failing_since) >= millis(give_up_after) {
-        warn!(upload = %up.ulid, attempts, "completion still failing {} s after the upload finished; giving up: {failure}", give_up_after.as_secs());
+        warn!(upload = %up.ulid, attempts = up.attempts, "completion still failing {} s after the upload finished; giving up: {failure}", give_up_after.as_secs());
         return give_up(st, &up).await;
     }
+    retry_later(st, &up, &failure).await
+}
+
+/// Schedules the next attempt after the backoff.
+async fn retry_later(
+    st: &AppState,
+    up: &UploadRow,
+    failure: &(dyn std::fmt::Display + Sync),
+) -> Result<Step, UploadError> {
+    let attempts = up.attempts.saturating_add(1);
     let cfg = st.cfg();
     let t = &cfg.timing;
     let next = now_ms().saturating_add(backoff_ms(
@@ -150,7 +159,7 @@ pub async fn complete_one(st: &AppState) -> Result<Step, UploadError> {
     st.db
         .run(move |r| r.schedule_retry(&ulid, attempts, next, now_ms()))
         .await?;
-    Ok(Step::Retry(up.ulid, next))
+    Ok(Step::Retry(up.ulid.clone(), next))
 }
 
 /// The wait in ms after `attempts` failures: `base · 2^(attempts-1)` capped at `max`,
@@ -182,7 +191,9 @@ async fn record(st: &AppState, up: &UploadRow) -> Result<Step, UploadError> {
         CompletedOutcome::KeyTaken => {
             // Cannot happen while the one-live-upload rule holds; keep the older cache.
             warn!(upload = %up.ulid, key = %up.key, "a cache for the key already exists; deleting the surplus object");
-            if let Err(e) = st.s3.delete_object(&st.object_name(&up.ulid)).await {
+            if !st.holds_prefix().await {
+                warn!(upload = %up.ulid, "not deleted: this signer does not hold the prefix's lease");
+            } else if let Err(e) = st.s3.delete_object(&st.object_name(&up.ulid)).await {
                 warn!(upload = %up.ulid, "cannot delete the surplus object (the orphan sweep will): {e}");
             }
         }
@@ -193,7 +204,14 @@ async fn record(st: &AppState, up: &UploadRow) -> Result<Step, UploadError> {
     Ok(Step::Completed(up.ulid.clone()))
 }
 
+/// Aborts the upload, only while this process holds the prefix's lease (a copy of this
+/// registry may hold the same row, whose upload the other signer completes); else it is
+/// tried again later.
 async fn give_up(st: &AppState, up: &UploadRow) -> Result<Step, UploadError> {
+    if !st.holds_prefix().await {
+        let why = "this signer does not hold the prefix's lease, so it aborts nothing";
+        return retry_later(st, up, &why).await;
+    }
     abort_upload(st, up, &[UploadState::Finished]).await?;
     warn!(owner = %up.owner, key = %up.key, upload = %up.ulid, "completion given up; upload aborted");
     Ok(Step::Aborted(up.ulid.clone()))

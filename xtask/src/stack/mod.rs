@@ -176,7 +176,12 @@ impl Stack {
                 credentials_file: None,
             },
             limits: Limits::default(),
-            timing: Timing::default(),
+            // A restart after a kill waits for the killed signer's lease to lapse: keep
+            // it short (a clean stop releases it at once).
+            timing: Timing {
+                prefix_lease_secs: 3,
+                ..Timing::default()
+            },
             job_tokens: JobTokenPolicy::default(),
             tokens: vec![
                 job_token(&token, OWNER),
@@ -287,7 +292,13 @@ impl Stack {
         self.signer.kill()
     }
 
-    /// Restart the signer on the same database and port; returns once healthy.
+    /// SIGTERM the signer and wait for it: a clean stop (it releases its prefix lease).
+    pub fn stop_signer(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        self.signer.proc_mut().terminate()
+    }
+
+    /// Restart the signer on the same database and port; returns once healthy. After
+    /// [`Stack::kill_signer`] it first waits for the killed one's prefix lease to lapse.
     pub fn start_signer(&mut self) -> Result<()> {
         self.signer.restart()
     }

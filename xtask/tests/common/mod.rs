@@ -98,6 +98,53 @@ pub fn pid_alive(pid: u32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
+/// The prefix's claim object (`{prefix}/registry-id`: registry and lease holder).
+pub async fn prefix_claim(stack: &Stack) -> serde_json::Value {
+    let s3 = stack.s3_client().expect("s3 client");
+    let object = format!("{}/registry-id", stack.env().s3_prefix);
+    let bytes = s3.get_object(&object).await.expect("GET the claim object");
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "the claim {:?} is not JSON: {e}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// Waits until S3 says `object` was written more than `age` ago (by S3's own
+/// `LastModified`, which the reaper's stale window is judged by).
+pub async fn wait_until_older(stack: &Stack, object: &str, age: Duration) {
+    let s3 = stack.s3_client().expect("s3 client");
+    let prefix = format!("{}/", stack.env().s3_prefix);
+    poll_until(
+        &format!("{object} to be older than {age:?}"),
+        api::PATIENCE,
+        async || {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_millis() as i64;
+            s3.list_objects_dated(&prefix)
+                .await
+                .expect("ListObjects")
+                .iter()
+                .find(|o| o.name == object)
+                .and_then(|o| o.last_modified_ms)
+                .is_some_and(|t| now - t > age.as_millis() as i64)
+        },
+    )
+    .await;
+}
+
+/// Small parts, a stale window of 1 s and a reaper pass every second: a reaper that
+/// does not know an object deletes it as soon as S3 says it is a second old.
+pub fn eager_reaper(c: &mut Config) {
+    c.limits.part_size = api::PART;
+    c.timing.part_url_expiry_secs = 1;
+    c.timing.stale_margin_secs = 0;
+    c.timing.reaper_interval_secs = 1;
+}
+
 /// Small parts, caches unused for 5 s evicted, a reaper pass every second.
 pub fn short_ttl(c: &mut Config) {
     c.limits.part_size = api::PART;

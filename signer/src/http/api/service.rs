@@ -9,13 +9,17 @@ use bmat_wire::api::Health;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
-/// 200 when the registry answers and every background task is up; 503 naming the
-/// tasks that are down otherwise.
+/// 200 when the registry answers, every background task is up and no other signer has
+/// taken the prefix's lease; 503 naming what is down otherwise (`prefix lease`: another
+/// signer holds the prefix, so this one deletes and aborts nothing).
 pub(super) async fn health(
     State(st): State<AppState>,
 ) -> Result<(StatusCode, Json<Health>), ApiError> {
     st.db.run(|r| r.ping()).await?;
-    let down: Vec<String> = st.tasks.down().into_iter().map(str::to_owned).collect();
+    let mut down: Vec<String> = st.tasks.down().into_iter().map(str::to_owned).collect();
+    if st.lease.lost().is_some() {
+        down.push("prefix lease".to_owned());
+    }
     let status = if down.is_empty() {
         StatusCode::OK
     } else {
