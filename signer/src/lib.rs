@@ -15,6 +15,7 @@
 //! - [`s3`] — the S3 client.
 //! - [`retry`] — the one policy of every retry loop.
 //! - [`tasks`] — background tasks restarted when they panic, and their health.
+//! - [`window`] — budgets and verdicts remembered for a window, in memory.
 //! - [`names`] — client-given names checked against the wire's rules.
 //! - [`text`] — client strings quoted and error chains, for people.
 
@@ -34,3 +35,4 @@ pub mod state;
 pub mod tasks;
 pub mod text;
 pub mod uploads;
+pub mod window;

@@ -30,13 +30,15 @@ pub struct StaticTokens(HashMap<String, Principal>);
 impl StaticTokens {
     pub fn from_config(cfg: &Config) -> StaticTokens {
         let jobs = cfg.tokens.iter().map(|t| {
+            let hash = token_hash(&t.token);
             let grant = JobGrant {
                 owner: t.owner.clone(),
                 scope: t.scope.clone(),
                 read_scopes: t.read_scopes.clone(),
                 write: t.write,
+                token: hash.clone(),
             };
-            (token_hash(&t.token), Principal::Job(grant))
+            (hash, Principal::Job(grant))
         });
         let operators = cfg.operators.iter().map(|o| {
             let grant = OperatorGrant {
@@ -69,6 +71,7 @@ pub fn check_job_token(row: JobTokenRow, now_ms: i64) -> Result<Principal, AuthE
         scope: row.scope,
         read_scopes: row.read_scopes,
         write: row.write,
+        token: row.id,
     }))
 }
 

@@ -132,6 +132,10 @@ const RULES: &[(&str, Rule)] = &[
         Within(1, MAX_COUNT, |c| c.limits.max_live_uploads),
     ),
     (
+        "limits.reports_per_token",
+        Within(1, MAX_COUNT, |c| c.limits.reports_per_token),
+    ),
+    (
         "limits.max_connections",
         Within(1, MAX_COUNT, |c| c.limits.max_connections as u64),
     ),
@@ -272,6 +276,11 @@ fn durations(c: &Config) -> Result<(), Broken> {
         ("timing.idle_timeout_secs", t.idle_timeout_secs, 1),
         ("timing.lease_secs", t.lease_secs, 1),
         ("timing.stale_margin_secs", t.stale_margin_secs, 0),
+        (
+            "timing.report_check_window_secs",
+            t.report_check_window_secs,
+            1,
+        ),
         ("timing.reaper_interval_secs", t.reaper_interval_secs, 1),
         (
             "timing.completion_give_up_after_secs",

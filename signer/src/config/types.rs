@@ -104,6 +104,9 @@ pub struct Limits {
     /// Uploads an owner may have in progress at once (under a live lease); more
     /// begins are answered 429.
     pub max_live_uploads: u64,
+    /// Reports (`POST /v1/reports`) a token may send per
+    /// `timing.report_check_window_secs`; more are answered 429.
+    pub reports_per_token: u64,
     /// HTTP connections open at once; more wait in the listen backlog until one
     /// closes. Keep it below the process's file descriptor limit.
     pub max_connections: usize,
@@ -125,6 +128,10 @@ pub struct Timing {
     pub lease_secs: u64,
     /// Added to the part URL expiry before an idle upload counts as abandoned.
     pub stale_margin_secs: u64,
+    /// The signer reads a cache reported missing or corrupt from S3 at most once per
+    /// this window, and remembers the verdict for it; also the window of
+    /// `limits.reports_per_token`.
+    pub report_check_window_secs: u64,
     pub reaper_interval_secs: u64,
     /// The completion worker retries a failed CompleteMultipartUpload (S3 down,
     /// throttling, 5xx) for this long after the client finished the upload before it
@@ -261,6 +268,7 @@ impl Default for Limits {
             owner_quota: 50 * GIB,
             ttl_days: 7.0,
             max_live_uploads: 32,
+            reports_per_token: 100,
             max_connections: 512,
         }
     }
@@ -275,6 +283,7 @@ impl Default for Timing {
             download_url_expiry_secs: 300,
             lease_secs: 300,
             stale_margin_secs: 300,
+            report_check_window_secs: 600,
             reaper_interval_secs: 60,
             completion_give_up_after_secs: 6 * 3600,
             completion_backoff_ms: 500,
@@ -362,6 +371,9 @@ impl Timing {
             self.part_url_expiry_secs
                 .saturating_add(self.stale_margin_secs),
         )
+    }
+    pub fn report_check_window(&self) -> Duration {
+        Duration::from_secs(self.report_check_window_secs)
     }
     pub fn completion_give_up_after(&self) -> Duration {
         Duration::from_secs(self.completion_give_up_after_secs)

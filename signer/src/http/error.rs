@@ -87,6 +87,7 @@ impl From<CacheError> for ApiError {
             | E::ScopeNotNamed => StatusCode::BAD_REQUEST,
             E::OutsideOwnPlace => StatusCode::FORBIDDEN,
             E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::ReportBudgetSpent { .. } => StatusCode::TOO_MANY_REQUESTS,
         };
         ApiError::new(status, e.to_string())
     }

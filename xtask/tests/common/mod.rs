@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use signer::config::{Config, OperatorConfig};
 use xtask::stack::{Stack, bins};
 
@@ -112,4 +113,32 @@ pub fn add_operator(c: &mut Config, token: &str, name: &str, owners: &[&str]) {
         name: name.to_owned(),
         owners: owners.iter().map(|o| o.to_string()).collect(),
     });
+}
+
+/// The stack's `GET /metrics`, parsed.
+pub async fn scrape(stack: &Stack) -> prometheus_parse::Scrape {
+    let url = stack
+        .env()
+        .metrics_url
+        .clone()
+        .expect("the stack serves metrics");
+    let resp = http().get(&url).send().await.expect("GET /metrics");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("metrics body");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
+}
+
+/// The sum of the samples of `metric` whose labels include `labels` (0 when none).
+pub fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    use prometheus_parse::Value;
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            other => panic!("{metric}: unexpected sample {other:?}"),
+        })
+        .sum()
 }
