@@ -140,6 +140,10 @@ const RULES: &[(&str, Rule)] = &[
         Within(1, MAX_COUNT, |c| c.limits.max_connections as u64),
     ),
     (
+        "limits.max_connections_per_token",
+        Within(1, MAX_COUNT, |c| c.limits.max_connections_per_token as u64),
+    ),
+    (
         "limits.ttl_days",
         Check(|c| {
             let v = c.limits.ttl_days;
@@ -274,6 +278,7 @@ fn durations(c: &Config) -> Result<(), Broken> {
             1,
         ),
         ("timing.idle_timeout_secs", t.idle_timeout_secs, 1),
+        ("timing.body_read_timeout_secs", t.body_read_timeout_secs, 1),
         ("timing.lease_secs", t.lease_secs, 1),
         ("timing.stale_margin_secs", t.stale_margin_secs, 0),
         (

@@ -110,6 +110,9 @@ pub struct Limits {
     /// HTTP connections open at once; more wait in the listen backlog until one
     /// closes. Keep it below the process's file descriptor limit.
     pub max_connections: usize,
+    /// API requests in progress at once with one token (each holds a connection);
+    /// more are answered 429 at once, so one token cannot take every connection.
+    pub max_connections_per_token: usize,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -121,6 +124,9 @@ pub struct Timing {
     /// A connection on which no byte moves either way for this long is closed (a
     /// half-sent body, a client that does not read its answer).
     pub idle_timeout_secs: u64,
+    /// A request's whole body must arrive within this of its head; past it the
+    /// request is answered 408 and the connection closed.
+    pub body_read_timeout_secs: u64,
     pub part_url_expiry_secs: u64,
     pub download_url_expiry_secs: u64,
     /// How long a begun upload blocks other begins of its key without a sign of life
@@ -270,6 +276,7 @@ impl Default for Limits {
             max_live_uploads: 32,
             reports_per_token: 100,
             max_connections: 512,
+            max_connections_per_token: 64,
         }
     }
 }
@@ -279,6 +286,7 @@ impl Default for Timing {
         Timing {
             header_read_timeout_secs: 10,
             idle_timeout_secs: 60,
+            body_read_timeout_secs: 30,
             part_url_expiry_secs: 900,
             download_url_expiry_secs: 300,
             lease_secs: 300,
@@ -365,6 +373,9 @@ impl Timing {
     }
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
     }
     pub fn stale_after(&self) -> Duration {
         Duration::from_secs(
