@@ -1338,26 +1338,6 @@ async fn a_flood_of_half_sent_requests_neither_starves_health_nor_stays_open() {
         .expect("half-sent connections still open after a minute");
 }
 
-/// A request whose head is sent whole and its body not: `{` of a 100-byte JSON body,
-/// then silence.
-const SLOW_BODY_HEAD: &str = "POST /v1/lookup HTTP/1.1\r\nHost: signer\r\n\
-     Content-Type: application/json\r\nContent-Length: 100\r\n";
-
-/// Reads what the server answers on `conn` until it closes it: the status of the
-/// answer (`None`: closed without one).
-async fn answer_then_close(mut conn: impl tokio::io::AsyncRead + Unpin) -> Option<u16> {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        match tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&seen);
-    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
-}
-
 /// Issue 17, point 12: 520 connections with a job token, each sending one body byte
 /// and then holding, timed out every health probe for 90 s. Now one token has at most
 /// `max_connections_per_token` requests in progress (the rest are answered 429 at
@@ -1372,42 +1352,18 @@ async fn one_tokens_slow_bodies_neither_starve_health_nor_stay_open() {
     })
     .expect("stack");
     let api = Api::new(&stack);
-    let head = format!(
-        "{SLOW_BODY_HEAD}Authorization: Bearer {}\r\n\r\n{{",
-        stack.env().token
-    );
-    let mut held = Vec::new();
-    for _ in 0..40 {
-        let mut conn = tokio::net::TcpStream::connect(stack.signer_config().listen)
-            .await
-            .expect("connect");
-        tokio::io::AsyncWriteExt::write_all(&mut conn, head.as_bytes())
-            .await
-            .expect("a head and one body byte");
-        held.push(conn);
-    }
+    let head = common::slow_body_request(Some(&stack.env().token));
+    let held = common::hold(40, &head, async || {
+        tokio::net::TcpStream::connect(stack.signer_config().listen).await
+    })
+    .await;
 
     // Answered within the client's own 30 s timeout, while all 40 are still open
     // from the client's side.
     let health = api.with_token(None).get("/v1/health").await;
     assert_eq!(health.status, StatusCode::OK);
 
-    let mut answers = tokio::task::JoinSet::new();
-    for conn in held {
-        answers.spawn(answer_then_close(conn));
-    }
-    let (mut timed_out, mut refused) = (0, 0);
-    while let Some(status) = answers.join_next().await {
-        match status.expect("reader task") {
-            Some(408) => timed_out += 1,
-            Some(429) => refused += 1,
-            other => panic!("a slow request ended with {other:?}"),
-        }
-    }
-    assert!(
-        timed_out >= 4 && refused >= 1,
-        "{timed_out} 408, {refused} 429"
-    );
+    common::slow_requests_end(held, 4).await;
     // The token works again once its slow requests are gone.
     assert!(api.hit("absent", &[]).await.is_none());
 }
