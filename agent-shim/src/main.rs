@@ -1,6 +1,7 @@
 //! agent-shim: runs beside a CI job and forwards bmat's API calls from a Unix socket to
 //! the signer, adding the job's bearer token, so the job itself never holds a token.
 
+mod guard;
 mod listen;
 mod proxy;
 mod secret;
@@ -44,6 +45,13 @@ struct Args {
     /// the job wrapper writes it into. The environment is never read for a token.
     #[arg(long, value_name = "N")]
     token_fd: Option<i32>,
+    /// Requests forwarded at once; more are answered 429 at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_in_flight: u32,
+    /// A request's body must arrive whole within this many seconds of its head, else
+    /// 408.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout_secs: u64,
 }
 
 impl Args {
@@ -132,7 +140,12 @@ async fn run(args: Args) -> Result<()> {
         socket = %args.socket.display(), mode = format!("{:o}", args.socket_mode),
         signer = %signer, "listening"
     );
-    let app = proxy::router(proxy::Upstream::new(signer, token)?);
+    let limits = guard::Guard::new(
+        args.max_in_flight as usize,
+        std::time::Duration::from_secs(args.body_timeout_secs),
+    );
+    let app = proxy::router(proxy::Upstream::new(signer, token)?)
+        .layer(axum::middleware::from_fn_with_state(limits, guard::guard));
     let served = axum::serve(PeerCheckedListener::new(listener, policy), app)
         .with_graceful_shutdown(shutdown_signal())
         .await;

@@ -1,5 +1,6 @@
 //! The forwarding itself: every request goes to the signer unchanged but for the
-//! `Authorization` header; bodies stream through in both directions.
+//! `Authorization` header; answers stream through (request bodies were read whole by
+//! `guard`).
 
 use std::time::{Duration, Instant};
 

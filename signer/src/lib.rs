@@ -16,6 +16,7 @@
 //! - [`retry`] — the one policy of every retry loop.
 //! - [`lease`] — this process's lease on its S3 prefix (who holds it, whether we do).
 //! - [`tasks`] — background tasks restarted when they panic, and their health.
+//! - [`window`] — budgets and verdicts remembered for a window, in memory.
 //! - [`names`] — client-given names checked against the wire's rules.
 //! - [`text`] — client strings quoted and error chains, for people.
 
@@ -36,3 +37,4 @@ pub mod state;
 pub mod tasks;
 pub mod text;
 pub mod uploads;
+pub mod window;

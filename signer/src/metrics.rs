@@ -89,6 +89,7 @@ pub struct Metrics {
     reaper_actions: Family<ReaperLabels, Counter>,
     evictions: Family<EvictionLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    report_checks: Counter,
     completion_queue: Gauge,
     registry_caches: Gauge,
     registry_bytes: Gauge,
@@ -121,6 +122,7 @@ impl Metrics {
             reaper_actions: Family::default(),
             evictions: Family::default(),
             reloads: Family::default(),
+            report_checks: Counter::default(),
             completion_queue: Gauge::default(),
             registry_caches: Gauge::default(),
             registry_bytes: Gauge::default(),
@@ -145,6 +147,7 @@ impl Metrics {
             "reaper_actions", "What the reaper did besides evicting, and the failures it met", None => m.reaper_actions;
             "evictions", "Caches deleted by the reaper: unused past the TTL, or owner over quota", None => m.evictions;
             "config_reloads", "SIGHUP reloads of the config file, applied or refused", None => m.reloads;
+            "report_checks", "Caches reported broken that the signer read whole from S3 to check (at most one per cache per window)", None => m.report_checks;
             "completion_queue_depth", "Uploads finished by their client, waiting for the completion worker", None => m.completion_queue;
             "registry_caches", "Caches in the registry", None => m.registry_caches;
             "registry", "Compressed bytes of the caches in the registry", Some(Unit::Bytes) => m.registry_bytes;
@@ -198,6 +201,11 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+
+    /// A reported cache was read from S3 to check it.
+    pub fn report_check(&self) {
+        self.report_checks.inc();
     }
 
     /// One reaper pass: how many times it did each action (`stale_upload_aborted`,

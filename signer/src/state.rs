@@ -1,6 +1,7 @@
 //! What request handlers and background tasks share: the live config (swapped whole
 //! by a reload), the registry, the S3 client, the metrics, the worker's wake-up, the
-//! background tasks' health, the prefix lease, the key of lookup ids.
+//! background tasks' health, the prefix lease, the key of lookup ids, the verdicts on
+//! reported caches and the report budgets.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +18,11 @@ use crate::metrics::Metrics;
 use crate::registry::Db;
 use crate::s3::S3Client;
 use crate::tasks::Tasks;
+use crate::window::{Budget, Verdicts};
+
+/// Caches and tokens remembered at once by the report checks and budgets: far more
+/// than a signer sees in a window, small enough to bound the memory.
+const REMEMBERED: usize = 100_000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -35,6 +41,10 @@ pub struct AppState {
     pub lease: Arc<Lease>,
     /// Signs the lookup ids that reports echo.
     pub lookup_key: Arc<LookupKey>,
+    /// Whether S3 holds a cache reported missing or corrupt intact, by ULID.
+    pub report_checks: Arc<Verdicts<String, bool>>,
+    /// Reports each job token sent in the window.
+    pub report_budget: Arc<Budget<String>>,
 }
 
 struct Live {
@@ -54,6 +64,7 @@ impl Live {
 
 impl AppState {
     pub fn new(cfg: Config, db: Db, s3: S3Client) -> AppState {
+        let window = cfg.timing.report_check_window();
         AppState {
             lease: Arc::new(Lease::new(cfg.timing.prefix_lease())),
             live: Arc::new(RwLock::new(Live::new(cfg))),
@@ -63,6 +74,8 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             tasks: Arc::new(Tasks::default()),
             lookup_key: Arc::new(LookupKey::random()),
+            report_checks: Arc::new(Verdicts::new(window, REMEMBERED)),
+            report_budget: Arc::new(Budget::new(window, REMEMBERED)),
         }
     }
 

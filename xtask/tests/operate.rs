@@ -14,7 +14,7 @@ use bmat_wire::api::{
     Usage,
 };
 use common::api::{Api, PART, PATIENCE, download, put, random_bytes, sha256};
-use common::poll_until;
+use common::{poll_until, scrape, value};
 use reqwest::StatusCode;
 use signer::config::{Config, TokenConfig};
 use xtask::stack::{OTHER_OWNER, OWNER, SCOPE, Stack, bins};
@@ -44,33 +44,6 @@ fn signer_cmd(stack: &Stack, operator_token: &str, args: &[&str]) -> (i32, Strin
 }
 
 // ---- metrics helpers ----
-
-async fn scrape(stack: &Stack) -> prometheus_parse::Scrape {
-    let url = stack
-        .env()
-        .metrics_url
-        .clone()
-        .expect("the stack serves metrics");
-    let resp = common::http().get(&url).send().await.expect("GET /metrics");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = resp.text().await.expect("metrics body");
-    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
-}
-
-/// The sum of the samples of `metric` whose labels include `labels` (0 when none).
-fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    use prometheus_parse::Value;
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == metric)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            other => panic!("{metric}: unexpected sample {other:?}"),
-        })
-        .sum()
-}
 
 async fn reloads(stack: &Stack, outcome: &str) -> f64 {
     let s = scrape(stack).await;

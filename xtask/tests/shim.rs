@@ -389,3 +389,36 @@ fn the_shim_admits_only_allowed_peers() {
         "a peer the socket's mode lets in but the policy does not is refused"
     );
 }
+
+/// Issue 17, point 12, through the shim: slow bodies sent to the shim's socket held
+/// every health probe back too. The shim forwards at most `--max-in-flight` requests
+/// at once (the rest are answered 429 at once) and wants each body within
+/// `--body-timeout-secs` (else 408); health is answered while the slow requests are
+/// still open.
+#[tokio::test]
+async fn slow_bodies_through_the_shim_neither_starve_health_nor_stay_open() {
+    let stack = Stack::start_with(|c| c.limits.max_connections = 20).expect("stack");
+    let dir = shared_dir();
+    let shim = start_loose_shim(
+        dir.path(),
+        &stack.env().signer_url,
+        &stack.env().token,
+        &["--max-in-flight", "4", "--body-timeout-secs", "2"],
+    );
+    let head = common::slow_body_request(None);
+    let held = common::hold(40, &head, async || {
+        tokio::net::UnixStream::connect(&shim.socket).await
+    })
+    .await;
+
+    // Answered within the client's own 30 s timeout, while all 40 are still open
+    // from the client's side.
+    let health = common::unix_http(&shim.socket)
+        .get(format!("{SHIM}/v1/health"))
+        .send()
+        .await
+        .expect("the shim answers");
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+
+    common::slow_requests_end(held, 4).await;
+}

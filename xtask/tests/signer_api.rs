@@ -280,6 +280,63 @@ async fn a_readers_success_report_moves_nothing_of_the_owning_scope() {
     assert!(api.hit("k", &[]).await.is_none());
 }
 
+/// How many reported caches the signer has read whole from S3 to check them.
+async fn report_checks(stack: &Stack) -> f64 {
+    let s = common::scrape(stack).await;
+    common::value(&s, "bmat_signer_report_checks_total", &[])
+}
+
+/// Issue 17, point 6: each `missing` report made the signer read and hash the whole
+/// object, with no memo and no limit: 20 reports from a read-only pull request token
+/// read 4 GB from S3. Now many reports at once cost one read per cache and window, and
+/// a token past its report budget is answered 429.
+#[tokio::test]
+async fn reports_cost_one_read_per_cache_and_a_budget_per_token() {
+    const BUDGET: usize = 20;
+    let stack = Stack::start_with(|c| {
+        small_parts(c);
+        c.limits.reports_per_token = BUDGET as u64;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    api.store("big", &random_bytes(3 * PART as usize)).await;
+    let minted = stack
+        .mint(&MintRequest {
+            owner: OWNER.to_owned(),
+            scope: "refs/pull/9/merge".to_owned(),
+            read_scopes: vec![SCOPE.to_owned()],
+            write: false,
+            ttl_seconds: None,
+        })
+        .expect("mint");
+    let reader = api.with_token(Some(&minted.token));
+    let hit = reader.hit("big", &[]).await.expect("the reader's hit");
+    let missing = ReportRequest {
+        problem: Some(CacheProblem::Missing),
+        ..undecodable(&hit, hit.lookup_id.clone())
+    };
+
+    let mut reports = tokio::task::JoinSet::new();
+    for _ in 0..BUDGET {
+        let (reader, missing) = (reader.clone(), missing.clone());
+        reports.spawn(async move { report(&reader, &missing).await });
+    }
+    while let Some(dropped) = reports.join_next().await {
+        assert!(!dropped.expect("a report"), "an intact cache was dropped");
+    }
+    assert_eq!(report_checks(&stack).await, 1.0, "reads of the object");
+
+    let e = reader
+        .post("/v1/reports", &missing)
+        .await
+        .err(StatusCode::TOO_MANY_REQUESTS);
+    assert!(e.contains("limits.reports_per_token"), "{e}");
+    // Another token has its own budget, and gets the verdict of this window.
+    assert!(!report(&api, &missing).await);
+    assert_eq!(report_checks(&stack).await, 1.0, "reads of the object");
+    assert!(api.hit("big", &[]).await.is_some());
+}
+
 #[tokio::test]
 async fn lookup_prefers_the_exact_key_then_the_newest_in_each_prefix_in_order() {
     let stack = Stack::start_with(small_parts).expect("stack");
@@ -1392,6 +1449,36 @@ async fn a_flood_of_half_sent_requests_neither_starves_health_nor_stays_open() {
     tokio::time::timeout(PATIENCE, all_closed)
         .await
         .expect("half-sent connections still open after a minute");
+}
+
+/// Issue 17, point 12: 520 connections with a job token, each sending one body byte
+/// and then holding, timed out every health probe for 90 s. Now one token has at most
+/// `max_connections_per_token` requests in progress (the rest are answered 429 at
+/// once), a body must arrive within `body_read_timeout_secs` (else 408), and health
+/// is answered while the slow requests are still open.
+#[tokio::test]
+async fn one_tokens_slow_bodies_neither_starve_health_nor_stay_open() {
+    let stack = Stack::start_with(|c| {
+        c.limits.max_connections = 20;
+        c.limits.max_connections_per_token = 4;
+        c.timing.body_read_timeout_secs = 3;
+    })
+    .expect("stack");
+    let api = Api::new(&stack);
+    let head = common::slow_body_request(Some(&stack.env().token));
+    let held = common::hold(40, &head, async || {
+        tokio::net::TcpStream::connect(stack.signer_config().listen).await
+    })
+    .await;
+
+    // Answered within the client's own 30 s timeout, while all 40 are still open
+    // from the client's side.
+    let health = api.with_token(None).get("/v1/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+
+    common::slow_requests_end(held, 4).await;
+    // The token works again once its slow requests are gone.
+    assert!(api.hit("absent", &[]).await.is_none());
 }
 
 #[tokio::test]

@@ -14,6 +14,9 @@ pub struct JobGrant {
     /// Searched after `scope`, in order; never written.
     pub read_scopes: Vec<String>,
     pub write: bool,
+    /// Which token it is, for per-token budgets: a minted token's id, a config
+    /// token's SHA-256.
+    pub token: String,
 }
 
 impl JobGrant {

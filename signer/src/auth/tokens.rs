@@ -35,13 +35,15 @@ pub struct StaticTokens {
 impl StaticTokens {
     pub fn from_config(cfg: &Config) -> StaticTokens {
         let jobs = cfg.tokens.iter().map(|t| {
+            let hash = token_hash(&t.token);
             let grant = JobGrant {
                 owner: t.owner.clone(),
                 scope: t.scope.clone(),
                 read_scopes: t.read_scopes.clone(),
                 write: t.write,
+                token: hash.clone(),
             };
-            (token_hash(&t.token), Principal::Job(grant))
+            (hash, Principal::Job(grant))
         });
         let grants: Vec<(String, OperatorGrant)> = cfg
             .operators
@@ -106,6 +108,7 @@ pub fn check_job_token(
         scope: row.scope,
         read_scopes: row.read_scopes,
         write: row.write,
+        token: row.id,
     }))
 }
 

@@ -20,6 +20,7 @@ pub async fn delete(st: &AppState, c: &CacheRow) -> Result<(), CacheError> {
         .map_err(s3("deleting the cache object"))?;
     let ulid = c.ulid.clone();
     st.db.run(move |r| r.delete_cache(&ulid)).await?;
+    st.report_checks.forget(&c.ulid);
     Ok(())
 }
 

@@ -28,6 +28,11 @@ pub enum CacheError {
     OutsideOwnPlace,
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(
+        "this token has sent {limit} reports in {window_secs} s (limits.reports_per_token); \
+         report again later"
+    )]
+    ReportBudgetSpent { limit: u64, window_secs: u64 },
     #[error("no cache with key {} in scope {}", shown(.key), shown(.scope))]
     NotFound { key: String, scope: String },
     #[error("S3 failed while {doing}")]

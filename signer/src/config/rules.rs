@@ -152,8 +152,16 @@ const RULES: &[(&str, Rule)] = &[
         Within(1, MAX_COUNT, |c| c.limits.max_live_unprotected_uploads),
     ),
     (
+        "limits.reports_per_token",
+        Within(1, MAX_COUNT, |c| c.limits.reports_per_token),
+    ),
+    (
         "limits.max_connections",
         Within(1, MAX_COUNT, |c| c.limits.max_connections as u64),
+    ),
+    (
+        "limits.max_connections_per_token",
+        Within(1, MAX_COUNT, |c| c.limits.max_connections_per_token as u64),
     ),
     (
         "limits.ttl_days",
@@ -290,8 +298,14 @@ fn durations(c: &Config) -> Result<(), Broken> {
             1,
         ),
         ("timing.idle_timeout_secs", t.idle_timeout_secs, 1),
+        ("timing.body_read_timeout_secs", t.body_read_timeout_secs, 1),
         ("timing.lease_secs", t.lease_secs, 1),
         ("timing.stale_margin_secs", t.stale_margin_secs, 0),
+        (
+            "timing.report_check_window_secs",
+            t.report_check_window_secs,
+            1,
+        ),
         ("timing.reaper_interval_secs", t.reaper_interval_secs, 1),
         (
             "timing.completion_give_up_after_secs",

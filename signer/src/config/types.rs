@@ -118,9 +118,15 @@ pub struct Limits {
     /// more begins of unprotected scopes are answered 429. Protected scopes' uploads
     /// neither count nor wait.
     pub max_live_unprotected_uploads: u64,
+    /// Reports (`POST /v1/reports`) a token may send per
+    /// `timing.report_check_window_secs`; more are answered 429.
+    pub reports_per_token: u64,
     /// HTTP connections open at once; more wait in the listen backlog until one
     /// closes. Keep it below the process's file descriptor limit.
     pub max_connections: usize,
+    /// API requests in progress at once with one token (each holds a connection);
+    /// more are answered 429 at once, so one token cannot take every connection.
+    pub max_connections_per_token: usize,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -132,6 +138,9 @@ pub struct Timing {
     /// A connection on which no byte moves either way for this long is closed (a
     /// half-sent body, a client that does not read its answer).
     pub idle_timeout_secs: u64,
+    /// A request's whole body must arrive within this of its head; past it the
+    /// request is answered 408 and the connection closed.
+    pub body_read_timeout_secs: u64,
     pub part_url_expiry_secs: u64,
     pub download_url_expiry_secs: u64,
     /// How long a begun upload blocks other begins of its key without a sign of life
@@ -139,6 +148,10 @@ pub struct Timing {
     pub lease_secs: u64,
     /// Added to the part URL expiry before an idle upload counts as abandoned.
     pub stale_margin_secs: u64,
+    /// The signer reads a cache reported missing or corrupt from S3 at most once per
+    /// this window, and remembers the verdict for it; also the window of
+    /// `limits.reports_per_token`.
+    pub report_check_window_secs: u64,
     pub reaper_interval_secs: u64,
     /// The running signer's lease on its S3 prefix, renewed every third of it. A signer
     /// that starts while another one holds the prefix waits this long for it to lapse
@@ -285,7 +298,9 @@ impl Default for Limits {
             ttl_days: 7.0,
             max_live_uploads: 32,
             max_live_unprotected_uploads: 64,
+            reports_per_token: 100,
             max_connections: 512,
+            max_connections_per_token: 64,
         }
     }
 }
@@ -295,10 +310,12 @@ impl Default for Timing {
         Timing {
             header_read_timeout_secs: 10,
             idle_timeout_secs: 60,
+            body_read_timeout_secs: 30,
             part_url_expiry_secs: 900,
             download_url_expiry_secs: 300,
             lease_secs: 300,
             stale_margin_secs: 300,
+            report_check_window_secs: 600,
             reaper_interval_secs: 60,
             prefix_lease_secs: 30,
             completion_give_up_after_secs: 6 * 3600,
@@ -382,6 +399,9 @@ impl Timing {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
     }
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_read_timeout_secs)
+    }
     pub fn stale_after(&self) -> Duration {
         Duration::from_secs(
             self.part_url_expiry_secs
@@ -390,6 +410,9 @@ impl Timing {
     }
     pub fn prefix_lease(&self) -> Duration {
         Duration::from_secs(self.prefix_lease_secs)
+    }
+    pub fn report_check_window(&self) -> Duration {
+        Duration::from_secs(self.report_check_window_secs)
     }
     pub fn completion_give_up_after(&self) -> Duration {
         Duration::from_secs(self.completion_give_up_after_secs)

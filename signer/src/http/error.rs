@@ -12,6 +12,7 @@ use tracing::warn;
 
 use crate::auth::{AuthError, PrincipalError};
 use crate::caches::CacheError;
+use crate::http::guard::GuardError;
 use crate::names::InvalidName;
 use crate::registry::RegistryError;
 use crate::s3::S3Error;
@@ -23,6 +24,8 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     code: Option<ErrorCode>,
+    /// Close the connection after the answer (a request whose body is left unread).
+    close: bool,
 }
 
 impl ApiError {
@@ -31,6 +34,7 @@ impl ApiError {
             status,
             message: message.into(),
             code: None,
+            close: false,
         }
     }
 
@@ -87,6 +91,7 @@ impl From<CacheError> for ApiError {
             | E::ScopeNotNamed => StatusCode::BAD_REQUEST,
             E::OutsideOwnPlace => StatusCode::FORBIDDEN,
             E::NotFound { .. } => StatusCode::NOT_FOUND,
+            E::ReportBudgetSpent { .. } => StatusCode::TOO_MANY_REQUESTS,
         };
         ApiError::new(status, e.to_string())
     }
@@ -153,7 +158,29 @@ impl From<AuthError> for ApiError {
             status,
             message: e.to_string(),
             code,
+            close: false,
         }
+    }
+}
+
+/// One token's slow or piled-up requests: the body is left unread, so the connection
+/// closes after the answer.
+impl From<GuardError> for ApiError {
+    fn from(e: GuardError) -> ApiError {
+        let status = match e {
+            GuardError::TooManyInProgress { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GuardError::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+        };
+        ApiError {
+            close: true,
+            ..ApiError::new(status, e.to_string())
+        }
+    }
+}
+
+impl IntoResponse for GuardError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
     }
 }
 
@@ -176,6 +203,10 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if self.close {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

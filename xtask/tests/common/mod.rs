@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use signer::config::{Config, OperatorConfig};
 use xtask::stack::{Stack, bins};
 
@@ -159,4 +160,100 @@ pub fn add_operator(c: &mut Config, token: &str, name: &str, owners: &[&str]) {
         name: name.to_owned(),
         owners: owners.iter().map(|o| o.to_string()).collect(),
     });
+}
+
+/// The stack's `GET /metrics`, parsed.
+pub async fn scrape(stack: &Stack) -> prometheus_parse::Scrape {
+    let url = stack
+        .env()
+        .metrics_url
+        .clone()
+        .expect("the stack serves metrics");
+    let resp = http().get(&url).send().await.expect("GET /metrics");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.expect("metrics body");
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
+}
+
+/// The sum of the samples of `metric` whose labels include `labels` (0 when none).
+pub fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    use prometheus_parse::Value;
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            other => panic!("{metric}: unexpected sample {other:?}"),
+        })
+        .sum()
+}
+
+/// A request whose head is sent whole and its body not: `{` of a 100-byte JSON body,
+/// then silence (from a job holding `token`, or through the shim with none).
+pub fn slow_body_request(token: Option<&str>) -> String {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    format!(
+        "POST /v1/lookup HTTP/1.1\r\nHost: signer\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n{auth}\r\n{{"
+    )
+}
+
+/// Opens `n` connections with `connect` and sends `head` on each; returns them, held
+/// open.
+pub async fn hold<C, F>(n: usize, head: &str, mut connect: F) -> Vec<C>
+where
+    C: tokio::io::AsyncWrite + Unpin,
+    F: AsyncFnMut() -> std::io::Result<C>,
+{
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let mut conn = connect().await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut conn, head.as_bytes())
+            .await
+            .expect("a head and one body byte");
+        held.push(conn);
+    }
+    held
+}
+
+/// Waits until the server has answered and closed each of the `held` slow requests:
+/// each ends with 408 (its body deadline passed) or 429 (over the cap of requests in
+/// progress), at least `in_progress` (the cap) with 408 and one with 429.
+pub async fn slow_requests_end<C>(held: Vec<C>, in_progress: usize)
+where
+    C: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let mut answers = tokio::task::JoinSet::new();
+    for conn in held {
+        answers.spawn(answer_then_close(conn));
+    }
+    let (mut timed_out, mut refused) = (0, 0);
+    while let Some(status) = answers.join_next().await {
+        match status.expect("reader task") {
+            Some(408) => timed_out += 1,
+            Some(429) => refused += 1,
+            other => panic!("a slow request ended with {other:?}"),
+        }
+    }
+    assert!(
+        timed_out >= in_progress && refused >= 1,
+        "{timed_out} 408, {refused} 429"
+    );
+}
+
+/// Reads what the server answers on `conn` until it closes it: the status of the
+/// answer (`None`: closed without one).
+async fn answer_then_close(mut conn: impl tokio::io::AsyncRead + Unpin) -> Option<u16> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::io::AsyncReadExt::read(&mut conn, &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
 }

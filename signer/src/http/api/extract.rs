@@ -10,9 +10,11 @@ use serde::de::DeserializeOwned;
 
 use crate::auth::{AuthError, JobGrant, OperatorGrant, Principal, bearer};
 use crate::http::error::ApiError;
+use crate::http::guard::{BodyDeadline, GuardError};
 use crate::state::AppState;
 
-/// `Json` whose rejections are `ErrorBody` answers too.
+/// `Json` whose rejections are `ErrorBody` answers too, read within the request's
+/// body deadline.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
@@ -23,7 +25,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
+        let deadline = req.extensions().get::<BodyDeadline>().copied();
+        let read = Json::<T>::from_request(req, state);
+        let read = match deadline {
+            Some(d) => tokio::time::timeout_at(d.at, read)
+                .await
+                .map_err(|_| GuardError::BodyTooSlow(d.after))?,
+            None => read.await,
+        };
+        match read {
             Ok(Json(v)) => Ok(ApiJson(v)),
             Err(rej) => Err(json_rejection(rej)),
         }

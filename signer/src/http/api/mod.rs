@@ -17,12 +17,13 @@ mod uploads;
 use axum::Router;
 use axum::routing::{delete, get, post};
 
+use crate::http::guard::{InProgress, guard};
 use crate::state::AppState;
 
 /// Every route of the API, observed by the metrics layer.
 pub fn router(state: AppState) -> Router {
+    let guarded = (state.clone(), InProgress::default());
     Router::new()
-        .route("/v1/health", get(service::health))
         .route("/v1/lookup", post(caches::lookup))
         .route("/v1/uploads", post(uploads::begin))
         .route(
@@ -38,6 +39,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens", post(tokens::mint))
         .route("/v1/tokens/{id}", delete(tokens::revoke))
         .route("/v1/stats", get(stats::stats))
+        // Every route above; health stays answered whatever one token does.
+        .route_layer(axum::middleware::from_fn_with_state(guarded, guard))
+        .route("/v1/health", get(service::health))
         .fallback(service::no_route)
         .method_not_allowed_fallback(service::wrong_method)
         .layer(axum::middleware::from_fn_with_state(
