@@ -815,3 +815,77 @@ fn the_workspace_layer_rebuilds_only_the_members_whose_sources_changed() {
         "{units:?}"
     );
 }
+
+/// Moves every mtime under `dir` (sources and build directory) by `secs`, each inode
+/// once: a runner whose clock ran ahead.
+fn shift_times(dir: &Path, secs: i64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = fs::symlink_metadata(&path).expect("lstat");
+        if meta.is_dir() {
+            for entry in fs::read_dir(&path).expect("read_dir") {
+                stack.push(entry.expect("entry").path());
+            }
+        }
+        if meta.file_type().is_symlink() || !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        cache::set_mtime(&path, meta.mtime() + secs, meta.mtime_nsec() as u32);
+    }
+}
+
+/// Issue 18's correctness cases on the fixture: job A's clock an hour ahead (its
+/// outputs stamped in the future) and a change in the core library: both members
+/// rebuild and the program says what the changed source says; a file changed and
+/// changed back is fresh.
+#[test]
+fn the_workspace_layer_never_runs_stale_code_whatever_the_saving_clock() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = checkout(&tmp.path().join("a"));
+    cargo_build(&a, &[], &[]);
+    shift_times(&a, 3600);
+    let saved = bmat_rust_layered(&stack, &a, &["save"], &[]);
+    assert_eq!(saved.json()["workspace"]["outcome"], "saved", "{saved:?}");
+
+    // Job B: the core library changed, on a clock an hour behind job A's.
+    let b = checkout(&tmp.path().join("b"));
+    let lib_rs = b.join("core/src/lib.rs");
+    let text = fs::read_to_string(&lib_rs).expect("read lib.rs");
+    fs::write(&lib_rs, text.replace("lines\"", "rows\"")).expect("edit");
+    let restored = bmat_rust_layered(&stack, &b, &["restore"], &[]);
+    let workspace = &restored.json()["workspace"];
+    assert_eq!(
+        workspace["rebuild"],
+        serde_json::json!(["fixture-app", "fixture-core"]),
+        "{restored:?}"
+    );
+    assert!(
+        workspace["shifted_seconds"].as_f64().unwrap_or(0.0) > 3000.0,
+        "{workspace}"
+    );
+    let units = cargo_build(&b, &[], &[]);
+    assert_eq!(
+        members_rebuilt(&units),
+        ["fixture-app", "fixture-core"],
+        "{units:?}"
+    );
+    assert!(run_app(&b).ends_with("2 rows ("), "{}", run_app(&b));
+
+    // Job C: a file changed and changed back (same content, a new mtime): fresh.
+    let c = checkout(&tmp.path().join("c"));
+    let main_rs = c.join("app/src/main.rs");
+    let text = fs::read_to_string(&main_rs).expect("read main.rs");
+    fs::write(&main_rs, "fn main() {}").expect("edit");
+    fs::write(&main_rs, &text).expect("edit back");
+    let restored = bmat_rust_layered(&stack, &c, &["restore"], &[]);
+    assert_eq!(
+        restored.json()["workspace"]["rebuild"],
+        serde_json::json!([]),
+        "{restored:?}"
+    );
+    let units = cargo_build(&c, &[], &[]);
+    assert_eq!(members_rebuilt(&units), Vec::<String>::new(), "{units:?}");
+}
