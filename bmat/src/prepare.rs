@@ -34,7 +34,7 @@ pub enum Task {
     RustSave(SaveRequest, Option<SaveRequest>),
     /// A restore, then the Rust cache's own steps (the workspace layer, relocation to
     /// this Cargo home, freshness by content).
-    RustRestore(RestoreRequest, rust::AfterRestore),
+    RustRestore(RestoreRequest, Box<rust::AfterRestore>),
     /// `restore --lookup-only`.
     Lookup(RestoreRequest),
     Delete(DeleteRequest),
@@ -114,7 +114,9 @@ fn prepare_rust(command: RustCommand, ctx: &JobContext) -> Result<Prepared, Usag
         Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
         Ok(rust::Plan::Save(request, layer)) => Prepared::Run(Task::RustSave(request, layer)),
         Ok(rust::Plan::Restore(request, _)) if lookup_only => Prepared::Run(Task::Lookup(request)),
-        Ok(rust::Plan::Restore(request, after)) => Prepared::Run(Task::RustRestore(request, after)),
+        Ok(rust::Plan::Restore(request, after)) => {
+            Prepared::Run(Task::RustRestore(request, Box::new(after)))
+        }
     })
 }
 

@@ -34,19 +34,19 @@ pub fn main() -> i32 {
         }
         Ok((Prepared::Done(outcome), _)) => (
             outcome.exit_code(strict),
-            print_outcome(&outcome, None, strict, json),
+            print_outcome(&outcome, Vec::new(), strict, json),
         ),
         Ok((Prepared::Run(task), ctx)) => {
-            let (outcome, layer) = run(task, &ctx);
+            let (outcome, report) = run(task, &ctx);
             let code = match outcome.is_miss() && fail_on_miss {
                 true => 1,
                 false => outcome.exit_code(strict),
             };
-            let written = match &layer {
-                Some(report) => output::eprintln(&report.line),
-                None => Ok(()),
-            };
-            let printed = print_outcome(&outcome, layer.map(|r| r.json), strict, json);
+            let written = report
+                .lines
+                .iter()
+                .try_for_each(|line| output::eprintln(line));
+            let printed = print_outcome(&outcome, report.fields, strict, json);
             (code, written.and(printed))
         }
         Err(usage) => {
@@ -75,23 +75,23 @@ fn output_failed(e: &std::io::Error, code: i32, strict: bool) -> i32 {
 }
 
 /// Runs a prepared task on a fresh runtime: its outcome, and for a Rust save or
-/// restore what the workspace layer's step did.
-pub fn run(task: Task, ctx: &JobContext) -> (Outcome, Option<rust::LayerReport>) {
+/// restore what the steps around the dependency cache did.
+pub fn run(task: Task, ctx: &JobContext) -> (Outcome, rust::RustReport) {
     let key = match &task {
         Task::Save(r) | Task::RustSave(r, _) => r.key.clone(),
         Task::Restore(r) | Task::Lookup(r) | Task::RustRestore(r, _) => r.key.clone(),
         Task::Delete(r) => r.key.clone(),
     };
     on_runtime(async || match task {
-        Task::Save(req) => (save(req, ctx).await, None),
-        Task::Restore(req) => (restore(req, ctx).await, None),
-        Task::Lookup(req) => (lookup_only(req, ctx).await, None),
-        Task::Delete(req) => (delete(req, ctx).await, None),
+        Task::Save(req) => (save(req, ctx).await, Default::default()),
+        Task::Restore(req) => (restore(req, ctx).await, Default::default()),
+        Task::Lookup(req) => (lookup_only(req, ctx).await, Default::default()),
+        Task::Delete(req) => (delete(req, ctx).await, Default::default()),
         Task::RustSave(deps, layer) => {
             let outcome = save(deps, ctx).await;
             let report = match layer {
-                Some(layer) => Some(rust::save_layer(layer, ctx).await),
-                None => None,
+                Some(layer) => rust::save_layer(layer, ctx).await,
+                None => Default::default(),
             };
             (outcome, report)
         }
@@ -102,14 +102,14 @@ pub fn run(task: Task, ctx: &JobContext) -> (Outcome, Option<rust::LayerReport>)
                 Outcome::Hit { matched_key, .. } => {
                     rust::after_hit(&after, *matched_key == key, &key, ctx).await
                 }
-                _ => None,
+                _ => Default::default(),
             };
             (outcome, report)
         }
     })
     .unwrap_or_else(|e| {
         let failed = Outcome::failed(&key, "run", Instant::now(), infrastructure(e));
-        (failed, None)
+        (failed, Default::default())
     })
 }
 
@@ -123,11 +123,11 @@ fn on_runtime<T>(task: impl AsyncFnOnce() -> T) -> anyhow::Result<T> {
 }
 
 /// Prints the outcome line on stderr and, with `json`, its JSON object on stdout
-/// (with the workspace layer's object, if any, as `workspace`). Tries both; fails
+/// (with the Rust steps' fields, `workspace` and `explain`, if any). Tries both; fails
 /// with the first error.
 pub fn print_outcome(
     outcome: &Outcome,
-    workspace: Option<serde_json::Value>,
+    fields: Vec<(&'static str, serde_json::Value)>,
     strict: bool,
     json: bool,
 ) -> std::io::Result<()> {
@@ -136,8 +136,8 @@ pub fn print_outcome(
         return line;
     }
     let mut object = serde_json::to_value(outcome.json()).unwrap_or_default();
-    if let Some(workspace) = workspace {
-        object["workspace"] = workspace;
+    for (name, value) in fields {
+        object[name] = value;
     }
     let object = serde_json::to_string(&object)
         .map_err(std::io::Error::other)

@@ -492,6 +492,15 @@ fn partial_hit_rebuilds_only_the_changed_dependency_and_prunes_it_on_save() {
         json["matched_key"], json["key"],
         "expected a fallback hit: {json}"
     );
+    // Issue 18, point 4: the fallback says why the exact key missed.
+    let why = "Cargo.lock: itoa 1.0.15 → 1.0.19";
+    assert_eq!(json["explain"], serde_json::json!([why]), "{json}");
+    assert!(
+        restored
+            .stderr
+            .contains(&format!("the restored cache's key differs in: {why}")),
+        "{restored:?}"
+    );
     let units = cargo_build(&new, &[], &[]);
     let rebuilt: Vec<&str> = units
         .iter()

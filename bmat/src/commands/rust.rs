@@ -15,7 +15,7 @@ use crate::context::JobContext;
 use crate::rust::declared::{self, DeclaredPath, DeclaredVar};
 use crate::rust::key::{self, HomeKey, KeyInputs, key_inputs};
 use crate::rust::workspace::{Workspace, locate};
-use crate::rust::{artefacts, cargo_home, layer, relocate};
+use crate::rust::{artefacts, cargo_home, explain, layer, relocate};
 use crate::trees::paths::RelPath;
 use crate::trees::roots::{Extra, Roots, Tree, TreePath};
 
@@ -36,6 +36,8 @@ pub struct AfterRestore {
     pub relocate: bool,
     /// The workspace, unless `--deps-only`: its layer is restored after an exact hit.
     pub layer: Option<Workspace>,
+    /// This job's key inputs, to say how a fallback hit's differ.
+    pub key_record: explain::KeyRecord,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,16 +103,19 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
                 cargo_home,
                 relocate,
                 layer: with_layer.then_some(workspace),
+                key_record: explain::KeyRecord::of(&inputs),
             },
         ),
         Action::Save => {
             let layer = with_layer
                 .then(|| layer_save(&workspace, &inputs.key(), &roots))
                 .flatten();
+            let mut paths = select(&workspace, &inputs, &cargo_home, relocate)?;
+            paths.extend(key_record(&workspace.build_dir, &inputs));
             Plan::Save(
                 SaveRequest {
                     key: inputs.key(),
-                    paths: select(&workspace, &inputs, &cargo_home, relocate)?,
+                    paths,
                     roots,
                 },
                 layer,
@@ -192,6 +197,18 @@ fn select(
     Ok(entries)
 }
 
+/// Writes the key's inputs into the build directory, to be saved with the cache (see
+/// [`explain`]); best effort: none when it cannot be written.
+fn key_record(build_dir: &Path, inputs: &KeyInputs) -> Option<TreePath> {
+    let text = serde_json::to_vec(&explain::KeyRecord::of(inputs)).ok()?;
+    std::fs::write(build_dir.join(explain::RECORD), text).ok()?;
+    let path = RelPath::from_input(explain::RECORD.as_bytes()).ok()?;
+    Some(TreePath {
+        tree: Tree::Main,
+        path,
+    })
+}
+
 /// The workspace layer's save, if a member has been built. Best effort: a layer that
 /// cannot be prepared is left out with a warning (the dependency cache still saves).
 fn layer_save(workspace: &Workspace, deps_key: &str, roots: &Roots) -> Option<SaveRequest> {
@@ -224,8 +241,23 @@ fn layer_save(workspace: &Workspace, deps_key: &str, roots: &Roots) -> Option<Sa
     })
 }
 
+/// What the Rust steps around the dependency cache did: lines for stderr, fields for
+/// the `--json` object (`workspace`, `explain`).
+#[derive(Default)]
+pub struct RustReport {
+    pub lines: Vec<String>,
+    pub fields: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl RustReport {
+    fn layer(&mut self, layer: LayerReport) {
+        self.lines.push(layer.line);
+        self.fields.push(("workspace", layer.json));
+    }
+}
+
 /// What the workspace layer's step did: a line for stderr, an object for `--json`.
-pub struct LayerReport {
+struct LayerReport {
     pub line: String,
     pub json: serde_json::Value,
 }
@@ -255,8 +287,10 @@ impl LayerReport {
 }
 
 /// Saves the workspace layer after the dependency cache.
-pub async fn save_layer(req: SaveRequest, ctx: &JobContext) -> LayerReport {
-    LayerReport::of(&save(req, ctx).await, None)
+pub async fn save_layer(req: SaveRequest, ctx: &JobContext) -> RustReport {
+    let mut report = RustReport::default();
+    report.layer(LayerReport::of(&save(req, ctx).await, None));
+    report
 }
 
 /// After a hit of the dependency cache: restores the workspace layer (after an exact
@@ -269,7 +303,15 @@ pub async fn after_hit(
     exact: bool,
     deps_key: &str,
     ctx: &JobContext,
-) -> Option<LayerReport> {
+) -> RustReport {
+    let mut report = RustReport::default();
+    if !exact && let Some(differences) = explain_fallback(after) {
+        report.lines.push(format!(
+            "the restored cache's key differs in: {}",
+            differences.join("; ")
+        ));
+        report.fields.push(("explain", differences.into()));
+    }
     let layer = match (&after.layer, exact) {
         (Some(workspace), true) => Some(restore_layer(workspace, deps_key, ctx).await),
         _ => None,
@@ -277,16 +319,29 @@ pub async fn after_hit(
     if let Some(line) = relocate_units(after) {
         let _ = crate::output::eprintln(&line);
     }
-    let (outcome, workspace) = match layer? {
-        Ok(hit) => hit,
-        Err(report) => return Some(report),
+    let (outcome, workspace) = match layer {
+        Some(Ok(hit)) => hit,
+        Some(Err(layer)) => {
+            report.layer(layer);
+            return report;
+        }
+        None => return report,
     };
-    Some(match layer::refresh(workspace) {
+    report.layer(match layer::refresh(workspace) {
         Ok(refreshed) => LayerReport::of(&outcome, Some(&refreshed)),
         Err(e) => LayerReport::kept(&format!(
             "restored, but the members' sources could not be compared ({e}): cargo rebuilds what it finds stale"
         )),
-    })
+    });
+    report
+}
+
+/// After a fallback hit: what differs between this job's key inputs and those the
+/// restored cache recorded (none recorded: a cache of an older bmat).
+fn explain_fallback(after: &AfterRestore) -> Option<Vec<String>> {
+    let text = std::fs::read(after.build_dir.join(explain::RECORD)).ok()?;
+    let restored: explain::KeyRecord = serde_json::from_slice(&text).ok()?;
+    Some(after.key_record.differences(&restored))
 }
 
 /// Restores the newest layer of `deps_key` into the build directory: own scope

@@ -10,6 +10,7 @@
 pub mod artefacts;
 pub mod cargo_home;
 pub mod declared;
+pub mod explain;
 pub mod freshness;
 pub mod host;
 pub mod key;
