@@ -898,3 +898,98 @@ fn the_workspace_layer_never_runs_stale_code_whatever_the_saving_clock() {
     let units = cargo_build(&c, &[], &[]);
     assert_eq!(members_rebuilt(&units), Vec::<String>::new(), "{units:?}");
 }
+
+/// Turns a checkout of the fixture into one whose core library reads a file through
+/// `include_str!`, a build script with `rerun-if-changed` on another file, and a
+/// variable through `option_env!`, and whose app prints all three.
+fn with_inputs_cargo_tracks(dir: &Path) {
+    let core = dir.join("core");
+    fs::create_dir_all(core.join("data")).expect("mkdir");
+    fs::write(core.join("data/include.txt"), "included-1\n").expect("write");
+    fs::write(core.join("data/version.txt"), "version-1\n").expect("write");
+    fs::write(
+        core.join("build.rs"),
+        "fn main() {\n    println!(\"cargo:rerun-if-changed=data/version.txt\");\n    \
+         let v = std::fs::read_to_string(\"data/version.txt\").unwrap();\n    \
+         println!(\"cargo:rustc-env=DATA_VERSION={}\", v.trim());\n}\n",
+    )
+    .expect("write build.rs");
+    let mut lib = fs::read_to_string(core.join("src/lib.rs")).expect("read lib.rs");
+    lib.push_str(
+        "\npub const INCLUDED: &str = include_str!(\"../data/include.txt\");\n\
+         pub const DATA_VERSION: &str = env!(\"DATA_VERSION\");\n\
+         pub const FLAVOUR: Option<&str> = option_env!(\"FIXTURE_FLAVOUR\");\n",
+    );
+    fs::write(core.join("src/lib.rs"), lib).expect("write lib.rs");
+    let main = dir.join("app/src/main.rs");
+    let text = fs::read_to_string(&main).expect("read main.rs");
+    let text = text.replace(
+        "fn main() {",
+        "fn main() {\n    println!(\"{} {} {:?}\", fixture_core::INCLUDED.trim(), \
+         fixture_core::DATA_VERSION, fixture_core::FLAVOUR);",
+    );
+    fs::write(&main, text).expect("write main.rs");
+}
+
+/// The first line the fixture's app prints.
+fn first_line_of_app(dir: &Path) -> String {
+    let out = Command::new(dir.join("target/debug/fixture-app"))
+        .output()
+        .expect("the app runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Issue 18's correctness cases for what Cargo tracks besides `.rs` files: a file read
+/// through `include_str!`, a build script's `rerun-if-changed` file, and a variable read
+/// through `option_env!` each changed in a fresh clone after the layer was restored:
+/// the program built says what the changed input says, never the saved one.
+#[test]
+fn the_workspace_layer_follows_included_files_build_script_inputs_and_variables() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = checkout(&tmp.path().join("a"));
+    with_inputs_cargo_tracks(&a);
+    cargo_build(&a, &[], &[]);
+    assert_eq!(first_line_of_app(&a), "included-1 version-1 None");
+    let saved = bmat_rust_layered(&stack, &a, &["save"], &[]);
+    assert_eq!(saved.json()["workspace"]["outcome"], "saved", "{saved:?}");
+
+    type Change = fn(&Path);
+    let cases: [(&str, Change, &[(&str, &str)], &str); 3] = [
+        (
+            "include",
+            |d| fs::write(d.join("core/data/include.txt"), "included-2\n").expect("write"),
+            &[],
+            "included-2 version-1 None",
+        ),
+        (
+            "build-input",
+            |d| fs::write(d.join("core/data/version.txt"), "version-2\n").expect("write"),
+            &[],
+            "included-1 version-2 None",
+        ),
+        (
+            "variable",
+            |_| {},
+            &[("FIXTURE_FLAVOUR", "blue")],
+            "included-1 version-1 Some(\"blue\")",
+        ),
+    ];
+    for (name, change, env, expected) in cases {
+        let b = checkout(&tmp.path().join(name));
+        with_inputs_cargo_tracks(&b);
+        change(&b);
+        let restored = bmat_rust_layered(&stack, &b, &["restore"], &[]);
+        assert_eq!(
+            restored.json()["workspace"]["outcome"],
+            "hit",
+            "{name}: {restored:?}"
+        );
+        cargo_build(&b, &[], env);
+        assert_eq!(first_line_of_app(&b), expected, "{name}");
+    }
+}
