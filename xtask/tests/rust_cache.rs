@@ -958,8 +958,14 @@ fn the_workspace_layer_follows_included_files_build_script_inputs_and_variables(
     let saved = bmat_rust_layered(&stack, &a, &["save"], &[]);
     assert_eq!(saved.json()["workspace"]["outcome"], "saved", "{saved:?}");
 
-    type Change = fn(&Path);
-    let cases: [(&str, Change, &[(&str, &str)], &str); 3] = [
+    /// (name, the change to a fresh clone, the build's variables, what the app says)
+    type Case = (
+        &'static str,
+        fn(&Path),
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let cases: [Case; 3] = [
         (
             "include",
             |d| fs::write(d.join("core/data/include.txt"), "included-2\n").expect("write"),
