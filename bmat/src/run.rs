@@ -102,6 +102,7 @@ pub fn run(task: Task, ctx: &JobContext) -> (Outcome, rust::RustReport) {
                 Outcome::Hit { matched_key, .. } => {
                     rust::after_hit(&after, *matched_key == key, &key, ctx).await
                 }
+                Outcome::Miss { .. } => rust::after_miss(&after, ctx).await,
                 _ => Default::default(),
             };
             (outcome, report)

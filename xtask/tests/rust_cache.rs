@@ -357,6 +357,16 @@ fn matrix_jobs_with_key_suffixes_keep_their_own_caches() {
         &[],
     );
     assert_eq!(plain.outcome(), "miss", "{plain:?}");
+    // Issue 18, point 4: the miss says what the scope has instead.
+    let why = plain.json()["explain"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        why.starts_with("no cache of rust-deps-1.") && why.contains("rust-deps-release-1."),
+        "{plain:?}"
+    );
+    assert!(plain.stderr.contains(&why), "{plain:?}");
 
     let bad = bmat_rust(&stack, &dir, &["save", "--key-suffix", "1.95"], &[]);
     assert_eq!(bad.code, 2, "{bad:?}");

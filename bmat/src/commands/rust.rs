@@ -38,6 +38,8 @@ pub struct AfterRestore {
     pub layer: Option<Workspace>,
     /// This job's key inputs, to say how a fallback hit's differ.
     pub key_record: explain::KeyRecord,
+    /// The key's fallback prefix, to say what the scope has instead after a miss.
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,7 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
                 relocate,
                 layer: with_layer.then_some(workspace),
                 key_record: explain::KeyRecord::of(&inputs),
+                prefix: inputs.prefix(),
             },
         ),
         Action::Save => {
@@ -333,6 +336,22 @@ pub async fn after_hit(
             "restored, but the members' sources could not be compared ({e}): cargo rebuilds what it finds stale"
         )),
     });
+    report
+}
+
+/// After a miss: which Rust caches the scope has instead (another toolchain, host or
+/// suffix), if it has any. Best effort: nothing when they cannot be listed.
+pub async fn after_miss(after: &AfterRestore, ctx: &JobContext) -> RustReport {
+    let mut report = RustReport::default();
+    let Ok(api) = ctx.api() else { return report };
+    let Ok(list) = api.list_page(Some("rust-deps-"), None, 100).await else {
+        return report;
+    };
+    let keys = list.caches.iter().map(|c| c.key.as_str());
+    if let Some(line) = explain::other_prefixes(&after.prefix, keys) {
+        report.fields.push(("explain", vec![line.clone()].into()));
+        report.lines.push(line);
+    }
     report
 }
 

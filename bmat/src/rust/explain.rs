@@ -177,9 +177,57 @@ fn package_changes(
     Some(format!("Cargo.lock: {text}"))
 }
 
+/// After a miss: the prefixes (toolchain, host, suffix) of the Rust caches `keys`
+/// the scope holds, with how many each, when none is `ours`.
+pub fn other_prefixes<'a>(ours: &str, keys: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut prefixes: BTreeMap<&str, usize> = BTreeMap::new();
+    for key in keys {
+        // `rust-deps-…-{hash}`: the prefix is all but the hash.
+        if let Some((prefix, _)) = key.rsplit_once('-') {
+            *prefixes.entry(prefix).or_default() += 1;
+        }
+    }
+    let ours = ours.trim_end_matches('-');
+    if prefixes.contains_key(ours) {
+        return None;
+    }
+    if prefixes.is_empty() {
+        return Some("no Rust cache in this job's scope yet".to_owned());
+    }
+    let listed: Vec<String> = prefixes
+        .iter()
+        .map(|(p, n)| format!("{p}-… ({n})"))
+        .collect();
+    Some(format!(
+        "no cache of {ours}-…; this job's scope has {}",
+        listed.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_miss_names_the_prefixes_the_scope_has() {
+        let keys = [
+            "rust-deps-1.94.0-x86_64-unknown-linux-gnu-0123456789abcdef0123",
+            "rust-deps-1.94.0-x86_64-unknown-linux-gnu-1123456789abcdef0123",
+            "rust-deps-release-1.95.0-x86_64-unknown-linux-gnu-2123456789abcdef0123",
+        ];
+        assert_eq!(
+            other_prefixes("rust-deps-1.95.0-x86_64-unknown-linux-gnu-", keys).as_deref(),
+            Some(
+                "no cache of rust-deps-1.95.0-x86_64-unknown-linux-gnu-…; this job's scope has \
+                 rust-deps-1.94.0-x86_64-unknown-linux-gnu-… (2), \
+                 rust-deps-release-1.95.0-x86_64-unknown-linux-gnu-… (1)"
+            )
+        );
+        assert_eq!(
+            other_prefixes("rust-deps-1.94.0-x86_64-unknown-linux-gnu-", keys),
+            None
+        );
+    }
 
     fn record(packages: &[(&str, &str)]) -> KeyRecord {
         let mut r = KeyRecord {
