@@ -737,13 +737,18 @@ fn declared_inputs_and_the_host_c_library_are_in_the_key() {
     assert!(typo.stderr.contains("key input .sqlxx"), "{typo:?}");
 }
 
-/// The fixture's binary, run: what it prints, its pid left out.
-fn run_app(dir: &Path) -> String {
+/// What the fixture's binary prints.
+fn app_stdout(dir: &Path) -> String {
     let out = Command::new(dir.join("target/debug/fixture-app"))
         .output()
         .expect("the app runs");
     assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the fixture's binary prints, its pid left out.
+fn run_app(dir: &Path) -> String {
+    let text = app_stdout(dir);
     text.split("pid ").next().unwrap_or_default().to_owned()
 }
 
@@ -943,10 +948,7 @@ fn with_inputs_cargo_tracks(dir: &Path) {
 
 /// The first line the fixture's app prints.
 fn first_line_of_app(dir: &Path) -> String {
-    let out = Command::new(dir.join("target/debug/fixture-app"))
-        .output()
-        .expect("the app runs");
-    String::from_utf8_lossy(&out.stdout)
+    app_stdout(dir)
         .lines()
         .next()
         .unwrap_or_default()
