@@ -185,11 +185,6 @@ fn select(
     }
     let home = cargo_home::select(cargo_home, &inputs.packages)
         .map_err(|e| anyhow::anyhow!("cannot read the Cargo home {}: {e}", cargo_home.display()))?;
-    let in_tree = |tree, path: &PathBuf| {
-        RelPath::from_input(path.as_os_str().as_encoded_bytes())
-            .map(|path| TreePath { tree, path })
-            .map_err(|e| anyhow::anyhow!("{e}"))
-    };
     let mut entries = Vec::with_capacity(selection.paths.len() + home.paths.len());
     for path in &selection.paths {
         entries.push(in_tree(Tree::Main, path)?);
@@ -200,16 +195,19 @@ fn select(
     Ok(entries)
 }
 
+/// A path relative to one of the job's trees, as a save names it.
+fn in_tree(tree: Tree, path: &Path) -> anyhow::Result<TreePath> {
+    RelPath::from_input(path.as_os_str().as_encoded_bytes())
+        .map(|path| TreePath { tree, path })
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Writes the key's inputs into the build directory, to be saved with the cache (see
 /// [`explain`]); best effort: none when it cannot be written.
 fn key_record(build_dir: &Path, inputs: &KeyInputs) -> Option<TreePath> {
     let text = serde_json::to_vec(&explain::KeyRecord::of(inputs)).ok()?;
     std::fs::write(build_dir.join(explain::RECORD), text).ok()?;
-    let path = RelPath::from_input(explain::RECORD.as_bytes()).ok()?;
-    Some(TreePath {
-        tree: Tree::Main,
-        path,
-    })
+    in_tree(Tree::Main, Path::new(explain::RECORD)).ok()
 }
 
 /// The workspace layer's save, if a member has been built. Best effort: a layer that
@@ -228,14 +226,7 @@ fn layer_save(workspace: &Workspace, deps_key: &str, roots: &Roots) -> Option<Sa
     let paths = prepared
         .paths
         .iter()
-        .map(|p| {
-            RelPath::from_input(p.as_os_str().as_encoded_bytes())
-                .map(|path| TreePath {
-                    tree: Tree::Main,
-                    path,
-                })
-                .ok()
-        })
+        .map(|p| in_tree(Tree::Main, p).ok())
         .collect::<Option<Vec<_>>>()?;
     Some(SaveRequest {
         key: prepared.key,

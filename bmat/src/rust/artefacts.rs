@@ -81,12 +81,7 @@ pub fn select(
 pub fn select_members(build_dir: &Path, members: &HashSet<String>) -> io::Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     for profile in profile_dirs(build_dir)? {
-        let mut deps_by_hash: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        for path in read_dir_sorted(&profile.join("deps"))? {
-            if let Some(hash) = hash_suffix(&file_name(&path)) {
-                deps_by_hash.entry(hash.to_string()).or_default().push(path);
-            }
-        }
+        let deps_by_hash = deps_by_hash(&profile)?;
         for dir in read_dir_sorted(&profile.join(".fingerprint"))? {
             let name = file_name(&dir);
             let Some((package, hash)) = name.rsplit_once('-') else {
@@ -157,13 +152,7 @@ fn select_in_profile(
     by_name: &HashMap<&str, Vec<&LockedPackage>>,
     selection: &mut Selection,
 ) -> io::Result<()> {
-    // deps/ holds every unit's outputs side by side: index them by hash once.
-    let mut deps_by_hash: HashMap<String, Vec<PathBuf>> = HashMap::new();
-    for path in read_dir_sorted(&profile.join("deps"))? {
-        if let Some(hash) = hash_suffix(&file_name(&path)) {
-            deps_by_hash.entry(hash.to_string()).or_default().push(path);
-        }
-    }
+    let deps_by_hash = deps_by_hash(profile)?;
 
     let mut units = Vec::new();
     for dir in read_dir_sorted(&profile.join(".fingerprint"))? {
@@ -230,6 +219,17 @@ fn select_in_profile(
         }
     }
     Ok(())
+}
+
+/// `deps/` holds every unit's outputs side by side: indexed by hash once per profile.
+fn deps_by_hash(profile: &Path) -> io::Result<HashMap<String, Vec<PathBuf>>> {
+    let mut by_hash: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    for path in read_dir_sorted(&profile.join("deps"))? {
+        if let Some(hash) = hash_suffix(&file_name(&path)) {
+            by_hash.entry(hash.to_string()).or_default().push(path);
+        }
+    }
+    Ok(by_hash)
 }
 
 /// `libfoo-0123456789abcdef.rlib` → `0123456789abcdef`.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use walkdir::WalkDir;
 
+use crate::trees::manifest::file_sha256;
+
 /// A declared file or directory, hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeclaredPath {
@@ -75,12 +77,8 @@ pub fn hash_path(dir: &Path, path: &Path) -> Result<DeclaredPath, DeclaredError>
             format!("link {} {}", rel.display(), target.display())
         } else if kind.is_file() {
             files += 1;
-            let content = fs::read(entry.path()).map_err(unreadable)?;
-            format!(
-                "file {} {}",
-                rel.display(),
-                hex::encode(Sha256::digest(&content))
-            )
+            let sha256 = file_sha256(entry.path()).map_err(unreadable)?;
+            format!("file {} {sha256}", rel.display())
         } else {
             format!("dir {}", rel.display())
         };

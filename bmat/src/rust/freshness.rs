@@ -22,9 +22,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use walkdir::WalkDir;
 
+use crate::trees::manifest::file_sha256;
 use crate::trees::times::Mtime;
 
 /// One file of a member package, as the saving job had it.
@@ -80,12 +80,6 @@ fn files_of(
     Ok(found)
 }
 
-fn sha256_of(path: &Path) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    io::copy(&mut fs::File::open(path)?, &mut hasher)?;
-    Ok(hex::encode(hasher.finalize()))
-}
-
 /// Records the files of `package_dirs` with their content hash and mtime.
 pub fn record(
     root: &Path,
@@ -97,7 +91,7 @@ pub fn record(
         let mtime = Mtime::of(&fs::metadata(&path)?);
         files.push(SourceRecord {
             path: rel,
-            sha256: sha256_of(&path)?,
+            sha256: file_sha256(&path)?,
             secs: mtime.secs,
             nanos: mtime.nanos,
         });
@@ -137,7 +131,7 @@ pub fn compare(
     };
     for rec in &manifest.files {
         match now.remove(&rec.path) {
-            Some(path) if sha256_of(&path)? == rec.sha256 => {
+            Some(path) if file_sha256(&path)? == rec.sha256 => {
                 out.unchanged.push((path, rec.mtime()));
             }
             Some(path) => {
@@ -164,38 +158,39 @@ pub fn shift(newest_recorded: Mtime, oldest_changed: Option<Mtime>, now: Mtime) 
     (limit - MARGIN - newest_recorded.as_nanos()).min(0)
 }
 
-/// The newest mtime among `outputs` (restored files and directories, not followed).
-pub fn newest_of(outputs: &[PathBuf]) -> io::Result<Option<Mtime>> {
-    let mut newest: Option<Mtime> = None;
-    for path in outputs {
-        let m = Mtime::of(&fs::symlink_metadata(path)?);
-        if newest.is_none_or(|n| m.as_nanos() > n.as_nanos()) {
-            newest = Some(m);
+/// Restored outputs (files and directories, not followed) with their times as
+/// restored, each inode once: Cargo hard-links final artefacts to their `deps/` files,
+/// and a link must not be moved twice. Read once, for the shift and for the move.
+pub struct Outputs(Vec<(PathBuf, Mtime)>);
+
+impl Outputs {
+    pub fn scan(paths: impl IntoIterator<Item = PathBuf>) -> io::Result<Outputs> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for path in paths {
+            let meta = fs::symlink_metadata(&path)?;
+            if seen.insert((meta.dev(), meta.ino())) {
+                out.push((path, Mtime::of(&meta)));
+            }
         }
+        Ok(Outputs(out))
     }
-    Ok(newest)
+
+    pub fn newest(&self) -> Option<Mtime> {
+        self.0.iter().map(|(_, m)| *m).max_by_key(|m| m.as_nanos())
+    }
 }
 
 /// Gives each unchanged source its recorded mtime moved by `shift`, and moves each of
-/// `outputs` (restored with their recorded times) by `shift`, each inode once (Cargo
-/// hard-links final artefacts to their `deps/` files). Returns the files touched.
-pub fn apply(
-    unchanged: &[(PathBuf, Mtime)],
-    outputs: &[PathBuf],
-    shift: i128,
-) -> io::Result<usize> {
+/// `outputs` by `shift`. Returns the files touched.
+pub fn apply(unchanged: &[(PathBuf, Mtime)], outputs: &Outputs, shift: i128) -> io::Result<usize> {
     for (path, recorded) in unchanged {
         Mtime::from_nanos(recorded.as_nanos() + shift).apply(path)?;
     }
     let mut moved = 0;
     if shift != 0 {
-        let mut seen = HashSet::new();
-        for path in outputs {
-            let meta = fs::symlink_metadata(path)?;
-            if !seen.insert((meta.dev(), meta.ino())) {
-                continue;
-            }
-            Mtime::from_nanos(Mtime::of(&meta).as_nanos() + shift).apply(path)?;
+        for (path, restored) in &outputs.0 {
+            Mtime::from_nanos(restored.as_nanos() + shift).apply(path)?;
             moved += 1;
         }
     }
@@ -254,7 +249,7 @@ mod tests {
         assert_eq!(cmp.oldest_changed, Some(at(8_000)));
         assert_eq!(cmp.unchanged.len(), 1);
 
-        apply(&cmp.unchanged, &[], 0).unwrap();
+        apply(&cmp.unchanged, &Outputs::scan([]).unwrap(), 0).unwrap();
         assert_eq!(mtime(&b.path().join("core/src/lib.rs")), 1_000);
         assert_eq!(
             mtime(&b.path().join("app/src/main.rs")),
@@ -289,12 +284,9 @@ mod tests {
         fs::hard_link(&out, &link).unwrap();
         write(&src, "src", 5);
         let s = shift(at(103_000), changed, now);
-        apply(
-            &[(src.clone(), at(102_000))],
-            &[out.clone(), link.clone()],
-            s,
-        )
-        .unwrap();
+        let outputs = Outputs::scan([out.clone(), link.clone()]).unwrap();
+        assert_eq!(outputs.newest(), Some(at(103_000)));
+        apply(&[(src.clone(), at(102_000))], &outputs, s).unwrap();
         // The hard link was moved once, and both stay in their recorded order.
         assert_eq!(mtime(&out), 99_989);
         assert_eq!(mtime(&link), 99_989);

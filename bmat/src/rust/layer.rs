@@ -191,7 +191,7 @@ pub fn refresh(workspace: &Workspace) -> io::Result<Refreshed> {
     // Every unit's outputs, the dependency cache's as well as the layer's, as restored
     // (with the saving clock's times): moved together, a member stays newer than the
     // dependencies it was built against, which Cargo checks too.
-    let mut outputs = Vec::new();
+    let mut paths = Vec::new();
     for profile in artefacts::profile_dirs(build_dir)? {
         for dir in [".fingerprint", "deps", "build"] {
             let dir = profile.join(dir);
@@ -199,7 +199,7 @@ pub fn refresh(workspace: &Workspace) -> io::Result<Refreshed> {
                 continue;
             }
             for entry in walkdir::WalkDir::new(dir) {
-                outputs.push(entry.map_err(io::Error::other)?.into_path());
+                paths.push(entry.map_err(io::Error::other)?.into_path());
             }
         }
     }
@@ -208,7 +208,8 @@ pub fn refresh(workspace: &Workspace) -> io::Result<Refreshed> {
         .iter()
         .map(|(_, m)| *m)
         .max_by_key(|m| m.as_nanos());
-    let newest_output = freshness::newest_of(&outputs)?;
+    let outputs = freshness::Outputs::scan(paths)?;
+    let newest_output = outputs.newest();
     let newest = [newest_source, newest_output]
         .into_iter()
         .flatten()

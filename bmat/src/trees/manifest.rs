@@ -14,6 +14,13 @@ use sha2::{Digest, Sha256};
 
 use crate::trees::times::Mtime;
 
+/// Lower-case hex SHA-256 of a file's content, read in a stream.
+pub fn file_sha256(path: &Path) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    io::copy(&mut fs::File::open(path)?, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     File { size: u64, sha256: String },
@@ -89,11 +96,9 @@ impl Manifest {
                     target: fs::read_link(item.path())?.as_os_str().as_bytes().to_vec(),
                 }
             } else {
-                let mut hasher = Sha256::new();
-                io::copy(&mut fs::File::open(item.path())?, &mut hasher)?;
                 Kind::File {
                     size: meta.len(),
-                    sha256: hex::encode(hasher.finalize()),
+                    sha256: file_sha256(item.path())?,
                 }
             };
             entries.insert(rel, Entry { kind, mode, mtime });
