@@ -1,77 +1,90 @@
-//! `bench-store scan DIR` / `put DIR` / `get HASH`.
+//! `bench-store`: scan trees into manifests, store them, compare, copy and verify
+//! stores. Exit statuses and error codes come from `bench-buildinfo`.
 
-use std::path::{Path, PathBuf};
+mod commands;
+mod failure;
 
-use anyhow::{Context, Result};
-use bench_core::Manifest;
-use bench_store::Store;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "A content-addressed store of compressed blobs")]
+#[command(
+    name = "bench-store",
+    about = "A content-addressed store of compressed blobs"
+)]
 struct Cli {
-    /// Where the blobs live.
-    #[arg(long, default_value = ".store")]
-    store: PathBuf,
-    /// zstd level.
-    #[arg(long, default_value_t = 3)]
-    level: i32,
+    /// A JSON configuration file, merged over the defaults.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Override a setting, after the file and the environment: section.key=value.
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print JSON (the same as --set report.format=json).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Print the manifest of DIR (files whose path matches --only).
+    /// Print the manifest of DIR (the files the scan settings keep).
     Scan {
         dir: PathBuf,
-        #[arg(long, default_value = ".")]
-        only: String,
+        /// Only paths matching this regular expression.
+        #[arg(long)]
+        only: Option<String>,
+        /// A summary instead of every file.
+        #[arg(long)]
+        summary: bool,
     },
-    /// Store every file of DIR.
-    Put { dir: PathBuf },
+    /// Store every file of DIR and record its manifest as NAME.
+    Put {
+        dir: PathBuf,
+        /// Defaults to the directory's name.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Write a blob to stdout.
     Get { hash: String },
-}
-
-fn scan(dir: &Path, prefix: &Path, manifest: &mut Manifest) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let path = entry?.path();
-        if path.is_dir() {
-            scan(&path, prefix, manifest)?;
-        } else {
-            let rel = path.strip_prefix(prefix)?.to_string_lossy().into_owned();
-            manifest.add(&rel, &std::fs::read(&path)?);
-        }
-    }
-    Ok(())
+    /// Write the files of a recorded manifest under DIR.
+    Restore { manifest: String, dir: PathBuf },
+    /// What changed from one recorded manifest to another.
+    Diff { from: String, to: String },
+    /// The recorded manifests.
+    List,
+    /// Copy recorded manifests and their blobs to the store at TO.
+    Sync {
+        to: PathBuf,
+        /// Manifests to copy; all when none is named.
+        manifests: Vec<String>,
+    },
+    /// Check that the blobs of recorded manifests are whole.
+    Verify { manifests: Vec<String> },
+    /// Remove the blobs no recorded manifest needs.
+    Gc {
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The settings in effect and where each came from.
+    Config,
+    /// The error codes and their exit statuses.
+    Codes,
+    /// This build's version, target and profile.
+    Version,
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let store = Store::new(&cli.store, cli.level);
-    match cli.command {
-        Cmd::Scan { dir, only } => {
-            let mut manifest = Manifest::default();
-            scan(&dir, &dir, &mut manifest)?;
-            println!("{}", manifest.select(&only)?.to_json()?);
-        }
-        Cmd::Put { dir } => {
-            let mut manifest = Manifest::default();
-            scan(&dir, &dir, &mut manifest)?;
-            let n = store.put_tree(&dir, &manifest).await?;
-            let summary = serde_json::json!({
-                "files": n,
-                "bytes": manifest.total_size(),
-                "free": store.free_bytes()?,
-            });
-            println!("{summary}");
-        }
-        Cmd::Get { hash } => {
-            use std::io::Write;
-            std::io::stdout().write_all(&store.get(&hash).await?)?;
+    match commands::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let code = failure::code_of(&error);
+            eprintln!("error[{code}]: {error:#}");
+            ExitCode::from(code.exit_status())
         }
     }
-    Ok(())
 }

@@ -108,7 +108,9 @@ impl Layer {
             key: dotted.to_owned(),
             reason,
         };
-        let (section, key) = dotted.split_once('.').ok_or_else(|| bad("expected section.key"))?;
+        let (section, key) = dotted
+            .split_once('.')
+            .ok_or_else(|| bad("expected section.key"))?;
         let defaults = serde_json::to_value(Config::default()).map_err(|source| Error::Json {
             origin: Origin::Default,
             source,
@@ -160,10 +162,11 @@ pub fn resolve(layers: &[Layer]) -> Result<Resolved, Error> {
         let origin = origin.clone();
         move |source| Error::Json { origin, source }
     };
-    let mut merged = match serde_json::to_value(Config::default()).map_err(json(&Origin::Default))? {
-        Value::Object(map) => map,
-        _ => unreachable!("Config serialises to an object"),
-    };
+    let mut merged =
+        match serde_json::to_value(Config::default()).map_err(json(&Origin::Default))? {
+            Value::Object(map) => map,
+            _ => unreachable!("Config serialises to an object"),
+        };
     let mut origins = BTreeMap::new();
     for layer in layers {
         merge(&mut merged, &layer.values, "", &layer.origin, &mut origins);

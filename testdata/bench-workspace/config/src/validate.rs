@@ -21,19 +21,31 @@ pub fn check(config: &Config) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut problem = |key, message: String| problems.push(Problem { key, message });
     if !(1..=22).contains(&config.store.level) {
-        problem("store.level", format!("{} is not a zstd level (1 to 22)", config.store.level));
+        problem(
+            "store.level",
+            format!("{} is not a zstd level (1 to 22)", config.store.level),
+        );
     }
     if config.store.root.as_os_str().is_empty() {
         problem("store.root", "is empty".into());
     }
     if config.store.max_bytes == Some(0) {
-        problem("store.max_bytes", "0 would refuse every blob; unset it instead".into());
+        problem(
+            "store.max_bytes",
+            "0 would refuse every blob; unset it instead".into(),
+        );
     }
     if !(1..=64).contains(&config.sync.concurrency) {
-        problem("sync.concurrency", format!("{} is not 1 to 64", config.sync.concurrency));
+        problem(
+            "sync.concurrency",
+            format!("{} is not 1 to 64", config.sync.concurrency),
+        );
     }
     if config.sync.retries > 10 {
-        problem("sync.retries", format!("{} is more than 10", config.sync.retries));
+        problem(
+            "sync.retries",
+            format!("{} is more than 10", config.sync.retries),
+        );
     }
     if let Err(e) = config.scan.filter() {
         problem("scan", e.to_string());

@@ -159,7 +159,10 @@ mod tests {
         assert_eq!(decode(&longer), Err(DecodeError::Trailing(1)));
         let mut big = Vec::new();
         put_varint(&mut big, u64::MAX);
-        let mut r = Reader { bytes: &big, pos: 0 };
+        let mut r = Reader {
+            bytes: &big,
+            pos: 0,
+        };
         assert_eq!(r.varint(), Ok(u64::MAX));
     }
 }

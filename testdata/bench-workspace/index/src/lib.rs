@@ -225,7 +225,10 @@ mod tests {
         index.record("also-v1", &manifest).await.expect("record");
         assert_eq!(index.resolve("v1").expect("name"), hash);
         assert_eq!(index.resolve(&hash[..6]).expect("prefix"), hash);
-        assert!(matches!(index.resolve("ab"), Err(Error::ShortPrefix { .. })));
+        assert!(matches!(
+            index.resolve("ab"),
+            Err(Error::ShortPrefix { .. })
+        ));
         assert!(matches!(index.resolve("v2"), Err(Error::Unknown(_))));
 
         let mut reopened = Index::open(store, 4).expect("reopen");

@@ -95,7 +95,10 @@ mod tests {
         assert_eq!(lru.get(&"b"), None);
         assert_eq!(lru.get(&"a"), Some(&1));
         let stats = lru.stats();
-        assert_eq!((stats.hits, stats.misses, stats.evictions, stats.len), (2, 1, 1, 2));
+        assert_eq!(
+            (stats.hits, stats.misses, stats.evictions, stats.len),
+            (2, 1, 1, 2)
+        );
         assert!((stats.hit_rate() - 2.0 / 3.0).abs() < 1e-9);
     }
 }

@@ -41,13 +41,17 @@ impl Store {
         for (path, entry) in &manifest.entries {
             let file = dir.join(path);
             if let Some(parent) = file.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(io(parent))?;
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(io(parent))?;
             }
             let data = self.get(&entry.sha256).await?;
             tokio::fs::write(&file, &data).await.map_err(io(&file))?;
             let mode = if entry.executable { 0o755 } else { 0o644 };
             let perms = std::fs::Permissions::from_mode(mode);
-            tokio::fs::set_permissions(&file, perms).await.map_err(io(&file))?;
+            tokio::fs::set_permissions(&file, perms)
+                .await
+                .map_err(io(&file))?;
             stats.files += 1;
             stats.bytes += data.len() as u64;
         }
@@ -74,7 +78,10 @@ mod tests {
         let dst = store.root().with_extension("dst");
         let restored = store.restore_tree(&manifest, &dst).await.expect("restore");
         assert_eq!(restored.files, 2);
-        assert_eq!(std::fs::read(dst.join("bin/run")).expect("read"), b"#!/bin/sh\n");
+        assert_eq!(
+            std::fs::read(dst.join("bin/run")).expect("read"),
+            b"#!/bin/sh\n"
+        );
         for dir in [store.root(), &src, &dst] {
             let _ = std::fs::remove_dir_all(dir);
         }

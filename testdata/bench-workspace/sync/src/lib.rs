@@ -43,11 +43,7 @@ impl Default for Options {
 
 /// The distinct blobs the files of `manifest` need, each once.
 pub fn blobs_of(manifest: &bench_core::Manifest) -> Vec<String> {
-    manifest
-        .by_hash()
-        .into_keys()
-        .map(str::to_owned)
-        .collect()
+    manifest.by_hash().into_keys().map(str::to_owned).collect()
 }
 
 /// Whether trying again may help: I/O can fail for a moment; a blob that is

@@ -2,8 +2,8 @@
 
 use bench_store::Store;
 
-use crate::pool::for_each_bounded;
 use crate::Error;
+use crate::pool::for_each_bounded;
 
 #[derive(Debug, Default)]
 pub struct Verification {
