@@ -1,6 +1,6 @@
 //! One function per subcommand.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 
@@ -152,15 +152,18 @@ async fn put(
     Ok(())
 }
 
-fn list(index: &Index, json: bool) -> Result<()> {
+/// Prints `value` as JSON or `table` as text.
+fn print_either(json: bool, value: serde_json::Value, table: Table) -> Result<()> {
     if json {
-        let records: serde_json::Map<String, serde_json::Value> = index
-            .records()
-            .map(|(name, r)| Ok((name.to_owned(), serde_json::to_value(r)?)))
-            .collect::<Result<_, serde_json::Error>>()?;
-        println!("{:#}", serde_json::Value::Object(records));
-        return Ok(());
+        println!("{value:#}");
+    } else {
+        print!("{table}");
     }
+    Ok(())
+}
+
+fn list(index: &Index, json: bool) -> Result<()> {
+    let records: BTreeMap<&str, &bench_index::Record> = index.records().collect();
     let mut table = Table::new([
         ("name", Align::Left),
         ("files", Align::Right),
@@ -175,8 +178,7 @@ fn list(index: &Index, json: bool) -> Result<()> {
             record.hash[..12].to_owned(),
         ]);
     }
-    print!("{table}");
-    Ok(())
+    print_either(json, serde_json::to_value(records)?, table)
 }
 
 /// The blobs of the named manifests (all recorded ones when none is named),
@@ -286,10 +288,6 @@ async fn gc(store: &Store, dry_run: bool) -> Result<()> {
 }
 
 fn show_config(resolved: &Resolved, json: bool) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(&resolved.config)?);
-        return Ok(());
-    }
     let mut table = Table::new([
         ("setting", Align::Left),
         ("value", Align::Left),
@@ -298,18 +296,10 @@ fn show_config(resolved: &Resolved, json: bool) -> Result<()> {
     for (name, value) in resolved.config.describe() {
         table.row([name.to_owned(), value, resolved.origin(name).to_string()]);
     }
-    print!("{table}");
-    Ok(())
+    print_either(json, serde_json::to_value(&resolved.config)?, table)
 }
 
 fn codes(json: bool) -> Result<()> {
-    if json {
-        let codes: Vec<_> = Code::all()
-            .map(|c| serde_json::json!({"code": c.code(), "name": c.name(), "exit": c.exit_status(), "message": c.message()}))
-            .collect();
-        println!("{:#}", serde_json::Value::Array(codes));
-        return Ok(());
-    }
     let mut table = Table::new([
         ("code", Align::Left),
         ("exit", Align::Right),
@@ -324,6 +314,15 @@ fn codes(json: bool) -> Result<()> {
             code.message().to_owned(),
         ]);
     }
-    print!("{table}");
-    Ok(())
+    let value = Code::all()
+        .map(|c| {
+            serde_json::json!({
+                "code": c.code(),
+                "exit": c.exit_status(),
+                "name": c.name(),
+                "message": c.message(),
+            })
+        })
+        .collect();
+    print_either(json, value, table)
 }
