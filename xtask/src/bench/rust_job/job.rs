@@ -18,7 +18,7 @@ use crate::copy::copy_tree;
 const KEPT: [&str; 6] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR"];
 
 pub struct Job {
-    pub name: &'static str,
+    pub name: String,
     /// The workspace root of the checkout.
     pub ws: PathBuf,
     cargo_home: PathBuf,
@@ -27,13 +27,24 @@ pub struct Job {
     agent_socket: PathBuf,
     /// Where each step's stdout and stderr go.
     logs: PathBuf,
+    /// Variables of the job besides the runner's (a compiler wrapper's).
+    env: Vec<(String, String)>,
+}
+
+/// Which of bmat's Rust caches a job restores and saves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caches {
+    /// `--deps-only`: the dependency cache (and Cargo's home) alone.
+    DepsOnly,
+    /// The dependency cache and the workspace layer.
+    WithLayer,
 }
 
 impl Job {
     /// Copies `source` to `ws` (created, with no `target/`) and creates an empty
     /// `cargo_home`.
     pub fn checkout(
-        name: &'static str,
+        name: &str,
         source: &Path,
         ws: &Path,
         cargo_home: &Path,
@@ -52,14 +63,21 @@ impl Job {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
             .context("neither RUSTUP_HOME nor HOME is set")?;
         Ok(Job {
-            name,
+            name: name.to_owned(),
             ws: ws.to_owned(),
             cargo_home: cargo_home.to_owned(),
             rustup_home,
             bmat: bmat.to_owned(),
             agent_socket: agent_socket.to_owned(),
             logs: logs.to_owned(),
+            env: Vec::new(),
         })
+    }
+
+    /// The job with these variables set too.
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Job {
+        self.env = env;
+        self
     }
 
     /// A command in the checkout with the job's environment.
@@ -78,7 +96,8 @@ impl Job {
         }
         cmd.env("CARGO_HOME", &self.cargo_home)
             .env("RUSTUP_HOME", &self.rustup_home)
-            .env("BMAT_AGENT_SOCKET", &self.agent_socket);
+            .env("BMAT_AGENT_SOCKET", &self.agent_socket)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -105,15 +124,21 @@ impl Job {
         self.logs.join(format!("{}-{step}.log", self.name))
     }
 
-    /// `bmat --json --strict cache rust ACTION`, expecting `want` (a step that does
-    /// anything else fails the run: the numbers after it would mean nothing).
-    pub fn bmat_rust(&self, action: &str, want: &str) -> Result<(Usage, serde_json::Value)> {
+    /// `bmat --json --strict cache rust ACTION [--deps-only]`, expecting `want` (a step
+    /// that does anything else fails the run: the numbers after it would mean nothing).
+    pub fn bmat_rust(
+        &self,
+        action: &str,
+        caches: Caches,
+        want: &str,
+    ) -> Result<(Usage, serde_json::Value)> {
         let step = format!("bmat-{action}");
         let out = self.logs.join(format!("{}-{step}.json", self.name));
         let mut cmd = self.command(&self.bmat);
-        // The dependency cache alone, as README's table describes it; the workspace
-        // layer gets its own next-commit job (issue 18).
-        cmd.args(["--json", "--strict", "cache", "rust", action, "--deps-only"]);
+        cmd.args(["--json", "--strict", "cache", "rust", action]);
+        if caches == Caches::DepsOnly {
+            cmd.arg("--deps-only");
+        }
         settle();
         let usage = pipeline(vec![cmd], Io::Null, Io::create(&out)?, &self.log_of(&step))
             .with_context(|| format!("job {}: bmat cache rust {action}", self.name))?;
@@ -143,6 +168,23 @@ impl Job {
         let stdout =
             fs::read_to_string(&out).with_context(|| format!("cannot read {}", out.display()))?;
         Ok((usage, units::units(&stdout)))
+    }
+
+    /// Appends `line` to the file `rel` of the checkout: the next commit's change.
+    pub fn append(&self, rel: &str, line: &str) -> Result<()> {
+        let path = self.ws.join(rel);
+        let mut text =
+            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        text.push_str(line);
+        text.push('\n');
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Gives the file `rel` of the checkout the content of `source`'s (a new mtime).
+    pub fn reset(&self, source: &Path, rel: &str) -> Result<()> {
+        fs::copy(source.join(rel), self.ws.join(rel))
+            .map(drop)
+            .with_context(|| format!("cannot reset {rel} in {}", self.ws.display()))
     }
 
     /// Makes every workspace member dirty, as a code change would: sets the mtime of

@@ -2,12 +2,15 @@
 //! stack, timed end to end on `testdata/bench-workspace`.
 //!
 //! - Job A: a checkout and an empty `CARGO_HOME`; `bmat cache rust restore` (a miss),
-//!   `cargo build --locked` (the cold time, downloads included), `bmat cache rust save`.
+//!   `cargo build --locked` (the cold time, downloads included), `bmat cache rust save`
+//!   (the dependency cache and the workspace layer).
 //! - Ideal: in job A's tree and Cargo home, every member made dirty and built again:
 //!   what a job that recompiles only the workspace costs.
 //! - Job B: a checkout at another path and another empty `CARGO_HOME` (of another
-//!   length); `bmat cache rust restore`, then `cargo build --locked --offline` (without
-//!   `--offline` if that fails, which the report says), both timed.
+//!   length); `bmat cache rust restore --deps-only`, then `cargo build --locked
+//!   --offline` (without `--offline` if that fails, which the report says), both timed.
+//! - The next commit's jobs B, beside the persistent runner and sccache: see
+//!   [`next_commit`].
 //!
 //! Job B's third-party units compiled again are read off Cargo's JSON messages. The
 //! efficiency is `(cold − (restore + build)) / (cold − ideal)`. Whatever bmat achieves
@@ -17,7 +20,9 @@
 //! logs of every step in `target/bench/rust-job-logs/`.
 
 mod job;
+mod next_commit;
 mod report;
+mod sccache;
 mod units;
 
 use std::fs;
@@ -28,8 +33,10 @@ use anyhow::{Context, Result};
 use super::measure::Usage;
 use super::{build_binaries, machine, publish, say, target_dir};
 use crate::stack::{Stack, bins};
-use job::{Job, first_error};
+use job::Caches;
+use next_commit::Jobs;
 use report::{BuildB, Report, Step, efficiency, outcome_note, units_note};
+use sccache::Sccache;
 use units::Counts;
 
 /// The workspace the jobs build, relative to the repository.
@@ -50,6 +57,7 @@ pub fn run(opts: &Options) -> Result<()> {
     let _ = fs::remove_dir_all(&logs);
     fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let bmat = build_binaries()?;
+    let sccache_bin = sccache::find_or_install()?;
     let source = bins::workspace_root().join(WORKSPACE);
     let tmp = tempfile::Builder::new()
         .prefix("bmat-bench-rust-")
@@ -60,18 +68,14 @@ pub fn run(opts: &Options) -> Result<()> {
     say("starting the local stack");
     let stack = Stack::start()?;
     let socket = stack.env().agent_socket.clone();
-    let job = |name, ws: &str, home: &str| {
-        Job::checkout(
-            name,
-            &source,
-            &t.join(ws),
-            &t.join(home),
-            &bmat,
-            &socket,
-            &logs,
-        )
+    let jobs = Jobs {
+        source: &source,
+        root: t,
+        bmat: &bmat,
+        socket: &socket,
+        logs: &logs,
     };
-    let a = job("a", "a/ws", "a/cargo-home")?;
+    let a = jobs.at("a", &t.join("a/ws"), &t.join("a/cargo-home"))?;
     let cargo = a.cargo_version()?;
     say(&format!("jobs run {cargo}; temp dir {}", t.display()));
     let mut steps = Vec::new();
@@ -90,7 +94,7 @@ pub fn run(opts: &Options) -> Result<()> {
     };
 
     say("job A: restore (a miss), cold build, save");
-    let (usage, json) = a.bmat_rust("restore", "miss")?;
+    let (usage, json) = a.bmat_rust("restore", Caches::WithLayer, "miss")?;
     step(
         "job A: `bmat cache rust restore`",
         usage,
@@ -103,8 +107,16 @@ pub fn run(opts: &Options) -> Result<()> {
         usage,
         format!("{}, downloads included", units_note(&cold_counts)),
     );
-    let (usage, json) = a.bmat_rust("save", "saved")?;
-    step("job A: `bmat cache rust save`", usage, outcome_note(&json));
+    let (usage, json) = a.bmat_rust("save", Caches::WithLayer, "saved")?;
+    step(
+        "job A: `bmat cache rust save`",
+        usage,
+        format!(
+            "{}; workspace layer {}",
+            outcome_note(&json),
+            outcome_note(&json["workspace"])
+        ),
+    );
 
     let touched = a.touch_sources()?;
     let (usage, ideal_units) = a.cargo_build("ideal", &[])?;
@@ -120,31 +132,17 @@ pub fn run(opts: &Options) -> Result<()> {
         ),
     );
 
-    say("job B: restore, build");
-    let b = job("b", "b/checkout/ws", "b/home")?;
-    let (usage, json) = b.bmat_rust("restore", "hit")?;
+    say("job B: restore (--deps-only), build");
+    let b = jobs.fresh("b")?;
+    let (usage, json) = b.bmat_rust("restore", Caches::DepsOnly, "hit")?;
     let restore = step(
-        "job B: `bmat cache rust restore`",
+        "job B: `bmat cache rust restore --deps-only`",
         usage,
         outcome_note(&json),
     );
-    let attempt = Instant::now();
-    let (usage, b_units, offline_error, offline_attempt_s) =
-        match b.cargo_build("build-offline", &["--offline"]) {
-            Ok((usage, units)) => (usage, units, None, None),
-            Err(e) => {
-                let failed_after = attempt.elapsed().as_secs_f64();
-                say(&format!("{e:#}; building again without --offline"));
-                let error = first_error(&b.log_of("build-offline"));
-                let (usage, units) = b.cargo_build("build-online", &[])?;
-                (usage, units, Some(error), Some(failed_after))
-            }
-        };
-    let b_counts = Counts::of(&b_units);
+    let (usage, b_counts, offline) = next_commit::build(&b, "build")?;
     let b_build = BuildB {
-        offline: offline_error.is_none(),
-        offline_error,
-        offline_attempt_s,
+        offline,
         counts: b_counts,
     };
     let what = if b_build.offline {
@@ -161,11 +159,24 @@ pub fn run(opts: &Options) -> Result<()> {
             b_build.counts.third_party_units
         ),
     );
+
+    say("the next commit: the persistent runner, bmat's jobs B, sccache's jobs");
+    let mut next = next_commit::persistent(&a, &source)?;
+    next.extend(next_commit::bmat(&jobs)?);
+    let sccache = Sccache::new(
+        sccache_bin,
+        stack.s3_target(),
+        format!("sccache-bench-{}/", std::process::id()),
+    )?;
+    next.extend(next_commit::sccache(&jobs, &sccache)?);
+    let sccache_version = sccache.version();
+    drop(sccache);
     drop(stack);
 
     let report = Report {
         machine: machine("cargo xtask bench-rust".to_owned())?,
         cargo,
+        sccache: sccache_version,
         workspace: format!("`{WORKSPACE}`"),
         cold_counts,
         ideal_counts,
@@ -178,6 +189,7 @@ pub fn run(opts: &Options) -> Result<()> {
         restore_plus_build_s: restore.0 + build.0,
         efficiency: efficiency(cold.0, ideal.0, restore.0, build.0),
         efficiency_cpu: efficiency(cold.1, ideal.1, restore.1, build.1),
+        next_commit: next,
         total_seconds: started.elapsed().as_secs_f64(),
     };
     publish(&out_dir, &report)?;

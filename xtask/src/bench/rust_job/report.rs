@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::super::Results;
 use super::super::report::{Machine, group, markdown_table, size, text_table};
+use super::next_commit::{CHANGES, Row};
 use super::units::Counts;
 
 const MIB: f64 = (1u64 << 20) as f64;
@@ -27,10 +28,6 @@ pub struct Step {
 pub struct BuildB {
     /// `--offline` worked (nothing was downloaded).
     pub offline: bool,
-    /// Why `--offline` failed, when it did (Cargo's first `error:` line), and how long
-    /// it took to fail (not counted in the build time).
-    pub offline_error: Option<String>,
-    pub offline_attempt_s: Option<f64>,
     pub counts: Counts,
 }
 
@@ -40,6 +37,8 @@ pub struct Report {
     pub machine: Machine,
     /// `cargo -V` as the jobs ran it (their own CARGO_HOME, the real RUSTUP_HOME).
     pub cargo: String,
+    /// `sccache --version` of the peer.
+    pub sccache: String,
     pub workspace: String,
     /// Job A's cold build: every unit of the workspace.
     pub cold_counts: Counts,
@@ -57,6 +56,8 @@ pub struct Report {
     /// The same of CPU times (user + system of the processes): what the job's own
     /// work gained, whatever else ran on the machine meanwhile.
     pub efficiency_cpu: Option<f64>,
+    /// The next commit's jobs (see `next_commit`).
+    pub next_commit: Vec<Row>,
     pub total_seconds: f64,
 }
 
@@ -127,13 +128,11 @@ fn percent(share: Option<f64>) -> String {
 fn rebuilt(report: &Report) -> String {
     let c = &report.b.counts;
     let mut out = String::new();
-    if let Some(error) = &report.b.offline_error {
-        let _ = write!(
-            out,
-            "Job B's `cargo build --locked --offline` failed (in {:.1} s): `` {error} ``; it was \
-             run again without `--offline` (downloading what it needed), and that build is the \
-             one timed.\n\n",
-            report.b.offline_attempt_s.unwrap_or(f64::NAN)
+    if !report.b.offline {
+        out.push_str(
+            "Job B's `cargo build --locked --offline` failed (its log says why); it was run \
+             again without `--offline` (downloading what it needed), and that build is the one \
+             timed.\n\n",
         );
     }
     let _ = write!(
@@ -160,7 +159,17 @@ impl Results for Report {
             .into_iter()
             .map(|r| r.into_iter().map(|c| c.replace("**", "")).collect())
             .collect();
-        format!("{}\n{}\n", text_table(&HEAD, &plain), rebuilt(report))
+        let next: Vec<Vec<String>> = next_rows(report)
+            .into_iter()
+            .map(|r| r.into_iter().map(|c| c.replace("**", "")).collect())
+            .collect();
+        format!(
+            "{}\n{}\n\nThe next commit's job B:\n{}\n{}\n",
+            text_table(&HEAD, &plain),
+            rebuilt(report),
+            text_table(&next_head(), &next),
+            next_notes(report)
+        )
     }
 
     /// The markdown section body for README (no heading).
@@ -183,12 +192,146 @@ impl Results for Report {
         out.push_str(&markdown_table(&HEAD, &rows(report)));
         let _ = writeln!(
             out,
-            "\n{}\n\nWhole run: {:.0} s (`target/bench/rust-job-latest.json` has every figure).",
+            "\n{}\n\n#### The next commit's job B ({})\n",
             rebuilt(report),
+            report.sccache
+        );
+        out.push_str(&markdown_table(&next_head(), &next_rows(report)));
+        let _ = writeln!(
+            out,
+            "\n{}\n\nWhole run: {:.0} s (`target/bench/rust-job-latest.json` has every figure).",
+            next_notes(report),
             report.total_seconds
         );
         out
     }
+}
+
+fn next_head() -> Vec<&'static str> {
+    let mut head = vec!["job B at commit 2"];
+    head.extend(CHANGES.iter().map(|c| c.name));
+    head
+}
+
+fn find<'a>(report: &'a Report, how: &str, case: &str) -> Option<&'a Row> {
+    report
+        .next_commit
+        .iter()
+        .find(|r| r.how == how && r.case == case)
+}
+
+/// `**5.2 s** (3.3 restore + 1.9 build); 1 member unit compiled, layer hit: 9 of 10 …`
+fn cell(row: Option<&Row>) -> String {
+    let Some(row) = row else {
+        return "–".to_owned();
+    };
+    let mut cell = format!("**{:.1} s**", row.total_s);
+    if let Some(restore) = row.restore_s {
+        let _ = write!(cell, " ({restore:.1} restore + {:.1} build)", row.build_s);
+    }
+    let _ = write!(
+        cell,
+        "; {} member and {} third-party units compiled",
+        row.counts.members_rebuilt.len(),
+        row.counts.third_party_rebuilt.len()
+    );
+    if !row.offline {
+        cell.push_str(", online (`--offline` failed)");
+    }
+    if let Some(note) = &row.workspace {
+        let _ = write!(cell, "; {note}");
+    }
+    if let Some(stats) = &row.sccache {
+        let _ = write!(cell, "; {}", stats.note());
+    }
+    cell
+}
+
+fn ratio(report: &Report, over: &str, case: &str) -> String {
+    match (find(report, "layer", case), find(report, over, case)) {
+        (Some(bmat), Some(peer)) if peer.total_s > 0.0 => {
+            format!("{:.2} ×", bmat.total_s / peer.total_s)
+        }
+        _ => "–".to_owned(),
+    }
+}
+
+fn next_rows(report: &Report) -> Vec<Vec<String>> {
+    let per_case = |label: &str, f: &dyn Fn(&str) -> String| {
+        let mut row = vec![label.to_owned()];
+        row.extend(CHANGES.iter().map(|c| f(c.name)));
+        row
+    };
+    vec![
+        per_case(
+            "cold build (job A's, commit 1, downloads included)",
+            &|_| format!("{:.1} s", report.cold_s),
+        ),
+        per_case(
+            "persistent runner: job A's tree moved to commit 2",
+            &|case| cell(find(report, "persistent", case)),
+        ),
+        per_case("bmat `--deps-only`: restore + build", &|case| {
+            cell(find(report, "deps-only", case))
+        }),
+        per_case("bmat with the workspace layer: restore + build", &|case| {
+            cell(find(report, "layer", case))
+        }),
+        per_case(
+            "sccache at job A's paths, job A's Cargo home kept: build",
+            &|case| cell(find(report, "sccache", case)),
+        ),
+        per_case("**bmat with the layer ÷ sccache**", &|case| {
+            format!("**{}**", ratio(report, "sccache", case))
+        }),
+        per_case("bmat with the layer ÷ persistent runner", &|case| {
+            ratio(report, "persistent", case)
+        }),
+    ]
+}
+
+/// What the cases are, sccache's own job A, and what bmat's job B is made of.
+fn next_notes(report: &Report) -> String {
+    let mut out = String::from("Commit 2 appends one item to a crate root: ");
+    let whats: Vec<String> = CHANGES
+        .iter()
+        .map(|c| format!("**{}**: {} (`{}`)", c.name, c.what, c.file))
+        .collect();
+    out.push_str(&whats.join("; "));
+    out.push('.');
+    if let Some(fill) = find(report, "sccache", "fill") {
+        let _ = write!(
+            out,
+            " sccache's own job A (a cold build through it, filling its S3 cache): {:.1} s{}.",
+            fill.build_s,
+            fill.sccache
+                .as_ref()
+                .map(|s| format!(", {}", s.note()))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(floor) = find(report, "layer", "none") {
+        let _ = write!(
+            out,
+            " bmat's job B with the layer at commit 1 (nothing changed): {:.1} s = {:.1} s \
+             restore + {:.1} s of Cargo with nothing to compile (unpacking the `.crate` files \
+             into the empty home, checking fingerprints; {} units compiled); the rest of a \
+             job B at commit 2 is compiling the changed members",
+            floor.total_s,
+            floor.restore_s.unwrap_or(f64::NAN),
+            floor.build_s,
+            floor.counts.members_rebuilt.len() + floor.counts.third_party_rebuilt.len()
+        );
+        let rest: Vec<String> = CHANGES
+            .iter()
+            .filter_map(|c| {
+                find(report, "layer", c.name)
+                    .map(|r| format!("{} {:.1} s", c.name, r.build_s - floor.build_s))
+            })
+            .collect();
+        let _ = write!(out, " ({}).", rest.join(", "));
+    }
+    out
 }
 
 #[cfg(test)]
