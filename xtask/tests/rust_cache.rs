@@ -824,6 +824,14 @@ fn the_workspace_layer_rebuilds_only_the_members_whose_sources_changed() {
         serde_json::json!([]),
         "{restored:?}"
     );
+    let incremental: Vec<String> = fs::read_dir(c.join("target/debug/incremental"))
+        .expect("the layer brings the members' incremental state")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        incremental.iter().any(|n| n.starts_with("fixture_core-")),
+        "{incremental:?}"
+    );
     let units = cargo_build(&c, &[], &[]);
     assert_eq!(members_rebuilt(&units), Vec::<String>::new(), "{units:?}");
     assert_eq!(run_app(&c), before);

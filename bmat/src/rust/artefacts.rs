@@ -107,6 +107,17 @@ pub fn select_members(build_dir: &Path, members: &HashSet<String>) -> io::Result
     Ok(relative)
 }
 
+/// Each profile's `incremental/` under `build_dir`, relative to it. Cargo compiles
+/// only path packages incrementally, so it holds nothing of a third-party unit.
+pub fn incremental_dirs(build_dir: &Path) -> io::Result<Vec<PathBuf>> {
+    Ok(profile_dirs(build_dir)?
+        .into_iter()
+        .map(|profile| profile.join("incremental"))
+        .filter(|dir| dir.is_dir())
+        .filter_map(|dir| dir.strip_prefix(build_dir).ok().map(Path::to_path_buf))
+        .collect())
+}
+
 /// Directories at depth 1 or 2 holding a `.fingerprint/` (`debug`, `x86_64-…/release`).
 pub(crate) fn profile_dirs(build_dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();

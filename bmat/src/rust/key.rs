@@ -33,6 +33,9 @@ const KEY_VARIABLES: &[&str] = &[
     "CARGO_ENCODED_RUSTFLAGS",
     "CARGO_BUILD_RUSTFLAGS",
     "CARGO_BUILD_TARGET",
+    // Not third-party units (Cargo compiles them without), but the members': a
+    // workspace layer built with it is rebuilt without it, and the other way round.
+    "CARGO_INCREMENTAL",
 ];
 
 /// Families of variables with a variable middle part: `CARGO_PROFILE_<NAME>_<KEY>` and
@@ -413,6 +416,13 @@ mod tests {
             key(
                 vec![package("libc", "0.2.1")],
                 &[("CARGO_PROFILE_DEV_OPT_LEVEL", "1")]
+            )
+        );
+        assert_ne!(
+            base,
+            key(
+                vec![package("libc", "0.2.1")],
+                &[("CARGO_INCREMENTAL", "0")]
             )
         );
         assert_eq!(

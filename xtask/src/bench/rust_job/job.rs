@@ -74,6 +74,10 @@ impl Job {
         })
     }
 
+    pub fn cargo_home(&self) -> &Path {
+        &self.cargo_home
+    }
+
     /// The job with these variables set too.
     pub fn with_env(mut self, env: Vec<(String, String)>) -> Job {
         self.env = env;

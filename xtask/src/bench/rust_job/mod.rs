@@ -162,7 +162,8 @@ pub fn run(opts: &Options) -> Result<()> {
 
     say("the next commit: the persistent runner, bmat's jobs B, sccache's jobs");
     let mut next = next_commit::persistent(&a, &source)?;
-    next.extend(next_commit::bmat(&jobs)?);
+    next.extend(next_commit::bmat(&jobs, a)?);
+    next.extend(next_commit::bmat_without_incremental(&jobs)?);
     let sccache = Sccache::new(
         sccache_bin,
         stack.s3_target(),

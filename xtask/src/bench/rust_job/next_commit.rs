@@ -1,13 +1,17 @@
 //! The next commit's job (issue 18): job A built commit 1 and saved; job B, on a fresh
-//! runner (a clone at another path, an empty Cargo home), builds commit 2, where
-//! (a) the leaf member changed or (b) the core crate many members use changed.
-//! Side by side, in one run:
+//! runner (a fresh clone, an empty Cargo home), builds commit 2, where (a) the leaf
+//! member changed or (b) the core crate many members use changed. Side by side, in
+//! one run (see [`SETUPS`]):
 //!
 //! - the persistent runner: job A's own tree moved to commit 2, built (the floor);
-//! - bmat `--deps-only`: the dependency cache, every member compiled;
-//! - bmat with the workspace layer; and once at commit 1 itself, which is the rest
-//!   that is not compiling: restore, Cargo unpacking the `.crate` files into the fresh
-//!   home, its freshness checks;
+//! - bmat `--deps-only` at another path: the dependency cache, every member compiled;
+//! - bmat with the workspace layer at another path; and once at commit 1 itself, which
+//!   is what is not compiling: restore, Cargo unpacking the `.crate` files into the
+//!   fresh home, its freshness checks;
+//! - bmat with the layer at job A's path (fixed checkout paths are the common case:
+//!   rustc's incremental state counts there);
+//! - bmat with the layer at another path with `CARGO_INCREMENTAL=0` in jobs A and B
+//!   (the compiler settings sccache runs with);
 //! - sccache at job A's paths (its best case: a clone where job A's was, job A's Cargo
 //!   home kept, so nothing is downloaded and every path hashes alike), after its own
 //!   job A filled the S3 cache.
@@ -52,12 +56,46 @@ pub const CHANGES: [Change; 2] = [
 /// What commit 2 appends to the changed crate's root.
 pub const LINE: &str = "pub const BENCH_COMMIT: u32 = 2;";
 
+/// The ways job B is run: (id, what the table calls it).
+pub const SETUPS: [(&str, &str); 6] = [
+    (
+        PERSISTENT,
+        "persistent runner: job A's tree moved to commit 2, built",
+    ),
+    (
+        "deps-only",
+        "bmat `--deps-only`, another path: restore + build",
+    ),
+    (
+        LAYER,
+        "bmat with the workspace layer, another path: restore + build",
+    ),
+    (
+        "layer-same-path",
+        "bmat with the workspace layer, job A's path: restore + build",
+    ),
+    (
+        LAYER_NO_INCREMENTAL,
+        "bmat with the workspace layer, another path, `CARGO_INCREMENTAL=0` in jobs A and B: \
+         restore + build",
+    ),
+    (
+        SCCACHE,
+        "sccache, job A's paths and Cargo home, `CARGO_INCREMENTAL=0` (as sccache needs): build",
+    ),
+];
+
+pub const PERSISTENT: &str = "persistent";
+pub const LAYER: &str = "layer";
+pub const LAYER_NO_INCREMENTAL: &str = "layer-no-incremental";
+pub const SCCACHE: &str = "sccache";
+
 /// One job B (or persistent build) of one case.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    /// `persistent`, `deps-only`, `layer`, `sccache`.
+    /// One of [`SETUPS`].
     pub how: &'static str,
-    /// A [`Change::name`], or `none` (commit 1).
+    /// A [`Change::name`], `none` (commit 1), or `fill` (a job A).
     pub case: &'static str,
     pub restore_s: Option<f64>,
     pub build_s: f64,
@@ -88,9 +126,7 @@ impl Jobs<'_> {
 
     /// A fresh clone at `ws` (whatever was there removed) with the Cargo home `home`.
     pub fn at(&self, name: &str, ws: &Path, home: &Path) -> Result<Job> {
-        if ws.exists() {
-            fs::remove_dir_all(ws).with_context(|| format!("cannot remove {}", ws.display()))?;
-        }
+        remove(ws)?;
         Job::checkout(
             name,
             self.source,
@@ -151,35 +187,100 @@ pub fn persistent(a: &Job, source: &Path) -> Result<Vec<Row>> {
     for change in CHANGES {
         a.append(change.file, LINE)?;
         let built = build(a, &format!("persistent-{}", change.name))?;
-        rows.push(row("persistent", change.name, None, built));
+        rows.push(row(PERSISTENT, change.name, None, built));
         a.reset(source, change.file)?;
     }
     Ok(rows)
 }
 
-/// bmat's job B for commit 1 (`none`, with the layer only) and each case.
-pub fn bmat(jobs: &Jobs) -> Result<Vec<Row>> {
+/// Where a job B runs.
+#[derive(Clone, Copy)]
+enum Place {
+    /// A path of its own (`root/b-HOW-CASE/checkout/ws`, home `…/home`).
+    Elsewhere,
+    /// Job A's checkout and Cargo home paths, both emptied first.
+    JobA,
+}
+
+/// bmat's jobs B after job A (`a`, whose tree and home are removed on the way):
+/// commit 1 with the layer (`none`), then each case with `--deps-only`, with the layer,
+/// and with the layer at job A's path.
+pub fn bmat(jobs: &Jobs, a: Job) -> Result<Vec<Row>> {
+    let (a_ws, a_home) = (a.ws.clone(), a.cargo_home().to_owned());
+    drop(a);
+    let mut runs = vec![(Caches::WithLayer, LAYER, None, Place::Elsewhere)];
+    for change in CHANGES {
+        runs.extend([
+            (
+                Caches::DepsOnly,
+                "deps-only",
+                Some(change),
+                Place::Elsewhere,
+            ),
+            (Caches::WithLayer, LAYER, Some(change), Place::Elsewhere),
+            (
+                Caches::WithLayer,
+                "layer-same-path",
+                Some(change),
+                Place::JobA,
+            ),
+        ]);
+    }
     let mut rows = Vec::new();
-    let runs = [
-        (Caches::WithLayer, "layer", None),
-        (Caches::DepsOnly, "deps-only", Some(CHANGES[0])),
-        (Caches::WithLayer, "layer", Some(CHANGES[0])),
-        (Caches::DepsOnly, "deps-only", Some(CHANGES[1])),
-        (Caches::WithLayer, "layer", Some(CHANGES[1])),
-    ];
-    for (caches, how, change) in runs {
+    for (caches, how, change, place) in runs {
         let case = change.map_or("none", |c| c.name);
-        let b = jobs.fresh(&format!("b-{how}-{case}"))?;
-        if let Some(change) = change {
-            b.append(change.file, LINE)?;
-        }
-        let (restored, json) = b.bmat_rust("restore", caches, "hit")?;
-        let mut row = row(how, case, Some(restored), build(&b, "build")?);
-        row.workspace = layer_note(&json["workspace"]);
-        rows.push(row);
+        let name = format!("b-{how}-{case}");
+        let b = match place {
+            Place::Elsewhere => jobs.fresh(&name)?,
+            Place::JobA => {
+                remove(&a_home)?;
+                jobs.at(&name, &a_ws, &a_home)?
+            }
+        };
+        rows.push(job_b(&b, how, change, caches)?);
         remove(&b.ws)?;
     }
     Ok(rows)
+}
+
+/// bmat with `CARGO_INCREMENTAL=0` in job A (its build and save: the row `fill`) and
+/// in the jobs B of each case, at paths of their own.
+pub fn bmat_without_incremental(jobs: &Jobs) -> Result<Vec<Row>> {
+    let env = || vec![("CARGO_INCREMENTAL".to_owned(), "0".to_owned())];
+    let a = jobs.fresh("n-a")?.with_env(env());
+    // Its own dependency key (the variable is in it): a fallback to job A's, the
+    // members compiled, then a save of both caches under the new key.
+    a.bmat_rust("restore", Caches::WithLayer, "hit")?;
+    let fill = row(LAYER_NO_INCREMENTAL, "fill", None, build(&a, "build")?);
+    a.bmat_rust("save", Caches::WithLayer, "saved")?;
+    let mut rows = vec![fill];
+    for change in CHANGES {
+        let b = jobs.fresh(&format!("n-b-{}", change.name))?.with_env(env());
+        rows.push(job_b(
+            &b,
+            LAYER_NO_INCREMENTAL,
+            Some(change),
+            Caches::WithLayer,
+        )?);
+        remove(&b.ws)?;
+    }
+    Ok(rows)
+}
+
+/// One bmat job B: the change, restore (a hit), build.
+fn job_b(b: &Job, how: &'static str, change: Option<Change>, caches: Caches) -> Result<Row> {
+    if let Some(change) = change {
+        b.append(change.file, LINE)?;
+    }
+    let (restored, json) = b.bmat_rust("restore", caches, "hit")?;
+    let mut row = row(
+        how,
+        change.map_or("none", |c| c.name),
+        Some(restored),
+        build(b, "build")?,
+    );
+    row.workspace = layer_note(&json["workspace"]);
+    Ok(row)
 }
 
 /// sccache's job A (a cold build that fills its cache; the row `sccache`, `fill`)
@@ -204,14 +305,14 @@ pub fn sccache(jobs: &Jobs, sccache: &Sccache) -> Result<Vec<Row>> {
         let built = build(&job, "build")?;
         let stats = sccache.stats()?;
         sccache.stop_server();
-        if !stats.location.starts_with("S3") {
+        if !stats.location.to_ascii_lowercase().starts_with("s3") {
             bail!(
                 "sccache kept its cache in {}, not in the stack's S3: its numbers would \
                  mean nothing",
                 stats.location
             );
         }
-        let mut row = row("sccache", case, None, built);
+        let mut row = row(SCCACHE, case, None, built);
         say(&format!("sccache, {case}: {}", stats.note()));
         row.sccache = Some(stats);
         rows.push(row);
@@ -230,6 +331,12 @@ fn layer_note(workspace: &serde_json::Value) -> Option<String> {
     ))
 }
 
+/// Removes `dir` and what it holds, if it exists.
 fn remove(dir: &Path) -> Result<()> {
-    fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::super::Results;
 use super::super::report::{Machine, group, markdown_table, size, text_table};
-use super::next_commit::{CHANGES, Row};
+use super::next_commit::{CHANGES, LAYER, LAYER_NO_INCREMENTAL, PERSISTENT, Row, SCCACHE, SETUPS};
 use super::units::Counts;
 
 const MIB: f64 = (1u64 << 20) as f64;
@@ -164,11 +164,12 @@ impl Results for Report {
             .map(|r| r.into_iter().map(|c| c.replace("**", "")).collect())
             .collect();
         format!(
-            "{}\n{}\n\nThe next commit's job B:\n{}\n{}\n",
+            "{}\n{}\n\nThe next commit's job B:\n{}\n{}\n{}",
             text_table(&HEAD, &plain),
             rebuilt(report),
-            text_table(&next_head(), &next),
-            next_notes(report)
+            text_table(&strs(&next_head()), &next),
+            next_notes(report),
+            next_details(report)
         )
     }
 
@@ -196,20 +197,27 @@ impl Results for Report {
             rebuilt(report),
             report.sccache
         );
-        out.push_str(&markdown_table(&next_head(), &next_rows(report)));
+        out.push_str(&markdown_table(&strs(&next_head()), &next_rows(report)));
         let _ = writeln!(
             out,
-            "\n{}\n\nWhole run: {:.0} s (`target/bench/rust-job-latest.json` has every figure).",
+            "\n{}\n\n{}\nWhole run: {:.0} s (`target/bench/rust-job-latest.json` has every figure).",
             next_notes(report),
+            next_details(report),
             report.total_seconds
         );
         out
     }
 }
 
-fn next_head() -> Vec<&'static str> {
-    let mut head = vec!["job B at commit 2"];
-    head.extend(CHANGES.iter().map(|c| c.name));
+fn next_head() -> Vec<String> {
+    let mut head = vec!["job B at commit 2".to_owned()];
+    for c in CHANGES {
+        head.extend([
+            c.name.to_owned(),
+            format!("{} ÷ sccache", c.name),
+            format!("{} ÷ persistent", c.name),
+        ]);
+    }
     head
 }
 
@@ -220,74 +228,86 @@ fn find<'a>(report: &'a Report, how: &str, case: &str) -> Option<&'a Row> {
         .find(|r| r.how == how && r.case == case)
 }
 
-/// `**5.2 s** (3.3 restore + 1.9 build); 1 member unit compiled, layer hit: 9 of 10 …`
+/// `**5.2 s** = 3.3 + 1.9` (restore + build), or the build's time.
 fn cell(row: Option<&Row>) -> String {
-    let Some(row) = row else {
-        return "–".to_owned();
-    };
-    let mut cell = format!("**{:.1} s**", row.total_s);
-    if let Some(restore) = row.restore_s {
-        let _ = write!(cell, " ({restore:.1} restore + {:.1} build)", row.build_s);
+    match row {
+        None => "–".to_owned(),
+        Some(row) => match row.restore_s {
+            Some(restore) => format!(
+                "**{:.1} s** = {restore:.1} + {:.1}",
+                row.total_s, row.build_s
+            ),
+            None => format!("**{:.1} s**", row.total_s),
+        },
     }
-    let _ = write!(
-        cell,
-        "; {} member and {} third-party units compiled",
-        row.counts.members_rebuilt.len(),
-        row.counts.third_party_rebuilt.len()
-    );
-    if !row.offline {
-        cell.push_str(", online (`--offline` failed)");
-    }
-    if let Some(note) = &row.workspace {
-        let _ = write!(cell, "; {note}");
-    }
-    if let Some(stats) = &row.sccache {
-        let _ = write!(cell, "; {}", stats.note());
-    }
-    cell
 }
 
-fn ratio(report: &Report, over: &str, case: &str) -> String {
-    match (find(report, "layer", case), find(report, over, case)) {
-        (Some(bmat), Some(peer)) if peer.total_s > 0.0 => {
-            format!("{:.2} ×", bmat.total_s / peer.total_s)
+fn ratio(report: &Report, how: &str, over: &str, case: &str) -> String {
+    match (find(report, how, case), find(report, over, case)) {
+        (Some(row), Some(peer)) if peer.total_s > 0.0 && how != over => {
+            format!("{:.2} ×", row.total_s / peer.total_s)
         }
         _ => "–".to_owned(),
     }
 }
 
 fn next_rows(report: &Report) -> Vec<Vec<String>> {
-    let per_case = |label: &str, f: &dyn Fn(&str) -> String| {
+    let mut cold = vec!["cold build (job A's, commit 1, downloads included)".to_owned()];
+    for _ in CHANGES {
+        cold.extend([
+            format!("{:.1} s", report.cold_s),
+            String::new(),
+            String::new(),
+        ]);
+    }
+    let mut rows = vec![cold];
+    for (how, label) in SETUPS {
         let mut row = vec![label.to_owned()];
-        row.extend(CHANGES.iter().map(|c| f(c.name)));
-        row
-    };
-    vec![
-        per_case(
-            "cold build (job A's, commit 1, downloads included)",
-            &|_| format!("{:.1} s", report.cold_s),
-        ),
-        per_case(
-            "persistent runner: job A's tree moved to commit 2",
-            &|case| cell(find(report, "persistent", case)),
-        ),
-        per_case("bmat `--deps-only`: restore + build", &|case| {
-            cell(find(report, "deps-only", case))
-        }),
-        per_case("bmat with the workspace layer: restore + build", &|case| {
-            cell(find(report, "layer", case))
-        }),
-        per_case(
-            "sccache at job A's paths, job A's Cargo home kept: build",
-            &|case| cell(find(report, "sccache", case)),
-        ),
-        per_case("**bmat with the layer ÷ sccache**", &|case| {
-            format!("**{}**", ratio(report, "sccache", case))
-        }),
-        per_case("bmat with the layer ÷ persistent runner", &|case| {
-            ratio(report, "persistent", case)
-        }),
-    ]
+        for c in CHANGES {
+            row.extend([
+                cell(find(report, how, c.name)),
+                ratio(report, how, SCCACHE, c.name),
+                ratio(report, how, PERSISTENT, c.name),
+            ]);
+        }
+        rows.push(row);
+    }
+    rows
+}
+
+/// Per job B: what was compiled, what the layer said, what sccache counted.
+fn next_details(report: &Report) -> String {
+    let mut out = String::new();
+    for row in &report.next_commit {
+        let label = SETUPS
+            .iter()
+            .find(|(how, _)| *how == row.how)
+            .map_or(row.how, |(_, label)| label);
+        let label = label.split(':').next().unwrap_or(label);
+        let _ = write!(
+            out,
+            "- {label}, {}: {} member and {} third-party units {}",
+            row.case,
+            row.counts.members_rebuilt.len(),
+            row.counts.third_party_rebuilt.len(),
+            if row.sccache.is_some() {
+                "run through rustc"
+            } else {
+                "compiled"
+            }
+        );
+        if !row.offline {
+            out.push_str(", online (`--offline` failed)");
+        }
+        for note in [&row.workspace, &row.sccache.as_ref().map(|s| s.note())]
+            .into_iter()
+            .flatten()
+        {
+            let _ = write!(out, "; {note}");
+        }
+        out.push_str(".\n");
+    }
+    out
 }
 
 /// What the cases are, sccache's own job A, and what bmat's job B is made of.
@@ -299,18 +319,22 @@ fn next_notes(report: &Report) -> String {
         .collect();
     out.push_str(&whats.join("; "));
     out.push('.');
-    if let Some(fill) = find(report, "sccache", "fill") {
-        let _ = write!(
-            out,
-            " sccache's own job A (a cold build through it, filling its S3 cache): {:.1} s{}.",
-            fill.build_s,
-            fill.sccache
-                .as_ref()
-                .map(|s| format!(", {}", s.note()))
-                .unwrap_or_default()
-        );
+    for (how, what) in [
+        (
+            SCCACHE,
+            "sccache's own job A (a cold build through it, filling its S3 cache)",
+        ),
+        (
+            LAYER_NO_INCREMENTAL,
+            "bmat's job A with `CARGO_INCREMENTAL=0` (its own key: a fallback to job A's \
+             dependency cache, then every member compiled)",
+        ),
+    ] {
+        if let Some(fill) = find(report, how, "fill") {
+            let _ = write!(out, " {what}: {:.1} s.", fill.build_s);
+        }
     }
-    if let Some(floor) = find(report, "layer", "none") {
+    if let Some(floor) = find(report, LAYER, "none") {
         let _ = write!(
             out,
             " bmat's job B with the layer at commit 1 (nothing changed): {:.1} s = {:.1} s \
@@ -325,13 +349,17 @@ fn next_notes(report: &Report) -> String {
         let rest: Vec<String> = CHANGES
             .iter()
             .filter_map(|c| {
-                find(report, "layer", c.name)
+                find(report, LAYER, c.name)
                     .map(|r| format!("{} {:.1} s", c.name, r.build_s - floor.build_s))
             })
             .collect();
         let _ = write!(out, " ({}).", rest.join(", "));
     }
     out
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 #[cfg(test)]
