@@ -922,36 +922,99 @@ fn the_workspace_layer_never_runs_stale_code_whatever_the_saving_clock() {
     assert_eq!(members_rebuilt(&units), Vec::<String>::new(), "{units:?}");
 }
 
-/// Turns a checkout of the fixture into one whose core library reads a file through
-/// `include_str!`, a build script with `rerun-if-changed` on another file, and a
-/// variable through `option_env!`, and whose app prints all three.
+/// A build script WITHOUT `rerun-if-changed`, which lists its package's `data/`: Cargo
+/// runs it again when its package's newest mtime (and that file's path) is not the one
+/// recorded, an equality test.
+const LISTS_ITS_DATA: &str = r#"fn main() {
+    let mut files: Vec<String> = std::fs::read_dir("data")
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            format!("{}={}", path.file_name().unwrap().to_string_lossy(), text.trim())
+        })
+        .collect();
+    files.sort();
+    println!("cargo:rustc-env=CORE_DATA={}", files.join(","));
+}
+"#;
+
+/// A build script that reads one file, with `rerun-if-changed` on it.
+const READS_ITS_VERSION: &str = r#"fn main() {
+    println!("cargo:rerun-if-changed=data/version.txt");
+    let v = std::fs::read_to_string("data/version.txt").unwrap();
+    println!("cargo:rustc-env=DATA_VERSION={}", v.trim());
+}
+"#;
+
+/// The app's first line: everything [`with_inputs_cargo_tracks`] adds.
+const PRINTS_ALL: &str = r#"fn main() {
+    println!(
+        "{} {} {:?} loud={} {} {} debug_assertions={}",
+        fixture_core::INCLUDED.trim(),
+        env!("DATA_VERSION"),
+        fixture_core::FLAVOUR,
+        fixture_core::LOUD,
+        fixture_core::DATA,
+        greeting::GREETING,
+        cfg!(debug_assertions),
+    );"#;
+
+/// What the app built by [`with_inputs_cargo_tracks`] says first.
+const SAYS: &str =
+    "included-1 version-1 None loud=false a.txt=1,b.txt=2 hello debug_assertions=true";
+
+/// Turns a checkout of the fixture into one that reads what Cargo tracks besides the
+/// members' `.rs` files, and whose app prints all of it ([`SAYS`]). The core library:
+/// a file through `include_str!`, a variable through `option_env!`, a feature, and a
+/// build script without `rerun-if-changed` ([`LISTS_ITS_DATA`]). The app: a module,
+/// the profile's `debug_assertions`, and a build script with `rerun-if-changed`
+/// ([`READS_ITS_VERSION`]).
 fn with_inputs_cargo_tracks(dir: &Path) {
     let core = dir.join("core");
     fs::create_dir_all(core.join("data")).expect("mkdir");
-    fs::write(core.join("data/include.txt"), "included-1\n").expect("write");
-    fs::write(core.join("data/version.txt"), "version-1\n").expect("write");
+    fs::write(core.join("data/a.txt"), "1\n").expect("write");
+    fs::write(core.join("data/b.txt"), "2\n").expect("write");
+    // Older than the package's other files (a checkout may give any times): removing
+    // it leaves the package's newest mtime as recorded.
+    cache::set_mtime(&core.join("data/a.txt"), 1_600_000_000, 0);
+    fs::write(core.join("build.rs"), LISTS_ITS_DATA).expect("write build.rs");
+    fs::write(core.join("src/include.txt"), "included-1\n").expect("write");
+    edit(
+        &core.join("Cargo.toml"),
+        "[dependencies]",
+        "[features]\nloud = []\n\n[dependencies]",
+    );
+    let lib = core.join("src/lib.rs");
+    let text = fs::read_to_string(&lib).expect("read lib.rs");
     fs::write(
-        core.join("build.rs"),
-        "fn main() {\n    println!(\"cargo:rerun-if-changed=data/version.txt\");\n    \
-         let v = std::fs::read_to_string(\"data/version.txt\").unwrap();\n    \
-         println!(\"cargo:rustc-env=DATA_VERSION={}\", v.trim());\n}\n",
+        &lib,
+        text + "\npub const INCLUDED: &str = include_str!(\"include.txt\");\n\
+                pub const DATA: &str = env!(\"CORE_DATA\");\n\
+                pub const FLAVOUR: Option<&str> = option_env!(\"FIXTURE_FLAVOUR\");\n\
+                pub const LOUD: bool = cfg!(feature = \"loud\");\n",
     )
-    .expect("write build.rs");
-    let mut lib = fs::read_to_string(core.join("src/lib.rs")).expect("read lib.rs");
-    lib.push_str(
-        "\npub const INCLUDED: &str = include_str!(\"../data/include.txt\");\n\
-         pub const DATA_VERSION: &str = env!(\"DATA_VERSION\");\n\
-         pub const FLAVOUR: Option<&str> = option_env!(\"FIXTURE_FLAVOUR\");\n",
-    );
-    fs::write(core.join("src/lib.rs"), lib).expect("write lib.rs");
-    let main = dir.join("app/src/main.rs");
-    let text = fs::read_to_string(&main).expect("read main.rs");
-    let text = text.replace(
-        "fn main() {",
-        "fn main() {\n    println!(\"{} {} {:?}\", fixture_core::INCLUDED.trim(), \
-         fixture_core::DATA_VERSION, fixture_core::FLAVOUR);",
-    );
-    fs::write(&main, text).expect("write main.rs");
+    .expect("write lib.rs");
+
+    let app = dir.join("app");
+    fs::create_dir_all(app.join("data")).expect("mkdir");
+    fs::write(app.join("data/version.txt"), "version-1\n").expect("write");
+    fs::write(app.join("build.rs"), READS_ITS_VERSION).expect("write build.rs");
+    fs::write(
+        app.join("src/greeting.rs"),
+        "pub const GREETING: &str = \"hello\";\n",
+    )
+    .expect("write");
+    let main = app.join("src/main.rs");
+    edit(&main, "fn main() {", PRINTS_ALL);
+    edit(&main, "paste::paste!", "mod greeting;\n\npaste::paste!");
+}
+
+/// Replaces `from`, which must be there, with `to` in the file at `path`.
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = fs::read_to_string(path).expect("read");
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    fs::write(path, text.replacen(from, to, 1)).expect("write");
 }
 
 /// The first line the fixture's app prints.
@@ -963,59 +1026,171 @@ fn first_line_of_app(dir: &Path) -> String {
         .to_owned()
 }
 
-/// Issue 18's correctness cases for what Cargo tracks besides `.rs` files: a file read
-/// through `include_str!`, a build script's `rerun-if-changed` file, and a variable read
-/// through `option_env!` each changed in a fresh clone after the layer was restored:
-/// the program built says what the changed input says, never the saved one.
+/// One job B of [`the_workspace_layer_builds_what_every_change_says`].
+struct Case {
+    name: &'static str,
+    change: fn(&Path),
+    /// `cargo build`'s extra arguments and variables.
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    /// How the app's first line differs from [`SAYS`]: (from, to).
+    says: &'static [(&'static str, &'static str)],
+    /// The members Cargo compiles again: never one the change does not reach.
+    rebuilt: &'static [&'static str],
+}
+
+const APP: &[&str] = &["fixture-app"];
+const BOTH: &[&str] = &["fixture-app", "fixture-core"];
+
+/// Issue 18's correctness cases beyond a changed line: what Cargo tracks besides `.rs`
+/// files (`include_str!`, a build script's inputs with and without `rerun-if-changed`,
+/// `option_env!`, a feature, a profile setting) and files added, removed and renamed,
+/// each in a fresh clone after job A's layer was restored. The program built says what
+/// the changed sources say, never the saved ones, and a change to the app alone
+/// compiles the app alone (its core library, with a build script without
+/// `rerun-if-changed`, stays fresh).
 #[test]
-fn the_workspace_layer_follows_included_files_build_script_inputs_and_variables() {
+fn the_workspace_layer_builds_what_every_change_says() {
     let stack = Stack::start().expect("stack");
     let tmp = tempfile::tempdir().expect("tempdir");
     let a = checkout(&tmp.path().join("a"));
     with_inputs_cargo_tracks(&a);
+    // Job A built an hour ago, sources two hours old: job B, now, needs no shift of the
+    // recorded times. (A shift, needed when the outputs are less than a second old,
+    // runs core's build script again whatever changed, and so rebuilds both members.)
+    // The sources are moved before the build: Cargo writes the newest mtime of core's
+    // files into the fingerprint of its build script's run.
+    shift_times(&a, -7200);
     cargo_build(&a, &[], &[]);
-    assert_eq!(first_line_of_app(&a), "included-1 version-1 None");
+    shift_times(&a.join("target"), -3600);
+    assert_eq!(first_line_of_app(&a), SAYS);
     let saved = bmat_rust_layered(&stack, &a, &["save"], &[]);
     assert_eq!(saved.json()["workspace"]["outcome"], "saved", "{saved:?}");
 
-    /// (name, the change to a fresh clone, the build's variables, what the app says)
-    type Case = (
-        &'static str,
-        fn(&Path),
-        &'static [(&'static str, &'static str)],
-        &'static str,
-    );
-    let cases: [Case; 3] = [
-        (
-            "include",
-            |d| fs::write(d.join("core/data/include.txt"), "included-2\n").expect("write"),
-            &[],
-            "included-2 version-1 None",
-        ),
-        (
-            "build-input",
-            |d| fs::write(d.join("core/data/version.txt"), "version-2\n").expect("write"),
-            &[],
-            "included-1 version-2 None",
-        ),
-        (
-            "variable",
-            |_| {},
-            &[("FIXTURE_FLAVOUR", "blue")],
-            "included-1 version-1 Some(\"blue\")",
-        ),
+    let none = Case {
+        name: "",
+        change: |_| {},
+        args: &[],
+        env: &[],
+        says: &[],
+        rebuilt: BOTH,
+    };
+    let cases = [
+        Case {
+            name: "include",
+            change: |d| fs::write(d.join("core/src/include.txt"), "included-2\n").expect("write"),
+            says: &[("included-1", "included-2")],
+            ..none
+        },
+        Case {
+            name: "include-renamed",
+            change: |d| {
+                let src = d.join("core/src");
+                fs::rename(src.join("include.txt"), src.join("renamed.txt")).expect("mv");
+                edit(&src.join("lib.rs"), "\"include.txt\"", "\"renamed.txt\"");
+            },
+            ..none
+        },
+        Case {
+            name: "variable",
+            env: &[("FIXTURE_FLAVOUR", "blue")],
+            says: &[("None", "Some(\"blue\")")],
+            ..none
+        },
+        Case {
+            name: "feature",
+            args: &["--features", "fixture-core/loud"],
+            says: &[("loud=false", "loud=true")],
+            ..none
+        },
+        Case {
+            name: "profile",
+            env: &[("CARGO_PROFILE_DEV_DEBUG_ASSERTIONS", "false")],
+            says: &[("debug_assertions=true", "debug_assertions=false")],
+            ..none
+        },
+        Case {
+            name: "no-rerun-if-changed",
+            change: |d| fs::write(d.join("core/data/b.txt"), "3\n").expect("write"),
+            says: &[("b.txt=2", "b.txt=3")],
+            ..none
+        },
+        Case {
+            name: "removed",
+            change: |d| fs::remove_file(d.join("core/data/a.txt")).expect("rm"),
+            says: &[("a.txt=1,", "")],
+            ..none
+        },
+        Case {
+            name: "renamed",
+            change: |d| {
+                let data = d.join("core/data");
+                fs::rename(data.join("b.txt"), data.join("c.txt")).expect("mv");
+            },
+            says: &[("b.txt", "c.txt")],
+            ..none
+        },
+        Case {
+            name: "build-input",
+            change: |d| fs::write(d.join("app/data/version.txt"), "version-2\n").expect("write"),
+            says: &[("version-1", "version-2")],
+            rebuilt: APP,
+            ..none
+        },
+        Case {
+            name: "module-added",
+            change: |d| {
+                fs::write(
+                    d.join("app/src/more.rs"),
+                    "pub const MORE: &str = \"more\";\n",
+                )
+                .expect("write");
+                let main = d.join("app/src/main.rs");
+                edit(&main, "mod greeting;", "mod greeting;\nmod more;");
+                edit(&main, "greeting::GREETING", "more::MORE");
+            },
+            says: &[("hello", "more")],
+            rebuilt: APP,
+            ..none
+        },
+        Case {
+            name: "module-removed",
+            change: |d| {
+                fs::remove_file(d.join("app/src/greeting.rs")).expect("rm");
+                let main = d.join("app/src/main.rs");
+                edit(&main, "mod greeting;", "");
+                edit(&main, "greeting::GREETING", "\"bye\"");
+            },
+            says: &[("hello", "bye")],
+            rebuilt: APP,
+            ..none
+        },
     ];
-    for (name, change, env, expected) in cases {
-        let b = checkout(&tmp.path().join(name));
+    // Every case is run and the wrong ones listed together.
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let b = checkout(&tmp.path().join(case.name));
         with_inputs_cargo_tracks(&b);
-        change(&b);
+        (case.change)(&b);
         let restored = bmat_rust_layered(&stack, &b, &["restore"], &[]);
         assert_eq!(
             restored.json()["workspace"]["outcome"],
             "hit",
-            "{name}: {restored:?}"
+            "{}: {restored:?}",
+            case.name
         );
-        cargo_build(&b, &[], env);
-        assert_eq!(first_line_of_app(&b), expected, "{name}");
+        let units = cargo_build(&b, case.args, case.env);
+        let says = case
+            .says
+            .iter()
+            .fold(SAYS.to_owned(), |line, (from, to)| line.replace(from, to));
+        let (said, rebuilt) = (first_line_of_app(&b), members_rebuilt(&units));
+        if said != says || rebuilt != case.rebuilt {
+            wrong.push(format!(
+                "{}: said {said:?} and rebuilt {rebuilt:?}, not {says:?} and {:?}",
+                case.name, case.rebuilt
+            ));
+        }
     }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -158,9 +158,11 @@ pub fn shift(newest_recorded: Mtime, oldest_changed: Option<Mtime>, now: Mtime) 
     (limit - MARGIN - newest_recorded.as_nanos()).min(0)
 }
 
-/// Restored outputs (files and directories, not followed) with their times as
-/// restored, each inode once: Cargo hard-links final artefacts to their `deps/` files,
-/// and a link must not be moved twice. Read once, for the shift and for the move.
+/// Restored outputs (not followed) with their times as restored, each inode once:
+/// Cargo hard-links final artefacts to their `deps/` files, and a link must not be
+/// moved twice. Read once, for the shift and for the move. Directories are left out:
+/// Cargo compares no directory of the build directory, and the restore itself makes
+/// theirs new, which would force a shift on every restore.
 pub struct Outputs(Vec<(PathBuf, Mtime)>);
 
 impl Outputs {
@@ -169,7 +171,7 @@ impl Outputs {
         let mut out = Vec::new();
         for path in paths {
             let meta = fs::symlink_metadata(&path)?;
-            if seen.insert((meta.dev(), meta.ino())) {
+            if !meta.is_dir() && seen.insert((meta.dev(), meta.ino())) {
                 out.push((path, Mtime::of(&meta)));
             }
         }
@@ -284,7 +286,8 @@ mod tests {
         fs::hard_link(&out, &link).unwrap();
         write(&src, "src", 5);
         let s = shift(at(103_000), changed, now);
-        let outputs = Outputs::scan([out.clone(), link.clone()]).unwrap();
+        // The directory, new since the writes, is neither the newest output nor moved.
+        let outputs = Outputs::scan([dir.path().join("deps"), out.clone(), link.clone()]).unwrap();
         assert_eq!(outputs.newest(), Some(at(103_000)));
         apply(&[(src.clone(), at(102_000))], &outputs, s).unwrap();
         // The hard link was moved once, and both stay in their recorded order.

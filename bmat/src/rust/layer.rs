@@ -71,7 +71,7 @@ pub fn prepare_save(workspace: &Workspace, deps_key: &str) -> io::Result<Option<
     // outputs were built from: left out, it counts as added at restore (a rebuild).
     let built_at = built_at(build_dir, &units, &workspace.packages)?;
     sources.files.retain(|f| {
-        let member = owner(&workspace.root, &workspace.packages, &f.path);
+        let member = owner(&workspace.packages, &workspace.root.join(&f.path));
         let mtime = Mtime {
             secs: f.secs,
             nanos: f.nanos,
@@ -137,9 +137,8 @@ fn built_at(
     Ok(out)
 }
 
-/// The member whose directory holds `rel` (relative to `root`), the innermost one.
-fn owner<'a>(root: &Path, packages: &'a [MemberPackage], rel: &str) -> Option<&'a str> {
-    let path = root.join(rel);
+/// The member whose directory holds `path`, the innermost one.
+fn owner<'a>(packages: &'a [MemberPackage], path: &Path) -> Option<&'a str> {
     packages
         .iter()
         .filter(|p| path.starts_with(&p.dir))
@@ -187,12 +186,24 @@ pub fn refresh(workspace: &Workspace) -> io::Result<Refreshed> {
     let text = fs::read(build_dir.join(MANIFEST))?;
     let manifest: LayerManifest = serde_json::from_slice(&text).map_err(io::Error::other)?;
     let dirs: Vec<PathBuf> = workspace.packages.iter().map(|p| p.dir.clone()).collect();
-    let cmp = freshness::compare(
+    let mut cmp = freshness::compare(
         &workspace.root,
         &dirs,
         std::slice::from_ref(build_dir),
         &manifest.sources,
     )?;
+    // Cargo runs a build script without `rerun-if-changed` again when its package's
+    // newest mtime is not the recorded one. A member that only lost a file, its other
+    // files given their recorded times back, would show the recorded newest time, and
+    // a script that read the removed file (listed a directory) would not run. Such a
+    // member's files keep the checkout's times: a rebuild, never stale.
+    let lost: HashSet<&str> = cmp
+        .removed
+        .iter()
+        .filter_map(|rel| owner(&workspace.packages, &workspace.root.join(rel)))
+        .collect();
+    cmp.unchanged
+        .retain(|(path, _)| owner(&workspace.packages, path).is_none_or(|m| !lost.contains(m)));
     // Every unit's outputs, the dependency cache's as well as the layer's, as restored
     // (with the saving clock's times): moved together, a member stays newer than the
     // dependencies it was built against, which Cargo checks too.
@@ -228,7 +239,7 @@ pub fn refresh(workspace: &Workspace) -> io::Result<Refreshed> {
         .iter()
         .chain(&cmp.added)
         .chain(&cmp.removed)
-        .filter_map(|rel| owner(&workspace.root, &workspace.packages, rel))
+        .filter_map(|rel| owner(&workspace.packages, &workspace.root.join(rel)))
         .collect();
     Ok(Refreshed {
         members: workspace.packages.len(),
@@ -279,10 +290,10 @@ mod tests {
             member("leaf", "leaf", &[]),
         ];
         assert_eq!(
-            owner(Path::new("/ws"), &packages, "store/src/lib.rs"),
+            owner(&packages, Path::new("/ws/store/src/lib.rs")),
             Some("store")
         );
-        assert_eq!(owner(Path::new("/ws"), &packages, "README.md"), None);
+        assert_eq!(owner(&packages, Path::new("/ws/README.md")), None);
         assert_eq!(
             with_dependents(&packages, &["core"]),
             ["cli", "core", "store"]
