@@ -48,6 +48,9 @@ pub struct Options {
     /// Keep the jobs' temp dir (checkouts, Cargo homes, build dirs) and print where.
     #[arg(long)]
     pub keep: bool,
+    /// Repetitions of each next-commit job B (the table shows the median one).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub reps: u32,
 }
 
 pub fn run(opts: &Options) -> Result<()> {
@@ -161,15 +164,23 @@ pub fn run(opts: &Options) -> Result<()> {
     );
 
     say("the next commit: the persistent runner, bmat's jobs B, sccache's jobs");
-    let mut next = next_commit::persistent(&a, &source)?;
-    next.extend(next_commit::bmat(&jobs, a)?);
-    next.extend(next_commit::bmat_without_incremental(&jobs)?);
+    let mut next = Vec::new();
+    for rep in 0..opts.reps {
+        say(&format!(
+            "the next commit, repetition {}/{}",
+            rep + 1,
+            opts.reps
+        ));
+        next.extend(next_commit::persistent(&a, &source, rep)?);
+        next.extend(next_commit::bmat(&jobs, &a, rep)?);
+    }
+    next.extend(next_commit::bmat_without_incremental(&jobs, opts.reps)?);
     let sccache = Sccache::new(
         sccache_bin,
         stack.s3_target(),
         format!("sccache-bench-{}/", std::process::id()),
     )?;
-    next.extend(next_commit::sccache(&jobs, &sccache)?);
+    next.extend(next_commit::sccache(&jobs, &sccache, opts.reps)?);
     let sccache_version = sccache.version();
     drop(sccache);
     drop(stack);
@@ -191,6 +202,7 @@ pub fn run(opts: &Options) -> Result<()> {
         efficiency: efficiency(cold.0, ideal.0, restore.0, build.0),
         efficiency_cpu: efficiency(cold.1, ideal.1, restore.1, build.1),
         next_commit: next,
+        reps: opts.reps,
         total_seconds: started.elapsed().as_secs_f64(),
     };
     publish(&out_dir, &report)?;

@@ -97,6 +97,8 @@ pub struct Row {
     pub how: &'static str,
     /// A [`Change::name`], `none` (commit 1), or `fill` (a job A).
     pub case: &'static str,
+    /// The repetition, from 0.
+    pub rep: u32,
     pub restore_s: Option<f64>,
     pub build_s: f64,
     pub total_s: f64,
@@ -124,9 +126,9 @@ impl Jobs<'_> {
         self.at(name, &dir.join("checkout/ws"), &dir.join("home"))
     }
 
-    /// A fresh clone at `ws` (whatever was there removed) with the Cargo home `home`.
+    /// A fresh clone at `ws` (whatever was there set aside) with the Cargo home `home`.
     pub fn at(&self, name: &str, ws: &Path, home: &Path) -> Result<Job> {
-        remove(ws)?;
+        self.set_aside(ws)?;
         Job::checkout(
             name,
             self.source,
@@ -153,8 +155,7 @@ pub fn build(job: &Job, step: &str) -> Result<(Usage, Counts, bool)> {
 }
 
 fn row(
-    how: &'static str,
-    case: &'static str,
+    (how, case, rep): (&'static str, &'static str, u32),
     restore: Option<Usage>,
     (usage, counts, offline): (Usage, Counts, bool),
 ) -> Row {
@@ -163,6 +164,7 @@ fn row(
     let row = Row {
         how,
         case,
+        rep,
         restore_s,
         build_s,
         total_s: restore_s.unwrap_or(0.0) + build_s,
@@ -172,7 +174,8 @@ fn row(
         workspace: None,
     };
     say(&format!(
-        "{how}, {case}: {:.1} s ({} members compiled, {} third-party)",
+        "{how}, {case}, repetition {}: {:.1} s ({} members compiled, {} third-party)",
+        rep + 1,
         row.total_s,
         row.counts.members_rebuilt.len(),
         row.counts.third_party_rebuilt.len()
@@ -182,121 +185,103 @@ fn row(
 
 /// The persistent runner: job A's tree (built, saved) moved to each case's commit 2
 /// and built, then moved back.
-pub fn persistent(a: &Job, source: &Path) -> Result<Vec<Row>> {
+pub fn persistent(a: &Job, source: &Path, rep: u32) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for change in CHANGES {
         a.append(change.file, LINE)?;
-        let built = build(a, &format!("persistent-{}", change.name))?;
-        rows.push(row(PERSISTENT, change.name, None, built));
+        let built = build(a, &format!("persistent-{}-r{rep}", change.name))?;
+        rows.push(row((PERSISTENT, change.name, rep), None, built));
+        // Back to commit 1, built (untimed), so the next case starts from it.
         a.reset(source, change.file)?;
+        build(a, &format!("persistent-back-{}-r{rep}", change.name))?;
     }
     Ok(rows)
 }
 
-/// Where a job B runs.
-#[derive(Clone, Copy)]
-enum Place {
-    /// A path of its own (`root/b-HOW-CASE/checkout/ws`, home `…/home`).
-    Elsewhere,
-    /// Job A's checkout and Cargo home paths, both emptied first.
-    JobA,
-}
-
-/// bmat's jobs B after job A (`a`, whose tree and home are removed on the way):
-/// commit 1 with the layer (`none`), then each case with `--deps-only`, with the layer,
-/// and with the layer at job A's path.
-pub fn bmat(jobs: &Jobs, a: Job) -> Result<Vec<Row>> {
-    let (a_ws, a_home) = (a.ws.clone(), a.cargo_home().to_owned());
-    drop(a);
-    let mut runs = vec![(Caches::WithLayer, LAYER, None, Place::Elsewhere)];
+/// bmat's jobs B: commit 1 with the layer (`none`), then each case with
+/// `--deps-only`, with the layer, and with the layer at job A's paths (job A's tree
+/// and home moved out of the way meanwhile, and back after).
+pub fn bmat(jobs: &Jobs, a: &Job, rep: u32) -> Result<Vec<Row>> {
+    let mut rows = vec![job_b(
+        &jobs.fresh(&format!("b-none-r{rep}"))?,
+        (LAYER, None, rep),
+        Caches::WithLayer,
+    )?];
     for change in CHANGES {
-        runs.extend([
-            (
-                Caches::DepsOnly,
-                "deps-only",
-                Some(change),
-                Place::Elsewhere,
-            ),
-            (Caches::WithLayer, LAYER, Some(change), Place::Elsewhere),
-            (
+        let case = change.name;
+        let elsewhere = |how| jobs.fresh(&format!("b-{how}-{case}-r{rep}"));
+        let b = elsewhere("deps-only")?;
+        rows.push(job_b(
+            &b,
+            ("deps-only", Some(change), rep),
+            Caches::DepsOnly,
+        )?);
+        let b = elsewhere(LAYER)?;
+        rows.push(job_b(&b, (LAYER, Some(change), rep), Caches::WithLayer)?);
+        rows.push(jobs.without_job_a(a, |ws, home| {
+            let b = jobs.at(&format!("b-same-path-{case}-r{rep}"), ws, home)?;
+            job_b(
+                &b,
+                ("layer-same-path", Some(change), rep),
                 Caches::WithLayer,
-                "layer-same-path",
-                Some(change),
-                Place::JobA,
-            ),
-        ]);
-    }
-    let mut rows = Vec::new();
-    for (caches, how, change, place) in runs {
-        let case = change.map_or("none", |c| c.name);
-        let name = format!("b-{how}-{case}");
-        let b = match place {
-            Place::Elsewhere => jobs.fresh(&name)?,
-            Place::JobA => {
-                remove(&a_home)?;
-                jobs.at(&name, &a_ws, &a_home)?
-            }
-        };
-        rows.push(job_b(&b, how, change, caches)?);
-        remove(&b.ws)?;
+            )
+        })?);
     }
     Ok(rows)
 }
 
-/// bmat with `CARGO_INCREMENTAL=0` in job A (its build and save: the row `fill`) and
-/// in the jobs B of each case, at paths of their own.
-pub fn bmat_without_incremental(jobs: &Jobs) -> Result<Vec<Row>> {
+/// bmat with `CARGO_INCREMENTAL=0` in job A (its build: the row `fill`) and in the
+/// jobs B of each case, at paths of their own, `reps` times.
+pub fn bmat_without_incremental(jobs: &Jobs, reps: u32) -> Result<Vec<Row>> {
     let env = || vec![("CARGO_INCREMENTAL".to_owned(), "0".to_owned())];
     let a = jobs.fresh("n-a")?.with_env(env());
     // Its own dependency key (the variable is in it): a fallback to job A's, the
     // members compiled, then a save of both caches under the new key.
     a.bmat_rust("restore", Caches::WithLayer, "hit")?;
-    let fill = row(LAYER_NO_INCREMENTAL, "fill", None, build(&a, "build")?);
+    let fill = row((LAYER_NO_INCREMENTAL, "fill", 0), None, build(&a, "build")?);
     a.bmat_rust("save", Caches::WithLayer, "saved")?;
     let mut rows = vec![fill];
-    for change in CHANGES {
-        let b = jobs.fresh(&format!("n-b-{}", change.name))?.with_env(env());
-        rows.push(job_b(
-            &b,
-            LAYER_NO_INCREMENTAL,
-            Some(change),
-            Caches::WithLayer,
-        )?);
-        remove(&b.ws)?;
+    for rep in 0..reps {
+        for change in CHANGES {
+            let b = jobs
+                .fresh(&format!("n-b-{}-r{rep}", change.name))?
+                .with_env(env());
+            let what = (LAYER_NO_INCREMENTAL, Some(change), rep);
+            rows.push(job_b(&b, what, Caches::WithLayer)?);
+        }
     }
     Ok(rows)
 }
 
 /// One bmat job B: the change, restore (a hit), build.
-fn job_b(b: &Job, how: &'static str, change: Option<Change>, caches: Caches) -> Result<Row> {
+fn job_b(
+    b: &Job,
+    (how, change, rep): (&'static str, Option<Change>, u32),
+    caches: Caches,
+) -> Result<Row> {
     if let Some(change) = change {
         b.append(change.file, LINE)?;
     }
     let (restored, json) = b.bmat_rust("restore", caches, "hit")?;
-    let mut row = row(
-        how,
-        change.map_or("none", |c| c.name),
-        Some(restored),
-        build(b, "build")?,
-    );
+    let case = change.map_or("none", |c| c.name);
+    let mut row = row((how, case, rep), Some(restored), build(b, "build")?);
     row.workspace = layer_note(&json["workspace"]);
     Ok(row)
 }
 
 /// sccache's job A (a cold build that fills its cache; the row `sccache`, `fill`)
-/// and its job B of each case, at job A's paths.
-pub fn sccache(jobs: &Jobs, sccache: &Sccache) -> Result<Vec<Row>> {
+/// and its jobs B of each case, `reps` times, at job A's paths.
+pub fn sccache(jobs: &Jobs, sccache: &Sccache, reps: u32) -> Result<Vec<Row>> {
     let ws: PathBuf = jobs.root.join("s/ws");
     let home = jobs.root.join("s/cargo-home");
+    let mut runs = vec![("fill", None, 0)];
+    for rep in 0..reps {
+        runs.extend(CHANGES.map(|c| (c.name, Some(c), rep)));
+    }
     let mut rows = Vec::new();
-    let runs = [
-        ("fill", None),
-        ("leaf", Some(CHANGES[0])),
-        ("core", Some(CHANGES[1])),
-    ];
-    for (case, change) in runs {
+    for (case, change, rep) in runs {
         let job = jobs
-            .at(&format!("s-{case}"), &ws, &home)?
+            .at(&format!("s-{case}-r{rep}"), &ws, &home)?
             .with_env(sccache.env(&ws));
         if let Some(change) = change {
             job.append(change.file, LINE)?;
@@ -312,7 +297,7 @@ pub fn sccache(jobs: &Jobs, sccache: &Sccache) -> Result<Vec<Row>> {
                 stats.location
             );
         }
-        let mut row = row(SCCACHE, case, None, built);
+        let mut row = row((SCCACHE, case, rep), None, built);
         say(&format!("sccache, {case}: {}", stats.note()));
         row.sccache = Some(stats);
         rows.push(row);
@@ -331,12 +316,39 @@ fn layer_note(workspace: &serde_json::Value) -> Option<String> {
     ))
 }
 
-/// Removes `dir` and what it holds, if it exists.
-fn remove(dir: &Path) -> Result<()> {
-    match fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot remove {}", dir.display()))
+impl Jobs<'_> {
+    /// Runs `f` at job A's checkout and Cargo home paths (given to it), job A's own
+    /// moved out of the way meanwhile and back after (what `f` left set aside).
+    fn without_job_a<T>(&self, a: &Job, f: impl FnOnce(&Path, &Path) -> Result<T>) -> Result<T> {
+        let (ws, home) = (a.ws.as_path(), a.cargo_home());
+        let kept = |p: &Path| p.with_extension("kept");
+        for dir in [ws, home] {
+            fs::rename(dir, kept(dir))
+                .with_context(|| format!("cannot move {} out of the way", dir.display()))?;
         }
-        _ => Ok(()),
+        let result = f(ws, home);
+        for dir in [ws, home] {
+            self.set_aside(dir)?;
+            fs::rename(kept(dir), dir)
+                .with_context(|| format!("cannot move {} back", dir.display()))?;
+        }
+        result
+    }
+
+    /// Moves `dir`, if it exists, out of the way into `root/aside/`, deleted with the
+    /// temp dir at the end: deleting a build directory of a gigabyte just before a
+    /// measured step slowed that step by half (the disk was still busy with it).
+    fn set_aside(&self, dir: &Path) -> Result<()> {
+        if !dir.exists() {
+            return Ok(());
+        }
+        let aside = self.root.join("aside");
+        fs::create_dir_all(&aside)?;
+        let to = tempfile::Builder::new()
+            .tempdir_in(&aside)
+            .context("cannot create a dir to set a tree aside")?
+            .keep();
+        fs::rename(dir, to.join("tree"))
+            .with_context(|| format!("cannot move {} aside", dir.display()))
     }
 }
