@@ -16,8 +16,10 @@
 //!   home kept, so nothing is downloaded and every path hashes alike), after its own
 //!   job A filled the S3 cache.
 //!
-//! Commit 2 is commit 1 with one item appended to a crate root ([`LINE`]): an API
-//! change Cargo must rebuild the crate and its dependents for.
+//! Commit 2 is commit 1 with one item appended to a crate root ([`line`]): an API
+//! change Cargo must rebuild the crate and its dependents for. Its value differs per
+//! repetition, so that no repetition finds what an earlier one compiled in sccache's
+//! cache.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -53,8 +55,10 @@ pub const CHANGES: [Change; 2] = [
     },
 ];
 
-/// What commit 2 appends to the changed crate's root.
-pub const LINE: &str = "pub const BENCH_COMMIT: u32 = 2;";
+/// What commit 2 appends to the changed crate's root in repetition `rep`.
+pub fn line(rep: u32) -> String {
+    format!("pub const BENCH_COMMIT: u32 = {};", 2 + rep)
+}
 
 /// The ways job B is run: (id, what the table calls it).
 pub const SETUPS: [(&str, &str); 6] = [
@@ -188,7 +192,7 @@ fn row(
 pub fn persistent(a: &Job, source: &Path, rep: u32) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for change in CHANGES {
-        a.append(change.file, LINE)?;
+        a.append(change.file, &line(rep))?;
         let built = build(a, &format!("persistent-{}-r{rep}", change.name))?;
         rows.push(row((PERSISTENT, change.name, rep), None, built));
         // Back to commit 1, built (untimed), so the next case starts from it.
@@ -260,7 +264,7 @@ fn job_b(
     caches: Caches,
 ) -> Result<Row> {
     if let Some(change) = change {
-        b.append(change.file, LINE)?;
+        b.append(change.file, &line(rep))?;
     }
     let (restored, json) = b.bmat_rust("restore", caches, "hit")?;
     let case = change.map_or("none", |c| c.name);
@@ -284,7 +288,7 @@ pub fn sccache(jobs: &Jobs, sccache: &Sccache, reps: u32) -> Result<Vec<Row>> {
             .at(&format!("s-{case}-r{rep}"), &ws, &home)?
             .with_env(sccache.env(&ws));
         if let Some(change) = change {
-            job.append(change.file, LINE)?;
+            job.append(change.file, &line(rep))?;
         }
         sccache.stop_server();
         let built = build(&job, "build")?;
