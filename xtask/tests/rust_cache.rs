@@ -804,6 +804,13 @@ fn the_workspace_layer_rebuilds_only_the_members_whose_sources_changed() {
             .contains("workspace: 1 of 2 members restored fresh, 1 to rebuild (fixture-app)"),
         "{restored:?}"
     );
+    // Made at job A's path: rustc will not reuse it here, and bmat says so.
+    let a_root = fs::canonicalize(&a).expect("canonical path");
+    assert_eq!(
+        workspace["incremental_at"],
+        a_root.display().to_string(),
+        "{workspace}"
+    );
     let units = cargo_build(&b, &[], &[]);
     assert_eq!(members_rebuilt(&units), ["fixture-app"], "{units:?}");
     assert!(

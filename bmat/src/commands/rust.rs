@@ -265,6 +265,7 @@ impl LayerReport {
                 json["rebuild"] = r.rebuild.clone().into();
                 json["files_restored"] = r.files_restored.into();
                 json["shifted_seconds"] = r.shifted_secs.into();
+                json["incremental_at"] = r.incremental_at.clone().into();
                 r.line()
             }
             None => format!("workspace layer: {}", outcome.line(false)),

@@ -25,6 +25,10 @@ pub struct LayerManifest {
     /// The units' paths, relative to the build directory.
     pub units: Vec<String>,
     pub sources: SourceManifest,
+    /// The workspace root the saved `incremental/` state was made at, if any: rustc
+    /// reuses it only there. Not in the key.
+    #[serde(default)]
+    pub incremental_at: Option<String>,
 }
 
 /// Every layer of a dependency key starts with this: `rust-deps-REST` → `rust-ws-REST-`.
@@ -80,18 +84,20 @@ pub fn prepare_save(workspace: &Workspace, deps_key: &str) -> io::Result<Option<
             .and_then(|m| built_at.iter().find(|(name, _)| name == m))
             .is_some_and(|(_, at)| mtime.as_nanos() <= at.as_nanos())
     });
-    let manifest = LayerManifest {
-        units: units.iter().map(|u| u.display().to_string()).collect(),
-        sources,
-    };
-    let text = serde_json::to_vec(&manifest).map_err(io::Error::other)?;
-    fs::write(build_dir.join(MANIFEST), text)?;
     // Incremental state spares a rebuilt member most of its work, but rustc reuses
     // it only at the checkout path it was made at (measured on the bench workspace, a
     // core change: 1.6 s with it at that path, 6.6 s without; 6.8 s with it at another
     // path, 7.2 s without). rustc checks it, so it is never a stale-code risk.
+    let incremental = artefacts::incremental_dirs(build_dir)?;
+    let manifest = LayerManifest {
+        units: units.iter().map(|u| u.display().to_string()).collect(),
+        sources,
+        incremental_at: (!incremental.is_empty()).then(|| workspace.root.display().to_string()),
+    };
+    let text = serde_json::to_vec(&manifest).map_err(io::Error::other)?;
+    fs::write(build_dir.join(MANIFEST), text)?;
     let mut paths = units.clone();
-    paths.extend(artefacts::incremental_dirs(build_dir)?);
+    paths.extend(incremental);
     paths.push(PathBuf::from(MANIFEST));
     Ok(Some(LayerSave {
         key: key(&prefix(deps_key), &manifest),
@@ -158,6 +164,9 @@ pub struct Refreshed {
     /// How far recorded times were moved back (the saving clock ran ahead, or a
     /// changed file is older than the outputs), in seconds.
     pub shifted_secs: f64,
+    /// Where the layer's incremental state was made, when that is not this
+    /// checkout: rustc will not reuse it here.
+    pub incremental_at: Option<String>,
 }
 
 impl Refreshed {
@@ -173,6 +182,11 @@ impl Refreshed {
                 ", {} to rebuild ({})",
                 self.rebuild.len(),
                 self.rebuild.join(", ")
+            ));
+        }
+        if let Some(at) = &self.incremental_at {
+            line.push_str(&format!(
+                "; its incremental state is for {at} (rustc reuses it only at that path)"
             ));
         }
         line
@@ -246,6 +260,9 @@ pub fn refresh(workspace: &Workspace) -> io::Result<Refreshed> {
         rebuild: with_dependents(&workspace.packages, &dirty),
         files_restored,
         shifted_secs: -(shift as f64) / 1e9,
+        incremental_at: manifest
+            .incremental_at
+            .filter(|at| Path::new(at) != workspace.root),
     })
 }
 
@@ -307,6 +324,15 @@ mod tests {
         assert_eq!(
             r.line(),
             "workspace: 2 of 4 members restored fresh, 2 to rebuild (cli, store)"
+        );
+        let elsewhere = Refreshed {
+            incremental_at: Some("/a/ws".into()),
+            ..r
+        };
+        assert_eq!(
+            elsewhere.line(),
+            "workspace: 2 of 4 members restored fresh, 2 to rebuild (cli, store); its \
+             incremental state is for /a/ws (rustc reuses it only at that path)"
         );
     }
 
