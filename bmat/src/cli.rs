@@ -70,12 +70,20 @@ pub enum CacheCommand {
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
     },
-    /// Delete the cache saved under KEY in the job's scope.
+    /// Delete the cache saved under KEY in the job's scope, or with `--prefix P` every
+    /// cache of the job's scope whose key starts with P.
     ///
     /// The token must be allowed to write. The next save of KEY then stores a new
     /// cache: the way to replace a bad one.
     #[command(after_long_help = JSON_HELP)]
-    Delete { key: String },
+    Delete {
+        #[arg(required_unless_present = "prefix")]
+        key: Option<String>,
+        /// Every cache of the job's scope whose key starts with this (count and
+        /// bytes freed are printed).
+        #[arg(long, value_name = "PREFIX", conflicts_with = "key")]
+        prefix: Option<String>,
+    },
     /// Cache the third-party artefacts of a Cargo workspace (see `bmat cache rust --help`).
     Rust {
         #[command(subcommand)]

@@ -90,9 +90,21 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
             }
             Ok(Prepared::List(ListRequest { prefix }))
         }
-        CacheCommand::Delete { key } => {
-            check_key(&key)?;
-            Ok(Prepared::Run(Task::Delete(DeleteRequest { key })))
+        CacheCommand::Delete { key, prefix } => {
+            let req = match (key, prefix) {
+                (_, Some(prefix)) => {
+                    check_prefix("prefix", &prefix)?;
+                    DeleteRequest::Prefix(prefix)
+                }
+                (Some(key), None) => {
+                    check_key(&key)?;
+                    DeleteRequest::Key(key)
+                }
+                (None, None) => {
+                    return Err(UsageError("delete needs a KEY or --prefix".to_owned()));
+                }
+            };
+            Ok(Prepared::Run(Task::Delete(req)))
         }
     }
 }

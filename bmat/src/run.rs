@@ -80,7 +80,7 @@ pub fn run(task: Task, ctx: &JobContext) -> (Outcome, rust::RustReport) {
     let key = match &task {
         Task::Save(r) | Task::RustSave(r, _) => r.key.clone(),
         Task::Restore(r) | Task::Lookup(r) | Task::RustRestore(r, _) => r.key.clone(),
-        Task::Delete(r) => r.key.clone(),
+        Task::Delete(r) => r.asked().to_owned(),
     };
     on_runtime(async || match task {
         Task::Save(req) => (save(req, ctx).await, Default::default()),

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use signer::config::Config;
+use signer::ops::caches_cmd::CachesCommand;
 use signer::ops::stats_cmd::StatsArgs;
 use signer::ops::token_cmd::TokenCommand;
 use tracing_subscriber::EnvFilter;
@@ -35,6 +36,10 @@ enum Command {
     /// Usage per owner and scope (bytes, quota, caches, hits, misses, evictions), with
     /// an operator credential in BMAT_OPERATOR_TOKEN.
     Stats(StatsArgs),
+    /// Caches of a scope (a closed pull request's), with an operator credential in
+    /// BMAT_OPERATOR_TOKEN.
+    #[command(subcommand)]
+    Caches(CachesCommand),
     /// Check a config file and its bucket access; one line per check, exit 1 if any
     /// failed.
     CheckConfig {
@@ -96,6 +101,7 @@ fn run_command(command: Command) -> ExitCode {
     let done = match command {
         Command::Token(cmd) => rt.block_on(signer::ops::token_cmd::run(cmd)),
         Command::Stats(a) => rt.block_on(signer::ops::stats_cmd::run(a)),
+        Command::Caches(cmd) => rt.block_on(signer::ops::caches_cmd::run(cmd)),
         Command::CheckConfig { config } => {
             return if rt.block_on(signer::ops::check_config::run(&config)) {
                 ExitCode::SUCCESS

@@ -345,6 +345,14 @@ pub struct Deleted {
     pub deleted: bool,
 }
 
+/// `DELETE /v1/caches?scope=S&prefix=P`: every cache of one scope whose key starts
+/// with the prefix (all of the scope without one) is gone; how many, and their bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeletedCaches {
+    pub deleted: u64,
+    pub bytes: u64,
+}
+
 /// Which caches an operator lists or deletes in (`?owner=O&scope=S`); a job token's
 /// own owner and scope are implied and these must be absent or equal to them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

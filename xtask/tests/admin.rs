@@ -1,5 +1,6 @@
 //! The job-side commands around save and restore, end to end on a real stack:
-//! `restore --lookup-only`, `--fail-on-miss`, `list` and `delete`.
+//! `restore --lookup-only`, `--fail-on-miss`, `list` and `delete` (by key and by
+//! prefix), and the operator's `signer caches delete`.
 
 #[path = "common/cache.rs"]
 mod cache;
@@ -13,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bmat_wire::api::MintRequest;
 use cache::{Run, assert_same, manifest, run, small_tree, stored_objects};
 use common::{bmat, bmat_with_token};
-use xtask::stack::{OWNER, SCOPE, Stack};
+use xtask::stack::{OWNER, SCOPE, Stack, bins};
 
 const PR: &str = "refs/pull/9/merge";
 
@@ -366,12 +367,89 @@ fn a_read_only_token_cannot_delete() {
     assert_outcome(&hit, 0, "hit");
 }
 
+/// The sorted keys of a scope's caches, listed with `token`.
+fn sorted_keys(stack: &Stack, token: &str, dir: &Path) -> Vec<String> {
+    let caches = listed(bmat_with_token(stack, token), dir, &[]);
+    let mut keys: Vec<String> = keys(&caches).into_iter().map(str::to_owned).collect();
+    keys.sort();
+    keys
+}
+
+/// Issue 20: a closed pull request's caches go in one call, by prefix from the job
+/// (own scope, writing token) or by scope from the operator, and nothing of another
+/// scope goes with them, not even a cache under the same key.
+#[test]
+fn a_closed_pull_requests_caches_go_by_prefix_or_by_scope_and_nothing_else() {
+    let stack = Stack::start().expect("stack starts");
+    let src = tempdir();
+    let pr = mint(&stack, PR, &[SCOPE], true);
+    for key in ["pr-9-a", "pr-9-b", "other-1"] {
+        save_tree(bmat_with_token(&stack, &pr), src.path(), key, key);
+    }
+    for key in ["pr-9-a", "keep-1"] {
+        save_tree(bmat(&stack), src.path(), key, key);
+    }
+    let pr_caches = listed(bmat_with_token(&stack, &pr), src.path(), &[]);
+    let pr_9_bytes: u64 = pr_caches
+        .iter()
+        .filter(|c| c["key"].as_str().is_some_and(|k| k.starts_with("pr-9-")))
+        .filter_map(|c| c["size"].as_u64())
+        .sum();
+    assert!(pr_9_bytes > 0, "{pr_caches:?}");
+
+    // A read-only token of the pull request deletes nothing.
+    let read_only = mint(&stack, PR, &[], false);
+    let refused = bmat_json(
+        bmat_with_token(&stack, &read_only),
+        src.path(),
+        &["cache", "delete", "--prefix", "pr-9-"],
+    );
+    assert_outcome(&refused, 0, "refused");
+
+    let deleted = bmat_json(
+        bmat_with_token(&stack, &pr),
+        src.path(),
+        &["cache", "delete", "--prefix", "pr-9-"],
+    );
+    assert_outcome(&deleted, 0, "deleted");
+    assert_eq!(deleted.json()["deleted"], 2, "{deleted:?}");
+    assert_eq!(deleted.json()["bytes"], pr_9_bytes, "{deleted:?}");
+    assert!(
+        deleted
+            .stderr
+            .contains("caches deleted: 2 whose key starts with pr-9-"),
+        "{deleted:?}"
+    );
+    assert_eq!(sorted_keys(&stack, &pr, src.path()), ["other-1"]);
+    let main = stack.env().token.clone();
+    assert_eq!(sorted_keys(&stack, &main, src.path()), ["keep-1", "pr-9-a"]);
+    assert_eq!(stored_objects(&stack).len(), 3, "the objects went too");
+
+    // The operator drops what is left of the pull request's scope.
+    let out = Command::new(bins::workspace_bin("signer").expect("signer binary"))
+        .args(["caches", "delete", "--owner", OWNER, "--scope", PR, "--json"])
+        .env("BMAT_SIGNER_URL", &stack.env().signer_url)
+        .env("BMAT_OPERATOR_TOKEN", &stack.env().operator_token)
+        .output()
+        .expect("signer runs");
+    assert!(out.status.success(), "{out:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(answer["deleted"], 1, "{answer}");
+    assert_eq!(sorted_keys(&stack, &pr, src.path()), Vec::<String>::new());
+    assert_eq!(sorted_keys(&stack, &main, src.path()), ["keep-1", "pr-9-a"]);
+    assert_eq!(stored_objects(&stack).len(), 2);
+    let dst = tempdir();
+    let hit = bmat_json(bmat(&stack), dst.path(), &["cache", "restore", "pr-9-a"]);
+    assert_outcome(&hit, 0, "hit");
+}
+
 #[test]
 fn bad_keys_and_prefixes_are_usage_errors() {
     let dir = tempdir();
     for args in [
         &["cache", "list", "--prefix", "a/b"][..],
         &["cache", "delete", ".x"],
+        &["cache", "delete", "--prefix", "a b"],
         &[
             "cache",
             "restore",

@@ -52,6 +52,13 @@ pub enum Outcome {
         key: String,
         elapsed: Duration,
     },
+    /// `delete --prefix`: every cache of the job's scope under the prefix is gone.
+    DeletedMany {
+        prefix: String,
+        count: u64,
+        bytes: u64,
+        elapsed: Duration,
+    },
     /// `delete`: the job's scope has no cache under the key.
     NotFound {
         key: String,
@@ -150,6 +157,9 @@ pub struct JsonOutcome<'a> {
     pub reason: Option<Skip>,
     pub bytes: Option<u64>,
     pub archive_bytes: Option<u64>,
+    /// `delete --prefix`: how many caches were deleted (`bytes`: their size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<u64>,
     pub seconds: f64,
     pub error: Option<&'a str>,
 }
@@ -162,7 +172,9 @@ With --json, one JSON object is printed on stdout when the command ends:
    \"matched_key\": the key restored or found (differs from key after a --fallback match), or null,
    \"scope\": on a hit, the scope the cache came from (the job's own, or one it may read), or null,
    \"reason\": on skipped, \"exists\" | \"in_progress\" | \"read_only\"; on refused, \"read_only\"; else null,
-   \"bytes\": uncompressed archive bytes packed or unpacked, or null,
+   \"bytes\": uncompressed archive bytes packed or unpacked (delete --prefix: the bytes
+            of the caches deleted), or null,
+   \"deleted\": (delete --prefix only) how many caches were deleted,
    \"archive_bytes\": compressed bytes uploaded or downloaded (with --lookup-only: the
                     archive's size, nothing downloaded), or null,
    \"seconds\": time taken,
@@ -187,6 +199,7 @@ impl Outcome {
             | Outcome::Skipped { key, .. }
             | Outcome::Found { key, .. }
             | Outcome::Deleted { key, .. }
+            | Outcome::DeletedMany { prefix: key, .. }
             | Outcome::NotFound { key, .. }
             | Outcome::Refused { key, .. }
             | Outcome::Failed { key, .. } => key,
@@ -239,6 +252,15 @@ impl Outcome {
                 format!("cache hit (lookup only): {key} ({via}{size} compressed)")
             }
             Outcome::Deleted { key, .. } => format!("cache deleted: {key}"),
+            Outcome::DeletedMany {
+                prefix,
+                count,
+                bytes,
+                ..
+            } => format!(
+                "caches deleted: {count} whose key starts with {prefix} ({})",
+                human_bytes(*bytes)
+            ),
             Outcome::NotFound { key, .. } => format!("cache not found, nothing deleted: {key}"),
             Outcome::Refused { key, .. } => {
                 format!("cache delete refused (read-only token): {key}")
@@ -281,6 +303,7 @@ impl Outcome {
             reason: None,
             bytes: None,
             archive_bytes: None,
+            deleted: None,
             seconds: 0.0,
             error: None,
         };
@@ -333,6 +356,17 @@ impl Outcome {
             }
             Outcome::Deleted { elapsed, .. } => {
                 j.outcome = "deleted";
+                elapsed
+            }
+            Outcome::DeletedMany {
+                count,
+                bytes,
+                elapsed,
+                ..
+            } => {
+                j.outcome = "deleted";
+                j.deleted = Some(*count);
+                j.bytes = Some(*bytes);
                 elapsed
             }
             Outcome::NotFound { elapsed, .. } => {

@@ -9,9 +9,9 @@
 use std::path::PathBuf;
 
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CacheList, CacheRef, CompleteRequest, Deleted, ErrorBody,
-    ErrorCode, LookupRequest, LookupResponse, PartUrlsRequest, PartUrlsResponse, ReportAnswer,
-    ReportRequest, UploadStatus,
+    BeginRequest, BeginResponse, CacheList, CacheRef, CompleteRequest, Deleted, DeletedCaches,
+    ErrorBody, ErrorCode, LookupRequest, LookupResponse, PartUrlsRequest, PartUrlsResponse,
+    ReportAnswer, ReportRequest, UploadStatus,
 };
 use reqwest::Method;
 use serde::Serialize;
@@ -253,21 +253,16 @@ impl ApiClient {
         after: Option<&CacheRef>,
         limit: u32,
     ) -> Result<CacheList, ApiError> {
-        let mut url = reqwest::Url::parse("http://agent/v1/caches")
-            .map_err(|e| ApiError::ListUrl(e.to_string()))?;
-        {
-            let mut query = url.query_pairs_mut();
-            query.append_pair("limit", &limit.to_string());
-            if let Some(prefix) = prefix {
-                query.append_pair("prefix", prefix);
-            }
-            if let Some(after) = after {
-                query
-                    .append_pair("after_scope", &after.scope)
-                    .append_pair("after_key", &after.key);
-            }
+        let limit = limit.to_string();
+        let mut query = vec![("limit", limit.as_str())];
+        query.extend(prefix.map(|p| ("prefix", p)));
+        if let Some(after) = after {
+            query.extend([
+                ("after_scope", after.scope.as_str()),
+                ("after_key", after.key.as_str()),
+            ]);
         }
-        let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+        let path = caches_path(&query)?;
         self.call::<(), _>(Method::GET, &path, None).await
     }
 
@@ -275,6 +270,12 @@ impl ApiClient {
     pub async fn delete_cache(&self, key: &str) -> Result<Deleted, ApiError> {
         self.call::<(), _>(Method::DELETE, &format!("/v1/caches/{key}"), None)
             .await
+    }
+
+    /// Deletes every cache of the token's own scope whose key starts with `prefix`.
+    pub async fn delete_caches(&self, prefix: &str) -> Result<DeletedCaches, ApiError> {
+        let path = caches_path(&[("prefix", prefix)])?;
+        self.call::<(), _>(Method::DELETE, &path, None).await
     }
 
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -345,6 +346,18 @@ impl ApiClient {
         }
         serde_json::from_slice(&bytes).map_err(CallError::Decode)
     }
+}
+
+/// `/v1/caches?QUERY`, the values encoded.
+fn caches_path(query: &[(&str, &str)]) -> Result<String, ApiError> {
+    let mut url = reqwest::Url::parse("http://agent/v1/caches")
+        .map_err(|e| ApiError::ListUrl(e.to_string()))?;
+    url.query_pairs_mut().extend_pairs(query);
+    Ok(format!(
+        "{}?{}",
+        url.path(),
+        url.query().unwrap_or_default()
+    ))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! hit; an object without a row is only a leak the reaper's orphan sweep removes. By
 //! ULID, so a newer cache of the same key is never touched.
 
-use bmat_wire::api::CacheSelector;
+use bmat_wire::api::{CacheSelector, DeletedCaches};
 use tracing::info;
 
 use super::access::{may_drop, selected};
@@ -55,4 +55,56 @@ pub async fn delete_by_key(
     delete(st, &c).await?;
     info!(owner = %owner, scope = %scope, key = %key, "cache deleted by the client");
     Ok(())
+}
+
+/// Caches a delete by prefix lists and deletes at a time.
+const DELETE_BATCH: u32 = 500;
+
+/// `DELETE /v1/caches?scope=S&prefix=P`: a caller drops every cache of one place it
+/// may write whose key starts with the prefix (the whole scope without one): a closed
+/// pull request's caches in one call. A cache completed meanwhile may survive it.
+pub async fn delete_matching(
+    st: &AppState,
+    caller: &Principal,
+    sel: CacheSelector,
+) -> Result<DeletedCaches, CacheError> {
+    may_drop(caller)?;
+    let prefix = sel.prefix.clone();
+    if let Some(p) = &prefix {
+        names::prefix("prefix", p)?;
+    }
+    let (owner, scope) = selected(caller, sel, true)?;
+    let scope = scope.unwrap_or_default();
+    let mut done = DeletedCaches {
+        deleted: 0,
+        bytes: 0,
+    };
+    let mut after: Option<String> = None;
+    loop {
+        let batch = {
+            let (o, s, p, a) = (owner.clone(), scope.clone(), prefix.clone(), after.clone());
+            st.db
+                .read(move |r| {
+                    let after = a.as_deref().map(|k| (s.as_str(), k));
+                    r.list_caches(&o, Some(&s), p.as_deref(), after, DELETE_BATCH)
+                })
+                .await?
+        };
+        let Some(last) = batch.last() else { break };
+        after = Some(last.key.clone());
+        for c in &batch {
+            delete(st, c).await?;
+            done.deleted += 1;
+            done.bytes += c.size;
+        }
+    }
+    info!(
+        owner = %owner,
+        scope = %scope,
+        prefix = prefix.as_deref().unwrap_or(""),
+        deleted = done.deleted,
+        bytes = done.bytes,
+        "caches deleted by prefix"
+    );
+    Ok(done)
 }

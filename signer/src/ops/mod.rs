@@ -8,7 +8,9 @@
 //! - [`client`] — the operator's client of the API (`signer token …`, `signer stats`).
 //! - [`token_cmd`] — `signer token create|revoke`.
 //! - [`stats_cmd`] — `signer stats`: usage per owner and scope.
+//! - [`caches_cmd`] — `signer caches delete`: a scope's caches, or a prefix's, dropped.
 
+pub mod caches_cmd;
 pub mod check_config;
 pub mod claim;
 pub mod client;

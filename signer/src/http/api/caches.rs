@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::extract::State;
 use bmat_wire::api::{
-    CacheList, CacheSelector, Deleted, LookupRequest, LookupResponse, ReportAnswer, ReportRequest,
+    CacheList, CacheSelector, Deleted, DeletedCaches, LookupRequest, LookupResponse, ReportAnswer,
+    ReportRequest,
 };
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, JobCaller};
@@ -53,4 +54,12 @@ pub(super) async fn delete(
 ) -> Result<Json<Deleted>, ApiError> {
     delete::delete_by_key(&st, &caller, key, sel).await?;
     Ok(Json(Deleted { deleted: true }))
+}
+
+pub(super) async fn delete_matching(
+    Caller(caller): Caller,
+    State(st): State<AppState>,
+    ApiQuery(sel): ApiQuery<CacheSelector>,
+) -> Result<Json<DeletedCaches>, ApiError> {
+    Ok(Json(delete::delete_matching(&st, &caller, sel).await?))
 }

@@ -32,7 +32,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/uploads/{id}/parts", post(uploads::part_urls))
         .route("/v1/uploads/{id}/complete", post(uploads::complete))
-        .route("/v1/caches", get(caches::list))
+        .route(
+            "/v1/caches",
+            get(caches::list).delete(caches::delete_matching),
+        )
         .route("/v1/caches/", delete(caches::delete_empty_key))
         .route("/v1/caches/{key}", delete(caches::delete))
         .route("/v1/reports", post(caches::report))
