@@ -427,7 +427,9 @@ fn a_closed_pull_requests_caches_go_by_prefix_or_by_scope_and_nothing_else() {
 
     // The operator drops what is left of the pull request's scope.
     let out = Command::new(bins::workspace_bin("signer").expect("signer binary"))
-        .args(["caches", "delete", "--owner", OWNER, "--scope", PR, "--json"])
+        .args([
+            "caches", "delete", "--owner", OWNER, "--scope", PR, "--json",
+        ])
         .env("BMAT_SIGNER_URL", &stack.env().signer_url)
         .env("BMAT_OPERATOR_TOKEN", &stack.env().operator_token)
         .output()
