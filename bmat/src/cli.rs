@@ -40,7 +40,8 @@ pub enum CacheCommand {
     ///
     /// Paths are relative to the working directory and must stay inside it, or are
     /// written `~/…` for paths under $HOME (restored under the restoring job's $HOME,
-    /// whatever its path). Nothing is read when KEY already exists.
+    /// whatever its path). Nothing is read when KEY already exists, unless it is older
+    /// than --refresh-after.
     #[command(after_long_help = JSON_HELP)]
     Save {
         /// Paths on stdin are NUL-separated (as from `find -print0`).
@@ -48,6 +49,10 @@ pub enum CacheCommand {
         null: bool,
         /// Letters, digits, '.', '_' and '-'; at most 128; not starting with '.' or '-'.
         key: String,
+        /// When KEY's cache is older than this (`90m`, `7d`), save anyway and replace
+        /// it once the new one is stored (a lookup gets the old or the new, whole).
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        refresh_after: Option<std::time::Duration>,
     },
     /// Restore the cache saved under KEY into the working directory.
     ///

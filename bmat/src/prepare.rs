@@ -46,7 +46,11 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
     let Command::Cache { command } = command;
     match command {
         CacheCommand::Rust { command } => prepare_rust(command, ctx),
-        CacheCommand::Save { null, key } => {
+        CacheCommand::Save {
+            null,
+            key,
+            refresh_after,
+        } => {
             check_key(&key)?;
             if std::io::stdin().is_terminal() {
                 return Err(UsageError("give the paths to save on stdin, e.g. `find target -type f | bmat cache save KEY`".into()));
@@ -62,7 +66,12 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
                     "~/… paths need $HOME set to an absolute path".into(),
                 ));
             }
-            Ok(Prepared::Run(Task::Save(SaveRequest { key, roots, paths })))
+            Ok(Prepared::Run(Task::Save(SaveRequest {
+                key,
+                roots,
+                paths,
+                refresh_after,
+            })))
         }
         CacheCommand::Restore {
             key,

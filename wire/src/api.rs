@@ -178,6 +178,11 @@ pub struct BeginRequest {
     /// configured default when none is asked for.
     #[serde(default)]
     pub part_size: Option<u64>,
+    /// A refresh: a cache of the key older than this many seconds does not make the
+    /// begin a skip; the upload replaces it when it completes (one refresh at a time,
+    /// like any upload of the key).
+    #[serde(default)]
+    pub refresh_after_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

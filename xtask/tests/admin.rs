@@ -11,8 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bmat_wire::api::MintRequest;
-use cache::{Run, assert_same, manifest, run, small_tree, stored_objects};
+use bmat_wire::api::{BeginRequest, BeginResponse, MintRequest, SkipReason};
+use cache::{Run, assert_same, block_on, manifest, run, small_tree, stored_objects};
+use common::api::{Api, download, sha256};
 use common::{bmat, bmat_with_token};
 use xtask::stack::{OWNER, SCOPE, Stack, bins};
 
@@ -443,6 +444,64 @@ fn a_closed_pull_requests_caches_go_by_prefix_or_by_scope_and_nothing_else() {
     let dst = tempdir();
     let hit = bmat_json(bmat(&stack), dst.path(), &["cache", "restore", "pr-9-a"]);
     assert_outcome(&hit, 0, "hit");
+}
+
+/// `bmat cache save KEY` with `--refresh-after D` in `dir`; its outcome.
+fn refresh(stack: &Stack, dir: &Path, key: &str, marker: &str, after: &str) -> Run {
+    fs::write(dir.join("tree/marker"), marker).expect("write marker");
+    let args = ["--json", "cache", "save", key, "--refresh-after", after];
+    run(bmat(stack), dir, &args, b"tree\n")
+}
+
+/// Issue 20: `--refresh-after` replaces an exact key's cache once it is older than
+/// that, after the new upload completed: a lookup made before the replacement still
+/// downloads the old cache whole, one made after gets the new one; two refreshes at
+/// once store one.
+#[test]
+fn refresh_after_replaces_a_stale_cache_and_a_lookup_meanwhile_gets_a_whole_one() {
+    let (stack, src) = start_with_deps_1();
+    let fresh = refresh(&stack, src.path(), "deps-1", "new", "1h");
+    assert_outcome(&fresh, 0, "skipped");
+    assert_eq!(fresh.json()["reason"], "exists");
+
+    set_times(&stack, "deps-1", now() - 7200, now() - 7200);
+    let api = Api::new(&stack);
+    let before = block_on(api.hit("deps-1", &[])).expect("the old cache hits");
+    let replaced = refresh(&stack, src.path(), "deps-1", "new", "1h");
+    assert_outcome(&replaced, 0, "saved");
+
+    // The old object outlives its row: the lookup made before still gets all of it.
+    let http = reqwest::Client::new();
+    let old_bytes = block_on(download(&http, &before.url));
+    assert_eq!(sha256(&old_bytes), before.sha256);
+    assert_eq!(stored_objects(&stack).len(), 2);
+    let after = block_on(api.hit("deps-1", &[])).expect("the new cache hits");
+    assert_ne!(after.sha256, before.sha256);
+    let dst = tempdir();
+    let hit = bmat_json(bmat(&stack), dst.path(), &["cache", "restore", "deps-1"]);
+    assert_outcome(&hit, 0, "hit");
+    assert_eq!(
+        fs::read_to_string(dst.path().join("tree/marker")).expect("marker"),
+        "new"
+    );
+
+    // Two refreshes of a stale key at once: one uploads, the other is told to skip.
+    set_times(&stack, "deps-1", now() - 7200, now() - 7200);
+    let begin = BeginRequest {
+        key: "deps-1".into(),
+        expected_size: None,
+        part_size: None,
+        refresh_after_secs: Some(3600),
+    };
+    let first: BeginResponse = block_on(api.post("/v1/uploads", &begin)).ok();
+    assert!(matches!(first, BeginResponse::Upload { .. }), "{first:?}");
+    let second: BeginResponse = block_on(api.post("/v1/uploads", &begin)).ok();
+    assert_eq!(
+        second,
+        BeginResponse::Skip {
+            reason: SkipReason::InProgress
+        }
+    );
 }
 
 #[test]

@@ -96,6 +96,7 @@ async fn begun_part_size(stack: &Stack, key: &str) -> u64 {
             key: key.into(),
             expected_size: None,
             part_size: None,
+            refresh_after_secs: None,
         })
         .send()
         .await

@@ -120,6 +120,7 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
                     key: inputs.key(),
                     paths,
                     roots,
+                    refresh_after: None,
                 },
                 layer,
             )
@@ -232,6 +233,7 @@ fn layer_save(workspace: &Workspace, deps_key: &str, roots: &Roots) -> Option<Sa
         key: prepared.key,
         paths,
         roots: roots.clone(),
+        refresh_after: None,
     })
 }
 

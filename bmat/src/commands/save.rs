@@ -33,6 +33,8 @@ pub struct SaveRequest {
     pub roots: Roots,
     /// What to save, each in its tree.
     pub paths: Vec<TreePath>,
+    /// Replace the key's cache when it is older than this (`--refresh-after`).
+    pub refresh_after: Option<std::time::Duration>,
 }
 
 /// Runs a save; never fails, every failure is an [`Outcome::Failed`].
@@ -44,7 +46,10 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
         Ok(api) => api,
         Err(e) => return failed(infrastructure(e)),
     };
-    let (upload_id, part_size, max_size) = match api.begin(&req.key, tuning.part_size).await {
+    let (upload_id, part_size, max_size) = match api
+        .begin(&req.key, tuning.part_size, req.refresh_after)
+        .await
+    {
         Ok(BeginResponse::Skip { reason }) => {
             return Outcome::Skipped {
                 key: req.key.clone(),

@@ -7,6 +7,7 @@
 //! callers tell a refusal from a service that did not answer.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bmat_wire::api::{
     BeginRequest, BeginResponse, CacheList, CacheRef, CompleteRequest, Deleted, DeletedCaches,
@@ -198,11 +199,17 @@ impl ApiClient {
     /// Not idempotent on the signer's side: if an answer is lost and the call retried,
     /// the retry sees our own lease and is told to skip. That is the safe outcome (no
     /// cache this time; the signer reaps the orphan).
-    pub async fn begin(&self, key: &str, part_size: u64) -> Result<BeginResponse, ApiError> {
+    pub async fn begin(
+        &self,
+        key: &str,
+        part_size: u64,
+        refresh_after: Option<Duration>,
+    ) -> Result<BeginResponse, ApiError> {
         let req = BeginRequest {
             key: key.to_owned(),
             expected_size: None,
             part_size: Some(part_size),
+            refresh_after_secs: refresh_after.map(|d| d.as_secs()),
         };
         self.call(Method::POST, "/v1/uploads", Some(&req)).await
     }

@@ -391,8 +391,6 @@ impl Timing {
     pub fn download_url_expiry(&self) -> Duration {
         Duration::from_secs(self.download_url_expiry_secs)
     }
-    /// An upload idle for longer than this is abandoned: its last part URL has expired
-    /// and a margin has passed for a PUT that started just before the expiry.
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs)
     }
@@ -402,9 +400,20 @@ impl Timing {
     pub fn body_read_timeout(&self) -> Duration {
         Duration::from_secs(self.body_read_timeout_secs)
     }
+    /// An upload idle for longer than this is abandoned: its last part URL has expired
+    /// and a margin has passed for a PUT that started just before the expiry.
     pub fn stale_after(&self) -> Duration {
         Duration::from_secs(
             self.part_url_expiry_secs
+                .saturating_add(self.stale_margin_secs),
+        )
+    }
+    /// How long the object of a cache replaced by a refresh stays: a download URL
+    /// handed out just before the replacement may be used until it expires, and a GET
+    /// that started then may run a margin longer.
+    pub fn download_grace(&self) -> Duration {
+        Duration::from_secs(
+            self.download_url_expiry_secs
                 .saturating_add(self.stale_margin_secs),
         )
     }

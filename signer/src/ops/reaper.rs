@@ -278,6 +278,11 @@ async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow
         .collect();
     // One registry call: the worker's completion (cache row + upload state) is one
     // transaction, so an object being completed right now is seen as either.
+    // A cache replaced by a refresh keeps its object as long as a download URL handed
+    // out before the replacement may still be used.
+    let replaced_since = now_ms().saturating_sub(
+        i64::try_from(st.cfg().timing.download_grace().as_millis()).unwrap_or(i64::MAX),
+    );
     let referenced: HashSet<String> = {
         let ulids: Vec<String> = old.iter().filter_map(|(_, u)| u.clone()).collect();
         st.db
@@ -286,7 +291,7 @@ async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow
                 for u in ulids {
                     let cached = r.find_cache_by_ulid(&u)?.is_some();
                     let live = r.get_upload(&u)?.is_some_and(|up| up.state.is_live());
-                    if cached || live {
+                    if cached || live || r.replaced_since(&u, replaced_since)? {
                         keep.insert(u);
                     }
                 }

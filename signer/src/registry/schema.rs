@@ -141,6 +141,12 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX usage_by_hour ON usage (hour);
     "#,
+    // 7: a refresh (`--refresh-after`): the cache an upload replaces when it
+    // completes; its object outlives its row for a grace period (see ops::reaper).
+    r#"
+    ALTER TABLE uploads ADD COLUMN replaces TEXT;
+    CREATE INDEX uploads_by_replaces ON uploads (replaces) WHERE replaces IS NOT NULL;
+    "#,
 ];
 
 /// One SQLite connection to the registry; the queries of each table group are in the

@@ -31,6 +31,8 @@ pub struct UploadRow {
     pub next_attempt_at: Option<i64>,
     /// When the client completed it (state `finished` and after).
     pub finished_at: Option<i64>,
+    /// The ULID of the cache this upload replaces when it completes (a refresh).
+    pub replaces: Option<String>,
     pub needs_abort: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -76,6 +78,9 @@ pub struct UploadRules {
     /// The protected scopes: their uploads never count against
     /// `max_live_unprotected`, nor wait for it.
     pub protected: Patterns,
+    /// A refresh: a cache of the key created before this time (ms) does not stop the
+    /// begin; the upload replaces it when it completes.
+    pub replace_created_before: Option<i64>,
 }
 
 fn upload_from_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
@@ -109,6 +114,7 @@ fn upload_from_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
         attempts: r.get::<_, i64>("attempts")?.clamp(0, u32::MAX as i64) as u32,
         next_attempt_at: r.get("next_attempt_at")?,
         finished_at: r.get("finished_at")?,
+        replaces: r.get("replaces")?,
         needs_abort: r.get::<_, i64>("needs_abort")? != 0,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
@@ -162,14 +168,20 @@ impl Registry {
         if !rules.protected.matches(at.scope) && unprotected >= rules.max_live_unprotected {
             return Ok(BeginOutcome::TooManyUnprotected(rules.max_live_unprotected));
         }
-        let exists: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM caches WHERE owner = ?1 AND scope = ?2 AND key = ?3)",
-            params![at.owner, at.scope, key],
-            |r| r.get(0),
-        )?;
-        if exists {
-            return Ok(BeginOutcome::Exists);
-        }
+        let existing: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT ulid, created_at FROM caches WHERE owner = ?1 AND scope = ?2 AND key = ?3",
+                params![at.owner, at.scope, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let replaces = match existing {
+            None => None,
+            Some((ulid, created)) if rules.replace_created_before.is_some_and(|t| created < t) => {
+                Some(ulid)
+            }
+            Some(_) => return Ok(BeginOutcome::Exists),
+        };
         let live: Option<UploadRow> = tx
             .query_row(
                 &format!(
@@ -196,8 +208,8 @@ impl Registry {
         let lease_ms = to_i64(rules.lease.as_millis() as u64)?;
         let inserted = tx.execute(
             "INSERT INTO uploads (ulid, owner, scope, key, state, part_size, lease_expires_at,
-                                  created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 'creating', ?5, ?6, ?7, ?7)",
+                                  created_at, updated_at, replaces)
+             VALUES (?1, ?2, ?3, ?4, 'creating', ?5, ?6, ?7, ?7, ?8)",
             params![
                 ulid,
                 at.owner,
@@ -205,7 +217,8 @@ impl Registry {
                 key,
                 to_i64(part_size)?,
                 now + lease_ms,
-                now
+                now,
+                replaces
             ],
         );
         match inserted {
@@ -384,6 +397,12 @@ impl Registry {
         if up.size.is_none() || up.sha256.is_none() {
             return Err(RegistryError::IncompleteUpload(ulid.to_owned()));
         }
+        // A refresh: the old row goes in the same transaction as the new one comes, so
+        // a lookup finds one or the other; the old object stays for a grace period
+        // (lookups that found it may still be downloading: ops::reaper).
+        if let Some(old) = &up.replaces {
+            tx.execute("DELETE FROM caches WHERE ulid = ?1", params![old])?;
+        }
         let inserted = tx.execute(
             "INSERT INTO caches (owner, scope, key, ulid, size, sha256, created_at, last_used_at,
                                  unpacked_size, entries)
@@ -402,6 +421,17 @@ impl Registry {
         } else {
             CompletedOutcome::KeyTaken
         })
+    }
+
+    /// Whether an upload completed after `since` (ms) replaced the cache `ulid`: its
+    /// object may still be downloaded by a lookup made before the replacement.
+    pub fn replaced_since(&self, ulid: &str, since: i64) -> Result<bool, RegistryError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM uploads WHERE replaces = ?1 AND state = 'completed'
+                            AND updated_at > ?2)",
+            params![ulid, since],
+            |r| r.get(0),
+        )?)
     }
 
     /// A failed completion attempt: count it and schedule the next.
@@ -466,6 +496,7 @@ pub(super) mod testing {
             max_live,
             max_live_unprotected: max_live,
             protected: Patterns(vec!["s".into()]),
+            replace_created_before: None,
         }
     }
 
@@ -513,6 +544,47 @@ mod tests {
     use super::*;
     use crate::registry::schema::testing::open;
     use crate::registry::schema::{MIGRATIONS, SCHEMA_V1};
+
+    #[test]
+    fn a_refresh_replaces_only_an_old_enough_cache_and_one_at_a_time() {
+        let (_d, mut reg) = open();
+        add_cache(&mut reg, "o", "k", "OLD", 10, 1_000);
+        let refresh = |before| UploadRules {
+            replace_created_before: Some(before),
+            ..rules(100)
+        };
+        // Created after the cutoff: a skip, as without a refresh.
+        assert_eq!(
+            reg.begin_upload(&at("o"), "k", "N0", 1, 5_000, &refresh(1_000))
+                .unwrap(),
+            BeginOutcome::Exists
+        );
+        assert!(created(
+            reg.begin_upload(&at("o"), "k", "N1", 1, 5_000, &refresh(2_000))
+                .unwrap()
+        ));
+        // A second refresh meanwhile waits for the first, like any upload of the key.
+        assert_eq!(
+            reg.begin_upload(&at("o"), "k", "N2", 1, 5_000, &refresh(2_000))
+                .unwrap(),
+            BeginOutcome::InProgress
+        );
+        // Until it completes, lookups find the old cache; then the new one, the swap
+        // in one transaction.
+        assert_eq!(reg.find_cache(&at("o"), "k").unwrap().unwrap().ulid, "OLD");
+        reg.set_uploading("N1", "s3", 5_000).unwrap();
+        reg.mark_finished("N1", &[(1, "e".into())], 20, "00", 6_000)
+            .unwrap();
+        assert_eq!(
+            reg.record_completed("N1", 7_000).unwrap(),
+            CompletedOutcome::Recorded
+        );
+        assert_eq!(reg.find_cache(&at("o"), "k").unwrap().unwrap().ulid, "N1");
+        assert!(reg.find_cache_by_ulid("OLD").unwrap().is_none());
+        // The old object's grace: replaced after 6 s, not after 7 s.
+        assert!(reg.replaced_since("OLD", 6_000).unwrap());
+        assert!(!reg.replaced_since("OLD", 7_000).unwrap());
+    }
 
     #[test]
     fn second_begin_is_in_progress_until_the_lease_expires() {

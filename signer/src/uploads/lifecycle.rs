@@ -59,6 +59,10 @@ pub async fn begin(
             max_live: limits.max_live_uploads,
             max_live_unprotected: limits.max_live_unprotected_uploads,
             protected: limits.protected_scopes.clone(),
+            replace_created_before: req.refresh_after_secs.map(|secs| {
+                now_ms()
+                    .saturating_sub(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+            }),
         };
         st.db
             .run(move |r| r.begin_upload(&job.place(), &key, &ulid, part_size, now_ms(), &rules))

@@ -186,7 +186,7 @@ async fn record(st: &AppState, up: &UploadRow) -> Result<Step, UploadError> {
     match outcome {
         CompletedOutcome::Recorded => {
             st.metrics.committed(up.size.unwrap_or(0));
-            info!(owner = %up.owner, key = %up.key, upload = %up.ulid, size = ?up.size, "cache stored");
+            info!(owner = %up.owner, key = %up.key, upload = %up.ulid, size = ?up.size, replaced = ?up.replaces, "cache stored");
         }
         CompletedOutcome::KeyTaken => {
             // Cannot happen while the one-live-upload rule holds; keep the older cache.

@@ -88,6 +88,7 @@ impl Signer {
                     key: key.to_owned(),
                     expected_size: Some(size),
                     part_size: Some(self.part_size),
+                    refresh_after_secs: None,
                 }),
             )
             .await?;

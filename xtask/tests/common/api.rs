@@ -120,6 +120,7 @@ impl Api {
             key: key.into(),
             expected_size: None,
             part_size: None,
+            refresh_after_secs: None,
         };
         self.post("/v1/uploads", &req).await
     }

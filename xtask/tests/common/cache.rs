@@ -424,6 +424,7 @@ async fn begin_with_part_url(
             key: key.to_owned(),
             expected_size: None,
             part_size: None,
+            refresh_after_secs: None,
         })
         .send()
         .await
