@@ -1,6 +1,7 @@
 //! agent-shim: runs beside a CI job and forwards bmat's API calls from a Unix socket to
 //! the signer, adding the job's bearer token, so the job itself never holds a token.
 
+mod deferred;
 mod guard;
 mod listen;
 mod proxy;
@@ -144,11 +145,14 @@ async fn run(args: Args) -> Result<()> {
         args.max_in_flight as usize,
         std::time::Duration::from_secs(args.body_timeout_secs),
     );
-    let app = proxy::router(proxy::Upstream::new(signer, token)?)
+    let queue = deferred::Queue::default();
+    let app = deferred::router(queue.clone())
+        .merge(proxy::router(proxy::Upstream::new(signer, token)?))
         .layer(axum::middleware::from_fn_with_state(limits, guard::guard));
     let served = axum::serve(PeerCheckedListener::new(listener, policy), app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
+    queue.log_pending();
     // Remove the socket whatever happened, so the job sees "no shim", not a dead file.
     let removed = std::fs::remove_file(&args.socket);
     served.context("serving the socket failed")?;

@@ -1,7 +1,9 @@
 //! The command line: clap's types, and what they say about the whole job.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use bmat_wire::api::RunIf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::outcome::JSON_HELP;
@@ -32,6 +34,56 @@ pub enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Commands that run at the job's end, queued on the job's agent shim.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Queue a command to run at the job's end (`bmat job end`), in this directory and
+    /// with this environment.
+    Defer {
+        /// When it runs, by the status `bmat job end --status` is given.
+        #[arg(long = "if", value_enum, default_value_t = When::Always)]
+        when: When,
+        /// The command and its arguments (after `--`).
+        #[arg(trailing_var_arg = true, required = true, value_name = "CMD")]
+        argv: Vec<String>,
+    },
+    /// Run the queued commands in order, each with its output in the job's log: what
+    /// a job wrapper calls after the job script. Exits 0 unless --strict.
+    End {
+        /// The job script's exit status.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        status: i32,
+        /// How long one command may run before it is killed.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "10m")]
+        command_deadline: Duration,
+        /// How long all of them may run together.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "30m")]
+        deadline: Duration,
+    },
+}
+
+/// `--if` and `--save-if`: by the job's status at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum When {
+    Always,
+    Success,
+    Failure,
+}
+
+impl From<When> for RunIf {
+    fn from(when: When) -> RunIf {
+        match when {
+            When::Always => RunIf::Always,
+            When::Success => RunIf::Success,
+            When::Failure => RunIf::Failure,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +118,10 @@ pub enum CacheCommand {
         fallback: Vec<String>,
         #[command(flatten)]
         flags: RestoreFlags,
+        /// With --save-at-end: the file listing the paths to save (what `cache save`
+        /// reads on stdin).
+        #[arg(long, value_name = "FILE", requires = "save_at_end")]
+        paths: Option<PathBuf>,
     },
     /// List the caches of the job's scope, newest first: key, scope, size, created,
     /// last used.
@@ -137,6 +193,14 @@ pub struct RestoreFlags {
     /// --strict).
     #[arg(long)]
     pub fail_on_miss: bool,
+    /// Queue the matching save on the agent shim, to run at the job's end (`bmat job
+    /// end`).
+    #[arg(long, conflicts_with = "lookup_only")]
+    pub save_at_end: bool,
+    /// With --save-at-end: save when the job succeeded (the default), failed, or
+    /// always.
+    #[arg(long, value_enum, default_value_t = When::Success, requires = "save_at_end")]
+    pub save_if: When,
 }
 
 #[derive(Debug, clap::Args)]
@@ -189,11 +253,15 @@ impl ManifestArgs {
 impl Cli {
     /// What the command line says about the whole job.
     pub fn flags(&self) -> Flags {
-        let Command::Cache { command } = &self.command;
-        let rust_args = match command {
-            CacheCommand::Rust {
+        let rust_args = match &self.command {
+            Command::Cache {
                 command:
-                    RustCommand::Key(args) | RustCommand::Save(args) | RustCommand::Restore { args, .. },
+                    CacheCommand::Rust {
+                        command:
+                            RustCommand::Key(args)
+                            | RustCommand::Save(args)
+                            | RustCommand::Restore { args, .. },
+                    },
             } => Some(args),
             _ => None,
         };
@@ -211,13 +279,20 @@ impl Cli {
 impl Command {
     /// `restore --fail-on-miss`: a miss exits 1.
     pub fn fails_on_miss(&self) -> bool {
-        let Command::Cache { command } = self;
-        match command {
-            CacheCommand::Restore { flags, .. }
-            | CacheCommand::Rust {
-                command: RustCommand::Restore { flags, .. },
-            } => flags.fail_on_miss,
-            _ => false,
+        self.restore_flags().is_some_and(|f| f.fail_on_miss)
+    }
+
+    /// The flags of a restore, generic or Rust.
+    pub fn restore_flags(&self) -> Option<RestoreFlags> {
+        match self {
+            Command::Cache {
+                command:
+                    CacheCommand::Restore { flags, .. }
+                    | CacheCommand::Rust {
+                        command: RustCommand::Restore { flags, .. },
+                    },
+            } => Some(*flags),
+            _ => None,
         }
     }
 }

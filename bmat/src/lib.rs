@@ -5,6 +5,8 @@
 //!   resolved once at the entry point; [`prepare`]: usage checks, a command made a task;
 //! - [`commands`]: save, restore (and its `--lookup-only`), list, delete, the Rust
 //!   cache's flow, and their outcome (line, JSON, exit code);
+//! - [`job`]: commands deferred to the job's end (`bmat job defer|end`,
+//!   `--save-at-end`);
 //! - [`archive`]: archive naming, tar writer, checked unpacker, staging, placement and
 //!   undo, the pack and verified unpack pipelines;
 //! - [`trees`]: the trees a cache spans and the paths in them;
@@ -22,6 +24,7 @@ pub mod archive;
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod job;
 pub mod output;
 pub mod prepare;
 pub mod progress;

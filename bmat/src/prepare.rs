@@ -4,7 +4,7 @@
 use std::io::{IsTerminal as _, Read as _};
 use std::time::Duration;
 
-use crate::cli::{CacheCommand, Command, RustCommand};
+use crate::cli::{CacheCommand, Command, JobCommand, RustCommand};
 use crate::commands::delete::DeleteRequest;
 use crate::commands::list::ListRequest;
 use crate::commands::outcome::{Failure, FailureKind, Outcome, UsageError};
@@ -24,6 +24,8 @@ pub enum Prepared {
     Done(Outcome),
     /// `bmat cache list`: its own output (a table or a JSON list).
     List(ListRequest),
+    /// `bmat job …`: the deferred commands (see [`crate::job`]).
+    Job(JobCommand),
 }
 
 /// A command whose arguments are checked and whose input is read: a task to run.
@@ -43,7 +45,10 @@ pub enum Task {
 /// Usage checks, before anything touches the network: the key, the fallback
 /// prefixes, every path on stdin.
 pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageError> {
-    let Command::Cache { command } = command;
+    let command = match command {
+        Command::Cache { command } => command,
+        Command::Job { command } => return Ok(Prepared::Job(command)),
+    };
     match command {
         CacheCommand::Rust { command } => prepare_rust(command, ctx),
         CacheCommand::Save {
@@ -77,6 +82,7 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
             key,
             fallback,
             flags,
+            ..
         } => {
             check_key(&key)?;
             for prefix in &fallback {

@@ -13,6 +13,7 @@ use crate::commands::restore::{lookup_only, restore};
 use crate::commands::rust;
 use crate::commands::save::save;
 use crate::context::JobContext;
+use crate::job;
 use crate::output;
 use crate::prepare::{Prepared, Task, prepare};
 
@@ -24,8 +25,20 @@ pub fn main() -> i32 {
     let fail_on_miss = cli.command.fails_on_miss();
     let prepared = JobContext::of_process(cli.flags())
         .map_err(|e| UsageError(format!("cannot tell the working directory: {e}")))
-        .and_then(|ctx| Ok((prepare(cli.command, &ctx)?, ctx)));
+        .and_then(|ctx| {
+            let save_at_end = job::deferred_save(&cli.command, &ctx)?;
+            Ok((prepare(cli.command, &ctx)?, ctx, save_at_end))
+        })
+        .map(|(prepared, ctx, save_at_end)| {
+            // Queued before the restore runs: a job killed during it saves nothing
+            // anyway, and one that goes on finds its save waiting at the end.
+            if let Some(cmd) = save_at_end {
+                defer_save(&cmd, &ctx, strict);
+            }
+            (prepared, ctx)
+        });
     let (code, written) = match prepared {
+        Ok((Prepared::Job(command), ctx)) => (job::run(command, &ctx, strict), Ok(())),
         Ok((Prepared::Print(text), _)) => (0, output::print(&text)),
         Ok((Prepared::List(req), ctx)) => {
             let listing = on_runtime(async || list(req, &ctx).await)
@@ -62,6 +75,17 @@ pub fn main() -> i32 {
         Ok(()) => code,
         Err(e) => output_failed(&e, code, strict),
     }
+}
+
+/// Queues a restore's `--save-at-end`; a failure is a `warning:` (an `error:` under
+/// `--strict`), the restore runs anyway.
+fn defer_save(cmd: &bmat_wire::api::DeferredCommand, ctx: &JobContext, strict: bool) {
+    let line = match on_runtime(async || job::queue(cmd, ctx).await) {
+        Ok(Ok(line)) => line,
+        Ok(Err(e)) => format!("{}: {e}", if strict { "error" } else { "warning" }),
+        Err(e) => format!("{}: {e}", if strict { "error" } else { "warning" }),
+    };
+    let _ = output::eprintln(&line);
 }
 
 /// Stdout or stderr could not be written (full, or its reader gone): a failure of the

@@ -496,3 +496,53 @@ mod tests {
         }
     }
 }
+
+/// When a deferred command runs, given the job's status at `bmat job end`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RunIf {
+    #[default]
+    Always,
+    /// The job succeeded (status 0).
+    Success,
+    /// The job failed (any other status).
+    Failure,
+}
+
+impl RunIf {
+    pub fn allows(self, status: i32) -> bool {
+        match self {
+            RunIf::Always => true,
+            RunIf::Success => status == 0,
+            RunIf::Failure => status != 0,
+        }
+    }
+}
+
+/// A command a job queued on its agent shim to run at its end (`bmat job defer`,
+/// `--save-at-end`), as the job would have run it. Never holds the shim's token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeferredCommand {
+    pub argv: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: String,
+    /// The job's environment when it queued the command.
+    pub env: Vec<(String, String)>,
+    /// A file whose content is the command's stdin (a save's list of paths).
+    #[serde(default)]
+    pub stdin_file: Option<String>,
+    #[serde(default)]
+    pub run_if: RunIf,
+}
+
+/// `POST /v1/job/deferred`: the command is queued, the queue's length after it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Queued {
+    pub queued: usize,
+}
+
+/// `POST /v1/job/deferred/take`: the queue, in order; the shim's queue is empty after.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeferredQueue {
+    pub commands: Vec<DeferredCommand>,
+}

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bmat_wire::api::{
-    BeginRequest, BeginResponse, CacheList, CacheRef, CompleteRequest, Deleted, DeletedCaches,
-    ErrorBody, ErrorCode, LookupRequest, LookupResponse, PartUrlsRequest, PartUrlsResponse,
-    ReportAnswer, ReportRequest, UploadStatus,
+    BeginRequest, BeginResponse, CacheList, CacheRef, CompleteRequest, DeferredCommand,
+    DeferredQueue, Deleted, DeletedCaches, ErrorBody, ErrorCode, LookupRequest, LookupResponse,
+    PartUrlsRequest, PartUrlsResponse, Queued, ReportAnswer, ReportRequest, UploadStatus,
 };
 use reqwest::Method;
 use serde::Serialize;
@@ -276,6 +276,18 @@ impl ApiClient {
     /// Deletes the cache of `key` in the token's own scope (needs a writing token).
     pub async fn delete_cache(&self, key: &str) -> Result<Deleted, ApiError> {
         self.call::<(), _>(Method::DELETE, &format!("/v1/caches/{key}"), None)
+            .await
+    }
+
+    /// Queues a command on the agent shim for the job's end (the signer has no such
+    /// route: without a shim this is a 404).
+    pub async fn defer(&self, cmd: &DeferredCommand) -> Result<Queued, ApiError> {
+        self.call(Method::POST, "/v1/job/deferred", Some(cmd)).await
+    }
+
+    /// Takes the shim's queue of deferred commands (it is empty after).
+    pub async fn take_deferred(&self) -> Result<DeferredQueue, ApiError> {
+        self.call::<(), _>(Method::POST, "/v1/job/deferred/take", None)
             .await
     }
 

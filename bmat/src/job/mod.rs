@@ -1,0 +1,51 @@
+//! The job's end: commands queued on the agent shim while the job runs (`bmat job
+//! defer`, a restore's `--save-at-end`) and run in order by `bmat job end`, which a
+//! job wrapper calls after the job script with its status. The shim only holds the
+//! queue; a job killed before its end runs nothing.
+
+mod defer;
+mod end;
+
+pub use defer::{deferred_save, queue};
+pub use end::end;
+
+use crate::cli::JobCommand;
+use crate::context::JobContext;
+use crate::output;
+
+/// Runs `bmat job defer|end`; the exit code. A failure of the queue (no shim, a shim
+/// that refuses) is a failure of the cache step: exit 0 with a `warning:`, 1 under
+/// `--strict`.
+pub fn run(command: JobCommand, ctx: &JobContext, strict: bool) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return failed(&format!("cannot start the async runtime: {e}"), strict),
+    };
+    match command {
+        JobCommand::Defer { when, argv } => {
+            let cmd = defer::command(argv, ctx, when.into(), None);
+            match runtime.block_on(queue(&cmd, ctx)) {
+                Ok(line) => {
+                    let _ = output::eprintln(&line);
+                    0
+                }
+                Err(e) => failed(&e, strict),
+            }
+        }
+        JobCommand::End {
+            status,
+            command_deadline,
+            deadline,
+        } => runtime.block_on(end(ctx, status, command_deadline, deadline, strict)),
+    }
+}
+
+/// `warning: …` and 0, or `error: …` and 1 under `--strict`.
+fn failed(what: &str, strict: bool) -> i32 {
+    let level = if strict { "error" } else { "warning" };
+    let _ = output::eprintln(&format!("{level}: {what}"));
+    i32::from(strict)
+}
