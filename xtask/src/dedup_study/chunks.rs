@@ -14,7 +14,7 @@ pub const MAX: u32 = 4 << 20;
 /// chunk (an empty file too).
 pub fn boundaries(data: &[u8]) -> Vec<Range<usize>> {
     if data.len() < MIN as usize {
-        return vec![0..data.len()];
+        return std::iter::once(0..data.len()).collect();
     }
     FastCDC::new(data, MIN, AVG, MAX)
         .map(|c| c.offset..c.offset + c.length)

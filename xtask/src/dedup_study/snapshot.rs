@@ -4,6 +4,7 @@
 //! an earlier snapshot are compressed once to learn their zstd size.
 
 use std::collections::HashSet;
+use std::collections::hash_map::Entry;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -142,15 +143,12 @@ pub fn take(
 /// The hash of `data`, catalogued with its sizes if it is new.
 fn catalogue_content(catalogue: &mut Catalogue, data: &[u8]) -> Result<Hash> {
     let hash = *blake3::hash(data).as_bytes();
-    if !catalogue.contains_key(&hash) {
+    if let Entry::Vacant(entry) = catalogue.entry(hash) {
         let zstd = zstd::bulk::compress(data, 3).context("zstd failed")?.len() as u64;
-        catalogue.insert(
-            hash,
-            Size {
-                raw: data.len() as u64,
-                zstd,
-            },
-        );
+        entry.insert(Size {
+            raw: data.len() as u64,
+            zstd,
+        });
     }
     Ok(hash)
 }
