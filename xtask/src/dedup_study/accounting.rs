@@ -144,6 +144,40 @@ pub fn new_content(snapshot: &Snapshot, catalogue: &Catalogue, held: &Held) -> P
     new
 }
 
+/// The whole-file bytes of `snapshot` that `held` lacks, by package (the `NAME` of
+/// its unit's `.fingerprint/NAME-HASH`, else the unit), largest first: which
+/// packages' files changed.
+pub fn new_by_package(
+    snapshot: &Snapshot,
+    catalogue: &Catalogue,
+    held: &Held,
+) -> Vec<(String, u64)> {
+    let mut by_package: BTreeMap<String, u64> = BTreeMap::new();
+    let mut counted: HashSet<Hash> = HashSet::new();
+    for (_, files) in snapshot.units() {
+        let package = files
+            .iter()
+            .find_map(|f| {
+                let (_, after) = f.path.split_once("/.fingerprint/")?;
+                let dir = after.split('/').next()?;
+                Some(
+                    dir.rsplit_once('-')
+                        .map_or(dir, |(name, _)| name)
+                        .to_owned(),
+                )
+            })
+            .unwrap_or_else(|| files[0].unit.clone());
+        for f in files {
+            if !held.files.contains(&f.hash) && counted.insert(f.hash) {
+                *by_package.entry(package.clone()).or_default() += size(catalogue, &f.hash).raw;
+            }
+        }
+    }
+    let mut sorted: Vec<(String, u64)> = by_package.into_iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    sorted
+}
+
 fn size(catalogue: &Catalogue, hash: &Hash) -> Size {
     // Every content of a snapshot is catalogued when the snapshot is taken.
     catalogue.get(hash).copied().unwrap_or_default()
@@ -212,6 +246,7 @@ mod tests {
             files: vec![
                 t.file("deps/liba-1.rlib", "a", &[1, 2]),
                 t.file("deps/a-1.d", "a", &[6]),
+                t.file("debug/.fingerprint/b-2/lib-b", "b", &[6]),
                 t.file("deps/libb-2.rlib", "b", &[4, 5]),
                 t.file("deps/libc-3.rlib", "c", &[4]),
             ],
@@ -224,9 +259,16 @@ mod tests {
             "b's new rlib (19); c's equals b's old one"
         );
         assert_eq!(raw(new.chunks), 500, "chunk 5 only");
-        assert_eq!(raw(new.units), 1_900 + 1_400, "units b and c whole");
+        assert_eq!(raw(new.units), 1_600 + 1_900 + 1_400, "units b and c whole");
         assert_eq!(new.files.zstd, 190);
-        assert_eq!(raw(after.full(&t.catalogue)), 1_300 + 1_600 + 1_900 + 1_400);
+        assert_eq!(
+            new_by_package(&after, &t.catalogue, &held),
+            [("b".to_owned(), 1_900)]
+        );
+        assert_eq!(
+            raw(after.full(&t.catalogue)),
+            1_300 + 1_600 + 1_600 + 1_900 + 1_400
+        );
     }
 
     #[test]

@@ -115,6 +115,7 @@ pub fn run(opts: &Options) -> Result<()> {
         )?;
         let upload = new_content(&taken.snapshot, &catalogue, &previous);
         let growth = new_content(&taken.snapshot, &catalogue, &union);
+        let changed = accounting::new_by_package(&taken.snapshot, &catalogue, &previous);
         previous = Held::of(&taken.snapshot);
         union.add(&previous);
         let full = taken.snapshot.full(&catalogue);
@@ -133,6 +134,7 @@ pub fn run(opts: &Options) -> Result<()> {
             full,
             upload,
             growth,
+            changed,
         });
     }
 

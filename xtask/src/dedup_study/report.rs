@@ -27,6 +27,8 @@ pub struct Row {
     pub upload: PerDesign,
     /// New against every earlier snapshot: what storage grows by.
     pub growth: PerDesign,
+    /// The upload's new whole files by package, largest first.
+    pub changed: Vec<(String, u64)>,
 }
 
 /// A bump that did not resolve, and Cargo's reason.
@@ -200,6 +202,32 @@ fn notes(report: &Report) -> String {
     out
 }
 
+/// Per bump, the packages whose files were new (whole files), largest first.
+fn changed(report: &Report) -> String {
+    let mut out = String::new();
+    for r in &report.rows {
+        let top: Vec<String> = r
+            .changed
+            .iter()
+            .take(6)
+            .map(|(p, bytes)| format!("{p} {:.1}", mib(*bytes)))
+            .collect();
+        let more = r.changed.len().saturating_sub(top.len());
+        let _ = writeln!(
+            out,
+            "- {}: {} MiB{}",
+            r.bump,
+            top.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    out
+}
+
 impl Results for Report {
     const NAMES: (&str, &str) = ("dedup-study", "dedup-study-latest");
 
@@ -210,9 +238,10 @@ impl Results for Report {
                 .collect()
         };
         format!(
-            "{}\nzstd -3 (each content alone):\n{}\n{}",
+            "{}\nzstd -3 (each content alone):\n{}\nNew whole files by package:\n{}\n{}",
             text_table(&HEAD, &plain(rows(self))),
             text_table(&ZSTD_HEAD, &plain(zstd_rows(self))),
+            changed(self),
             notes(self)
         )
     }
@@ -232,6 +261,11 @@ impl Results for Report {
         out.push_str(&markdown_table(&HEAD, &rows(self)));
         out.push_str("\nThe uploads compressed (zstd -3, each content alone):\n\n");
         out.push_str(&markdown_table(&ZSTD_HEAD, &zstd_rows(self)));
+        let _ = write!(
+            out,
+            "\nWhat a save after each bump uploads as whole files, by package (MiB):\n\n{}",
+            changed(self)
+        );
         let _ = writeln!(
             out,
             "\n{}\n\nWhole run: {:.0} s (`target/bench/dedup-study-latest.json` has every figure).",
