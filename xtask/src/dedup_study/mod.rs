@@ -100,7 +100,8 @@ pub fn run(opts: &Options) -> Result<()> {
             skipped.push(Skipped {
                 package: bump.package.to_owned(),
                 precise: bump.precise.to_owned(),
-                error: format!("{e:#}"),
+                // Cargo's reason alone (the chain adds the command and its log).
+                error: e.to_string(),
             });
             continue;
         }

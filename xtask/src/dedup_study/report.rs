@@ -173,7 +173,8 @@ fn summary(report: &Report, zstd: bool, lead: usize) -> Vec<Vec<String>> {
 fn notes(report: &Report) -> String {
     let c = &report.cold;
     let mut out = format!(
-        "Snapshot 0 (the cold build): {:.0} MiB ({:.0} MiB zstd) in {} files, {} of them \
+        "Rebuilt: third-party units Cargo compiled (or build scripts it ran) again. \
+         Snapshot 0 (the cold build): {:.0} MiB ({:.0} MiB zstd) in {} files, {} of them \
          below 64 KiB ({:.1} MiB), {} chunks, {} units.",
         mib(c.bytes),
         mib(report.cold_full.zstd),
