@@ -145,8 +145,8 @@ pub fn new_content(snapshot: &Snapshot, catalogue: &Catalogue, held: &Held) -> P
 }
 
 /// The whole-file bytes of `snapshot` that `held` lacks, by package (the `NAME` of
-/// its unit's `.fingerprint/NAME-HASH`, else the unit), largest first: which
-/// packages' files changed.
+/// its unit's `.fingerprint/NAME-HASH`, else the unit's last path component: a
+/// `.crate` file), largest first: which packages' files changed.
 pub fn new_by_package(
     snapshot: &Snapshot,
     catalogue: &Catalogue,
@@ -166,7 +166,10 @@ pub fn new_by_package(
                         .to_owned(),
                 )
             })
-            .unwrap_or_else(|| files[0].unit.clone());
+            .unwrap_or_else(|| {
+                let unit = &files[0].unit;
+                unit.rsplit('/').next().unwrap_or(unit).to_owned()
+            });
         for f in files {
             if !held.files.contains(&f.hash) && counted.insert(f.hash) {
                 *by_package.entry(package.clone()).or_default() += size(catalogue, &f.hash).raw;

@@ -68,19 +68,12 @@ pub fn run(opts: &Options) -> Result<()> {
         &logs,
     )?;
     let cargo = job.cargo_version()?;
-    let build_dir = job.ws.join("target");
     say(&format!("{cargo}; temp dir {}", t.display()));
 
     say("cold build");
     job.cargo_build("cold", &[])?;
     let mut catalogue = Catalogue::new();
-    let first = snapshot::take(
-        &build_dir,
-        job.cargo_home(),
-        &lock_text(&job)?,
-        &mut catalogue,
-        true,
-    )?;
+    let first = take(&job, &mut catalogue, true)?;
     say(&format!(
         "snapshot 0: {} files, {:.0} MiB",
         first.stats.files,
@@ -107,13 +100,7 @@ pub fn run(opts: &Options) -> Result<()> {
         }
         let described = bumps::describe(bump.package, &before, &locked(&job)?);
         let (_, units) = job.cargo_build(&format!("build-{}", bump.package), &[])?;
-        let taken = snapshot::take(
-            &build_dir,
-            job.cargo_home(),
-            &lock_text(&job)?,
-            &mut catalogue,
-            false,
-        )?;
+        let taken = take(&job, &mut catalogue, false)?;
         let upload = new_content(&taken.snapshot, &catalogue, &previous);
         let growth = new_content(&taken.snapshot, &catalogue, &union);
         let changed = accounting::new_by_package(&taken.snapshot, &catalogue, &previous);
@@ -159,6 +146,18 @@ pub fn run(opts: &Options) -> Result<()> {
         bail!("only {done} bumps succeeded; the study needs {REQUIRED}");
     }
     Ok(())
+}
+
+/// The snapshot of the job's build directory (its `target/`: the job's environment
+/// sets no other) and Cargo home.
+fn take(job: &Job, catalogue: &mut Catalogue, time_hashes: bool) -> Result<snapshot::Taken> {
+    snapshot::take(
+        &job.ws.join("target"),
+        job.cargo_home(),
+        &lock_text(job)?,
+        catalogue,
+        time_hashes,
+    )
 }
 
 fn lock_text(job: &Job) -> Result<String> {
