@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod copy;
+pub mod dedup_study;
 pub mod demo;
 pub mod garage_install;
 pub mod layout;

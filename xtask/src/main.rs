@@ -1,4 +1,4 @@
-//! `cargo xtask stack | test | demo | garage | bench | bench-rust | layout`.
+//! `cargo xtask stack | test | demo | garage | bench | bench-rust | dedup-study | layout`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -50,6 +50,10 @@ enum Cmd {
     /// workspace only, and a restore + build in another checkout and Cargo home) on
     /// testdata/bench-workspace (results in target/bench/rust-job-latest.*).
     BenchRust(xtask::bench::rust_job::Options),
+    /// Measure how many bytes of a Rust dependency cache are new after each of a series
+    /// of real lock bumps, stored as whole files, content-defined chunks or Cargo units
+    /// (no stack; results in target/bench/dedup-study-latest.*).
+    DedupStudy(xtask::dedup_study::Options),
     /// Check that no crate has an import cycle between its files or its top-level
     /// modules: print each cycle, exit 1 when there is one.
     Layout,
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Cmd::Garage { check } => garage(check),
         Cmd::Bench(opts) => xtask::bench::run(&opts),
         Cmd::BenchRust(opts) => xtask::bench::rust_job::run(&opts),
+        Cmd::DedupStudy(opts) => xtask::dedup_study::run(&opts),
         Cmd::Layout => layout(),
     };
     match result {

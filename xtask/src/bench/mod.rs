@@ -17,7 +17,7 @@ mod inputs;
 mod measure;
 mod net;
 mod ops;
-mod report;
+pub(crate) mod report;
 pub mod rust_job;
 
 use std::collections::BTreeMap;
@@ -275,7 +275,7 @@ fn header(opts: &Options) -> Result<Header> {
 }
 
 /// The machine, the toolchain and the checkout, for a report of `command`.
-fn machine(command: String) -> Result<Machine> {
+pub(crate) fn machine(command: String) -> Result<Machine> {
     let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_kib: u64 = meminfo
         .lines()
@@ -357,7 +357,7 @@ fn build_binaries() -> Result<PathBuf> {
 }
 
 /// Prints a run's table and writes its results to `out_dir` (see [`Results::NAMES`]).
-fn publish<R: Results>(out_dir: &Path, results: &R) -> Result<()> {
+pub(crate) fn publish<R: Results>(out_dir: &Path, results: &R) -> Result<()> {
     let (dated, latest) = R::NAMES;
     println!("{}", results.text());
     let json = serde_json::to_string_pretty(results)?;
@@ -378,7 +378,7 @@ fn publish<R: Results>(out_dir: &Path, results: &R) -> Result<()> {
 }
 
 /// The workspace's target directory (`CARGO_TARGET_DIR` when set).
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
         Some(t) if t.is_absolute() => t,
         Some(t) => bins::workspace_root().join(t),

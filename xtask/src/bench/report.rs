@@ -10,7 +10,7 @@ use super::ops::Sample;
 
 /// What a run reports: a table for the terminal, a markdown body for README, and
 /// itself as JSON.
-pub(super) trait Results: serde::Serialize {
+pub(crate) trait Results: serde::Serialize {
     /// The files' names: `{dated}-<time>.json`, `{latest}.json`, `{latest}.md`.
     const NAMES: (&str, &str);
     fn text(&self) -> String;

@@ -174,6 +174,18 @@ impl Job {
         Ok((usage, units::units(&stdout)))
     }
 
+    /// `cargo ARGS…` in the checkout, its stderr in `<job>-<step>.log`; the error
+    /// carries Cargo's first `error:` line.
+    pub fn cargo(&self, step: &str, args: &[&str]) -> Result<()> {
+        let log = self.log_of(step);
+        let _ = fs::remove_file(&log);
+        let mut cmd = self.command("cargo");
+        cmd.args(args);
+        pipeline(vec![cmd], Io::Null, Io::Null, &log)
+            .map(drop)
+            .with_context(|| first_error(&log))
+    }
+
     /// Appends `line` to the file `rel` of the checkout: the next commit's change.
     pub fn append(&self, rel: &str, line: &str) -> Result<()> {
         let path = self.ws.join(rel);

@@ -19,11 +19,11 @@
 //! `target/bench/rust-job-<time>.json`, `rust-job-latest.json` and `rust-job-latest.md`;
 //! logs of every step in `target/bench/rust-job-logs/`.
 
-mod job;
+pub(crate) mod job;
 mod next_commit;
 mod report;
 mod sccache;
-mod units;
+pub(crate) mod units;
 
 use std::fs;
 use std::time::Instant;
