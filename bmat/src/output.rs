@@ -24,3 +24,11 @@ pub fn eprintln(line: &str) -> io::Result<()> {
     writeln!(err, "{line}")?;
     err.flush()
 }
+
+/// A cache step that failed and printed nothing else: `warning: …` and exit 0, or
+/// `error: …` and exit 1 under `--strict`.
+pub fn step_failed(what: &str, strict: bool) -> i32 {
+    let level = if strict { "error" } else { "warning" };
+    let _ = eprintln(&format!("{level}: {what}"));
+    i32::from(strict)
+}

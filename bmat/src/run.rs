@@ -80,12 +80,17 @@ pub fn main() -> i32 {
 /// Queues a restore's `--save-at-end`; a failure is a `warning:` (an `error:` under
 /// `--strict`), the restore runs anyway.
 fn defer_save(cmd: &bmat_wire::api::DeferredCommand, ctx: &JobContext, strict: bool) {
-    let line = match on_runtime(async || job::queue(cmd, ctx).await) {
-        Ok(Ok(line)) => line,
-        Ok(Err(e)) => format!("{}: {e}", if strict { "error" } else { "warning" }),
-        Err(e) => format!("{}: {e}", if strict { "error" } else { "warning" }),
-    };
-    let _ = output::eprintln(&line);
+    match on_runtime(async || job::queue(cmd, ctx).await) {
+        Ok(Ok(line)) => {
+            let _ = output::eprintln(&line);
+        }
+        Ok(Err(e)) => {
+            output::step_failed(&e, strict);
+        }
+        Err(e) => {
+            output::step_failed(&e.to_string(), strict);
+        }
+    }
 }
 
 /// Stdout or stderr could not be written (full, or its reader gone): a failure of the

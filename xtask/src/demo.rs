@@ -11,7 +11,7 @@
 //!
 //! checks the restored tree against the original (path, type, size, mode, mtime,
 //! SHA-256 of every entry), shows a skipped save and a fallback restore, then runs the
-//! Rust job (`bmat cache rust restore; cargo build; bmat cache rust save`) twice on
+//! Rust job (`bmat cache rust restore --save-at-end; cargo build; bmat job end`) twice on
 //! fresh checkouts of `testdata/rust-fixture`, each with its own empty Cargo home (the
 //! second builds offline), prints the timings and tears down.
 
@@ -127,9 +127,15 @@ pub fn run() -> Result<()> {
         ));
         let in_home = |script: &str| format!("CARGO_HOME='{}' {script}", home.display());
         let t = Instant::now();
-        bmat(&dir, &in_home("bmat cache rust restore"))?;
-        bmat(&dir, &in_home(build))?;
-        bmat(&dir, &in_home("bmat cache rust save"))?;
+        // The one-line form: the restore queues the save, which the job's end runs
+        // (as a job wrapper would: after the script, with its status).
+        bmat(&dir, &in_home("bmat cache rust restore --save-at-end"))?;
+        bmat(
+            &dir,
+            &in_home(&format!(
+                "{build}; status=$?; bmat job end --status $status; exit $status"
+            )),
+        )?;
         say(&format!(
             "Rust job, {run} run: {:.1} s",
             t.elapsed().as_secs_f64()

@@ -32,7 +32,7 @@ pub async fn end(
     let commands = match queue {
         Ok(q) => q.commands,
         Err(e) => {
-            return super::failed(
+            return output::step_failed(
                 &format!("job end: cannot take the deferred commands from the agent shim: {e}"),
                 strict,
             );

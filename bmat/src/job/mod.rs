@@ -22,7 +22,9 @@ pub fn run(command: JobCommand, ctx: &JobContext, strict: bool) -> i32 {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return failed(&format!("cannot start the async runtime: {e}"), strict),
+        Err(e) => {
+            return output::step_failed(&format!("cannot start the async runtime: {e}"), strict);
+        }
     };
     match command {
         JobCommand::Defer { when, argv } => {
@@ -32,7 +34,7 @@ pub fn run(command: JobCommand, ctx: &JobContext, strict: bool) -> i32 {
                     let _ = output::eprintln(&line);
                     0
                 }
-                Err(e) => failed(&e, strict),
+                Err(e) => output::step_failed(&e, strict),
             }
         }
         JobCommand::End {
@@ -41,11 +43,4 @@ pub fn run(command: JobCommand, ctx: &JobContext, strict: bool) -> i32 {
             deadline,
         } => runtime.block_on(end(ctx, status, command_deadline, deadline, strict)),
     }
-}
-
-/// `warning: …` and 0, or `error: …` and 1 under `--strict`.
-fn failed(what: &str, strict: bool) -> i32 {
-    let level = if strict { "error" } else { "warning" };
-    let _ = output::eprintln(&format!("{level}: {what}"));
-    i32::from(strict)
 }
