@@ -101,10 +101,8 @@ pub enum CacheCommand {
         null: bool,
         /// Letters, digits, '.', '_' and '-'; at most 128; not starting with '.' or '-'.
         key: String,
-        /// When KEY's cache is older than this (`90m`, `7d`), save anyway and replace
-        /// it once the new one is stored (a lookup gets the old or the new, whole).
-        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-        refresh_after: Option<std::time::Duration>,
+        #[command(flatten)]
+        policy: SaveFlags,
     },
     /// Restore the cache saved under KEY into the working directory.
     ///
@@ -171,7 +169,12 @@ pub enum RustCommand {
     Key(ManifestArgs),
     /// Save the third-party artefacts of the build directory.
     #[command(after_long_help = JSON_HELP)]
-    Save(ManifestArgs),
+    Save {
+        #[command(flatten)]
+        args: ManifestArgs,
+        #[command(flatten)]
+        policy: SaveFlags,
+    },
     /// Restore the newest matching artefacts into the build directory.
     #[command(after_long_help = JSON_HELP)]
     Restore {
@@ -182,8 +185,21 @@ pub enum RustCommand {
     },
 }
 
+/// What a save may do besides storing a new key.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SaveFlags {
+    /// When the key's cache is older than this (`90m`, `7d`), save anyway and replace
+    /// it once the new one is stored (a lookup gets the old or the new, whole).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub refresh_after: Option<Duration>,
+    /// Save only in a scope that matches (an exact scope, or a prefix ending in `*`;
+    /// repeatable): `refs/heads/*` lets branches write while pull requests only read.
+    #[arg(long = "save-if-scope", value_name = "PATTERN")]
+    pub save_if_scope: Vec<String>,
+}
+
 /// What a restore does besides restoring.
-#[derive(Debug, Clone, Copy, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RestoreFlags {
     /// Only say whether a cache would be restored (hit, with the key and scope it
     /// matched, or miss); download nothing, write nothing.
@@ -201,6 +217,13 @@ pub struct RestoreFlags {
     /// always.
     #[arg(long, value_enum, default_value_t = When::Success, requires = "save_at_end")]
     pub save_if: When,
+    /// With --save-at-end: the save's --save-if-scope (repeatable).
+    #[arg(
+        long = "save-if-scope",
+        value_name = "PATTERN",
+        requires = "save_at_end"
+    )]
+    pub save_if_scope: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -259,7 +282,7 @@ impl Cli {
                     CacheCommand::Rust {
                         command:
                             RustCommand::Key(args)
-                            | RustCommand::Save(args)
+                            | RustCommand::Save { args, .. }
                             | RustCommand::Restore { args, .. },
                     },
             } => Some(args),
@@ -272,6 +295,15 @@ impl Cli {
             key_inputs: rust_args.map(|a| a.key_inputs.clone()).unwrap_or_default(),
             key_env: rust_args.map(|a| a.key_env.clone()).unwrap_or_default(),
             deps_only: rust_args.is_some_and(|a| a.deps_only),
+            save_policy: match &self.command {
+                Command::Cache {
+                    command:
+                        CacheCommand::Rust {
+                            command: RustCommand::Save { policy, .. },
+                        },
+                } => policy.clone().into(),
+                _ => Default::default(),
+            },
         }
     }
 }
@@ -283,7 +315,7 @@ impl Command {
     }
 
     /// The flags of a restore, generic or Rust.
-    pub fn restore_flags(&self) -> Option<RestoreFlags> {
+    pub fn restore_flags(&self) -> Option<&RestoreFlags> {
         match self {
             Command::Cache {
                 command:
@@ -291,7 +323,7 @@ impl Command {
                     | CacheCommand::Rust {
                         command: RustCommand::Restore { flags, .. },
                     },
-            } => Some(*flags),
+            } => Some(flags),
             _ => None,
         }
     }

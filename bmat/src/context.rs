@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
+use crate::commands::save::SavePolicy;
 use crate::rust::toolchain::RustTools;
 use crate::transfer::api::{ApiClient, ApiError, Endpoint, EndpointError};
 use crate::transfer::tuning::Tuning;
@@ -27,6 +28,8 @@ pub struct Flags {
     pub key_env: Vec<String>,
     /// `--deps-only`: no workspace layer.
     pub deps_only: bool,
+    /// `--refresh-after` and `--save-if-scope` of a Rust save.
+    pub save_policy: SavePolicy,
 }
 
 /// The process environment, read once.

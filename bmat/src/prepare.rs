@@ -51,11 +51,7 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
     };
     match command {
         CacheCommand::Rust { command } => prepare_rust(command, ctx),
-        CacheCommand::Save {
-            null,
-            key,
-            refresh_after,
-        } => {
+        CacheCommand::Save { null, key, policy } => {
             check_key(&key)?;
             if std::io::stdin().is_terminal() {
                 return Err(UsageError("give the paths to save on stdin, e.g. `find target -type f | bmat cache save KEY`".into()));
@@ -75,7 +71,7 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
                 key,
                 roots,
                 paths,
-                refresh_after,
+                policy: policy.into(),
             })))
         }
         CacheCommand::Restore {
@@ -127,7 +123,7 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
 fn prepare_rust(command: RustCommand, ctx: &JobContext) -> Result<Prepared, UsageError> {
     let (action, args, lookup_only) = match command {
         RustCommand::Key(args) => (rust::Action::Key, args, false),
-        RustCommand::Save(args) => (rust::Action::Save, args, false),
+        RustCommand::Save { args, .. } => (rust::Action::Save, args, false),
         RustCommand::Restore { args, flags } => (rust::Action::Restore, args, flags.lookup_only),
     };
     Ok(match rust::plan(action, &args.path(), ctx) {

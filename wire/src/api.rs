@@ -183,6 +183,11 @@ pub struct BeginRequest {
     /// like any upload of the key).
     #[serde(default)]
     pub refresh_after_secs: Option<u64>,
+    /// Save only when the job's scope matches one of these (an exact scope, or a
+    /// prefix ending in `*`): `refs/heads/*` lets branches write and pull requests
+    /// only read. Empty: any scope.
+    #[serde(default)]
+    pub only_scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -205,6 +210,8 @@ pub enum BeginResponse {
 pub enum SkipReason {
     Exists,
     InProgress,
+    /// The job's scope matches none of the begin's `only_scopes`.
+    Scope,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

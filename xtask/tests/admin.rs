@@ -492,6 +492,7 @@ fn refresh_after_replaces_a_stale_cache_and_a_lookup_meanwhile_gets_a_whole_one(
         expected_size: None,
         part_size: None,
         refresh_after_secs: Some(3600),
+        only_scopes: vec![],
     };
     let first: BeginResponse = block_on(api.post("/v1/uploads", &begin)).ok();
     assert!(matches!(first, BeginResponse::Upload { .. }), "{first:?}");
@@ -502,6 +503,37 @@ fn refresh_after_replaces_a_stale_cache_and_a_lookup_meanwhile_gets_a_whole_one(
             reason: SkipReason::InProgress
         }
     );
+}
+
+/// Issue 20: `--save-if-scope 'refs/heads/*'`: a pull request's save uploads nothing
+/// (and holds no key), a branch's stores its cache.
+#[test]
+fn save_if_scope_lets_branches_write_and_pull_requests_only_read() {
+    let stack = Stack::start().expect("stack starts");
+    let src = tempdir();
+    small_tree(&src.path().join("tree"));
+    let pr = mint(&stack, PR, &[SCOPE], true);
+    let args = [
+        "--json",
+        "cache",
+        "save",
+        "k",
+        "--save-if-scope",
+        "refs/heads/*",
+    ];
+    let skipped = run(bmat_with_token(&stack, &pr), src.path(), &args, b"tree\n");
+    assert_outcome(&skipped, 0, "skipped");
+    assert_eq!(skipped.json()["reason"], "scope", "{skipped:?}");
+    assert!(
+        skipped
+            .stderr
+            .contains("cache save skipped (the job's scope is not one that saves): k"),
+        "{skipped:?}"
+    );
+    assert!(stored_objects(&stack).is_empty(), "nothing uploaded");
+    let saved = run(bmat(&stack), src.path(), &args, b"tree\n");
+    assert_outcome(&saved, 0, "saved");
+    assert_eq!(stored_objects(&stack).len(), 1);
 }
 
 #[test]

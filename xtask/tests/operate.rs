@@ -383,6 +383,7 @@ async fn a_broken_config_on_sighup_keeps_the_running_one() {
         expected_size: Some(2000),
         part_size: None,
         refresh_after_secs: None,
+        only_scopes: vec![],
     };
     api.post("/v1/uploads", &begin)
         .await

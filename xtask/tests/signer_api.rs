@@ -496,6 +496,7 @@ async fn a_client_gets_the_part_size_it_asks_for_within_s3_limits() {
         expected_size: None,
         part_size,
         refresh_after_secs: None,
+        only_scopes: vec![],
     };
     let granted = |answer: BeginResponse| match answer {
         BeginResponse::Upload {
@@ -545,6 +546,7 @@ async fn oversize_is_refused_at_part_urls_and_at_completion() {
         expected_size: Some(cap + 1),
         part_size: None,
         refresh_after_secs: None,
+        only_scopes: vec![],
     };
     api.post("/v1/uploads", &req)
         .await

@@ -97,6 +97,7 @@ async fn begun_part_size(stack: &Stack, key: &str) -> u64 {
             expected_size: None,
             part_size: None,
             refresh_after_secs: None,
+            only_scopes: vec![],
         })
         .send()
         .await

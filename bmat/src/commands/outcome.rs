@@ -140,6 +140,8 @@ pub enum Skip {
     InProgress,
     /// The job's token may restore but not save (a pull request's, say).
     ReadOnly,
+    /// The job's scope matches none of `--save-if-scope`.
+    Scope,
 }
 
 /// The command line is wrong: exit 2, nothing attempted.
@@ -171,7 +173,7 @@ With --json, one JSON object is printed on stdout when the command ends:
    \"key\": the key asked for,
    \"matched_key\": the key restored or found (differs from key after a --fallback match), or null,
    \"scope\": on a hit, the scope the cache came from (the job's own, or one it may read), or null,
-   \"reason\": on skipped, \"exists\" | \"in_progress\" | \"read_only\"; on refused, \"read_only\"; else null,
+   \"reason\": on skipped, \"exists\" | \"in_progress\" | \"read_only\" | \"scope\"; on refused, \"read_only\"; else null,
    \"bytes\": uncompressed archive bytes packed or unpacked (delete --prefix: the bytes
             of the caches deleted), or null,
    \"deleted\": (delete --prefix only) how many caches were deleted,
@@ -284,6 +286,9 @@ impl Outcome {
                     format!("cache exists, skipped: {key} (another job is saving it)")
                 }
                 Skip::ReadOnly => format!("cache save skipped (read-only): {key}"),
+                Skip::Scope => {
+                    format!("cache save skipped (the job's scope is not one that saves): {key}")
+                }
             },
             Outcome::Failed {
                 key, action, error, ..

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::outcome::{Outcome, UsageError};
 use super::restore::{RestoreRequest, restore};
-use super::save::{SaveRequest, save};
+use super::save::{SavePolicy, SaveRequest, save};
 use crate::context::JobContext;
 use crate::rust::declared::{self, DeclaredPath, DeclaredVar};
 use crate::rust::key::{self, HomeKey, KeyInputs, key_inputs};
@@ -111,7 +111,7 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
         ),
         Action::Save => {
             let layer = with_layer
-                .then(|| layer_save(&workspace, &inputs.key(), &roots))
+                .then(|| layer_save(&workspace, &inputs.key(), &roots, &ctx.flags.save_policy))
                 .flatten();
             let mut paths = select(&workspace, &inputs, &cargo_home, relocate)?;
             paths.extend(key_record(&workspace.build_dir, &inputs));
@@ -120,7 +120,7 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
                     key: inputs.key(),
                     paths,
                     roots,
-                    refresh_after: None,
+                    policy: ctx.flags.save_policy.clone(),
                 },
                 layer,
             )
@@ -213,7 +213,12 @@ fn key_record(build_dir: &Path, inputs: &KeyInputs) -> Option<TreePath> {
 
 /// The workspace layer's save, if a member has been built. Best effort: a layer that
 /// cannot be prepared is left out with a warning (the dependency cache still saves).
-fn layer_save(workspace: &Workspace, deps_key: &str, roots: &Roots) -> Option<SaveRequest> {
+fn layer_save(
+    workspace: &Workspace,
+    deps_key: &str,
+    roots: &Roots,
+    policy: &SavePolicy,
+) -> Option<SaveRequest> {
     let prepared = match layer::prepare_save(workspace, deps_key) {
         Ok(Some(prepared)) => prepared,
         Ok(None) => return None,
@@ -233,7 +238,7 @@ fn layer_save(workspace: &Workspace, deps_key: &str, roots: &Roots) -> Option<Sa
         key: prepared.key,
         paths,
         roots: roots.clone(),
-        refresh_after: None,
+        policy: policy.clone(),
     })
 }
 

@@ -63,7 +63,7 @@ pub fn deferred_save(
         .display()
         .to_string();
     let cwd = &ctx.trees.main;
-    let (argv, stdin) = match cli {
+    let (mut argv, stdin) = match cli {
         Command::Cache {
             command: CacheCommand::Restore { key, paths, .. },
         } => {
@@ -84,6 +84,9 @@ pub fn deferred_save(
         } => (rust_save(exe, args, cwd), None),
         _ => return Ok(None),
     };
+    for pattern in &flags.save_if_scope {
+        argv.extend(["--save-if-scope".into(), pattern.clone()]);
+    }
     Ok(Some(command(argv, ctx, flags.save_if.into(), stdin)))
 }
 

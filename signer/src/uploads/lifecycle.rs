@@ -26,6 +26,7 @@ use super::error::{MAX_URLS_PER_REQUEST, UploadError, s3};
 use crate::auth::JobGrant;
 use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
 use crate::metrics::UploadEvent;
+use crate::names;
 use crate::registry::{BeginOutcome, UploadRow, UploadRules};
 use crate::state::{AppState, now_ms};
 
@@ -46,6 +47,17 @@ pub async fn begin(
         return Err(UploadError::ExpectedTooLarge {
             size,
             cap: limits.max_cache_size,
+        });
+    }
+    // Checked before anything is taken: a scope that may not save holds no key.
+    if !req.only_scopes.is_empty()
+        && !req
+            .only_scopes
+            .iter()
+            .any(|p| names::matches(p, &job.scope))
+    {
+        return Ok(BeginResponse::Skip {
+            reason: SkipReason::Scope,
         });
     }
     let part_size = req.part_size.map_or(limits.part_size, |asked| {

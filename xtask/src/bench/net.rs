@@ -89,6 +89,7 @@ impl Signer {
                     expected_size: Some(size),
                     part_size: Some(self.part_size),
                     refresh_after_secs: None,
+                    only_scopes: vec![],
                 }),
             )
             .await?;

@@ -121,6 +121,7 @@ impl Api {
             expected_size: None,
             part_size: None,
             refresh_after_secs: None,
+            only_scopes: vec![],
         };
         self.post("/v1/uploads", &req).await
     }

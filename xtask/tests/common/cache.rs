@@ -425,6 +425,7 @@ async fn begin_with_part_url(
             expected_size: None,
             part_size: None,
             refresh_after_secs: None,
+            only_scopes: vec![],
         })
         .send()
         .await
