@@ -1,8 +1,8 @@
 //! agent-shim: runs beside a CI job and forwards bmat's API calls from a Unix socket to
 //! the signer, adding the job's bearer token, so the job itself never holds a token.
 
-mod deferred;
 mod guard;
+mod job;
 mod listen;
 mod proxy;
 mod secret;
@@ -145,8 +145,8 @@ async fn run(args: Args) -> Result<()> {
         args.max_in_flight as usize,
         std::time::Duration::from_secs(args.body_timeout_secs),
     );
-    let queue = deferred::Queue::default();
-    let app = deferred::router(queue.clone())
+    let queue = job::Queue::default();
+    let app = job::router(queue.clone())
         .merge(proxy::router(proxy::Upstream::new(signer, token)?))
         .layer(axum::middleware::from_fn_with_state(limits, guard::guard));
     let served = axum::serve(PeerCheckedListener::new(listener, policy), app)

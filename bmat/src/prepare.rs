@@ -42,6 +42,20 @@ pub enum Task {
     Delete(DeleteRequest),
 }
 
+impl Task {
+    /// What the job's summary calls the step.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Task::Save(_) => "save",
+            Task::Restore(_) => "restore",
+            Task::RustSave(..) => "rust save",
+            Task::RustRestore(..) => "rust restore",
+            Task::Lookup(_) => "lookup",
+            Task::Delete(_) => "delete",
+        }
+    }
+}
+
 /// Usage checks, before anything touches the network: the key, the fallback
 /// prefixes, every path on stdin.
 pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageError> {

@@ -50,7 +50,9 @@ pub fn main() -> i32 {
             print_outcome(&outcome, Vec::new(), strict, json),
         ),
         Ok((Prepared::Run(task), ctx)) => {
+            let label = task.label();
             let (outcome, report) = run(task, &ctx);
+            record_steps(&ctx, label, &outcome, &report.fields);
             let code = match outcome.is_miss() && fail_on_miss {
                 true => 1,
                 false => outcome.exit_code(strict),
@@ -75,6 +77,26 @@ pub fn main() -> i32 {
         Ok(()) => code,
         Err(e) => output_failed(&e, code, strict),
     }
+}
+
+/// Tells the job's shim what this command did, for `bmat job end`'s summary.
+fn record_steps(
+    ctx: &JobContext,
+    label: &str,
+    outcome: &Outcome,
+    fields: &[(&'static str, serde_json::Value)],
+) {
+    let main = serde_json::to_value(outcome.json()).unwrap_or_default();
+    let layer = fields
+        .iter()
+        .find(|(name, _)| *name == "workspace")
+        .map(|(_, v)| v.clone());
+    let _ = on_runtime(async || {
+        job::record(ctx, label, &main).await;
+        if let Some(layer) = &layer {
+            job::record(ctx, "workspace layer", layer).await;
+        }
+    });
 }
 
 /// Queues a restore's `--save-at-end`; a failure is a `warning:` (an `error:` under

@@ -553,3 +553,29 @@ pub struct Queued {
 pub struct DeferredQueue {
     pub commands: Vec<DeferredCommand>,
 }
+
+/// One cache step of the job as bmat reported it to the job's agent shim
+/// (`POST /v1/job/steps`), for the summary `bmat job end` prints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobStep {
+    /// `restore`, `save`, `rust restore`, `rust save`, `workspace layer`, …
+    pub command: String,
+    pub key: String,
+    /// bmat's outcome (`hit`, `miss`, `saved`, `skipped`, `failed`, …).
+    pub outcome: String,
+    #[serde(default)]
+    pub matched_key: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    #[serde(default)]
+    pub archive_bytes: Option<u64>,
+    pub seconds: f64,
+}
+
+/// `GET /v1/job/steps`: the job's cache steps so far, in order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct JobSteps {
+    pub steps: Vec<JobStep>,
+}

@@ -114,6 +114,64 @@ fn deferred_saves_run_at_the_jobs_end_by_its_status() {
 }
 
 #[test]
+fn job_end_sums_up_every_cache_step_of_the_job() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = job_dir(tmp.path(), "summed", "summed");
+    let restore = [
+        "cache",
+        "restore",
+        "summed",
+        "--save-at-end",
+        "--paths",
+        "paths.txt",
+    ];
+    assert_eq!(bmat_in(&stack, &dir, &restore).code, 0);
+    let md = tmp.path().join("step-summary.md");
+    let end = run(
+        {
+            let mut cmd = bmat(&stack);
+            cmd.env("GITHUB_STEP_SUMMARY", &md);
+            cmd
+        },
+        &dir,
+        &["--json", "job", "end", "--status", "0"],
+        b"",
+    );
+    assert_eq!(end.code, 0, "{end:?}");
+    assert!(
+        end.stderr.contains("job summary: 2 cache step(s)"),
+        "{end:?}"
+    );
+    let json: serde_json::Value = serde_json::from_str(end.stdout.trim()).expect("JSON");
+    let steps: Vec<(String, String)> = json["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["command"].as_str().unwrap_or_default().to_owned(),
+                s["outcome"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("restore".to_owned(), "miss".to_owned()),
+            ("save".to_owned(), "saved".to_owned())
+        ]
+    );
+    assert!(
+        json["steps"][1]["bytes"].as_u64().is_some_and(|b| b > 0),
+        "{json}"
+    );
+    let table = fs::read_to_string(&md).expect("the step summary");
+    assert!(table.contains("| restore | miss | `summed` |"), "{table}");
+    assert!(table.contains("| save | saved | `summed` |"), "{table}");
+}
+
+#[test]
 fn a_job_killed_before_its_end_saves_nothing() {
     let mut stack = Stack::start().expect("stack");
     let tmp = tempfile::tempdir().expect("tempdir");

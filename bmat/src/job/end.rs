@@ -75,7 +75,36 @@ pub async fn end(
     if total == 0 {
         let _ = output::eprintln("job end: no deferred commands");
     }
+    summary(ctx).await;
     i32::from(strict && failures > 0)
+}
+
+/// The job's cache steps (the deferred saves' included): a block on stderr, `--json`
+/// on stdout, Markdown in `$GITHUB_STEP_SUMMARY`. Best effort.
+async fn summary(ctx: &JobContext) {
+    let steps = match ctx.api() {
+        Ok(api) => api.job_steps().await,
+        Err(e) => Err(e),
+    };
+    let steps = match steps {
+        Ok(s) => s.steps,
+        Err(e) => {
+            let _ = output::eprintln(&format!("job summary: not available ({e})"));
+            return;
+        }
+    };
+    for line in super::steps::text(&steps).lines() {
+        let _ = output::eprintln(line);
+    }
+    if ctx.flags.json {
+        let json = serde_json::json!({ "outcome": "ended", "steps": steps });
+        let _ = output::println(&json.to_string());
+    }
+    if let Err(e) = super::steps::append_to_step_summary(&steps) {
+        let _ = output::eprintln(&format!(
+            "warning: cannot append to GITHUB_STEP_SUMMARY: {e}"
+        ));
+    }
 }
 
 /// Runs one command to its end or its deadline (then kills it).

@@ -5,9 +5,11 @@
 
 mod defer;
 mod end;
+mod steps;
 
 pub use defer::{deferred_save, queue};
 pub use end::end;
+pub use steps::record;
 
 use crate::cli::JobCommand;
 use crate::context::JobContext;

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 
 use bmat_wire::api::{
     BeginRequest, BeginResponse, CacheList, CacheRef, CompleteRequest, DeferredCommand,
-    DeferredQueue, Deleted, DeletedCaches, ErrorBody, ErrorCode, LookupRequest, LookupResponse,
-    PartUrlsRequest, PartUrlsResponse, Queued, ReportAnswer, ReportRequest, UploadStatus,
+    DeferredQueue, Deleted, DeletedCaches, ErrorBody, ErrorCode, JobStep, JobSteps, LookupRequest,
+    LookupResponse, PartUrlsRequest, PartUrlsResponse, Queued, ReportAnswer, ReportRequest,
+    UploadStatus,
 };
 use reqwest::Method;
 use serde::Serialize;
@@ -284,6 +285,16 @@ impl ApiClient {
     /// route: without a shim this is a 404).
     pub async fn defer(&self, cmd: &DeferredCommand) -> Result<Queued, ApiError> {
         self.call(Method::POST, "/v1/job/deferred", Some(cmd)).await
+    }
+
+    /// Tells the shim what a cache step of the job did, for `bmat job end`'s summary.
+    pub async fn report_step(&self, step: &JobStep) -> Result<Queued, ApiError> {
+        self.call(Method::POST, "/v1/job/steps", Some(step)).await
+    }
+
+    /// The job's cache steps so far, from the shim.
+    pub async fn job_steps(&self) -> Result<JobSteps, ApiError> {
+        self.call::<(), _>(Method::GET, "/v1/job/steps", None).await
     }
 
     /// Takes the shim's queue of deferred commands (it is empty after).
