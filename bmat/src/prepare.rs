@@ -151,9 +151,7 @@ fn prepare_rust(command: RustCommand, ctx: &JobContext) -> Result<Prepared, Usag
         Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
         Ok(rust::Plan::Save(request, layer)) => Prepared::Run(Task::RustSave(request, layer)),
         Ok(rust::Plan::Restore(request, _)) if lookup_only => Prepared::Run(Task::Lookup(request)),
-        Ok(rust::Plan::Restore(request, after)) => {
-            Prepared::Run(Task::RustRestore(request, Box::new(after)))
-        }
+        Ok(rust::Plan::Restore(request, after)) => Prepared::Run(Task::RustRestore(request, after)),
     })
 }
 

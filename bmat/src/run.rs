@@ -86,7 +86,13 @@ fn record_steps(
     outcome: &Outcome,
     fields: &[(&'static str, serde_json::Value)],
 ) {
-    let main = serde_json::to_value(outcome.json()).unwrap_or_default();
+    let mut main = serde_json::to_value(outcome.json()).unwrap_or_default();
+    if let Some((_, v)) = fields
+        .iter()
+        .find(|(name, _)| *name == "cache_build_seconds")
+    {
+        main["cache_build_seconds"] = v.clone();
+    }
     let layer = fields
         .iter()
         .find(|(name, _)| *name == "workspace")

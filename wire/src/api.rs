@@ -572,6 +572,15 @@ pub struct JobStep {
     #[serde(default)]
     pub archive_bytes: Option<u64>,
     pub seconds: f64,
+    /// When the step ended (Unix ms).
+    #[serde(default)]
+    pub ended_at_ms: Option<i64>,
+    /// A Rust save: this job's build, from the end of its Rust restore to the save.
+    #[serde(default)]
+    pub build_seconds: Option<f64>,
+    /// A Rust restore: the build time the job that made the restored cache recorded.
+    #[serde(default)]
+    pub cache_build_seconds: Option<f64>,
 }
 
 /// `GET /v1/job/steps`: the job's cache steps so far, in order.

@@ -1201,3 +1201,54 @@ fn the_workspace_layer_builds_what_every_change_says() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// `bmat --json job end --status 0` in `dir`.
+fn job_end(stack: &Stack, dir: &Path) -> Run {
+    let r = run(
+        bmat(stack),
+        dir,
+        &["--json", "job", "end", "--status", "0"],
+        b"",
+    );
+    eprintln!("job end in {}:\n{}", dir.display(), r.stderr);
+    r
+}
+
+/// Issue 20: the one-line form for Rust. Job A's `restore --save-at-end` queues the
+/// save, which `job end` runs and which records job A's build time with the cache; job
+/// B restores it and its summary estimates the build time the cache saved it.
+#[test]
+fn a_deferred_rust_save_records_its_build_time_and_the_next_job_is_told_what_it_saved() {
+    let stack = Stack::start().expect("stack");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = checkout(&tmp.path().join("a"));
+    let restored = bmat_rust_layered(&stack, &a, &["restore", "--save-at-end"], &[]);
+    assert_eq!(restored.outcome(), "miss", "{restored:?}");
+    cargo_build(&a, &[], &[]);
+    let end = job_end(&stack, &a);
+    assert!(end.stderr.contains("job end: 1/1 done"), "{end:?}");
+    let steps: serde_json::Value = serde_json::from_str(end.stdout.trim()).expect("JSON");
+    let save = &steps["steps"][1];
+    assert_eq!(
+        (save["command"].as_str(), save["outcome"].as_str()),
+        (Some("rust save"), Some("saved")),
+        "{steps}"
+    );
+    let built_a = save["build_seconds"].as_f64().expect("job A's build time");
+
+    let b = checkout(&tmp.path().join("b"));
+    let restored = bmat_rust_layered(&stack, &b, &["restore", "--save-at-end"], &[]);
+    assert_eq!(restored.outcome(), "hit", "{restored:?}");
+    let recorded = restored.json()["cache_build_seconds"]
+        .as_f64()
+        .expect("the cache's build time");
+    assert!((recorded - built_a).abs() < 1.0, "{recorded} vs {built_a}");
+    cargo_build(&b, &[], &[]);
+    let end = job_end(&stack, &b);
+    let json: serde_json::Value = serde_json::from_str(end.stdout.trim()).expect("JSON");
+    assert!(json["rust_saved_seconds"].is_number(), "{json}");
+    assert!(
+        end.stderr.contains("rust: the cache's job built for"),
+        "{end:?}"
+    );
+}

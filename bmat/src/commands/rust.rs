@@ -7,6 +7,7 @@
 //! units are carried to this job's Cargo home ([`relocate`]).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::outcome::{Outcome, UsageError};
 use super::restore::{RestoreRequest, restore};
@@ -25,7 +26,7 @@ pub enum Plan {
     /// The dependency cache, and the workspace layer (none with `--deps-only` or when
     /// no member has been built).
     Save(SaveRequest, Option<SaveRequest>),
-    Restore(RestoreRequest, AfterRestore),
+    Restore(RestoreRequest, Box<AfterRestore>),
 }
 
 /// What a Rust restore does once the archive is in place.
@@ -100,21 +101,25 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
                 fallbacks: vec![inputs.prefix()],
                 roots,
             },
-            AfterRestore {
+            Box::new(AfterRestore {
                 build_dir: workspace.build_dir.clone(),
                 cargo_home,
                 relocate,
                 layer: with_layer.then_some(workspace),
                 key_record: explain::KeyRecord::of(&inputs),
                 prefix: inputs.prefix(),
-            },
+            }),
         ),
         Action::Save => {
             let layer = with_layer
                 .then(|| layer_save(&workspace, &inputs.key(), &roots, &ctx.flags.save_policy))
                 .flatten();
             let mut paths = select(&workspace, &inputs, &cargo_home, relocate)?;
-            paths.extend(key_record(&workspace.build_dir, &inputs));
+            paths.extend(key_record(
+                &workspace.build_dir,
+                &inputs,
+                crate::job::build_time_blocking(ctx),
+            ));
             Plan::Save(
                 SaveRequest {
                     key: inputs.key(),
@@ -205,8 +210,12 @@ fn in_tree(tree: Tree, path: &Path) -> anyhow::Result<TreePath> {
 
 /// Writes the key's inputs into the build directory, to be saved with the cache (see
 /// [`explain`]); best effort: none when it cannot be written.
-fn key_record(build_dir: &Path, inputs: &KeyInputs) -> Option<TreePath> {
-    let text = serde_json::to_vec(&explain::KeyRecord::of(inputs)).ok()?;
+fn key_record(build_dir: &Path, inputs: &KeyInputs, build: Option<Duration>) -> Option<TreePath> {
+    let record = explain::KeyRecord {
+        build_ms: build.map(|d| d.as_millis() as u64),
+        ..explain::KeyRecord::of(inputs)
+    };
+    let text = serde_json::to_vec(&record).ok()?;
     std::fs::write(build_dir.join(explain::RECORD), text).ok()?;
     in_tree(Tree::Main, Path::new(explain::RECORD)).ok()
 }
@@ -307,6 +316,11 @@ pub async fn after_hit(
     ctx: &JobContext,
 ) -> RustReport {
     let mut report = RustReport::default();
+    if let Some(ms) = restored_record(after).and_then(|r| r.build_ms) {
+        report
+            .fields
+            .push(("cache_build_seconds", (ms as f64 / 1000.0).into()));
+    }
     if !exact && let Some(differences) = explain_fallback(after) {
         report.lines.push(format!(
             "the restored cache's key differs in: {}",
@@ -357,9 +371,13 @@ pub async fn after_miss(after: &AfterRestore, ctx: &JobContext) -> RustReport {
 /// After a fallback hit: what differs between this job's key inputs and those the
 /// restored cache recorded (none recorded: a cache of an older bmat).
 fn explain_fallback(after: &AfterRestore) -> Option<Vec<String>> {
+    Some(after.key_record.differences(&restored_record(after)?))
+}
+
+/// The key record the restored cache brought (none: a cache of an older bmat).
+fn restored_record(after: &AfterRestore) -> Option<explain::KeyRecord> {
     let text = std::fs::read(after.build_dir.join(explain::RECORD)).ok()?;
-    let restored: explain::KeyRecord = serde_json::from_slice(&text).ok()?;
-    Some(after.key_record.differences(&restored))
+    serde_json::from_slice(&text).ok()
 }
 
 /// Restores the newest layer of `deps_key` into the build directory: own scope

@@ -97,7 +97,12 @@ async fn summary(ctx: &JobContext) {
         let _ = output::eprintln(line);
     }
     if ctx.flags.json {
-        let json = serde_json::json!({ "outcome": "ended", "steps": steps });
+        let saved = super::steps::rust_saved_seconds(&steps).map(|(r, t)| r - t);
+        let json = serde_json::json!({
+            "outcome": "ended",
+            "steps": steps,
+            "rust_saved_seconds": saved,
+        });
         let _ = output::println(&json.to_string());
     }
     if let Err(e) = super::steps::append_to_step_summary(&steps) {

@@ -9,7 +9,7 @@ mod steps;
 
 pub use defer::{deferred_save, queue};
 pub use end::end;
-pub use steps::record;
+pub use steps::{build_time_blocking, record};
 
 use crate::cli::JobCommand;
 use crate::context::JobContext;

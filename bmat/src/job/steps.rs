@@ -4,20 +4,69 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bmat_wire::api::JobStep;
 
 use crate::context::JobContext;
 use crate::progress::{human_bytes, human_rate};
-use crate::transfer::api::Endpoint;
+use crate::transfer::api::{ApiClient, Endpoint};
+
+/// The job's shim, if it has one (steps and deferred commands live there).
+fn shim_api(ctx: &JobContext) -> Option<ApiClient> {
+    match ctx.endpoint {
+        Ok(Endpoint::AgentSocket(_)) => ctx.api().ok(),
+        _ => None,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How long the job has built since its last Rust restore ended (what a Rust save
+/// records with its cache), if it ran one through its shim.
+pub async fn build_time(api: &ApiClient) -> Option<Duration> {
+    let steps = api.job_steps().await.ok()?.steps;
+    let restored = steps
+        .iter()
+        .rev()
+        .find(|s| s.command == RUST_RESTORE)?
+        .ended_at_ms?;
+    u64::try_from(now_ms() - restored)
+        .ok()
+        .map(Duration::from_millis)
+}
+
+/// [`build_time`] for code not on a runtime (the Rust save's plan).
+pub fn build_time_blocking(ctx: &JobContext) -> Option<Duration> {
+    let api = shim_api(ctx)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(build_time(&api))
+}
+
+const RUST_RESTORE: &str = "rust restore";
+const RUST_SAVE: &str = "rust save";
 
 /// Records `outcome` (a command's `--json` object) as a step of the job, when the job
 /// has a shim; best effort and quiet: the summary is not worth a failed step.
 pub async fn record(ctx: &JobContext, command: &str, outcome: &serde_json::Value) {
-    if !matches!(ctx.endpoint, Ok(Endpoint::AgentSocket(_))) {
+    let Some(api) = shim_api(ctx) else {
         return;
-    }
+    };
     let text = |field: &str| outcome[field].as_str().map(str::to_owned);
+    let seconds = outcome["seconds"].as_f64().unwrap_or(0.0);
+    let build_seconds = match command {
+        RUST_SAVE => build_time(&api)
+            .await
+            .map(|d| (d.as_secs_f64() - seconds).max(0.0)),
+        _ => None,
+    };
     let step = JobStep {
         command: command.to_owned(),
         key: text("key").unwrap_or_default(),
@@ -26,11 +75,26 @@ pub async fn record(ctx: &JobContext, command: &str, outcome: &serde_json::Value
         reason: text("reason"),
         bytes: outcome["bytes"].as_u64(),
         archive_bytes: outcome["archive_bytes"].as_u64(),
-        seconds: outcome["seconds"].as_f64().unwrap_or(0.0),
+        seconds,
+        ended_at_ms: Some(now_ms()),
+        build_seconds,
+        cache_build_seconds: outcome["cache_build_seconds"].as_f64(),
     };
-    if let Ok(api) = ctx.api() {
-        let _ = api.report_step(&step).await;
-    }
+    let _ = api.report_step(&step).await;
+}
+
+/// The build time a Rust cache saved this job, estimated: the build time the job that
+/// made the restored cache recorded, minus this job's (its restore to its save).
+pub fn rust_saved_seconds(steps: &[JobStep]) -> Option<(f64, f64)> {
+    let recorded = steps
+        .iter()
+        .filter(|s| s.command == RUST_RESTORE)
+        .find_map(|s| s.cache_build_seconds)?;
+    let this = steps
+        .iter()
+        .filter(|s| s.command == RUST_SAVE)
+        .find_map(|s| s.build_seconds)?;
+    Some((recorded, this))
 }
 
 /// `rust restore  hit  rust-deps-…  280 MiB in 0.8 s, 350 MiB/s`
@@ -65,6 +129,13 @@ pub fn text(steps: &[JobStep]) -> String {
     for step in steps {
         out.push_str(&line(step));
         out.push('\n');
+    }
+    if let Some((recorded, this)) = rust_saved_seconds(steps) {
+        let _ = writeln!(
+            out,
+            "  rust: the cache's job built for {recorded:.1} s, this one for {this:.1} s: about {:.1} s saved",
+            recorded - this
+        );
     }
     out
 }
@@ -123,6 +194,9 @@ mod tests {
                 bytes: Some(10 << 20),
                 archive_bytes: Some(4 << 20),
                 seconds: 2.0,
+                ended_at_ms: None,
+                build_seconds: None,
+                cache_build_seconds: None,
             },
             JobStep {
                 command: "save".into(),
@@ -133,6 +207,9 @@ mod tests {
                 bytes: None,
                 archive_bytes: None,
                 seconds: 0.1,
+                ended_at_ms: None,
+                build_seconds: None,
+                cache_build_seconds: None,
             },
         ];
         let text = text(&steps);

@@ -28,6 +28,10 @@ pub struct KeyRecord {
     /// Digest of the cargo config tables, and of the declared inputs.
     pub config: String,
     pub declared: String,
+    /// How long the saving job built, from its Rust restore to its save (when it ran
+    /// both through a shim): what a restore of this cache may save another job.
+    #[serde(default)]
+    pub build_ms: Option<u64>,
 }
 
 fn digest(lines: impl IntoIterator<Item = String>) -> String {
@@ -74,6 +78,7 @@ impl KeyRecord {
                     .map(|p| p.digest.clone())
                     .chain(inputs.declared_vars.iter().map(|v| format!("{v:?}"))),
             ),
+            build_ms: None,
         }
     }
 
