@@ -216,7 +216,7 @@ mod tests {
         assert!(text.starts_with("job summary: 2 cache step(s)\n"), "{text}");
         assert!(
             text.contains(
-                "restore          hit       build-2 (from build-1), 10.0 MiB in 2.0 s, 5.0 MiB/s"
+                "restore          hit       build-2 (from build-1), 10 MiB in 2.0 s, 5.0 MiB/s"
             ),
             "{text}"
         );
@@ -226,7 +226,7 @@ mod tests {
         );
         let md = markdown(&steps);
         assert!(
-            md.contains("| restore | hit | `build-2` (from `build-1`) | 10.0 MiB | 2.0 |"),
+            md.contains("| restore | hit | `build-2` (from `build-1`) | 10 MiB | 2.0 |"),
             "{md}"
         );
         assert!(

@@ -13,7 +13,14 @@
 //!   fingerprint file stores as little-endian hex).
 //!
 //! So a save after a partial restore drops the artefacts of replaced versions, without
-//! trusting mtimes.
+//! trusting mtimes. One more case: a dependent rebuilt at the same version because a
+//! dependency changed (regex-automata after a memchr bump) gets a new hash, and its
+//! old unit still names a locked version. Units of one package that differ only in
+//! their dependencies (same target, features, profile, compiler: in one build graph
+//! Cargo makes one such unit) are variants from different builds; the one built last
+//! is kept. (Should a lock go back to an older state, Cargo reuses the older variant
+//! without rebuilding it, and a save keeps the newer one: the next job rebuilds that
+//! unit. Slower once, never stale.)
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -47,6 +54,12 @@ struct FingerprintedUnit {
     fingerprints: Vec<u64>,
     /// Fingerprints of the units it depends on.
     deps: Vec<u64>,
+    /// What the unit is apart from its dependencies: its fingerprint files' names and
+    /// their JSON without `deps` and `local` (target, features, profile, compiler,
+    /// flags, …). Units with the same are variants of one unit from different builds.
+    variant_of: String,
+    /// The newest mtime in its fingerprint directory: when it was last built.
+    built_at: Option<std::time::SystemTime>,
     status: Status,
 }
 
@@ -186,6 +199,8 @@ fn select_in_profile(
         units.push(unit);
     }
 
+    keep_last_built_variants(&mut units);
+
     // A unit without dep-info (a build-script run) is current when a current unit
     // depends on it. Iterate: chains are short.
     loop {
@@ -257,19 +272,59 @@ fn build_dep_infos(build_unit_dir: &Path) -> io::Result<Vec<PathBuf>> {
         .collect())
 }
 
+/// Of the current units that are variants of one (see the module doc), only the one
+/// built last stays current; the others are stale. A unit whose variant or build time
+/// could not be read is left as it is.
+fn keep_last_built_variants(units: &mut [FingerprintedUnit]) {
+    let mut newest: HashMap<(&str, &str), std::time::SystemTime> = HashMap::new();
+    for u in units.iter().filter(|u| u.status == Status::Current) {
+        if let (false, Some(at)) = (u.variant_of.is_empty(), u.built_at) {
+            let e = newest.entry((&u.package, &u.variant_of)).or_insert(at);
+            *e = (*e).max(at);
+        }
+    }
+    let stale: Vec<usize> = units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| u.status == Status::Current && !u.variant_of.is_empty())
+        .filter(|(_, u)| {
+            let last = newest.get(&(u.package.as_str(), u.variant_of.as_str()));
+            u.built_at.zip(last).is_some_and(|(at, last)| at < *last)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for i in stale {
+        units[i].status = Status::Stale;
+    }
+}
+
 fn read_unit(dir: &Path, package: &str, hash: &str) -> io::Result<FingerprintedUnit> {
     let mut unit = FingerprintedUnit {
         package: package.to_string(),
         hash: hash.to_string(),
         fingerprints: Vec::new(),
         deps: Vec::new(),
+        variant_of: String::new(),
+        built_at: None,
         status: Status::Unknown,
     };
     for file in read_dir_sorted(dir)? {
         let name = file_name(&file);
+        if let Ok(modified) = fs::symlink_metadata(&file).and_then(|m| m.modified()) {
+            unit.built_at = unit.built_at.max(Some(modified));
+        }
         if name.ends_with(".json") {
             let text = fs::read_to_string(&file)?;
             let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            // Everything but the dependencies and the local inputs (which name the
+            // unit's own hashed directory), printed in serde_json's fixed key order.
+            if let Some(fields) = json.as_object() {
+                let mut rest = fields.clone();
+                rest.remove("deps");
+                rest.remove("local");
+                unit.variant_of
+                    .push_str(&format!("{name} {};", serde_json::Value::Object(rest)));
+            }
             // `deps`: [[package id hash, name, public, fingerprint], ...]
             for dep in json["deps"].as_array().into_iter().flatten() {
                 if let Some(f) = dep.get(3).and_then(serde_json::Value::as_u64) {
@@ -321,6 +376,93 @@ fn status_from_dep_info(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// A third-party lib unit of regex-automata 0.4.9 as Cargo lays it out, built at
+    /// `at`, with `features` and dependencies `deps` in its fingerprint.
+    fn lib_unit(profile: &Path, hash: &str, features: &str, deps: &str, at: u64) {
+        let dir = profile.join(format!(".fingerprint/regex-automata-{hash}"));
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::create_dir_all(profile.join("deps")).expect("mkdir");
+        let json = format!(
+            r#"{{"rustc":1,"features":"{features}","declared_features":"","target":2,"profile":3,"path":4,"deps":{deps},"local":[{{"CheckDepInfo":{{"dep_info":"lib-regex_automata-{hash}","checksum":false}}}}],"rustflags":[],"config":5,"compile_kind":6}}"#
+        );
+        let files = [
+            (dir.join("lib-regex_automata"), format!("{hash}")),
+            (dir.join("lib-regex_automata.json"), json),
+            (dir.join("dep-lib-regex_automata"), String::new()),
+            (
+                profile.join(format!("deps/regex_automata-{hash}.d")),
+                "/reg/regex-automata-0.4.9/src/lib.rs:\n".into(),
+            ),
+            (
+                profile.join(format!("deps/libregex_automata-{hash}.rlib")),
+                "rlib".into(),
+            ),
+        ];
+        for (path, text) in files {
+            fs::write(&path, text).expect("write");
+            fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(UNIX_EPOCH + Duration::from_secs(at)))
+                .expect("set mtime");
+        }
+    }
+
+    #[test]
+    fn a_dependent_rebuilt_at_the_same_version_keeps_only_its_last_build() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let profile = tmp.path().join("debug");
+        // Built before and after its dependency (memchr) changed; and a variant with
+        // other features, which the same build graph may hold beside it.
+        lib_unit(
+            &profile,
+            "0000000000000001",
+            "[]",
+            "[[7,\"memchr\",false,8]]",
+            1_000,
+        );
+        lib_unit(
+            &profile,
+            "0000000000000002",
+            "[]",
+            "[[7,\"memchr\",false,9]]",
+            2_000,
+        );
+        lib_unit(
+            &profile,
+            "0000000000000003",
+            "[\"std\"]",
+            "[[7,\"memchr\",false,8]]",
+            1_000,
+        );
+        let locked = [LockedPackage {
+            name: "regex-automata".into(),
+            version: "0.4.9".into(),
+            source: Some("registry+https://github.com/rust-lang/crates.io-index".into()),
+            checksum: None,
+        }];
+        let s = select(tmp.path(), &locked, &HashSet::new()).expect("select");
+        assert_eq!(
+            s.units,
+            [
+                "debug/.fingerprint/regex-automata-0000000000000002",
+                "debug/.fingerprint/regex-automata-0000000000000003"
+            ]
+        );
+        assert_eq!(
+            s.pruned,
+            ["debug/.fingerprint/regex-automata-0000000000000001"]
+        );
+        assert!(
+            !s.paths
+                .iter()
+                .any(|p| p.to_string_lossy().contains("0000000000000001")),
+            "{:?}",
+            s.paths
+        );
+    }
 
     #[test]
     fn reads_hash_suffixes() {
