@@ -388,7 +388,7 @@ mod tests {
             r#"{{"rustc":1,"features":"{features}","declared_features":"","target":2,"profile":3,"path":4,"deps":{deps},"local":[{{"CheckDepInfo":{{"dep_info":"lib-regex_automata-{hash}","checksum":false}}}}],"rustflags":[],"config":5,"compile_kind":6}}"#
         );
         let files = [
-            (dir.join("lib-regex_automata"), format!("{hash}")),
+            (dir.join("lib-regex_automata"), hash.to_string()),
             (dir.join("lib-regex_automata.json"), json),
             (dir.join("dep-lib-regex_automata"), String::new()),
             (
