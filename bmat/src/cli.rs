@@ -7,7 +7,7 @@ use bmat_wire::api::RunIf;
 use clap::{Parser, Subcommand};
 
 use crate::commands::outcome::JSON_HELP;
-use crate::context::Flags;
+use crate::context::{Flags, SavePolicy};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -196,6 +196,15 @@ pub struct SaveFlags {
     /// repeatable): `refs/heads/*` lets branches write while pull requests only read.
     #[arg(long = "save-if-scope", value_name = "PATTERN")]
     pub save_if_scope: Vec<String>,
+}
+
+impl From<SaveFlags> for SavePolicy {
+    fn from(f: SaveFlags) -> SavePolicy {
+        SavePolicy {
+            refresh_after: f.refresh_after,
+            only_scopes: f.save_if_scope,
+        }
+    }
 }
 
 /// What a restore does besides restoring.

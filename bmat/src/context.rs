@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
-use crate::commands::save::SavePolicy;
 use crate::rust::toolchain::RustTools;
 use crate::transfer::api::{ApiClient, ApiError, Endpoint, EndpointError};
 use crate::transfer::tuning::Tuning;
@@ -30,6 +29,16 @@ pub struct Flags {
     pub deps_only: bool,
     /// `--refresh-after` and `--save-if-scope` of a Rust save.
     pub save_policy: SavePolicy,
+}
+
+/// What a save may do besides storing a new key (`--refresh-after`,
+/// `--save-if-scope`; see docs/design.md, "Write-once keys and leases").
+#[derive(Debug, Clone, Default)]
+pub struct SavePolicy {
+    /// Replace the key's cache when it is older than this.
+    pub refresh_after: Option<std::time::Duration>,
+    /// Save only in a scope that matches one of these (none: any).
+    pub only_scopes: Vec<String>,
 }
 
 /// The process environment, read once.

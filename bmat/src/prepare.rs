@@ -137,7 +137,11 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
 fn prepare_rust(command: RustCommand, ctx: &JobContext) -> Result<Prepared, UsageError> {
     let (action, args, lookup_only) = match command {
         RustCommand::Key(args) => (rust::Action::Key, args, false),
-        RustCommand::Save { args, .. } => (rust::Action::Save, args, false),
+        RustCommand::Save { args, .. } => (
+            rust::Action::Save(crate::job::build_time_blocking(ctx)),
+            args,
+            false,
+        ),
         RustCommand::Restore { args, flags } => (rust::Action::Restore, args, flags.lookup_only),
     };
     Ok(match rust::plan(action, &args.path(), ctx) {

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::outcome::{Outcome, UsageError};
 use super::restore::{RestoreRequest, restore};
-use super::save::{SavePolicy, SaveRequest, save};
-use crate::context::JobContext;
+use super::save::{SaveRequest, save};
+use crate::context::{JobContext, SavePolicy};
 use crate::rust::declared::{self, DeclaredPath, DeclaredVar};
 use crate::rust::key::{self, HomeKey, KeyInputs, key_inputs};
 use crate::rust::workspace::{Workspace, locate};
@@ -46,7 +46,8 @@ pub struct AfterRestore {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Key,
-    Save,
+    /// With this job's build time so far, recorded with the cache (see crate::job).
+    Save(Option<Duration>),
     Restore,
 }
 
@@ -110,16 +111,12 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
                 prefix: inputs.prefix(),
             }),
         ),
-        Action::Save => {
+        Action::Save(build) => {
             let layer = with_layer
                 .then(|| layer_save(&workspace, &inputs.key(), &roots, &ctx.flags.save_policy))
                 .flatten();
             let mut paths = select(&workspace, &inputs, &cargo_home, relocate)?;
-            paths.extend(key_record(
-                &workspace.build_dir,
-                &inputs,
-                crate::job::build_time_blocking(ctx),
-            ));
+            paths.extend(key_record(&workspace.build_dir, &inputs, build));
             Plan::Save(
                 SaveRequest {
                     key: inputs.key(),

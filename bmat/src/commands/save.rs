@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::archive::stream::{Compression, pack};
 use crate::commands::outcome::{Failure, FailureKind, Outcome, Skip, infrastructure};
-use crate::context::JobContext;
+use crate::context::{JobContext, SavePolicy};
 use crate::progress::Progress;
 use crate::transfer::api::{ApiClient, Refused};
 use crate::transfer::parts::{Part, PartWriter, StreamSummary};
@@ -36,25 +36,6 @@ pub struct SaveRequest {
     pub policy: SavePolicy,
 }
 
-/// What a save may do besides storing a new key (`--refresh-after`,
-/// `--save-if-scope`; see docs/design.md, "Write-once keys and leases").
-#[derive(Debug, Clone, Default)]
-pub struct SavePolicy {
-    /// Replace the key's cache when it is older than this.
-    pub refresh_after: Option<std::time::Duration>,
-    /// Save only in a scope that matches one of these (none: any).
-    pub only_scopes: Vec<String>,
-}
-
-impl From<crate::cli::SaveFlags> for SavePolicy {
-    fn from(f: crate::cli::SaveFlags) -> SavePolicy {
-        SavePolicy {
-            refresh_after: f.refresh_after,
-            only_scopes: f.save_if_scope,
-        }
-    }
-}
-
 /// Runs a save; never fails, every failure is an [`Outcome::Failed`].
 pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
     let tuning = &ctx.tuning;
@@ -64,34 +45,41 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
         Ok(api) => api,
         Err(e) => return failed(infrastructure(e)),
     };
-    let (upload_id, part_size, max_size) =
-        match api.begin(&req.key, tuning.part_size, &req.policy).await {
-            Ok(BeginResponse::Skip { reason }) => {
-                return Outcome::Skipped {
-                    key: req.key.clone(),
-                    reason: match reason {
-                        SkipReason::Exists => Skip::Exists,
-                        SkipReason::InProgress => Skip::InProgress,
-                        SkipReason::Scope => Skip::Scope,
-                    },
-                    elapsed: started.elapsed(),
-                };
-            }
-            // A read-only token (a pull request's): saving is not the job's to do.
-            Err(e) if e.refusal().is_some_and(Refused::is_read_only) => {
-                return Outcome::Skipped {
-                    key: req.key.clone(),
-                    reason: Skip::ReadOnly,
-                    elapsed: started.elapsed(),
-                };
-            }
-            Ok(BeginResponse::Upload {
-                upload_id,
-                part_size,
-                max_size,
-            }) => (upload_id, part_size, max_size),
-            Err(e) => return failed(infrastructure(anyhow!(e).context("starting the upload"))),
-        };
+    let (upload_id, part_size, max_size) = match api
+        .begin(
+            &req.key,
+            tuning.part_size,
+            req.policy.refresh_after,
+            &req.policy.only_scopes,
+        )
+        .await
+    {
+        Ok(BeginResponse::Skip { reason }) => {
+            return Outcome::Skipped {
+                key: req.key.clone(),
+                reason: match reason {
+                    SkipReason::Exists => Skip::Exists,
+                    SkipReason::InProgress => Skip::InProgress,
+                    SkipReason::Scope => Skip::Scope,
+                },
+                elapsed: started.elapsed(),
+            };
+        }
+        // A read-only token (a pull request's): saving is not the job's to do.
+        Err(e) if e.refusal().is_some_and(Refused::is_read_only) => {
+            return Outcome::Skipped {
+                key: req.key.clone(),
+                reason: Skip::ReadOnly,
+                elapsed: started.elapsed(),
+            };
+        }
+        Ok(BeginResponse::Upload {
+            upload_id,
+            part_size,
+            max_size,
+        }) => (upload_id, part_size, max_size),
+        Err(e) => return failed(infrastructure(anyhow!(e).context("starting the upload"))),
+    };
     let progress = Progress::new(format!("saving {}", req.key), None);
     let result = {
         let _display = progress.display(tuning.progress_interval);

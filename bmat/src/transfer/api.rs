@@ -7,6 +7,7 @@
 //! callers tell a refusal from a service that did not answer.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bmat_wire::api::{
     BeginRequest, BeginResponse, CacheList, CacheRef, CompleteRequest, DeferredCommand,
@@ -18,7 +19,6 @@ use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::commands::save::SavePolicy;
 use crate::transfer::retry::{RetryPolicy, Verdict, classify_status, classify_transport};
 use crate::transfer::s3::reqwest_cause;
 use crate::transfer::tuning::Tuning;
@@ -204,14 +204,15 @@ impl ApiClient {
         &self,
         key: &str,
         part_size: u64,
-        policy: &SavePolicy,
+        refresh_after: Option<Duration>,
+        only_scopes: &[String],
     ) -> Result<BeginResponse, ApiError> {
         let req = BeginRequest {
             key: key.to_owned(),
             expected_size: None,
             part_size: Some(part_size),
-            refresh_after_secs: policy.refresh_after.map(|d| d.as_secs()),
-            only_scopes: policy.only_scopes.clone(),
+            refresh_after_secs: refresh_after.map(|d| d.as_secs()),
+            only_scopes: only_scopes.to_vec(),
         };
         self.call(Method::POST, "/v1/uploads", Some(&req)).await
     }
