@@ -19,7 +19,11 @@ pub fn command(
     DeferredCommand {
         argv,
         cwd: ctx.trees.main.display().to_string(),
-        env: std::env::vars().collect(),
+        // `vars()` would panic on a variable that is not UTF-8; such a variable is
+        // left out (the wire carries text).
+        env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
         stdin_file: stdin_file.map(|p| p.display().to_string()),
         run_if,
     }
