@@ -19,11 +19,9 @@ pub fn command(
     DeferredCommand {
         argv,
         cwd: ctx.trees.main.display().to_string(),
-        // `vars()` would panic on a variable that is not UTF-8; such a variable is
-        // left out (the wire carries text).
-        env: std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect(),
+        // The job's environment as read at the entry point; a variable that is not
+        // UTF-8 is left out (the wire carries text).
+        env: ctx.env.utf8_vars().collect(),
         stdin_file: stdin_file.map(|p| p.display().to_string()),
         run_if,
     }
