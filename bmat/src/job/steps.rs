@@ -29,7 +29,7 @@ fn now_ms() -> i64 {
 /// How long the job has built since its last Rust restore ended (what a Rust save
 /// records with its cache), if it ran one through its shim.
 pub async fn build_time(api: &ApiClient) -> Option<Duration> {
-    let steps = api.job_steps().await.ok()?.steps;
+    let steps = api.job_steps().await?.steps;
     let restored = steps
         .iter()
         .rev()
@@ -80,7 +80,7 @@ pub async fn record(ctx: &JobContext, command: &str, outcome: &serde_json::Value
         build_seconds,
         cache_build_seconds: outcome["cache_build_seconds"].as_f64(),
     };
-    let _ = api.report_step(&step).await;
+    api.report_step(&step).await;
 }
 
 /// The build time a Rust cache saved this job, estimated: the build time the job that

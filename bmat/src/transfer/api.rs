@@ -289,13 +289,25 @@ impl ApiClient {
     }
 
     /// Tells the shim what a cache step of the job did, for `bmat job end`'s summary.
-    pub async fn report_step(&self, step: &JobStep) -> Result<Queued, ApiError> {
-        self.call(Method::POST, "/v1/job/steps", Some(step)).await
+    /// One attempt, two seconds at most: a step is worth no retries, and a command
+    /// whose shim is gone must not wait out a retry budget for it. `None` when it did
+    /// not go through.
+    pub async fn report_step(&self, step: &JobStep) -> Option<Queued> {
+        let attempt = self.attempt(Method::POST, "/v1/job/steps", Some(step));
+        tokio::time::timeout(Duration::from_secs(2), attempt)
+            .await
+            .ok()?
+            .ok()
     }
 
-    /// The job's cache steps so far, from the shim.
-    pub async fn job_steps(&self) -> Result<JobSteps, ApiError> {
-        self.call::<(), _>(Method::GET, "/v1/job/steps", None).await
+    /// The job's cache steps so far, from the shim: one attempt, two seconds at most
+    /// (see [`ApiClient::report_step`]).
+    pub async fn job_steps(&self) -> Option<JobSteps> {
+        let attempt = self.attempt::<(), _>(Method::GET, "/v1/job/steps", None);
+        tokio::time::timeout(Duration::from_secs(2), attempt)
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Takes the shim's queue of deferred commands (it is empty after).
