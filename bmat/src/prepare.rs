@@ -33,7 +33,9 @@ pub enum Task {
     Save(SaveRequest),
     Restore(RestoreRequest),
     /// A Rust save: the dependency cache, then the workspace layer if any.
-    RustSave(SaveRequest, Option<SaveRequest>),
+    /// With this job's build time (its Rust restore to now), when it ran one through
+    /// its shim: recorded with the cache and reported as `build_seconds`.
+    RustSave(SaveRequest, Option<SaveRequest>, Option<Duration>),
     /// A restore, then the Rust cache's own steps (the workspace layer, relocation to
     /// this Cargo home, freshness by content).
     RustRestore(RestoreRequest, Box<rust::AfterRestore>),
@@ -135,13 +137,13 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
 }
 
 fn prepare_rust(command: RustCommand, ctx: &JobContext) -> Result<Prepared, UsageError> {
+    let build = match &command {
+        RustCommand::Save { .. } => crate::job::build_time_blocking(ctx),
+        _ => None,
+    };
     let (action, args, lookup_only) = match command {
         RustCommand::Key(args) => (rust::Action::Key, args, false),
-        RustCommand::Save { args, .. } => (
-            rust::Action::Save(crate::job::build_time_blocking(ctx)),
-            args,
-            false,
-        ),
+        RustCommand::Save { args, .. } => (rust::Action::Save(build), args, false),
         RustCommand::Restore { args, flags } => (rust::Action::Restore, args, flags.lookup_only),
     };
     Ok(match rust::plan(action, &args.path(), ctx) {
@@ -153,7 +155,9 @@ fn prepare_rust(command: RustCommand, ctx: &JobContext) -> Result<Prepared, Usag
             elapsed: Duration::ZERO,
         }),
         Ok(rust::Plan::Key(inputs)) => Prepared::Print(inputs.describe()),
-        Ok(rust::Plan::Save(request, layer)) => Prepared::Run(Task::RustSave(request, layer)),
+        Ok(rust::Plan::Save(request, layer)) => {
+            Prepared::Run(Task::RustSave(request, layer, build))
+        }
         Ok(rust::Plan::Restore(request, _)) if lookup_only => Prepared::Run(Task::Lookup(request)),
         Ok(rust::Plan::Restore(request, after)) => Prepared::Run(Task::RustRestore(request, after)),
     })

@@ -87,11 +87,10 @@ fn record_steps(
     fields: &[(&'static str, serde_json::Value)],
 ) {
     let mut main = serde_json::to_value(outcome.json()).unwrap_or_default();
-    if let Some((_, v)) = fields
-        .iter()
-        .find(|(name, _)| *name == "cache_build_seconds")
-    {
-        main["cache_build_seconds"] = v.clone();
+    for (name, v) in fields {
+        if matches!(*name, "build_seconds" | "cache_build_seconds") {
+            main[*name] = v.clone();
+        }
     }
     let layer = fields
         .iter()
@@ -135,7 +134,7 @@ fn output_failed(e: &std::io::Error, code: i32, strict: bool) -> i32 {
 /// restore what the steps around the dependency cache did.
 pub fn run(task: Task, ctx: &JobContext) -> (Outcome, rust::RustReport) {
     let key = match &task {
-        Task::Save(r) | Task::RustSave(r, _) => r.key.clone(),
+        Task::Save(r) | Task::RustSave(r, ..) => r.key.clone(),
         Task::Restore(r) | Task::Lookup(r) | Task::RustRestore(r, _) => r.key.clone(),
         Task::Delete(r) => r.asked().to_owned(),
     };
@@ -144,12 +143,17 @@ pub fn run(task: Task, ctx: &JobContext) -> (Outcome, rust::RustReport) {
         Task::Restore(req) => (restore(req, ctx).await, Default::default()),
         Task::Lookup(req) => (lookup_only(req, ctx).await, Default::default()),
         Task::Delete(req) => (delete(req, ctx).await, Default::default()),
-        Task::RustSave(deps, layer) => {
+        Task::RustSave(deps, layer, build) => {
             let outcome = save(deps, ctx).await;
-            let report = match layer {
+            let mut report: rust::RustReport = match layer {
                 Some(layer) => rust::save_layer(layer, ctx).await,
                 None => Default::default(),
             };
+            if let Some(build) = build {
+                report
+                    .fields
+                    .push(("build_seconds", build.as_secs_f64().into()));
+            }
             (outcome, report)
         }
         Task::RustRestore(req, after) => {

@@ -38,13 +38,9 @@ pub async fn queue(cmd: &DeferredCommand, ctx: &JobContext) -> Result<String, St
             cmd.argv.join(" ")
         )
     })?;
-    let when = match cmd.run_if {
-        RunIf::Always => "whatever the job's status",
-        RunIf::Success => "if the job succeeds",
-        RunIf::Failure => "if the job fails",
-    };
     Ok(format!(
-        "deferred to the job's end ({when}; {} queued): {}",
+        "deferred to the job's end ({}; {} queued): {}",
+        when(cmd.run_if),
         queued.queued,
         cmd.argv.join(" ")
     ))
@@ -116,4 +112,13 @@ fn rust_save(exe: String, args: &ManifestArgs, cwd: &Path) -> Vec<String> {
         argv.push("--deps-only".into());
     }
     argv
+}
+
+/// When a deferred command runs, for the job's log.
+pub(super) fn when(run_if: RunIf) -> &'static str {
+    match run_if {
+        RunIf::Always => "whatever the job's status",
+        RunIf::Success => "if the job succeeds",
+        RunIf::Failure => "if the job fails",
+    }
 }

@@ -59,11 +59,7 @@ pub async fn end(
             Ran::Skipped(run_if) => format!(
                 "job end: {}/{total} skipped (the job's status is {status}; it runs {}): {name}",
                 n + 1,
-                match run_if {
-                    RunIf::Success => "if the job succeeds",
-                    RunIf::Failure => "if the job fails",
-                    RunIf::Always => "always",
-                }
+                super::defer::when(*run_if)
             ),
             Ran::Failed(why) => {
                 failures += 1;

@@ -28,7 +28,7 @@ fn now_ms() -> i64 {
 
 /// How long the job has built since its last Rust restore ended (what a Rust save
 /// records with its cache), if it ran one through its shim.
-pub async fn build_time(api: &ApiClient) -> Option<Duration> {
+async fn build_time(api: &ApiClient) -> Option<Duration> {
     let steps = api.job_steps().await?.steps;
     let restored = steps
         .iter()
@@ -40,7 +40,7 @@ pub async fn build_time(api: &ApiClient) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
-/// [`build_time`] for code not on a runtime (the Rust save's plan).
+/// [`build_time`], asked once by the Rust save's plan (not on a runtime).
 pub fn build_time_blocking(ctx: &JobContext) -> Option<Duration> {
     let api = shim_api(ctx)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -61,12 +61,6 @@ pub async fn record(ctx: &JobContext, command: &str, outcome: &serde_json::Value
     };
     let text = |field: &str| outcome[field].as_str().map(str::to_owned);
     let seconds = outcome["seconds"].as_f64().unwrap_or(0.0);
-    let build_seconds = match command {
-        RUST_SAVE => build_time(&api)
-            .await
-            .map(|d| (d.as_secs_f64() - seconds).max(0.0)),
-        _ => None,
-    };
     let step = JobStep {
         command: command.to_owned(),
         key: text("key").unwrap_or_default(),
@@ -77,7 +71,7 @@ pub async fn record(ctx: &JobContext, command: &str, outcome: &serde_json::Value
         archive_bytes: outcome["archive_bytes"].as_u64(),
         seconds,
         ended_at_ms: Some(now_ms()),
-        build_seconds,
+        build_seconds: outcome["build_seconds"].as_f64(),
         cache_build_seconds: outcome["cache_build_seconds"].as_f64(),
     };
     api.report_step(&step).await;
