@@ -73,6 +73,36 @@ pub struct LookupRequest {
     /// Caches to pass over: candidates that already failed this restore.
     #[serde(default)]
     pub exclude: Vec<CacheRef>,
+    /// The cache formats this client restores besides archives ([`FORMAT_ARCHIVE`],
+    /// always understood): a cache of another format is passed over, so that a client
+    /// from before content manifests never takes one for a broken archive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub formats: Vec<u8>,
+}
+
+/// A cache that is one tar.zst archive (every cache saved before content manifests).
+pub const FORMAT_ARCHIVE: u8 = 1;
+/// A cache whose object holds the contents it added and a manifest of every entry,
+/// naming contents by hash and where they lie: in this object or in objects of caches
+/// the saving job could read (docs/design.md, "Content-addressed caches").
+pub const FORMAT_CONTENTS: u8 = 2;
+
+fn format_archive() -> u8 {
+    FORMAT_ARCHIVE
+}
+
+fn is_archive(format: &u8) -> bool {
+    *format == FORMAT_ARCHIVE
+}
+
+/// Another cache's object a cache of [`FORMAT_CONTENTS`] reads contents from, with a
+/// presigned GET URL in a lookup's hit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectUrl {
+    /// The object's id (the ULID of the upload that wrote it).
+    pub id: String,
+    pub url: String,
+    pub size: u64,
 }
 
 /// One cache, as a job names it.
@@ -155,6 +185,15 @@ pub struct CacheHit {
     /// sends it back, and the signer judges the report by it, not by a client's clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup_id: Option<String>,
+    /// [`FORMAT_ARCHIVE`] or [`FORMAT_CONTENTS`].
+    #[serde(default = "format_archive", skip_serializing_if = "is_archive")]
+    pub format: u8,
+    /// This cache's own object's id (`url` is its URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// For [`FORMAT_CONTENTS`]: every other object its manifest may read from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<ObjectUrl>,
 }
 
 fn default_scope() -> String {
@@ -247,6 +286,18 @@ pub struct CompleteRequest {
     /// What the archive unpacks to: restores stop past it.
     #[serde(default, flatten)]
     pub extent: Extent,
+    /// [`FORMAT_ARCHIVE`] or [`FORMAT_CONTENTS`].
+    #[serde(default = "format_archive", skip_serializing_if = "is_archive")]
+    pub format: u8,
+    /// For [`FORMAT_CONTENTS`]: the other objects (ids) the manifest reads contents
+    /// from. Each must be needed by a cache of the owner in a scope this job may read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<String>,
+    /// For [`FORMAT_CONTENTS`]: the compressed bytes of every content the cache needs
+    /// (its own and those it reuses) plus its manifest: what an archive of it would
+    /// about weigh. `size` is what this save stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical_size: Option<u64>,
 }
 
 /// The uncompressed size of an archive (its tar stream) and its number of entries, as

@@ -16,6 +16,7 @@ fn lookup(key: &str) -> LookupRequest {
         key: key.to_owned(),
         fallbacks: vec![],
         exclude: vec![],
+        formats: vec![],
     }
 }
 

@@ -701,6 +701,9 @@ async fn an_impossible_or_missing_extent_is_a_400_that_ends_the_upload() {
             size: 5,
             sha256: sha256(b"hello"),
             extent,
+            format: bmat_wire::api::FORMAT_ARCHIVE,
+            refs: vec![],
+            logical_size: None,
         };
         let err = api
             .post(&format!("/v1/uploads/{id}/complete"), &req)

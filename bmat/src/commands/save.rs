@@ -185,6 +185,9 @@ async fn upload(
             unpacked_size: Some(progress.raw()),
             entries: Some(report.entries),
         },
+        format: bmat_wire::api::FORMAT_ARCHIVE,
+        refs: vec![],
+        logical_size: None,
     };
     let status = api
         .complete(upload_id, &complete)

@@ -189,6 +189,7 @@ impl ApiClient {
             key: key.to_owned(),
             fallbacks: fallbacks.to_vec(),
             exclude: exclude.to_vec(),
+            formats: vec![],
         };
         self.call(Method::POST, "/v1/lookup", Some(&req)).await
     }

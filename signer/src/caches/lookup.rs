@@ -70,6 +70,9 @@ pub async fn lookup(
             extent: c.extent,
             issued_at_ms,
             lookup_id: Some(lookup_id),
+            format: bmat_wire::api::FORMAT_ARCHIVE,
+            id: None,
+            objects: vec![],
         }),
     })
 }
@@ -85,6 +88,7 @@ async fn find(
         key,
         fallbacks,
         exclude,
+        formats: _,
     } = req;
     let found = st
         .db

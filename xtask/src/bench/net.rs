@@ -150,6 +150,9 @@ impl Signer {
                     size,
                     sha256,
                     extent,
+                    format: bmat_wire::api::FORMAT_ARCHIVE,
+                    refs: vec![],
+                    logical_size: None,
                 }),
             )
             .await?;
@@ -192,6 +195,7 @@ impl Signer {
                     key: key.to_owned(),
                     fallbacks: vec![],
                     exclude: vec![],
+                    formats: vec![],
                 }),
             )
             .await?;

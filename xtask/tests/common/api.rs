@@ -107,6 +107,7 @@ impl Api {
             key: key.into(),
             fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
             exclude: vec![],
+            formats: vec![],
         };
         self.post("/v1/lookup", &req).await
     }
@@ -166,6 +167,9 @@ impl Api {
             size,
             sha256: sha256.into(),
             extent: any_extent(size),
+            format: bmat_wire::api::FORMAT_ARCHIVE,
+            refs: vec![],
+            logical_size: None,
         };
         self.post(&format!("/v1/uploads/{id}/complete"), &req).await
     }

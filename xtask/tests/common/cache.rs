@@ -272,6 +272,9 @@ pub fn register_archive_with(stack: &Stack, key: &str, archive: Vec<u8>, extent:
                 size,
                 sha256,
                 extent,
+                format: bmat_wire::api::FORMAT_ARCHIVE,
+                refs: vec![],
+                logical_size: None,
             })
             .send()
             .await
@@ -387,6 +390,7 @@ pub fn lookup_url(stack: &Stack, key: &str) -> String {
                 key: key.to_owned(),
                 fallbacks: vec![],
                 exclude: vec![],
+                formats: vec![],
             })
             .send()
             .await
