@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bmat_wire::api::{
     CacheHit, CompleteRequest, CompletedPart, Deleted, FORMAT_ARCHIVE, FORMAT_CONTENTS,
-    LookupRequest, LookupResponse, MintRequest, UploadState, UploadStatus,
+    LookupRequest, LookupResponse, MintRequest, UploadState, UploadStatus, Usage,
 };
 use common::api::{Answer, Api, PART, PATIENCE, any_extent, download, random_bytes, sha256};
 use common::{poll_until, scrape, value, wait_until_older};
@@ -230,4 +230,34 @@ async fn an_old_clients_lookup_passes_over_a_cache_of_contents() {
     );
     let hit = lookup_contents(&api, "x", &["deps-"]).await.expect("hit");
     assert_eq!(hit.key, "deps-2");
+}
+
+/// A retained object is stored bytes of its scope: the stats (and the quotas, which
+/// count the same) keep counting it after its cache is gone, beside the logical bytes
+/// of the caches of contents.
+#[tokio::test]
+async fn retained_bytes_count_in_their_scopes_stored_bytes() {
+    let stack = Stack::start_with(small_parts).expect("stack");
+    let api = Api::new(&stack);
+    let a = api.store("a", &random_bytes(1000)).await;
+    store_contents(&api, "b", &random_bytes(100), &[&a]).await;
+    let deleted: Deleted = api.delete("/v1/caches/a").await.ok();
+    assert!(deleted.deleted);
+
+    let operator = api.with_token(Some(&stack.env().operator_token));
+    let usage: Usage = operator.get(&format!("/v1/stats?owner={OWNER}")).await.ok();
+    let main = &usage.owners[0].scopes[0];
+    // B's 100 bytes and A's 1000, retained; B's logical size (10 × its size) alone.
+    assert_eq!(
+        (
+            main.scope.as_str(),
+            main.bytes,
+            main.logical_bytes,
+            main.caches
+        ),
+        (SCOPE, 1100, 1000, 1)
+    );
+    assert_eq!(usage.owners[0].bytes, 1100);
+    let metrics = scrape(&stack).await;
+    assert_eq!(value(&metrics, "bmat_signer_retained_bytes", &[]), 1000.0);
 }

@@ -198,6 +198,28 @@ mod tests {
     }
 
     #[test]
+    fn retained_objects_are_a_fixed_cost_of_their_scope() {
+        let lru = caches(&[
+            ("refs/pull/1/merge", "a-1", 5),
+            (MAIN, "main-1", 10),
+            ("refs/pull/1/merge", "a-2", 5),
+        ]);
+        // The pull request stores 10 in caches and 6 retained: over its 12, it pays
+        // with its oldest cache; its retained bytes stay.
+        let retained = [("refs/pull/1/merge".to_owned(), 6)];
+        assert_eq!(
+            keys(victims(lru.clone(), &retained, &limits(1000, 12))),
+            ["a-1"]
+        );
+        // Owner quota: 26 held, 20 allowed; main's retained bytes count too.
+        let retained = [(MAIN.to_owned(), 6)];
+        assert_eq!(
+            keys(victims(lru, &retained, &limits(20, 1000))),
+            ["a-1", "a-2"]
+        );
+    }
+
+    #[test]
     fn protected_caches_go_least_recently_used_first_once_no_unprotected_is_left() {
         let lru = caches(&[
             (MAIN, "main-1", 10),
