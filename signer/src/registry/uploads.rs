@@ -333,10 +333,6 @@ impl Registry {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let refs = match refs::readable_refs(&tx, job, &done.refs)? {
-            Ok(refs) => refs,
-            Err(id) => return Ok(FinishOutcome::Unreadable(id)),
-        };
         let signed = |v: Option<u64>| v.map(to_i64).transpose();
         let marked = tx.execute(
             "UPDATE uploads SET state = 'finished', parts_json = ?2, size = ?3, sha256 = ?4,
@@ -358,6 +354,11 @@ impl Registry {
         if marked == 0 {
             return Ok(FinishOutcome::NotUploading);
         }
+        // Refused, the transaction is rolled back: the upload stays `uploading`.
+        let refs = match refs::readable_refs(&tx, job, &done.refs)? {
+            Ok(refs) => refs,
+            Err(id) => return Ok(FinishOutcome::Unreadable(id)),
+        };
         refs::insert_refs(&tx, ulid, &refs)?;
         tx.commit()?;
         Ok(FinishOutcome::Finished)
