@@ -239,9 +239,9 @@ fn decompress(input: &mut impl Read, out: &mut handoff::ChunkWriter) -> io::Resu
 
 /// Keeps the error of the reader it wraps, so that it can be told from the decoder's
 /// own (which only passes an `io::Error` on).
-struct Watched<'a, R> {
-    inner: R,
-    failed: &'a Cell<Option<io::Error>>,
+pub(crate) struct Watched<'a, R> {
+    pub inner: R,
+    pub failed: &'a Cell<Option<io::Error>>,
 }
 
 impl<R: Read> Read for Watched<'_, R> {
