@@ -48,6 +48,17 @@ pub struct Tuning {
     pub progress_interval: Duration,
     /// Caches asked for per page of `bmat cache list` (the signer's maximum: 1000).
     pub list_page: u32,
+    /// How the saves that may (the Rust caches) store a cache.
+    pub cache_format: CacheFormat,
+}
+
+/// `BMAT_CACHE_FORMAT`: `contents` (the default: a save uploads only what its base
+/// lacks) or `archive` (every save one whole archive, as before contents caches: for
+/// benchmarks that compare the two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheFormat {
+    Archive,
+    Contents,
 }
 
 impl Default for Tuning {
@@ -88,6 +99,7 @@ impl Default for Tuning {
             completion_wait: Duration::from_secs(30),
             progress_interval: Duration::from_secs(5),
             list_page: 1000,
+            cache_format: CacheFormat::Archive,
         }
     }
 }
@@ -131,6 +143,11 @@ impl Tuning {
         }
         if let Some(n) = num("BMAT_RANGE_SIZE_MIB").filter(|n| (1..=1024).contains(n)) {
             t.range_size = n << 20;
+        }
+        match get("BMAT_CACHE_FORMAT").as_deref().map(str::trim) {
+            Some("archive") => t.cache_format = CacheFormat::Archive,
+            Some("contents") => t.cache_format = CacheFormat::Contents,
+            _ => {}
         }
         if let Some(n) = num("BMAT_LIST_PAGE").filter(|n| (1..=1000).contains(n)) {
             t.list_page = n as u32;

@@ -89,6 +89,7 @@ async fn find(
         fallbacks,
         exclude,
         formats: _,
+        for_save: _,
     } = req;
     let found = st
         .db

@@ -391,6 +391,7 @@ pub fn lookup_url(stack: &Stack, key: &str) -> String {
                 fallbacks: vec![],
                 exclude: vec![],
                 formats: vec![],
+                for_save: false,
             })
             .send()
             .await
