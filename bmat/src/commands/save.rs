@@ -40,7 +40,8 @@ pub struct SaveRequest {
     pub paths: Vec<TreePath>,
     pub policy: SavePolicy,
     /// `Some`: save a contents cache, reusing what its base holds: the cache a restore
-    /// of the key with these fallback prefixes would take. `None`: an archive.
+    /// of the key with these fallback prefixes would take. `None`: an archive, unless
+    /// `BMAT_CACHE_FORMAT=contents` (then the base is the key's cache in a read scope).
     pub reuse_from: Option<Vec<String>>,
 }
 
@@ -96,12 +97,17 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
             part_size,
             max_size,
         };
-        match &req.reuse_from {
-            Some(fallbacks) if tuning.cache_format == CacheFormat::Contents => {
+        let reuse_from = match (tuning.cache_format, &req.reuse_from) {
+            (Some(CacheFormat::Archive), _) | (None, None) => None,
+            (_, Some(fallbacks)) => Some(&fallbacks[..]),
+            (Some(CacheFormat::Contents), None) => Some(&[][..]),
+        };
+        match reuse_from {
+            Some(fallbacks) => {
                 let base = find_base(&api, &req.key, fallbacks, tuning, &progress).await;
                 upload(&api, &req, tuning, target, Some(base), &progress).await
             }
-            _ => upload(&api, &req, tuning, target, None, &progress).await,
+            None => upload(&api, &req, tuning, target, None, &progress).await,
         }
     };
     match result {
