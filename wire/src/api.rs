@@ -78,6 +78,10 @@ pub struct LookupRequest {
     /// from before content manifests never takes one for a broken archive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub formats: Vec<u8>,
+    /// A save looking for the cache whose contents it may reuse, not a restore: not
+    /// counted as a hit or a miss.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub for_save: bool,
 }
 
 /// A cache that is one tar.zst archive (every cache saved before content manifests).

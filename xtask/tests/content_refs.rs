@@ -84,6 +84,7 @@ async fn lookup_contents(api: &Api, key: &str, fallbacks: &[&str]) -> Option<Cac
         fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
         exclude: vec![],
         formats: vec![FORMAT_CONTENTS],
+        for_save: false,
     };
     api.post("/v1/lookup", &req)
         .await

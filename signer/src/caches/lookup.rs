@@ -104,6 +104,7 @@ async fn find(
         fallbacks,
         exclude,
         formats,
+        for_save: _,
     } = req;
     // A client that does not restore a format never sees its caches, as if absent.
     let unreadable = move |c: &CacheRow| c.format != FORMAT_ARCHIVE && !formats.contains(&c.format);
