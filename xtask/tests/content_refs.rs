@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use bmat_wire::api::{
     CacheHit, CompleteRequest, CompletedPart, Deleted, FORMAT_ARCHIVE, FORMAT_CONTENTS,
-    LookupRequest, LookupResponse, MintRequest, UploadState, UploadStatus, Usage,
+    LookupRequest, LookupResponse, UploadState, UploadStatus, Usage,
 };
 use common::api::{Answer, Api, PART, PATIENCE, any_extent, download, random_bytes, sha256};
-use common::{poll_until, scrape, value, wait_until_older};
+use common::{poll_until, pr_token, scrape, value, wait_until_older};
 use reqwest::StatusCode;
 use signer::config::Config;
 use xtask::stack::{OWNER, SCOPE, Stack};
@@ -32,20 +32,6 @@ async fn object_exists(stack: &Stack, id: &str) -> bool {
     let s3 = stack.s3_client().expect("s3 client");
     let name = object_name(stack, id);
     s3.head_object(&name).await.expect("HeadObject").is_some()
-}
-
-/// A writing job of a pull request that reads main.
-fn pull_request(stack: &Stack, api: &Api) -> Api {
-    let minted = stack
-        .mint(&MintRequest {
-            owner: OWNER.to_owned(),
-            scope: PR.to_owned(),
-            read_scopes: vec![SCOPE.to_owned()],
-            write: true,
-            ttl_seconds: None,
-        })
-        .expect("mint a pull request's token");
-    api.with_token(Some(&minted.token))
 }
 
 /// Uploads `data` to the upload `id` and completes it as a cache of contents that
@@ -109,7 +95,7 @@ async fn two_reaper_passes(stack: &Stack) {
 async fn a_pull_requests_objects_are_never_reused_by_main() {
     let stack = Stack::start_with(small_parts).expect("stack");
     let main = Api::new(&stack);
-    let pr = pull_request(&stack, &main);
+    let pr = main.with_token(Some(&pr_token(&stack, PR)));
     let main_bytes = random_bytes(1000);
     let m = main.store("deps-main", &main_bytes).await;
     let p = pr.store("deps-pr", b"the pull request's").await;

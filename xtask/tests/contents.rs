@@ -12,13 +12,12 @@ use std::path::Path;
 use std::process::Command;
 
 use bmat::contents::layout::{Manifest, TRAILER_LEN, Trailer, open_index};
-use bmat_wire::api::MintRequest;
 use cache::{
     Run, assert_same, get_object, manifest, put_object, run, small_tree, stored_objects,
     write_random,
 };
-use common::{bmat, bmat_with_token};
-use xtask::stack::{OWNER, SCOPE, Stack};
+use common::{bmat, bmat_with_token, pr_token};
+use xtask::stack::Stack;
 
 const PR: &str = "refs/pull/8/merge";
 const MIB: u64 = 1 << 20;
@@ -66,19 +65,6 @@ fn tree(dir: &Path) {
     write_random(&dir.join("tree/big.bin"), 3 << 20);
 }
 
-fn pr_token(stack: &Stack) -> String {
-    stack
-        .mint(&MintRequest {
-            owner: OWNER.to_owned(),
-            scope: PR.to_owned(),
-            read_scopes: vec![SCOPE.to_owned()],
-            write: true,
-            ttl_seconds: None,
-        })
-        .expect("mint")
-        .token
-}
-
 /// The objects stored now, by name.
 fn objects(stack: &Stack) -> Vec<String> {
     stored_objects(stack).into_iter().map(|o| o.0).collect()
@@ -87,7 +73,7 @@ fn objects(stack: &Stack) -> Vec<String> {
 #[test]
 fn a_pull_request_stores_only_its_delta_and_main_never_reuses_a_pull_requests_contents() {
     let stack = Stack::start().expect("stack");
-    let pr = pr_token(&stack);
+    let pr = pr_token(&stack, PR);
     let src = tempdir();
     tree(src.path());
     let first = save(contents(bmat(&stack)), src.path(), "k");
@@ -144,7 +130,7 @@ fn a_pull_request_stores_only_its_delta_and_main_never_reuses_a_pull_requests_co
 #[test]
 fn archives_still_restore_and_a_contents_cache_over_one_stores_everything() {
     let stack = Stack::start().expect("stack");
-    let pr = pr_token(&stack);
+    let pr = pr_token(&stack, PR);
     let src = tempdir();
     tree(src.path());
     let mut archive = bmat(&stack);
