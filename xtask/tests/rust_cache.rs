@@ -525,6 +525,17 @@ fn partial_hit_rebuilds_only_the_changed_dependency_and_prunes_it_on_save() {
     // The save after the partial hit has the new itoa, and nothing of the old one.
     let saved = bmat_rust(&stack, &new, &["save"], &[]);
     assert_eq!(saved.outcome(), "saved", "{saved:?}");
+    // It stored only what the fallback lacked (issue 19): the rest it names there.
+    let json = saved.json();
+    assert_eq!(json["base"], restored.json()["matched_key"], "{json}");
+    let (uploaded, whole) = (
+        json["uploaded_bytes"].as_u64(),
+        json["archive_bytes"].as_u64(),
+    );
+    assert!(
+        uploaded.zip(whole).is_some_and(|(u, w)| u * 4 < w),
+        "uploaded {uploaded:?} of {whole:?}"
+    );
     let new_object: Vec<String> = stored_objects(&stack)
         .into_iter()
         .map(|o| o.0)

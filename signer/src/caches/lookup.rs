@@ -31,14 +31,18 @@ pub async fn lookup(
     if req.exclude.len() > MAX_FALLBACKS {
         return Err(CacheError::TooManyExcluded(req.exclude.len()));
     }
+    let for_save = req.for_save;
     let found = find(st, job, req).await?;
-    // Counted in the asking job's own scope, whichever scope the hit came from.
-    st.metrics.lookup(found.is_some());
-    let event = match found {
-        Some(_) => UsageEvent::Hit,
-        None => UsageEvent::Miss,
-    };
-    usage::count(st, &job.owner, &job.scope, event).await;
+    // Counted in the asking job's own scope, whichever scope the hit came from; a save
+    // looking for contents to reuse is no restore, and counts as neither.
+    if !for_save {
+        st.metrics.lookup(found.is_some());
+        let event = match found {
+            Some(_) => UsageEvent::Hit,
+            None => UsageEvent::Miss,
+        };
+        usage::count(st, &job.owner, &job.scope, event).await;
+    }
     let Some((c, refs)) = found else {
         return Ok(LookupResponse { hit: None });
     };
