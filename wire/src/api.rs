@@ -245,6 +245,11 @@ pub enum BeginResponse {
         part_size: u64,
         /// The largest archive the signer will accept, in bytes.
         max_size: u64,
+        /// The cache formats the signer stores besides archives: a client saves a
+        /// contents cache only to a signer that keeps its refs (an older one would
+        /// store it as an archive no restore could read).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        formats: Vec<u8>,
     },
 }
 

@@ -72,6 +72,7 @@ async fn multipart_upload_round_trips_through_presigned_urls() {
             upload_id,
             part_size,
             max_size,
+            ..
         } => (upload_id, part_size, max_size),
         other => panic!("expected an upload, got {other:?}"),
     };

@@ -65,7 +65,9 @@ pub async fn restore(req: RestoreRequest, ctx: &JobContext) -> Outcome {
                 ));
             }
         };
-        let progress = Progress::new(format!("restoring {}", hit.key), Some(hit.size));
+        // A contents cache's download is known only once its manifest is read.
+        let total = (hit.format != FORMAT_CONTENTS).then_some(hit.size);
+        let progress = Progress::new(format!("restoring {}", hit.key), total);
         let result = {
             let _display = progress.display(tuning.progress_interval);
             download_into(&api, &hit, &req.roots, tuning, &progress).await

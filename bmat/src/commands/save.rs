@@ -54,7 +54,7 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
         Ok(api) => api,
         Err(e) => return failed(infrastructure(e)),
     };
-    let (upload_id, part_size, max_size) = match api
+    let (upload_id, part_size, max_size, signer_formats) = match api
         .begin(
             &req.key,
             tuning.part_size,
@@ -86,7 +86,8 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
             upload_id,
             part_size,
             max_size,
-        }) => (upload_id, part_size, max_size),
+            formats,
+        }) => (upload_id, part_size, max_size, formats),
         Err(e) => return failed(infrastructure(anyhow!(e).context("starting the upload"))),
     };
     let progress = Progress::new(format!("saving {}", req.key), None);
@@ -98,6 +99,8 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
             max_size,
         };
         let reuse_from = match (tuning.cache_format, &req.reuse_from) {
+            // A signer that does not keep refs would store it as an archive.
+            _ if !signer_formats.contains(&FORMAT_CONTENTS) => None,
             (Some(CacheFormat::Archive), _) | (None, None) => None,
             (_, Some(fallbacks)) => Some(&fallbacks[..]),
             (Some(CacheFormat::Contents), None) => Some(&[][..]),

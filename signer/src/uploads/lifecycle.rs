@@ -151,6 +151,7 @@ pub async fn begin(
         upload_id: ulid,
         part_size,
         max_size: limits.max_cache_size,
+        formats: vec![bmat_wire::api::FORMAT_CONTENTS],
     })
 }
 
