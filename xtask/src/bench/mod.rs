@@ -13,6 +13,8 @@
 //!
 //! Speed is measured here, never asserted in a test.
 
+pub(crate) mod bumps;
+pub mod dedup;
 mod inputs;
 mod measure;
 mod net;

@@ -13,7 +13,6 @@
 //! step's output in `target/bench/dedup-study-logs/`.
 
 mod accounting;
-mod bumps;
 mod chunks;
 mod report;
 mod snapshot;
@@ -25,6 +24,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use bmat::rust::lockfile::{self, LockedPackage};
 
+use crate::bench::bumps;
 use crate::bench::rust_job::job::Job;
 use crate::bench::rust_job::units::Counts;
 use crate::bench::{machine, publish, target_dir};
@@ -154,19 +154,14 @@ fn take(job: &Job, catalogue: &mut Catalogue, time_hashes: bool) -> Result<snaps
     snapshot::take(
         &job.ws.join("target"),
         job.cargo_home(),
-        &lock_text(job)?,
+        &job.lock()?,
         catalogue,
         time_hashes,
     )
 }
 
-fn lock_text(job: &Job) -> Result<String> {
-    let path = job.ws.join("Cargo.lock");
-    fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
-}
-
 fn locked(job: &Job) -> Result<Vec<LockedPackage>> {
-    lockfile::third_party(&lock_text(job)?)
+    lockfile::third_party(&job.lock()?)
 }
 
 fn say(line: &str) {

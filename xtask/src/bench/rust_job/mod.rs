@@ -20,7 +20,7 @@
 //! logs of every step in `target/bench/rust-job-logs/`.
 
 pub(crate) mod job;
-mod next_commit;
+pub(crate) mod next_commit;
 mod report;
 mod sccache;
 pub(crate) mod units;
