@@ -20,14 +20,13 @@ mod locks;
 mod report;
 mod series;
 
-use std::fs;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bmat_wire::api::MintRequest;
 
 use super::rust_job::next_commit::Jobs;
-use super::{build_binaries, machine, publish, say, target_dir};
+use super::{Scratch, build_binaries, machine, say};
 use crate::stack::{OWNER, SCOPE, Stack, bins};
 use locks::Lock;
 use report::{ARCHIVE, JobFigures, LAST_RESTORES, Report, Series};
@@ -59,17 +58,11 @@ pub struct Options {
 
 pub fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
-    let out_dir = target_dir().join("bench");
-    let logs = out_dir.join("dedup-logs");
-    let _ = fs::remove_dir_all(&logs);
-    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let scratch = Scratch::new("dedup")?;
+    let logs = scratch.logs.clone();
     let bmat = build_binaries()?;
     let source = bins::workspace_root().join(WORKSPACE);
-    let tmp = tempfile::Builder::new()
-        .prefix("bmat-bench-dedup-")
-        .tempdir()
-        .context("cannot create a temp dir")?;
-    let t = tmp.path();
+    let t = scratch.tmp.path();
 
     say("replaying the lock bumps");
     let want = opts.bumps.map(|n| n as usize + 1);
@@ -135,16 +128,7 @@ pub fn run(opts: &Options) -> Result<()> {
         goals,
         total_seconds: started.elapsed().as_secs_f64(),
     };
-    publish(&out_dir, &report)?;
-    if opts.keep {
-        say(&format!("kept {}", tmp.keep().display()));
-    }
-    say(&format!(
-        "done in {:.0} s; logs of every step in {}",
-        report.total_seconds,
-        logs.display()
-    ));
-    Ok(())
+    scratch.finish(&report, opts.keep, report.total_seconds)
 }
 
 /// Every series' job 0, then each bump's jobs, then the last bump's saves restored
