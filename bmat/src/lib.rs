@@ -23,6 +23,7 @@
 pub mod archive;
 pub mod cli;
 pub mod commands;
+pub mod contents;
 pub mod context;
 pub mod job;
 pub mod output;

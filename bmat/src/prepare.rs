@@ -15,6 +15,8 @@ use crate::commands::save_list::parse_list;
 use crate::context::JobContext;
 
 /// What preparing a command came to.
+// One per process: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Prepared {
     /// Something to run.
     Run(Task),
@@ -88,6 +90,7 @@ pub fn prepare(command: Command, ctx: &JobContext) -> Result<Prepared, UsageErro
                 roots,
                 paths,
                 policy: policy.into(),
+                reuse_from: None,
             })))
         }
         CacheCommand::Restore {

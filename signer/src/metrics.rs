@@ -93,6 +93,8 @@ pub struct Metrics {
     completion_queue: Gauge,
     registry_caches: Gauge,
     registry_bytes: Gauge,
+    retained_bytes: Gauge,
+    logical_bytes: Gauge,
 }
 
 /// Methods outside this list share one label value, so a client cannot mint series.
@@ -126,6 +128,8 @@ impl Metrics {
             completion_queue: Gauge::default(),
             registry_caches: Gauge::default(),
             registry_bytes: Gauge::default(),
+            retained_bytes: Gauge::default(),
+            logical_bytes: Gauge::default(),
         };
         // name, help, unit => metric (the registry adds the prefix, the unit and the
         // `_total` of counters to the name).
@@ -151,6 +155,8 @@ impl Metrics {
             "completion_queue_depth", "Uploads finished by their client, waiting for the completion worker", None => m.completion_queue;
             "registry_caches", "Caches in the registry", None => m.registry_caches;
             "registry", "Compressed bytes of the caches in the registry", Some(Unit::Bytes) => m.registry_bytes;
+            "retained", "Compressed bytes of deleted caches' objects that live caches still read", Some(Unit::Bytes) => m.retained_bytes;
+            "logical", "What the caches in the registry would weigh as archives (their size, or the logical size of a cache of contents)", Some(Unit::Bytes) => m.logical_bytes;
         }
         m
     }
@@ -251,6 +257,8 @@ impl Metrics {
         self.completion_queue.set(gauge(totals.completion_queue));
         self.registry_caches.set(gauge(totals.caches));
         self.registry_bytes.set(gauge(totals.bytes));
+        self.retained_bytes.set(gauge(totals.retained_bytes));
+        self.logical_bytes.set(gauge(totals.logical_bytes));
         let mut out = String::new();
         text::encode_registry(&mut out, &self.registry)?;
         if openmetrics {

@@ -78,6 +78,10 @@ pub struct LookupRequest {
     /// from before content manifests never takes one for a broken archive.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub formats: Vec<u8>,
+    /// A save looking for the cache whose contents it may reuse, not a restore: not
+    /// counted as a hit or a miss.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub for_save: bool,
 }
 
 /// A cache that is one tar.zst archive (every cache saved before content manifests).
@@ -488,8 +492,14 @@ pub struct OwnerUsage {
     pub owner: String,
     /// The owner's quota in bytes (`limits.owner_quota`), across all its scopes.
     pub quota: u64,
-    /// Compressed bytes of the owner's caches (of the selected scope, if one was).
+    /// Compressed bytes the owner stores (of the selected scope, if one was): its
+    /// caches' and its retained objects' (objects of deleted caches that live caches
+    /// still read).
     pub bytes: u64,
+    /// What its caches would weigh as archives: their sizes, or for caches of
+    /// contents their logical sizes.
+    #[serde(default)]
+    pub logical_bytes: u64,
     pub caches: u64,
     /// The current hour and the 23 before it.
     pub last_day: Activity,
@@ -502,7 +512,10 @@ pub struct OwnerUsage {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ScopeUsage {
     pub scope: String,
+    /// As [`OwnerUsage::bytes`], of this scope.
     pub bytes: u64,
+    #[serde(default)]
+    pub logical_bytes: u64,
     pub caches: u64,
     pub last_day: Activity,
     pub last_week: Activity,

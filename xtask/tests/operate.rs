@@ -105,6 +105,7 @@ async fn usage_counts_bytes_caches_hits_and_misses_for_the_operators_owners_only
         [ScopeUsage {
             scope: SCOPE.to_owned(),
             bytes,
+            logical_bytes: bytes,
             caches: 2,
             last_day: activity,
             last_week: activity,

@@ -10,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cache::{Run, archive_names, get_object, run, stored_objects};
+use cache::{Run, cache_tar, run, stored_objects, tar_names};
 use xtask::stack::{Stack, bins};
 
 const LOCK_VARIANT: &str = "Cargo.lock.variant";
@@ -162,7 +162,7 @@ fn restore_into_a_fresh_checkout_compiles_only_the_workspace() {
     // no incremental state.
     let objects = stored_objects(&stack);
     assert_eq!(objects.len(), 1, "{objects:?}");
-    let names = archive_names(&get_object(&stack, &objects[0].0));
+    let names = tar_names(&cache_tar(&stack, &objects[0].0));
     assert!(
         names.iter().any(|n| n.contains("deps/liblibc-")),
         "{names:?}"
@@ -211,7 +211,7 @@ fn a_fresh_runner_with_another_cargo_home_builds_offline_and_compiles_no_depende
     let saved = bmat_rust(&stack, &first, &["save"], &pairs(&env_a));
     assert_eq!(saved.outcome(), "saved", "{saved:?}");
     let objects = stored_objects(&stack);
-    let names = archive_names(&get_object(&stack, &objects[0].0));
+    let names = tar_names(&cache_tar(&stack, &objects[0].0));
     for package in ["cfg-if", "itoa", "libc", "memchr", "paste"] {
         assert!(
             names
@@ -531,8 +531,8 @@ fn partial_hit_rebuilds_only_the_changed_dependency_and_prunes_it_on_save() {
         .filter(|o| !old_objects.contains(o))
         .collect();
     assert_eq!(new_object.len(), 1, "{new_object:?}");
-    let archive = get_object(&stack, &new_object[0]);
-    let itoa_units: BTreeSet<String> = archive_names(&archive)
+    let tar_bytes = cache_tar(&stack, &new_object[0]);
+    let itoa_units: BTreeSet<String> = tar_names(&tar_bytes)
         .into_iter()
         .filter_map(|n| {
             let unit = n.strip_prefix("debug/.fingerprint/")?.split('/').next()?;
@@ -544,7 +544,6 @@ fn partial_hit_rebuilds_only_the_changed_dependency_and_prunes_it_on_save() {
         1,
         "exactly one itoa unit expected: {itoa_units:?}"
     );
-    let tar_bytes = zstd::decode_all(&archive[..]).expect("zstd");
     let mut tar = tar::Archive::new(&tar_bytes[..]);
     let mut dep_infos_read = 0;
     for entry in tar.entries().expect("entries") {
@@ -563,7 +562,7 @@ fn partial_hit_rebuilds_only_the_changed_dependency_and_prunes_it_on_save() {
         "the archive should hold itoa's dep-info once"
     );
     // From Cargo's home too, only what the new lock uses.
-    let crates: Vec<String> = archive_names(&archive)
+    let crates: Vec<String> = tar_names(&tar_bytes)
         .into_iter()
         .filter(|n| n.contains("/itoa-") && n.ends_with(".crate"))
         .collect();
@@ -600,7 +599,7 @@ fn target_triple_layout_and_a_target_dir_outside_the_tree_are_found() {
         &[("CARGO_TARGET_DIR", &target_a)],
     );
     assert_eq!(saved.outcome(), "saved", "{saved:?}");
-    let names = archive_names(&get_object(&stack, &stored_objects(&stack)[0].0));
+    let names = tar_names(&cache_tar(&stack, &stored_objects(&stack)[0].0));
     assert!(
         names
             .iter()

@@ -17,6 +17,7 @@ fn lookup(key: &str) -> LookupRequest {
         fallbacks: vec![],
         exclude: vec![],
         formats: vec![],
+        for_save: false,
     }
 }
 

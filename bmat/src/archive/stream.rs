@@ -27,10 +27,6 @@ pub struct Compression {
 /// Archives `paths` (each in its tree of `roots`; a path alone is one of the main
 /// tree) into `out`, compressed. Returns the writer
 /// (flushed, to be finished by the caller) and what the archiver noticed.
-///
-/// Two threads: a scoped one walks, reads files and builds the tar stream; this one
-/// feeds zstd (whose workers compress) and writes its output to `out` (in `save`,
-/// hashing and cutting parts). See [`crate::archive::handoff`] for why.
 pub fn pack<W: Write, P: Sync>(
     roots: &Roots,
     paths: &[P],
@@ -50,8 +46,28 @@ where
         inner: encoder,
         progress,
     };
+    let ((), report) = archive_to(roots, paths, |tar_in| {
+        tar_in.copy_to(&mut counted).map(drop)
+    })?;
+    let out = counted.inner.finish()?;
+    Ok((out, report))
+}
+
+/// Archives `paths` into a tar stream that `consume` reads (in `pack`, zstd; for a
+/// contents cache, the split into contents).
+///
+/// Two threads: a scoped one walks, reads files and builds the tar stream; this one
+/// runs `consume`. See [`crate::archive::handoff`] for why.
+pub fn archive_to<T, P: Sync>(
+    roots: &Roots,
+    paths: &[P],
+    consume: impl FnOnce(&mut handoff::ChunkReader) -> io::Result<T>,
+) -> io::Result<(T, WriteReport)>
+where
+    for<'p> &'p P: Into<TreePath>,
+{
     let (tar_out, mut tar_in) = handoff::pipe();
-    let (compressed, archived) = std::thread::scope(|s| {
+    let (consumed, archived) = std::thread::scope(|s| {
         let archiver = s.spawn(move || {
             let mut archive = ArchiveWriter::with_roots(tar_out, roots.clone());
             for path in paths {
@@ -61,19 +77,17 @@ where
             tar_out.finish()?;
             Ok::<_, io::Error>(report)
         });
-        // On a write error `tar_in` is dropped here, which stops the archiver.
-        let compressed = tar_in.copy_to(&mut counted).map(drop);
+        // On an error `tar_in` is dropped here, which stops the archiver.
+        let consumed = consume(&mut tar_in);
         drop(tar_in);
         let archived = archiver
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the archiver thread panicked")));
-        (compressed, archived)
+        (consumed, archived)
     });
     // A compression or upload failure makes the archiver fail too: report the cause.
-    compressed?;
-    let report = archived?;
-    let out = counted.inner.finish()?;
-    Ok((out, report))
+    let consumed = consumed?;
+    Ok((consumed, archived?))
 }
 
 /// Why an unpack failed.
@@ -117,13 +131,10 @@ impl From<io::Error> for RestoreError {
     }
 }
 
-/// What the registry says an archive is: its compressed size and SHA-256, checked at
-/// the end, and bounds on what it unpacks to, checked as it unpacks (a zstd bomb or an
+/// What the registry says a cache unpacks to, checked as it unpacks (a zstd bomb or an
 /// archive of millions of entries stops at once, not when the disk is full).
 #[derive(Debug, Clone, Copy)]
-pub struct Expected<'a> {
-    pub size: u64,
-    pub sha256: &'a str,
+pub struct Bounds {
     /// Bytes of the tar stream.
     pub max_unpacked: u64,
     /// Whether `max_unpacked` is what the saver recorded (going past it is damage)
@@ -132,24 +143,36 @@ pub struct Expected<'a> {
     pub max_entries: Option<u64>,
 }
 
+impl Bounds {
+    pub const NONE: Bounds = Bounds {
+        max_unpacked: u64::MAX,
+        unpacked_recorded: false,
+        max_entries: None,
+    };
+}
+
+/// What the registry says an archive is: its compressed size and SHA-256, checked at
+/// the end, and the bounds of what it unpacks to.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    pub size: u64,
+    pub sha256: &'a str,
+    pub bounds: Bounds,
+}
+
 impl<'a> Expected<'a> {
     /// Size and hash only, no bound on what the archive unpacks to.
     pub fn unbounded(size: u64, sha256: &'a str) -> Self {
         Expected {
             size,
             sha256,
-            max_unpacked: u64::MAX,
-            unpacked_recorded: false,
-            max_entries: None,
+            bounds: Bounds::NONE,
         }
     }
 }
 
 /// Unpacks the compressed archive read from `input` into `staging`, then checks that
 /// exactly `expected.size` bytes with its SHA-256 were read.
-///
-/// Two threads: this one hashes and decompresses, a scoped one parses tar and writes
-/// files (see [`crate::archive::handoff`]).
 pub fn unpack_verified<R: Read>(
     input: R,
     staging: impl Stage + Send,
@@ -162,41 +185,9 @@ pub fn unpack_verified<R: Read>(
         hasher: Sha256::new(),
         count: 0,
     };
-    let (mut tar_out, tar_in) = handoff::pipe();
-    let (decompressed, unpacked) = std::thread::scope(|s| {
-        let unpacker = s.spawn(move || {
-            let mut counted = CountingReader {
-                inner: tar_in,
-                progress,
-                count: 0,
-                limit: expected.max_unpacked,
-                recorded: expected.unpacked_recorded,
-            };
-            let unpacked = unpack(&mut counted, staging, expected.max_entries)?;
-            // The tar end marker may come before the end of the zstd frame: read on,
-            // so that zstd checks its frame checksum and every byte is hashed.
-            io::copy(&mut counted, &mut io::sink())?;
-            Ok::<_, RestoreError>(unpacked)
-        });
-        let decompressed = decompress(&mut hashing, &mut tar_out);
-        match &decompressed {
-            Ok(()) => drop(tar_out),
-            // The unpacker must not take a cut stream for a whole one.
-            Err(e) => tar_out.fail(io::Error::new(e.kind(), e.to_string())),
-        }
-        let unpacked = unpacker
-            .join()
-            .unwrap_or_else(|_| Err(RestoreError::Io(io::Error::other("the unpacker panicked"))));
-        (decompressed, unpacked)
-    });
-    // When the unpacker stops (a refused entry, a full disk) the decompressor only
-    // sees a broken pipe: the unpacker's error is the cause then.
-    let unpacked = match (decompressed, unpacked) {
-        (Err(e), _) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e.into()),
-        (_, Err(e)) => return Err(e),
-        (Err(e), Ok(_)) => return Err(e.into()),
-        (Ok(()), Ok(unpacked)) => unpacked,
-    };
+    let unpacked = unpack_stream(staging, &expected.bounds, progress, |tar_out| {
+        decompress(&mut hashing, tar_out)
+    })?;
     io::copy(&mut hashing, &mut io::sink())?;
     if hashing.count != size {
         return Err(RestoreError::Mismatch(format!(
@@ -211,6 +202,55 @@ pub fn unpack_verified<R: Read>(
         )));
     }
     Ok(unpacked)
+}
+
+/// Unpacks the tar stream that `produce` writes (on this thread) into `staging` (on a
+/// scoped one, see [`crate::archive::handoff`]), within `bounds`. An error of
+/// `produce` is the input's (a download, or damage it found).
+pub fn unpack_stream(
+    staging: impl Stage + Send,
+    bounds: &Bounds,
+    progress: &Progress,
+    produce: impl FnOnce(&mut handoff::ChunkWriter) -> io::Result<()>,
+) -> Result<Unpacked, RestoreError> {
+    let (mut tar_out, tar_in) = handoff::pipe();
+    let (produced, unpacked) = std::thread::scope(|s| {
+        let unpacker = s.spawn(move || {
+            let mut counted = CountingReader {
+                inner: tar_in,
+                progress,
+                count: 0,
+                limit: bounds.max_unpacked,
+                recorded: bounds.unpacked_recorded,
+            };
+            let unpacked = unpack(&mut counted, staging, bounds.max_entries)?;
+            // The tar end marker may come before the end of the stream: read on, so
+            // that zstd checks its frame checksum and every byte is hashed.
+            io::copy(&mut counted, &mut io::sink())?;
+            Ok::<_, RestoreError>(unpacked)
+        });
+        let produced = produce(&mut tar_out);
+        let produced = match produced {
+            Ok(()) => tar_out.finish(),
+            // The unpacker must not take a cut stream for a whole one.
+            Err(e) => {
+                tar_out.fail(io::Error::new(e.kind(), e.to_string()));
+                Err(e)
+            }
+        };
+        let unpacked = unpacker
+            .join()
+            .unwrap_or_else(|_| Err(RestoreError::Io(io::Error::other("the unpacker panicked"))));
+        (produced, unpacked)
+    });
+    // When the unpacker stops (a refused entry, a full disk) the producer only sees a
+    // broken pipe: the unpacker's error is the cause then.
+    match (produced, unpacked) {
+        (Err(e), _) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        (_, Err(e)) => Err(e),
+        (Err(e), Ok(_)) => Err(e.into()),
+        (Ok(()), Ok(unpacked)) => Ok(unpacked),
+    }
 }
 
 /// Decompresses all of `input` into `out`, a chunk at a time. An error is the input's
@@ -239,9 +279,9 @@ fn decompress(input: &mut impl Read, out: &mut handoff::ChunkWriter) -> io::Resu
 
 /// Keeps the error of the reader it wraps, so that it can be told from the decoder's
 /// own (which only passes an `io::Error` on).
-struct Watched<'a, R> {
-    inner: R,
-    failed: &'a Cell<Option<io::Error>>,
+pub(crate) struct Watched<'a, R> {
+    pub inner: R,
+    pub failed: &'a Cell<Option<io::Error>>,
 }
 
 impl<R: Read> Read for Watched<'_, R> {
@@ -269,6 +309,20 @@ pub fn unpack_into_tree<R: Read>(
 ) -> Result<Unpacked, RestoreError> {
     let mut stagings = TreeStagings::create(roots).map_err(RestoreError::Io)?;
     let unpacked = unpack_verified(input, &mut stagings, expected, progress)?;
+    stagings.place(&unpacked)?;
+    Ok(unpacked)
+}
+
+/// [`unpack_into_tree`] of the tar stream `produce` writes (a contents cache's,
+/// reassembled and checked content by content as it goes).
+pub fn unpack_stream_into_tree(
+    roots: &Roots,
+    bounds: &Bounds,
+    progress: &Progress,
+    produce: impl FnOnce(&mut handoff::ChunkWriter) -> io::Result<()>,
+) -> Result<Unpacked, RestoreError> {
+    let mut stagings = TreeStagings::create(roots).map_err(RestoreError::Io)?;
+    let unpacked = unpack_stream(&mut stagings, bounds, progress, produce)?;
     stagings.place(&unpacked)?;
     Ok(unpacked)
 }

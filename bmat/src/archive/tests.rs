@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 use crate::archive::Unpacked;
-use crate::archive::stream::{Compression, Expected, RestoreError, pack, unpack_into_tree};
+use crate::archive::stream::{Bounds, Compression, Expected, RestoreError, pack, unpack_into_tree};
 use crate::commands::save_list::parse_list;
 use crate::progress::Progress;
 use crate::trees::manifest::{Manifest, Options};
@@ -810,9 +810,11 @@ fn an_archive_is_bounded_by_its_recorded_size_and_entries() -> Result {
     let bounded = |max_unpacked, max_entries| Expected {
         size: archive.len() as u64,
         sha256: &sha,
-        max_unpacked,
-        unpacked_recorded: true,
-        max_entries,
+        bounds: Bounds {
+            max_unpacked,
+            unpacked_recorded: true,
+            max_entries,
+        },
     };
     // What the saver recorded is exactly what the restore meets.
     let dst = tempfile::tempdir()?;

@@ -30,7 +30,13 @@ pub enum Outcome {
     Saved {
         key: String,
         bytes: u64,
+        /// The cache's compressed size (a contents cache's: what an archive of it
+        /// would about weigh, the contents it reuses included).
         archive_bytes: u64,
+        /// What this save sent to S3.
+        uploaded_bytes: u64,
+        /// A contents cache's base: the key of the cache whose contents it reuses.
+        base: Option<String>,
         elapsed: Duration,
     },
     Skipped {
@@ -162,6 +168,12 @@ pub struct JsonOutcome<'a> {
     /// `delete --prefix`: how many caches were deleted (`bytes`: their size).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted: Option<u64>,
+    /// `saved`: the bytes this save sent to S3.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploaded_bytes: Option<u64>,
+    /// `saved`, a contents cache over a base: the base's key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<&'a str>,
     pub seconds: f64,
     pub error: Option<&'a str>,
 }
@@ -177,8 +189,11 @@ With --json, one JSON object is printed on stdout when the command ends:
    \"bytes\": uncompressed archive bytes packed or unpacked (delete --prefix: the bytes
             of the caches deleted), or null,
    \"deleted\": (delete --prefix only) how many caches were deleted,
-   \"archive_bytes\": compressed bytes uploaded or downloaded (with --lookup-only: the
-                    archive's size, nothing downloaded), or null,
+   \"archive_bytes\": compressed bytes of the cache (a hit: downloaded; with
+                    --lookup-only: its size, nothing downloaded), or null,
+   \"uploaded_bytes\": (saved only) compressed bytes this save sent to S3: less than
+                     archive_bytes when it reused contents of a base cache,
+   \"base\": (saved only, when it reused contents) the key of the cache it reused from,
    \"seconds\": time taken,
    \"error\": one line saying what failed, or null}
 The outcome line for people is always printed on stderr. `bmat cache list --json`
@@ -272,10 +287,19 @@ impl Outcome {
                 key,
                 bytes,
                 archive_bytes,
+                uploaded_bytes,
+                base,
                 elapsed,
             } => {
+                let reused = match base {
+                    Some(base) => format!(
+                        ", {} uploaded, the rest reused from {base}",
+                        human_bytes(*uploaded_bytes)
+                    ),
+                    None => String::new(),
+                };
                 format!(
-                    "cache saved: {key} ({}, {} compressed)",
+                    "cache saved: {key} ({}, {} compressed{reused})",
                     amount(*bytes, *elapsed),
                     human_bytes(*archive_bytes)
                 )
@@ -309,6 +333,8 @@ impl Outcome {
             bytes: None,
             archive_bytes: None,
             deleted: None,
+            uploaded_bytes: None,
+            base: None,
             seconds: 0.0,
             error: None,
         };
@@ -344,12 +370,16 @@ impl Outcome {
             Outcome::Saved {
                 bytes,
                 archive_bytes,
+                uploaded_bytes,
+                base,
                 elapsed,
                 ..
             } => {
                 j.outcome = "saved";
                 j.bytes = Some(*bytes);
                 j.archive_bytes = Some(*archive_bytes);
+                j.uploaded_bytes = Some(*uploaded_bytes);
+                j.base = base.as_deref();
                 elapsed
             }
             Outcome::Skipped {
@@ -572,12 +602,14 @@ mod tests {
             key: "k".into(),
             bytes: 10,
             archive_bytes: 5,
+            uploaded_bytes: 2,
+            base: Some("b".into()),
             elapsed: SEC,
         };
         let text = serde_json::to_string(&saved.json()).unwrap_or_default();
         assert_eq!(
             text,
-            r#"{"outcome":"saved","key":"k","matched_key":null,"scope":null,"reason":null,"bytes":10,"archive_bytes":5,"seconds":2.0,"error":null}"#
+            r#"{"outcome":"saved","key":"k","matched_key":null,"scope":null,"reason":null,"bytes":10,"archive_bytes":5,"uploaded_bytes":2,"base":"b","seconds":2.0,"error":null}"#
         );
         let skipped = Outcome::Skipped {
             key: "k".into(),

@@ -10,15 +10,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
-use bmat_wire::api::{CacheHit, CacheProblem, CacheRef, LookupResponse, ReportRequest};
+use bmat_wire::api::{
+    CacheHit, CacheProblem, CacheRef, FORMAT_CONTENTS, LookupResponse, ObjectUrl, ReportRequest,
+};
 
-use crate::archive::stream::{Expected, RestoreError, unpack_into_tree};
+use crate::archive::corruption::corruption;
+use crate::archive::stream::{
+    Bounds, Expected, RestoreError, unpack_into_tree, unpack_stream_into_tree,
+};
 use crate::commands::outcome::{Failure, FailureKind, Outcome, infrastructure};
+use crate::contents::assemble::assemble;
+use crate::contents::layout::{Manifest, TRAILER_LEN, Trailer, open_index};
+use crate::contents::plan::Plan;
 use crate::context::JobContext;
 use crate::progress::Progress;
 use crate::progress::human_bytes;
 use crate::transfer::api::ApiClient;
-use crate::transfer::download::{RangeDownload, UrlSource};
+use crate::transfer::download::{RangeDownload, Source, Span, UrlSource};
 use crate::transfer::retry::TransferError;
 use crate::transfer::s3::S3Transfer;
 use crate::transfer::tuning::Tuning;
@@ -63,7 +71,7 @@ pub async fn restore(req: RestoreRequest, ctx: &JobContext) -> Outcome {
             download_into(&api, &hit, &req.roots, tuning, &progress).await
         };
         match result {
-            Ok(()) => {
+            Ok(downloaded) => {
                 report_restore(&api, &hit, None).await;
                 return Outcome::Hit {
                     key: req.key.clone(),
@@ -71,7 +79,7 @@ pub async fn restore(req: RestoreRequest, ctx: &JobContext) -> Outcome {
                     scope: hit.scope.clone(),
                     own_scope: hit.own_scope,
                     bytes: progress.raw(),
-                    archive_bytes: hit.size,
+                    archive_bytes: downloaded,
                     elapsed: started.elapsed(),
                 };
             }
@@ -200,15 +208,15 @@ impl From<RestoreError> for DownloadError {
     }
 }
 
-/// Downloads the archive of `hit` and unpacks it into `roots` (through a staging
-/// directory inside it, see [`unpack_into_tree`]).
+/// Downloads the cache of `hit` and unpacks it into `roots` (through a staging
+/// directory inside it, see [`unpack_into_tree`]). Returns the bytes downloaded.
 pub async fn download_into(
     api: &ApiClient,
     hit: &CacheHit,
     roots: &Roots,
     tuning: &Tuning,
     progress: &Progress,
-) -> Result<(), DownloadError> {
+) -> Result<u64, DownloadError> {
     // What the archive may cost is bounded before it is paid: it must fit the free
     // space now, and unpacking stops past what its saver recorded (or, for a cache
     // saved before that was recorded, past the free space).
@@ -234,17 +242,27 @@ pub async fn download_into(
     // Past a recorded size the archive is damaged. A cache saved before sizes were
     // recorded (the signer now refuses completions without one) stops short of the
     // free space, so that it never fills the disk the job builds on.
-    let (max_unpacked, unpacked_recorded, max_entries) = (
-        hit.extent
+    let bounds = Bounds {
+        max_unpacked: hit
+            .extent
             .unpacked_size
             .unwrap_or_else(|| unrecorded_budget(free)),
-        hit.extent.unpacked_size.is_some(),
-        hit.extent.entries,
-    );
-    let download = RangeDownload {
-        s3: S3Transfer::new(tuning)?,
-        url: Arc::new(refreshable_url(api.clone(), hit)),
+        unpacked_recorded: hit.extent.unpacked_size.is_some(),
+        max_entries: hit.extent.entries,
+    };
+    let s3 = S3Transfer::new(tuning)?;
+    let own = Source {
+        url: Arc::new(refreshable_url(api.clone(), hit, None)),
         size: hit.size,
+    };
+    if hit.format == FORMAT_CONTENTS {
+        return contents_into(api, hit, s3, own, roots, tuning, progress, bounds).await;
+    }
+    let (sources, spans) = RangeDownload::whole(own);
+    let download = RangeDownload {
+        s3,
+        sources,
+        spans,
         range_size: tuning.range_size,
         parallelism: tuning.download_parallelism,
         retry: tuning.transfer_retry.clone(),
@@ -258,13 +276,144 @@ pub async fn download_into(
             let expected = Expected {
                 size,
                 sha256: &sha256,
-                max_unpacked,
-                unpacked_recorded,
-                max_entries,
+                bounds,
             };
             unpack_into_tree(reader, &roots, &expected, &progress)
         })
     };
+    finish(unpack_task, download_task).await?;
+    Ok(hit.size)
+}
+
+/// A contents cache: its index (skeleton and manifest) from the end of its own object,
+/// then the frames its plan needs from every object that holds them, reassembled into
+/// the tar stream an archive would hold and unpacked like one. Returns the bytes
+/// downloaded.
+#[allow(clippy::too_many_arguments)]
+async fn contents_into(
+    api: &ApiClient,
+    hit: &CacheHit,
+    s3: S3Transfer,
+    own: Source,
+    roots: &Roots,
+    tuning: &Tuning,
+    progress: &Progress,
+    bounds: Bounds,
+) -> Result<u64, DownloadError> {
+    let damaged = |e: std::io::Error| DownloadError::from(RestoreError::from(e));
+    let (skeleton, manifest) = read_index(api, hit, tuning, progress).await?;
+    // The manifest's objects, as sources: its own (the hit's) and those the signer
+    // listed for it. One it does not list is damage (the signer checked every ref).
+    let mut sources = Vec::new();
+    for id in &manifest.objects {
+        let source = if Some(id) == hit.id.as_ref() {
+            own.clone()
+        } else {
+            let Some(object) = hit.objects.iter().find(|o| &o.id == id) else {
+                return Err(damaged(corruption(format!(
+                    "the manifest reads from object {id}, which the cache does not list"
+                ))));
+            };
+            Source {
+                url: Arc::new(refreshable_url(api.clone(), hit, Some(object))),
+                size: object.size,
+            }
+        };
+        sources.push(source);
+    }
+    let plan = Plan::of(&manifest);
+    let spans: Vec<Span> = plan
+        .spans(&manifest)
+        .into_iter()
+        .map(|s| Span {
+            source: s.object as usize,
+            at: s.at,
+            len: s.len,
+        })
+        .collect();
+    if let Some(bad) = spans.iter().find(|s| {
+        s.at.checked_add(s.len)
+            .is_none_or(|end| end > sources[s.source].size)
+    }) {
+        return Err(damaged(corruption(format!(
+            "the manifest names bytes {}+{} past the end of an object",
+            bad.at, bad.len
+        ))));
+    }
+    let downloaded = hit.size.min(TRAILER_LEN + skeleton.len() as u64)
+        + spans.iter().map(|s| s.len).sum::<u64>();
+    let download = RangeDownload {
+        s3,
+        sources,
+        spans,
+        range_size: tuning.range_size,
+        parallelism: tuning.download_parallelism,
+        retry: tuning.transfer_retry.clone(),
+        progress: progress.clone(),
+    };
+    let (mut reader, download_task) = download.start();
+    let unpack_task = {
+        let roots = roots.clone();
+        let progress = progress.clone();
+        tokio::task::spawn_blocking(move || {
+            unpack_stream_into_tree(&roots, &bounds, &progress, |out| {
+                assemble(&mut reader, &skeleton, &manifest, &plan, out)
+            })
+        })
+    };
+    finish(unpack_task, download_task).await?;
+    Ok(downloaded)
+}
+
+/// A contents cache's skeleton (decompressed) and manifest, read from the end of its
+/// own object: the trailer, then both in one range.
+pub async fn read_index(
+    api: &ApiClient,
+    hit: &CacheHit,
+    tuning: &Tuning,
+    progress: &Progress,
+) -> Result<(Vec<u8>, Manifest), DownloadError> {
+    let damaged = |e: std::io::Error| DownloadError::from(RestoreError::from(e));
+    let own = Source {
+        url: Arc::new(refreshable_url(api.clone(), hit, None)),
+        size: hit.size,
+    };
+    let s3 = S3Transfer::new(tuning)?;
+    let read = |span: Span| RangeDownload {
+        s3: s3.clone(),
+        sources: vec![own.clone()],
+        spans: vec![span],
+        range_size: tuning.range_size,
+        parallelism: tuning.download_parallelism,
+        retry: tuning.transfer_retry.clone(),
+        progress: progress.clone(),
+    };
+    if hit.size < TRAILER_LEN {
+        return Err(damaged(corruption("not a contents cache: too short")));
+    }
+    let trailer = read(Span {
+        source: 0,
+        at: hit.size - TRAILER_LEN,
+        len: TRAILER_LEN,
+    })
+    .bytes()
+    .await?;
+    let t = Trailer::parse(&trailer, hit.size).map_err(damaged)?;
+    let index = read(Span {
+        source: 0,
+        at: t.skeleton_at,
+        len: t.skeleton_len + t.manifest_len,
+    })
+    .bytes()
+    .await?;
+    open_index(&index, &t).map_err(damaged)
+}
+
+/// Waits for the unpacker and the download, and says which one failed first.
+async fn finish(
+    unpack_task: tokio::task::JoinHandle<Result<crate::archive::Unpacked, RestoreError>>,
+    download_task: tokio::task::JoinHandle<Result<(), TransferError>>,
+) -> Result<(), DownloadError> {
     let unpacked = unpack_task
         .await
         .map_err(|e| anyhow!("the unpacker crashed: {e}"))?;
@@ -285,12 +434,15 @@ pub async fn download_into(
     Ok(())
 }
 
-/// The hit's URL, refreshed by a new lookup of the exact key that matched if S3
-/// refuses it (expired). The fresh URL must point at the same archive.
-fn refreshable_url(api: ApiClient, hit: &CacheHit) -> UrlSource {
+/// The URL of the hit's own object (or of `object`, another it reads from),
+/// refreshed by a new lookup of the exact key that matched if S3 refuses it
+/// (expired). The fresh URL must point at the same cache.
+fn refreshable_url(api: ApiClient, hit: &CacheHit, object: Option<&ObjectUrl>) -> UrlSource {
     let (key, sha256) = (hit.key.clone(), hit.sha256.clone());
-    UrlSource::new(hit.url.clone(), move || {
-        let (api, key, sha256) = (api.clone(), key.clone(), sha256.clone());
+    let id = object.map(|o| o.id.clone());
+    let url = object.map_or_else(|| hit.url.clone(), |o| o.url.clone());
+    UrlSource::new(url, move || {
+        let (api, key, sha256, id) = (api.clone(), key.clone(), sha256.clone(), id.clone());
         Box::pin(async move {
             let fresh = api
                 .lookup(&key, &[], &[])
@@ -300,7 +452,15 @@ fn refreshable_url(api: ApiClient, hit: &CacheHit) -> UrlSource {
             if fresh.sha256 != sha256 {
                 return Err(anyhow!("the cache was replaced during the download"));
             }
-            Ok(fresh.url)
+            match id {
+                None => Ok(fresh.url),
+                Some(id) => fresh
+                    .objects
+                    .into_iter()
+                    .find(|o| o.id == id)
+                    .map(|o| o.url)
+                    .ok_or_else(|| anyhow!("the cache no longer lists object {id}")),
+            }
         })
     })
 }

@@ -123,6 +123,8 @@ pub fn plan(action: Action, manifest: &Path, ctx: &JobContext) -> Result<Plan, P
                     paths,
                     roots,
                     policy: ctx.flags.save_policy.clone(),
+                    // After a lock change, most of the units are the fallback's.
+                    reuse_from: Some(vec![inputs.prefix()]),
                 },
                 layer,
             )
@@ -245,6 +247,8 @@ fn layer_save(
         paths,
         roots: roots.clone(),
         policy: policy.clone(),
+        // A layer of the same dependency key: the members that did not change.
+        reuse_from: Some(vec![layer::prefix(deps_key)]),
     })
 }
 

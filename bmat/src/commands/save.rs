@@ -12,17 +12,22 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
-use bmat_wire::api::{BeginResponse, CompleteRequest, Extent, SkipReason, UploadState};
+use bmat_wire::api::{
+    BeginResponse, CompleteRequest, Extent, FORMAT_ARCHIVE, FORMAT_CONTENTS, SkipReason,
+    UploadState,
+};
 use tokio::sync::mpsc;
 
-use crate::archive::stream::{Compression, pack};
+use crate::archive::stream::{Compression, archive_to, pack};
 use crate::commands::outcome::{Failure, FailureKind, Outcome, Skip, infrastructure};
+use crate::commands::restore::read_index;
+use crate::contents::split::{Base, split};
 use crate::context::{JobContext, SavePolicy};
 use crate::progress::Progress;
 use crate::transfer::api::{ApiClient, Refused};
 use crate::transfer::parts::{Part, PartWriter, StreamSummary};
 use crate::transfer::s3::S3Transfer;
-use crate::transfer::tuning::Tuning;
+use crate::transfer::tuning::{CacheFormat, Tuning};
 use crate::transfer::upload::Uploader;
 use crate::trees::roots::{Roots, TreePath};
 
@@ -34,6 +39,10 @@ pub struct SaveRequest {
     /// What to save, each in its tree.
     pub paths: Vec<TreePath>,
     pub policy: SavePolicy,
+    /// `Some`: save a contents cache, reusing what its base holds: the cache a restore
+    /// of the key with these fallback prefixes would take. `None`: an archive, unless
+    /// `BMAT_CACHE_FORMAT=contents` (then the base is the key's cache in a read scope).
+    pub reuse_from: Option<Vec<String>>,
 }
 
 /// Runs a save; never fails, every failure is an [`Outcome::Failed`].
@@ -83,16 +92,31 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
     let progress = Progress::new(format!("saving {}", req.key), None);
     let result = {
         let _display = progress.display(tuning.progress_interval);
-        upload(
-            &api, &req, tuning, &upload_id, part_size, max_size, &progress,
-        )
-        .await
+        let target = Target {
+            upload_id: &upload_id,
+            part_size,
+            max_size,
+        };
+        let reuse_from = match (tuning.cache_format, &req.reuse_from) {
+            (Some(CacheFormat::Archive), _) | (None, None) => None,
+            (_, Some(fallbacks)) => Some(&fallbacks[..]),
+            (Some(CacheFormat::Contents), None) => Some(&[][..]),
+        };
+        match reuse_from {
+            Some(fallbacks) => {
+                let base = find_base(&api, &req.key, fallbacks, tuning, &progress).await;
+                upload(&api, &req, tuning, target, Some(base), &progress).await
+            }
+            None => upload(&api, &req, tuning, target, None, &progress).await,
+        }
     };
     match result {
-        Ok(summary) => Outcome::Saved {
+        Ok(saved) => Outcome::Saved {
             key: req.key.clone(),
             bytes: progress.raw(),
-            archive_bytes: summary.size,
+            archive_bytes: saved.logical_size.unwrap_or(saved.summary.size),
+            uploaded_bytes: saved.summary.size,
+            base: saved.base,
             elapsed: started.elapsed(),
         },
         Err(e) => {
@@ -118,25 +142,77 @@ enum SaveError {
     Service(#[from] anyhow::Error),
 }
 
+/// The upload a save writes to, as *begin* granted it.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    upload_id: &'a str,
+    part_size: u64,
+    max_size: u64,
+}
+
+/// What an upload stored.
+struct Stored {
+    summary: StreamSummary,
+    /// A contents cache's logical size.
+    logical_size: Option<u64>,
+    /// A contents cache's base, when it reused contents of one.
+    base: Option<String>,
+}
+
+/// A contents cache's base: the key it was found under and its manifest.
+struct FoundBase {
+    key: String,
+    base: Base,
+}
+
+/// The cache a restore of `key` with `fallbacks` would take, when it is a contents
+/// cache whose index reads: its contents are reused. Anything else (a miss, an
+/// archive, a failure) means a save of every content, never a failed save.
+async fn find_base(
+    api: &ApiClient,
+    key: &str,
+    fallbacks: &[String],
+    tuning: &Tuning,
+    progress: &Progress,
+) -> Option<FoundBase> {
+    let hit = api.lookup_base(key, fallbacks).await.ok()?.hit?;
+    if hit.format != FORMAT_CONTENTS {
+        return None;
+    }
+    let (_, manifest) = read_index(api, &hit, tuning, progress).await.ok()?;
+    Some(FoundBase {
+        key: hit.key,
+        base: Base::new(manifest),
+    })
+}
+
 async fn upload(
     api: &ApiClient,
     req: &SaveRequest,
     tuning: &Tuning,
-    upload_id: &str,
-    part_size: u64,
-    max_size: u64,
+    target: Target<'_>,
+    base: Option<Option<FoundBase>>,
     progress: &Progress,
-) -> Result<StreamSummary, SaveError> {
+) -> Result<Stored, SaveError> {
+    let Target {
+        upload_id,
+        part_size,
+        max_size,
+    } = target;
     let s3 = S3Transfer::new(tuning)?;
     let part_bytes =
         usize::try_from(part_size).map_err(|_| anyhow!("part size {part_size} is too large"))?;
     // Capacity 1: with the parts in flight and the one being filled, memory is
     // (in flight + 2) × part size, which `parts_in_flight` keeps within the budget.
     let (tx, rx) = mpsc::channel::<Part>(1);
+    let contents = base.is_some();
+    let base = base.flatten();
+    let base_key = base.as_ref().map(|b| b.key.clone());
     let producer = {
         let roots = req.roots.clone();
         let paths = req.paths.clone();
         let progress = progress.clone();
+        let own_id = upload_id.to_owned();
         let compression = Compression {
             level: tuning.zstd_level,
             workers: tuning.zstd_workers,
@@ -147,8 +223,15 @@ async fn upload(
                     .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
             };
             let writer = PartWriter::new(part_bytes, max_size, sink);
-            let (writer, report) = pack(&roots, &paths, writer, compression, &progress)?;
-            Ok::<_, io::Error>((writer.finish()?, report))
+            if !contents {
+                let (writer, report) = pack(&roots, &paths, writer, compression, &progress)?;
+                return Ok::<_, io::Error>((writer.finish()?, report, None));
+            }
+            let base = base.as_ref().map(|b| &b.base);
+            let ((writer, split), report) = archive_to(&roots, &paths, |tar| {
+                split(tar, writer, &own_id, base, compression, &progress)
+            })?;
+            Ok((writer.finish()?, report, Some(split)))
         })
     };
     let uploader = Uploader {
@@ -169,7 +252,7 @@ async fn upload(
     // An upload failure makes the producer fail too (its channel closes): report the
     // cause, not the echo.
     let parts = uploaded?;
-    let (summary, report) = packed.map_err(SaveError::Archive)?;
+    let (summary, report, split) = packed.map_err(SaveError::Archive)?;
     for warning in report.warnings() {
         let _ = crate::output::eprintln(&format!("warning: {warning}"));
     }
@@ -182,19 +265,31 @@ async fn upload(
         sha256: summary.sha256.clone(),
         // What restores of this cache may unpack to: the tar stream and its entries.
         extent: Extent {
-            unpacked_size: Some(progress.raw()),
+            unpacked_size: Some(
+                split
+                    .as_ref()
+                    .map_or_else(|| progress.raw(), |s| s.tar_bytes),
+            ),
             entries: Some(report.entries),
         },
-        format: bmat_wire::api::FORMAT_ARCHIVE,
-        refs: vec![],
-        logical_size: None,
+        format: if split.is_some() {
+            FORMAT_CONTENTS
+        } else {
+            FORMAT_ARCHIVE
+        },
+        refs: split.as_ref().map(|s| s.refs.clone()).unwrap_or_default(),
+        logical_size: split.as_ref().map(|s| s.logical_size),
     };
     let status = api
         .complete(upload_id, &complete)
         .await
         .context("completing the upload")?;
     wait_completed(api, upload_id, status.state, tuning.completion_wait).await?;
-    Ok(summary)
+    Ok(Stored {
+        summary,
+        logical_size: complete.logical_size,
+        base: base_key.filter(|_| split.as_ref().is_some_and(|s| s.reused_contents > 0)),
+    })
 }
 
 /// Polls the upload until the signer has completed it.

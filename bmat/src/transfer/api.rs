@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use bmat_wire::api::{
     BeginRequest, BeginResponse, CacheList, CacheRef, CompleteRequest, DeferredCommand,
-    DeferredQueue, Deleted, DeletedCaches, ErrorBody, ErrorCode, JobStep, JobSteps, LookupRequest,
-    LookupResponse, PartUrlsRequest, PartUrlsResponse, Queued, ReportAnswer, ReportRequest,
-    UploadStatus,
+    DeferredQueue, Deleted, DeletedCaches, ErrorBody, ErrorCode, FORMAT_CONTENTS, JobStep,
+    JobSteps, LookupRequest, LookupResponse, PartUrlsRequest, PartUrlsResponse, Queued,
+    ReportAnswer, ReportRequest, UploadStatus,
 };
 use reqwest::Method;
 use serde::Serialize;
@@ -189,7 +189,25 @@ impl ApiClient {
             key: key.to_owned(),
             fallbacks: fallbacks.to_vec(),
             exclude: exclude.to_vec(),
-            formats: vec![],
+            formats: vec![FORMAT_CONTENTS],
+            for_save: false,
+        };
+        self.call(Method::POST, "/v1/lookup", Some(&req)).await
+    }
+
+    /// The cache a save of `key` may reuse contents of: what a restore with
+    /// `fallbacks` would take, not counted as a hit or miss.
+    pub async fn lookup_base(
+        &self,
+        key: &str,
+        fallbacks: &[String],
+    ) -> Result<LookupResponse, ApiError> {
+        let req = LookupRequest {
+            key: key.to_owned(),
+            fallbacks: fallbacks.to_vec(),
+            exclude: vec![],
+            formats: vec![FORMAT_CONTENTS],
+            for_save: true,
         };
         self.call(Method::POST, "/v1/lookup", Some(&req)).await
     }

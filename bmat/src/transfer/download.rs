@@ -1,4 +1,6 @@
-//! Downloads an object with parallel ranged GETs and hands the bytes over in order.
+//! Downloads byte spans of one or more objects with parallel ranged GETs and hands the
+//! bytes over in order (an archive: one span, the whole object; a contents cache: the
+//! frames a restore needs, from every object that holds them).
 //!
 //! Up to `parallelism` ranges are in flight; finished ranges wait, in order, in a
 //! small bounded channel read by a blocking [`RangeReader`] (the decompressor's input).
@@ -52,10 +54,26 @@ impl UrlSource {
     }
 }
 
-pub struct RangeDownload {
-    pub s3: S3Transfer,
+/// An object to read from: its URL and its size.
+#[derive(Clone)]
+pub struct Source {
     pub url: Arc<UrlSource>,
     pub size: u64,
+}
+
+/// `len` bytes at `at` of source `source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub source: usize,
+    pub at: u64,
+    pub len: u64,
+}
+
+pub struct RangeDownload {
+    pub s3: S3Transfer,
+    pub sources: Vec<Source>,
+    /// What to read, in the order the reader gets it.
+    pub spans: Vec<Span>,
     pub range_size: u64,
     pub parallelism: usize,
     pub retry: RetryPolicy,
@@ -71,6 +89,32 @@ pub fn ranges(size: u64, range_size: u64) -> Vec<(u64, u64)> {
 }
 
 impl RangeDownload {
+    /// The whole of one object.
+    pub fn whole(source: Source) -> (Vec<Source>, Vec<Span>) {
+        let span = Span {
+            source: 0,
+            at: 0,
+            len: source.size,
+        };
+        (vec![source], vec![span])
+    }
+
+    /// The spans, cut into ranges of at most `range_size` bytes.
+    fn ranges(&self) -> Vec<Span> {
+        self.spans
+            .iter()
+            .flat_map(|span| {
+                ranges(span.len, self.range_size)
+                    .into_iter()
+                    .map(move |(start, len)| Span {
+                        source: span.source,
+                        at: span.at + start,
+                        len,
+                    })
+            })
+            .collect()
+    }
+
     /// Starts the download on the runtime; read the bytes from the returned reader (on
     /// a blocking thread). The task's result tells why a reader saw the stream end early.
     pub fn start(self) -> (RangeReader, JoinHandle<Result<(), TransferError>>) {
@@ -78,16 +122,14 @@ impl RangeDownload {
         let reader = RangeReader {
             rx,
             current: Bytes::new(),
-            remaining: self.size,
+            remaining: self.spans.iter().map(|s| s.len).sum(),
         };
         let task = tokio::spawn(async move {
             let this = Arc::new(self);
-            let fetches = ranges(this.size, this.range_size)
-                .into_iter()
-                .map(|(start, len)| {
-                    let this = this.clone();
-                    async move { this.fetch(start, len).await }
-                });
+            let fetches = this.ranges().into_iter().map(|range| {
+                let this = this.clone();
+                async move { this.fetch(range).await }
+            });
             let mut ordered = futures_util::stream::iter(fetches).buffered(this.parallelism.max(1));
             while let Some(bytes) = ordered.next().await {
                 if tx.send(bytes?).await.is_err() {
@@ -100,15 +142,25 @@ impl RangeDownload {
         (reader, task)
     }
 
-    async fn fetch(&self, start: u64, len: u64) -> Result<Bytes, TransferError> {
+    /// Downloads every span into memory (small reads: a contents cache's index).
+    pub async fn bytes(self) -> Result<Vec<u8>, TransferError> {
+        let mut out = Vec::new();
+        for range in self.ranges() {
+            out.extend_from_slice(&self.fetch(range).await?);
+        }
+        Ok(out)
+    }
+
+    async fn fetch(&self, range: Span) -> Result<Bytes, TransferError> {
+        let Span { source, at, len } = range;
+        // Spans are made with their sources (`whole`, or a checked manifest's plan).
+        let Source { url, size } = &self.sources[source];
         let bytes = with_fresh_url(
             &self.retry,
-            self.url.get().await,
-            |(_, url): (u64, String)| async move {
-                self.s3.get_range(&url, start, len, self.size).await
-            },
-            |(generation, _): (u64, String)| async move { self.url.refreshed(generation).await },
-            || format!("bytes {start}+{len}"),
+            url.get().await,
+            |(_, u): (u64, String)| async move { self.s3.get_range(&u, at, len, *size).await },
+            |(generation, _): (u64, String)| async move { url.refreshed(generation).await },
+            || format!("bytes {at}+{len}"),
         )
         .await?;
         self.progress.add_sent(len);

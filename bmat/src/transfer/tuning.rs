@@ -48,6 +48,18 @@ pub struct Tuning {
     pub progress_interval: Duration,
     /// Caches asked for per page of `bmat cache list` (the signer's maximum: 1000).
     pub list_page: u32,
+    /// `BMAT_CACHE_FORMAT`, when set: how saves store a cache. Unset, Rust saves store
+    /// contents caches and generic saves archives.
+    pub cache_format: Option<CacheFormat>,
+}
+
+/// `archive`: every save one whole archive, as before contents caches (for
+/// benchmarks that compare the two); `contents`: generic saves too store contents
+/// caches, reusing what the cache of the same key in a scope the job reads holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheFormat {
+    Archive,
+    Contents,
 }
 
 impl Default for Tuning {
@@ -88,6 +100,7 @@ impl Default for Tuning {
             completion_wait: Duration::from_secs(30),
             progress_interval: Duration::from_secs(5),
             list_page: 1000,
+            cache_format: None,
         }
     }
 }
@@ -131,6 +144,11 @@ impl Tuning {
         }
         if let Some(n) = num("BMAT_RANGE_SIZE_MIB").filter(|n| (1..=1024).contains(n)) {
             t.range_size = n << 20;
+        }
+        match get("BMAT_CACHE_FORMAT").as_deref().map(str::trim) {
+            Some("archive") => t.cache_format = Some(CacheFormat::Archive),
+            Some("contents") => t.cache_format = Some(CacheFormat::Contents),
+            _ => {}
         }
         if let Some(n) = num("BMAT_LIST_PAGE").filter(|n| (1..=1000).contains(n)) {
             t.list_page = n as u32;

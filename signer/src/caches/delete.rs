@@ -1,6 +1,9 @@
-//! Deleting a cache: object first, then row. A row without an object would be a broken
-//! hit; an object without a row is only a leak the reaper's orphan sweep removes. By
-//! ULID, so a newer cache of the same key is never touched.
+//! Deleting a cache: row first, then object. The row goes in one transaction with the
+//! check whether live caches still read its object (then it is retained, not deleted:
+//! docs/design.md, "Content-addressed caches"), so no completion can come to read an
+//! object being deleted. A row without an object would be a broken hit; an object
+//! without a row is only a leak the reaper's orphan sweep removes. By ULID, so a newer
+//! cache of the same key is never touched.
 
 use bmat_wire::api::{CacheSelector, DeletedCaches};
 use tracing::info;
@@ -9,18 +12,21 @@ use super::access::{may_drop, selected};
 use super::error::{CacheError, s3};
 use crate::auth::Principal;
 use crate::names;
-use crate::registry::{CacheRow, Place};
-use crate::state::AppState;
+use crate::registry::{CacheRemoval, CacheRow, Place};
+use crate::state::{AppState, now_ms};
 
 /// Deletes one cache (see the module doc).
 pub async fn delete(st: &AppState, c: &CacheRow) -> Result<(), CacheError> {
-    st.s3
-        .delete_object(&st.object_name(&c.ulid))
-        .await
-        .map_err(s3("deleting the cache object"))?;
     let ulid = c.ulid.clone();
-    st.db.run(move |r| r.delete_cache(&ulid)).await?;
+    let removal = st.db.run(move |r| r.delete_cache(&ulid, now_ms())).await?;
     st.report_checks.forget(&c.ulid);
+    if removal == CacheRemoval::Unneeded {
+        // Failing, the object is an orphan the reaper's sweep deletes.
+        st.s3
+            .delete_object(&st.object_name(&c.ulid))
+            .await
+            .map_err(s3("deleting the cache object"))?;
+    }
     Ok(())
 }
 

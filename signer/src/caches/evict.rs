@@ -1,6 +1,6 @@
 //! Eviction, one routine for both reasons: caches unused for `limits.ttl_days`, and the
 //! caches the quotas take ([`super::quota`] picks them). Each cache goes as a delete
-//! does (object first, then row) and counts as an eviction in its place.
+//! does (row, then object unless retained) and counts as an eviction in its place.
 
 use tracing::info;
 
@@ -41,8 +41,12 @@ pub async fn over_quota(st: &AppState, out: &mut Evicted) -> Result<(), CacheErr
     let cfg = st.cfg();
     let places = st.db.run(|r| r.place_bytes()).await?;
     for owner in quota::owners_over(&places, &cfg.limits) {
-        let lru = st.db.run(move |r| r.caches_lru(&owner)).await?;
-        evict(st, quota::victims(lru, &cfg.limits), Reason::OverQuota, out).await;
+        let (lru, retained) = st
+            .db
+            .run(move |r| Ok((r.caches_lru(&owner)?, r.retained_bytes(&owner)?)))
+            .await?;
+        let victims = quota::victims(lru, &retained, &cfg.limits);
+        evict(st, victims, Reason::OverQuota, out).await;
     }
     Ok(())
 }

@@ -33,10 +33,20 @@ pub fn owners_over(places: &[(String, String, u64)], limits: &Limits) -> Vec<Str
 }
 
 /// The caches of one owner that the quotas take, in the order they go. `lru` holds all
-/// of the owner's caches, least recently used first.
-pub fn victims(lru: Vec<CacheRow>, limits: &Limits) -> Vec<CacheRow> {
+/// of the owner's caches, least recently used first; `retained` the bytes of its
+/// retained objects by scope: a fixed cost of their scope, which only evicting the
+/// caches that read them frees (later, once released).
+pub fn victims(lru: Vec<CacheRow>, retained: &[(String, u64)], limits: &Limits) -> Vec<CacheRow> {
     let mut protected = Scope::default();
     let mut unprotected: BTreeMap<String, Scope> = BTreeMap::new();
+    for (scope, bytes) in retained {
+        let s = if limits.protects(scope) {
+            &mut protected
+        } else {
+            unprotected.entry(scope.clone()).or_default()
+        };
+        s.bytes = s.bytes.saturating_add(*bytes);
+    }
     for c in lru {
         if limits.protects(&c.scope) {
             protected.push(c);
@@ -119,6 +129,8 @@ mod tests {
                 created_at: i as i64,
                 last_used_at: i as i64,
                 restored_at: None,
+                format: 1,
+                logical_size: None,
             })
             .collect()
     }
@@ -138,7 +150,7 @@ mod tests {
             ("refs/pull/7/merge", "pr-2", 9),
             ("refs/pull/7/merge", "pr-3", 9),
         ]);
-        assert_eq!(keys(victims(lru, &limits(30, 1000))), ["pr-1", "pr-2"]);
+        assert_eq!(keys(victims(lru, &[], &limits(30, 1000))), ["pr-1", "pr-2"]);
     }
 
     #[test]
@@ -152,7 +164,10 @@ mod tests {
             ("refs/pull/1/merge", "a-3", 5),
         ]);
         // 33 bytes held, 20 allowed: a (15) pays twice, then b (8 against a's 5).
-        assert_eq!(keys(victims(lru, &limits(20, 1000))), ["a-1", "a-2", "b-1"]);
+        assert_eq!(
+            keys(victims(lru, &[], &limits(20, 1000))),
+            ["a-1", "a-2", "b-1"]
+        );
     }
 
     #[test]
@@ -166,7 +181,7 @@ mod tests {
         ]);
         // Owner within its quota; the PR over its 10, main and `default` never.
         let l = limits(1000, 10);
-        assert_eq!(keys(victims(lru.clone(), &l)), ["a-1"]);
+        assert_eq!(keys(victims(lru.clone(), &[], &l)), ["a-1"]);
         let places = |rows: &[CacheRow]| -> Vec<(String, String, u64)> {
             let mut by: BTreeMap<(String, String), u64> = BTreeMap::new();
             for c in rows {
@@ -183,6 +198,28 @@ mod tests {
     }
 
     #[test]
+    fn retained_objects_are_a_fixed_cost_of_their_scope() {
+        let lru = caches(&[
+            ("refs/pull/1/merge", "a-1", 5),
+            (MAIN, "main-1", 10),
+            ("refs/pull/1/merge", "a-2", 5),
+        ]);
+        // The pull request stores 10 in caches and 6 retained: over its 12, it pays
+        // with its oldest cache; its retained bytes stay.
+        let retained = [("refs/pull/1/merge".to_owned(), 6)];
+        assert_eq!(
+            keys(victims(lru.clone(), &retained, &limits(1000, 12))),
+            ["a-1"]
+        );
+        // Owner quota: 26 held, 20 allowed; main's retained bytes count too.
+        let retained = [(MAIN.to_owned(), 6)];
+        assert_eq!(
+            keys(victims(lru, &retained, &limits(20, 1000))),
+            ["a-1", "a-2"]
+        );
+    }
+
+    #[test]
     fn protected_caches_go_least_recently_used_first_once_no_unprotected_is_left() {
         let lru = caches(&[
             (MAIN, "main-1", 10),
@@ -191,7 +228,7 @@ mod tests {
             (MAIN, "main-2", 10),
         ]);
         assert_eq!(
-            keys(victims(lru, &limits(12, 1000))),
+            keys(victims(lru, &[], &limits(12, 1000))),
             ["a-1", "main-1", "old"]
         );
     }

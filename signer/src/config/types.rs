@@ -408,9 +408,9 @@ impl Timing {
                 .saturating_add(self.stale_margin_secs),
         )
     }
-    /// How long the object of a cache replaced by a refresh stays: a download URL
-    /// handed out just before the replacement may be used until it expires, and a GET
-    /// that started then may run a margin longer.
+    /// How long a released object stays (a refresh's replaced cache's, the last read
+    /// one of a deleted cache): a download URL handed out just before the release may
+    /// be used until it expires, and a GET that started then may run a margin longer.
     pub fn download_grace(&self) -> Duration {
         Duration::from_secs(
             self.download_url_expiry_secs

@@ -117,7 +117,8 @@ impl From<UploadError> for ApiError {
             | E::EtagMismatch { .. }
             | E::SizeMismatch { .. }
             | E::NoExtent(_)
-            | E::ImpossibleExtent { .. } => StatusCode::BAD_REQUEST,
+            | E::ImpossibleExtent { .. }
+            | E::Contents(_) => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::ExpectedTooLarge { .. }
             | E::PartPastCap { .. }

@@ -8,11 +8,15 @@
 //!    stale window by S3's `Initiated` → aborted (covers a crash between
 //!    CreateMultipartUpload and the database write);
 //! 4. eviction: caches unused for `ttl_days`, then least recently used caches of
-//!    owners over `owner_quota` (object first, then row);
-//! 5. objects under the prefix that no row refers to, older than the stale window by
-//!    S3's `LastModified` → deleted;
-//! 6. old `completed`/`aborted` upload rows, job tokens expired for a week, and usage
-//!    counters older than a week and a day → forgotten.
+//!    owners over `owner_quota` (as a delete: row, then object unless retained);
+//! 5. retained objects no cache reads any more → released (and references of uploads
+//!    that ended without a cache forgotten); then objects under the prefix that no row
+//!    needs (no cache or live upload of theirs, no counted reference, not retained,
+//!    not released within the download grace), older than the stale window by S3's
+//!    `LastModified` → deleted;
+//! 6. old `completed`/`aborted` upload rows, job tokens expired for a week, usage
+//!    counters older than a week and a day, and released objects past the download
+//!    grace → forgotten.
 //!
 //! Each step runs even if an earlier one failed; failures are reported and retried on
 //! the next pass. A pass runs only while this process holds the prefix's lease (see
@@ -49,6 +53,8 @@ pub struct ReapReport {
     pub expired: Vec<String>,
     /// Upload ids of caches deleted to bring an owner under its quota.
     pub over_quota: Vec<String>,
+    /// Retained objects released because no cache reads them any more.
+    pub released: usize,
     /// Object names deleted because no row refers to them.
     pub orphan_objects_deleted: Vec<String>,
     pub pruned_upload_rows: usize,
@@ -134,6 +140,12 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
     if let Err(e) = done {
         report.errors.push(format!("quota eviction: {}", chain(&e)));
     }
+    match st.db.run(|r| r.release_unreferenced(now_ms())).await {
+        Ok(n) => report.released = n,
+        Err(e) => report
+            .errors
+            .push(format!("releasing unreferenced objects: {e:#}")),
+    }
     if let Err(e) = delete_orphan_objects(st, &mut report).await {
         report.errors.push(format!("objects without a row: {e:#}"));
     }
@@ -149,6 +161,12 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
     }
     if let Err(e) = st.db.run(|r| r.prune_usage(now_ms())).await {
         report.errors.push(format!("pruning usage counters: {e:#}"));
+    }
+    let released_before = grace_cutoff(st);
+    if let Err(e) = st.db.run(move |r| r.prune_released(released_before)).await {
+        report
+            .errors
+            .push(format!("forgetting released objects: {e:#}"));
     }
     st.metrics.reaper_pass(
         &[
@@ -168,6 +186,11 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
 
 fn stale_cutoff(st: &AppState) -> i64 {
     ms_ago(st.cfg().timing.stale_after())
+}
+
+/// Objects released before this are past their download grace.
+fn grace_cutoff(st: &AppState) -> i64 {
+    ms_ago(st.cfg().timing.download_grace())
 }
 
 async fn abort_stale(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
@@ -277,21 +300,17 @@ async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow
         .map(|(u, n)| (n, u))
         .collect();
     // One registry call: the worker's completion (cache row + upload state) is one
-    // transaction, so an object being completed right now is seen as either.
-    // A cache replaced by a refresh keeps its object as long as a download URL handed
-    // out before the replacement may still be used.
-    let replaced_since = now_ms().saturating_sub(
-        i64::try_from(st.cfg().timing.download_grace().as_millis()).unwrap_or(i64::MAX),
-    );
+    // transaction, so an object being completed right now is seen as either. An
+    // object released (a refresh replaced its cache, the last cache reading it went)
+    // stays as long as a download URL handed out before may still be used.
+    let released_after = grace_cutoff(st);
     let referenced: HashSet<String> = {
         let ulids: Vec<String> = old.iter().filter_map(|(_, u)| u.clone()).collect();
         st.db
             .run(move |r| {
                 let mut keep = HashSet::new();
                 for u in ulids {
-                    let cached = r.find_cache_by_ulid(&u)?.is_some();
-                    let live = r.get_upload(&u)?.is_some_and(|up| up.state.is_live());
-                    if cached || live || r.replaced_since(&u, replaced_since)? {
+                    if r.object_needed(&u, released_after)? {
                         keep.insert(u);
                     }
                 }

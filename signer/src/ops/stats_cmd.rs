@@ -61,18 +61,20 @@ pub fn render(usage: &Usage) -> String {
             o.bytes as f64 * 100.0 / o.quota as f64
         };
         out.push_str(&format!(
-            "{}: {} of {} quota ({share:.1} %), {} caches; {}\n",
+            "{}: {} of {} quota ({share:.1} %), {} logical, {} caches; {}\n",
             o.owner,
             size(o.bytes),
             size(o.quota),
+            size(o.logical_bytes),
             o.caches,
             windows(&o.last_day, &o.last_week)
         ));
         for s in &o.scopes {
             out.push_str(&format!(
-                "  {}: {}, {} caches; {}\n",
+                "  {}: {}, {} logical, {} caches; {}\n",
                 s.scope,
                 size(s.bytes),
+                size(s.logical_bytes),
                 s.caches,
                 windows(&s.last_day, &s.last_week)
             ));
@@ -125,12 +127,14 @@ mod tests {
                 owner: "alpha".into(),
                 quota: 1 << 30,
                 bytes: 3 << 20,
+                logical_bytes: 5 << 20,
                 caches: 2,
                 last_day: hits,
                 last_week: hits,
                 scopes: vec![ScopeUsage {
                     scope: "refs/heads/main".into(),
                     bytes: 3 << 20,
+                    logical_bytes: 5 << 20,
                     caches: 2,
                     last_day: hits,
                     last_week: hits,
@@ -139,9 +143,9 @@ mod tests {
         };
         assert_eq!(
             render(&usage),
-            "alpha: 3.0 MiB of 1.0 GiB quota (0.3 %), 2 caches; last day: 3 hits, 1 misses, \
-             0 evictions; last week: 3 hits, 1 misses, 0 evictions\n  refs/heads/main: 3.0 MiB, \
-             2 caches; last day: 3 hits, 1 misses, 0 evictions; last week: 3 hits, 1 misses, \
+            "alpha: 3.0 MiB of 1.0 GiB quota (0.3 %), 5.0 MiB logical, 2 caches; last day: 3 \
+             hits, 1 misses, 0 evictions; last week: 3 hits, 1 misses, 0 evictions\n  \
+             refs/heads/main: 3.0 MiB, 5.0 MiB logical, 2 caches; last day: 3 hits, 1 misses, 0 evictions; last week: 3 hits, 1 misses, \
              0 evictions\n"
         );
         assert_eq!(size(1000), "1000 B");

@@ -20,6 +20,10 @@ pub struct CacheRow {
     pub created_at: i64,
     pub last_used_at: i64,
     pub restored_at: Option<i64>,
+    /// `bmat_wire::api::FORMAT_ARCHIVE` or `FORMAT_CONTENTS`.
+    pub format: u8,
+    /// For contents: the bytes of every content it needs; `None` for archives.
+    pub logical_size: Option<u64>,
 }
 
 /// Caches of a place a prefix lookup looks at newest first, before it ranges over
@@ -38,6 +42,8 @@ fn cache_from_row(r: &Row<'_>) -> rusqlite::Result<CacheRow> {
         created_at: r.get("created_at")?,
         last_used_at: r.get("last_used_at")?,
         restored_at: r.get("restored_at")?,
+        format: r.get("format")?,
+        logical_size: r.get::<_, Option<i64>>("logical_size")?.map(unsigned),
     })
 }
 
@@ -72,15 +78,15 @@ impl Registry {
             .optional()?)
     }
 
-    /// The newest cache in `at` whose key starts with `prefix`, passing over the keys
-    /// in `exclude`.
+    /// The newest cache in `at` whose key starts with `prefix`, passing over those
+    /// `skip` refuses.
     pub fn newest_with_prefix(
         &self,
         at: &Place<'_>,
         prefix: &str,
-        exclude: &[&str],
+        skip: impl Fn(&CacheRow) -> bool,
     ) -> Result<Option<CacheRow>, RegistryError> {
-        let wanted = |c: &CacheRow| c.key.starts_with(prefix) && !exclude.contains(&c.key.as_str());
+        let wanted = |c: &CacheRow| c.key.starts_with(prefix) && !skip(c);
         // Usually the newest match is among the place's newest caches (the last build's
         // cache): walk those first, newest first; the first match is then the newest
         // of all, without sorting every key of the prefix.
@@ -154,15 +160,6 @@ impl Registry {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Deletes the row of one object (by ULID, so a newer cache of the same key that
-    /// appeared meanwhile is never removed by mistake).
-    pub fn delete_cache(&self, ulid: &str) -> Result<bool, RegistryError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM caches WHERE ulid = ?1", params![ulid])?
-            > 0)
-    }
-
     /// Caches not used since `cutoff`, oldest first.
     pub fn caches_unused_since(&self, cutoff: i64) -> Result<Vec<CacheRow>, RegistryError> {
         let mut st = self
@@ -172,11 +169,14 @@ impl Registry {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The bytes of caches in each place that holds any, by owner and scope.
+    /// The bytes stored in each place that holds any (its caches' and its retained
+    /// objects'), by owner and scope.
     pub fn place_bytes(&self) -> Result<Vec<(String, String, u64)>, RegistryError> {
         let mut st = self.conn.prepare(
-            "SELECT owner, scope, sum(size) FROM caches GROUP BY owner, scope
-             ORDER BY owner, scope",
+            "SELECT owner, scope, sum(size) FROM
+                (SELECT owner, scope, size FROM caches
+                 UNION ALL SELECT owner, scope, size FROM retained)
+             GROUP BY owner, scope ORDER BY owner, scope",
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, unsigned(r.get(2)?))))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -197,6 +197,7 @@ mod tests {
     use rusqlite::params;
 
     use super::*;
+    use crate::registry::CacheRemoval;
     use crate::registry::schema::testing::open;
     use crate::registry::uploads::testing::{add_cache, add_cache_at, at};
 
@@ -208,14 +209,14 @@ mod tests {
         add_cache(&mut reg, "o", "depsXc", "U3", 1, 300);
         add_cache(&mut reg, "p", "deps-z", "U4", 1, 400);
         assert_eq!(
-            reg.newest_with_prefix(&at("o"), "deps-", &[])
+            reg.newest_with_prefix(&at("o"), "deps-", |_| false)
                 .unwrap()
                 .unwrap()
                 .key,
             "deps-b"
         );
         assert_eq!(
-            reg.newest_with_prefix(&at("o"), "deps", &[])
+            reg.newest_with_prefix(&at("o"), "deps", |_| false)
                 .unwrap()
                 .unwrap()
                 .key,
@@ -224,19 +225,19 @@ mod tests {
         add_cache(&mut reg, "o", "x_1", "U5", 1, 500);
         add_cache(&mut reg, "o", "xa2", "U6", 1, 600);
         assert_eq!(
-            reg.newest_with_prefix(&at("o"), "x_", &[])
+            reg.newest_with_prefix(&at("o"), "x_", |_| false)
                 .unwrap()
                 .unwrap()
                 .key,
             "x_1"
         );
         assert!(
-            reg.newest_with_prefix(&at("o"), "nothing", &[])
+            reg.newest_with_prefix(&at("o"), "nothing", |_| false)
                 .unwrap()
                 .is_none()
         );
         // A failed candidate is passed over for the next newest.
-        let next = reg.newest_with_prefix(&at("o"), "deps-", &["deps-b"]);
+        let next = reg.newest_with_prefix(&at("o"), "deps-", |c| c.key == "deps-b");
         assert_eq!(next.unwrap().unwrap().key, "deps-a");
     }
 
@@ -249,7 +250,11 @@ mod tests {
             scope: "refs/pull/1/merge",
         };
         assert!(reg.find_cache(&pr, "deps-a").unwrap().is_none());
-        assert!(reg.newest_with_prefix(&pr, "deps-", &[]).unwrap().is_none());
+        assert!(
+            reg.newest_with_prefix(&pr, "deps-", |_| false)
+                .unwrap()
+                .is_none()
+        );
         // The same key in another scope is a new cache, not "exists".
         add_cache_at(&mut reg, &pr, "deps-a", "U2", 1, 200);
         assert_eq!(reg.find_cache(&pr, "deps-a").unwrap().unwrap().ulid, "U2");
@@ -354,7 +359,7 @@ mod tests {
             let mut found = None;
             for _ in 0..runs {
                 found = reg
-                    .newest_with_prefix(&at(owner), prefix, &[])
+                    .newest_with_prefix(&at(owner), prefix, |_| false)
                     .unwrap()
                     .map(|c| c.key);
             }
@@ -393,8 +398,8 @@ mod tests {
             .map(|c| c.key)
             .collect();
         assert_eq!(lru, ["b", "a"]);
-        assert!(reg.delete_cache("U2").unwrap());
-        assert!(!reg.delete_cache("U2").unwrap());
+        assert_eq!(reg.delete_cache("U2", 0).unwrap(), CacheRemoval::Unneeded);
+        assert_eq!(reg.delete_cache("U2", 0).unwrap(), CacheRemoval::Gone);
         assert_eq!(totals(&reg), [10, 5]);
     }
 }

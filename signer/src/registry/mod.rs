@@ -8,6 +8,8 @@
 //! - [`schema`] — opening, migrations, schema version, the registry id.
 //! - [`caches`] — the caches table: lookups, lists, last use, eviction candidates.
 //! - [`uploads`] — the uploads table: states, leases, the completion queue.
+//! - [`refs`] — the objects content-addressed caches read besides their own: references,
+//!   retained and released objects.
 //! - [`tokens`] — minted job tokens.
 //! - [`usage`] — hits, misses and evictions per owner, scope and hour.
 //! - [`db`] — the connections shared by requests and tasks, off the async threads.
@@ -17,6 +19,7 @@
 pub mod caches;
 pub mod db;
 pub mod error;
+pub mod refs;
 pub mod schema;
 pub mod tokens;
 pub mod uploads;
@@ -26,8 +29,11 @@ pub mod values;
 pub use caches::CacheRow;
 pub use db::Db;
 pub use error::RegistryError;
+pub use refs::{CacheRemoval, ObjectRef, Readable};
 pub use schema::{Registry, SCHEMA_V1};
 pub use tokens::JobTokenRow;
-pub use uploads::{BeginOutcome, CompletedOutcome, UploadRow, UploadRules};
+pub use uploads::{
+    BeginOutcome, CompletedOutcome, FinishOutcome, Finished, UploadRow, UploadRules,
+};
 pub use usage::{PlaceUsage, RegistryTotals, UsageEvent, UsageFilter, hour_of};
 pub use values::Place;

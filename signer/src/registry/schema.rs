@@ -147,6 +147,42 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE uploads ADD COLUMN replaces TEXT;
     CREATE INDEX uploads_by_replaces ON uploads (replaces) WHERE replaces IS NOT NULL;
     "#,
+    // 8: content-addressed caches (see registry::refs). A cache's format and logical
+    // size (NULL for archives), on the upload from its completion on; the other
+    // objects a cache (or the upload that becomes it: same ULID) reads contents from;
+    // the objects of deleted caches that live caches still read (retained); and the
+    // objects that stopped being needed, kept for the download grace (released),
+    // which also takes over a refresh's grace from `uploads.replaces`.
+    r#"
+    ALTER TABLE caches ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE caches ADD COLUMN logical_size INTEGER;
+    ALTER TABLE uploads ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE uploads ADD COLUMN logical_size INTEGER;
+    CREATE TABLE refs (
+        cache  TEXT NOT NULL,
+        object TEXT NOT NULL,
+        -- The object's size, as the cache it came from recorded it.
+        size   INTEGER NOT NULL,
+        PRIMARY KEY (cache, object)
+    ) WITHOUT ROWID;
+    CREATE INDEX refs_by_object ON refs (object);
+    CREATE TABLE retained (
+        object TEXT PRIMARY KEY,
+        owner  TEXT NOT NULL,
+        scope  TEXT NOT NULL,
+        size   INTEGER NOT NULL,
+        since  INTEGER NOT NULL
+    );
+    CREATE INDEX retained_by_place ON retained (owner, scope);
+    CREATE TABLE released (
+        object      TEXT PRIMARY KEY,
+        released_at INTEGER NOT NULL
+    );
+    INSERT INTO released (object, released_at)
+        SELECT replaces, max(updated_at) FROM uploads
+        WHERE replaces IS NOT NULL AND state = 'completed' GROUP BY replaces;
+    DROP INDEX uploads_by_replaces;
+    "#,
 ];
 
 /// One SQLite connection to the registry; the queries of each table group are in the
@@ -267,6 +303,18 @@ impl Registry {
             [],
             |r| r.get(0),
         )?)
+    }
+
+    /// Runs `f` in one read transaction, so that what it reads is one state of the
+    /// registry (a cache and its references, not a cache and what remains after it).
+    pub fn snapshot<R>(
+        &self,
+        f: impl FnOnce(&Registry) -> Result<R, RegistryError>,
+    ) -> Result<R, RegistryError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let out = f(self)?;
+        tx.finish()?;
+        Ok(out)
     }
 
     /// Cheap liveness check for /v1/health.

@@ -9,6 +9,7 @@ use bmat_wire::api::{Extent, UploadState};
 use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 
 use super::error::RegistryError;
+use super::refs::{self, CacheRemoval, Readable};
 use super::schema::Registry;
 use super::values::{Place, to_i64, unsigned};
 use crate::names::Patterns;
@@ -63,6 +64,31 @@ pub enum CompletedOutcome {
     KeyTaken,
     /// The upload was no longer `finished` (nothing written).
     NotFinished,
+}
+
+/// What a client's completion records on its upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// (part number, ETag), ascending.
+    pub parts: Vec<(u32, String)>,
+    pub size: u64,
+    pub sha256: String,
+    pub extent: Extent,
+    /// `bmat_wire::api::FORMAT_ARCHIVE` or `FORMAT_CONTENTS`.
+    pub format: u8,
+    pub logical_size: Option<u64>,
+    /// The other objects the cache reads contents from (ids).
+    pub refs: Vec<String>,
+}
+
+/// What [`Registry::finish_upload`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishOutcome {
+    Finished,
+    /// The upload was no longer `uploading` (nothing written).
+    NotUploading,
+    /// The job may not read this referenced object (nothing written).
+    Unreadable(String),
 }
 
 /// What a begin must respect.
@@ -292,35 +318,50 @@ impl Registry {
         )? > 0)
     }
 
-    /// `uploading` → `finished`: the part list, size and checksum are recorded and the
-    /// upload is queued for the completion worker (due at once).
-    pub fn mark_finished(
-        &self,
+    /// `uploading` → `finished`, in one transaction: the part list, size, checksum,
+    /// extent and contents are recorded, the upload queued for the completion worker
+    /// (due at once), and the objects it reads are checked and recorded as its
+    /// references ([`super::refs`]), so no cache they belong to is deleted between the
+    /// check and the record.
+    pub fn finish_upload(
+        &mut self,
         ulid: &str,
-        parts: &[(u32, String)],
-        size: u64,
-        sha256: &str,
+        done: &Finished,
+        job: &Readable<'_>,
         now: i64,
-    ) -> Result<bool, RegistryError> {
-        let parts_json = serde_json::to_string(parts)?;
-        Ok(self.conn.execute(
-            "UPDATE uploads SET state = 'finished', parts_json = ?2, size = ?3, sha256 = ?4,
-                    attempts = 0, next_attempt_at = ?5, finished_at = ?5, updated_at = ?5
-             WHERE ulid = ?1 AND state = 'uploading'",
-            params![ulid, parts_json, to_i64(size)?, sha256, now],
-        )? > 0)
-    }
-
-    /// Records what an `uploading` upload's archive unpacks to (set just before
-    /// [`Registry::mark_finished`]; the completion copies it to the cache row).
-    pub fn record_extent(&self, ulid: &str, extent: Extent) -> Result<(), RegistryError> {
+    ) -> Result<FinishOutcome, RegistryError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let signed = |v: Option<u64>| v.map(to_i64).transpose();
-        self.conn.execute(
-            "UPDATE uploads SET unpacked_size = ?2, entries = ?3
+        let marked = tx.execute(
+            "UPDATE uploads SET state = 'finished', parts_json = ?2, size = ?3, sha256 = ?4,
+                    unpacked_size = ?5, entries = ?6, format = ?7, logical_size = ?8,
+                    attempts = 0, next_attempt_at = ?9, finished_at = ?9, updated_at = ?9
              WHERE ulid = ?1 AND state = 'uploading'",
-            params![ulid, signed(extent.unpacked_size)?, signed(extent.entries)?],
+            params![
+                ulid,
+                serde_json::to_string(&done.parts)?,
+                to_i64(done.size)?,
+                done.sha256,
+                signed(done.extent.unpacked_size)?,
+                signed(done.extent.entries)?,
+                done.format,
+                signed(done.logical_size)?,
+                now
+            ],
         )?;
-        Ok(())
+        if marked == 0 {
+            return Ok(FinishOutcome::NotUploading);
+        }
+        // Refused, the transaction is rolled back: the upload stays `uploading`.
+        let refs = match refs::readable_refs(&tx, job, &done.refs)? {
+            Ok(refs) => refs,
+            Err(id) => return Ok(FinishOutcome::Unreadable(id)),
+        };
+        refs::insert_refs(&tx, ulid, &refs)?;
+        tx.commit()?;
+        Ok(FinishOutcome::Finished)
     }
 
     /// Marks an upload aborted if it is in one of `from`. `needs_abort` is set when an
@@ -398,19 +439,27 @@ impl Registry {
             return Err(RegistryError::IncompleteUpload(ulid.to_owned()));
         }
         // A refresh: the old row goes in the same transaction as the new one comes, so
-        // a lookup finds one or the other; the old object stays for a grace period
-        // (lookups that found it may still be downloading: ops::reaper).
-        if let Some(old) = &up.replaces {
-            tx.execute("DELETE FROM caches WHERE ulid = ?1", params![old])?;
+        // a lookup finds one or the other; the old object is released, kept for the
+        // download grace (lookups that found it may still be downloading:
+        // ops::reaper), or retained if caches read it (the new one among them).
+        if let Some(old) = &up.replaces
+            && refs::remove_cache(&tx, old, now)? == CacheRemoval::Unneeded
+        {
+            refs::release(&tx, old, now)?;
         }
         let inserted = tx.execute(
             "INSERT INTO caches (owner, scope, key, ulid, size, sha256, created_at, last_used_at,
-                                 unpacked_size, entries)
-             SELECT owner, scope, key, ulid, size, sha256, ?2, ?2, unpacked_size, entries
+                                 unpacked_size, entries, format, logical_size)
+             SELECT owner, scope, key, ulid, size, sha256, ?2, ?2, unpacked_size, entries,
+                    format, logical_size
              FROM uploads WHERE ulid = ?1
              ON CONFLICT (owner, scope, key) DO NOTHING",
             params![up.ulid, now],
         )?;
+        if inserted == 0 {
+            // No cache reads through this upload's references.
+            refs::drop_refs(&tx, &up.ulid, now)?;
+        }
         tx.execute(
             "UPDATE uploads SET state = 'completed', needs_abort = 0, updated_at = ?2 WHERE ulid = ?1",
             params![ulid, now],
@@ -421,17 +470,6 @@ impl Registry {
         } else {
             CompletedOutcome::KeyTaken
         })
-    }
-
-    /// Whether an upload completed after `since` (ms) replaced the cache `ulid`: its
-    /// object may still be downloaded by a lookup made before the replacement.
-    pub fn replaced_since(&self, ulid: &str, since: i64) -> Result<bool, RegistryError> {
-        Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM uploads WHERE replaces = ?1 AND state = 'completed'
-                            AND updated_at > ?2)",
-            params![ulid, since],
-            |r| r.get(0),
-        )?)
     }
 
     /// A failed completion attempt: count it and schedule the next.
@@ -500,6 +538,36 @@ pub(super) mod testing {
         }
     }
 
+    /// An archive's completion.
+    pub fn archive(parts: &[(u32, String)], size: u64, sha256: &str) -> Finished {
+        Finished {
+            parts: parts.to_vec(),
+            size,
+            sha256: sha256.into(),
+            extent: Extent::default(),
+            format: 1,
+            logical_size: None,
+            refs: vec![],
+        }
+    }
+
+    /// Completes an archive upload as the client does; whether it was `uploading`.
+    pub fn mark_finished(
+        reg: &mut Registry,
+        ulid: &str,
+        parts: &[(u32, String)],
+        size: u64,
+        sha256: &str,
+        t: i64,
+    ) -> bool {
+        let nobody = Readable {
+            owner: "",
+            scopes: &[],
+        };
+        let done = archive(parts, size, sha256);
+        reg.finish_upload(ulid, &done, &nobody, t).unwrap() == FinishOutcome::Finished
+    }
+
     /// Owner `owner`'s scope "s".
     pub fn at(owner: &str) -> Place<'_> {
         Place { owner, scope: "s" }
@@ -527,8 +595,7 @@ pub(super) mod testing {
                 .unwrap()
         ));
         reg.set_uploading(ulid, "s3", t).unwrap();
-        reg.mark_finished(ulid, &[(1, "e".into())], size, "00", t)
-            .unwrap();
+        assert!(mark_finished(reg, ulid, &[(1, "e".into())], size, "00", t));
         assert_eq!(
             reg.record_completed(ulid, t).unwrap(),
             CompletedOutcome::Recorded
@@ -573,17 +640,23 @@ mod tests {
         // in one transaction.
         assert_eq!(reg.find_cache(&at("o"), "k").unwrap().unwrap().ulid, "OLD");
         reg.set_uploading("N1", "s3", 5_000).unwrap();
-        reg.mark_finished("N1", &[(1, "e".into())], 20, "00", 6_000)
-            .unwrap();
+        assert!(mark_finished(
+            &mut reg,
+            "N1",
+            &[(1, "e".into())],
+            20,
+            "00",
+            6_000
+        ));
         assert_eq!(
             reg.record_completed("N1", 7_000).unwrap(),
             CompletedOutcome::Recorded
         );
         assert_eq!(reg.find_cache(&at("o"), "k").unwrap().unwrap().ulid, "N1");
         assert!(reg.find_cache_by_ulid("OLD").unwrap().is_none());
-        // The old object's grace: replaced after 6 s, not after 7 s.
-        assert!(reg.replaced_since("OLD", 6_000).unwrap());
-        assert!(!reg.replaced_since("OLD", 7_000).unwrap());
+        // The old object is released: kept for the grace after the swap, not after.
+        assert!(reg.object_needed("OLD", 6_999).unwrap());
+        assert!(!reg.object_needed("OLD", 7_000).unwrap());
     }
 
     #[test]
@@ -715,10 +788,14 @@ mod tests {
         reg.begin_upload(&at("o"), "k", "U1", 1, 0, &rules(100))
             .unwrap();
         reg.set_uploading("U1", "s3id", 0).unwrap();
-        assert!(
-            reg.mark_finished("U1", &[(1, "\"e\"".into())], 5, "ab", 0)
-                .unwrap()
-        );
+        assert!(mark_finished(
+            &mut reg,
+            "U1",
+            &[(1, "\"e\"".into())],
+            5,
+            "ab",
+            0
+        ));
         assert_eq!(
             reg.begin_upload(&at("o"), "k", "U2", 1, i64::MAX / 2, &rules(100))
                 .unwrap(),
@@ -741,8 +818,8 @@ mod tests {
         assert!(reg.set_uploading("U1", "s3id", 200).unwrap());
         assert!(!reg.set_uploading("U1", "other", 200).unwrap());
         let parts = vec![(1, "\"a\"".to_string()), (2, "\"b\"".to_string())];
-        assert!(reg.mark_finished("U1", &parts, 10, "cafe", 300).unwrap());
-        assert!(!reg.mark_finished("U1", &parts, 10, "cafe", 300).unwrap());
+        assert!(mark_finished(&mut reg, "U1", &parts, 10, "cafe", 300));
+        assert!(!mark_finished(&mut reg, "U1", &parts, 10, "cafe", 300));
         assert_eq!(reg.next_completion_time().unwrap(), Some(300));
         assert!(reg.next_due_completion(299).unwrap().is_none());
         let due = reg.next_due_completion(300).unwrap().unwrap();

@@ -1,6 +1,6 @@
 //! Usage counters: lookups that hit or missed and caches evicted, per owner, scope and
 //! hour. Recording is one UPSERT; reading sums the hours of the last day and week and
-//! joins the caches' sizes. Hours older than [`KEEP_HOURS`] are pruned by the reaper.
+//! joins the bytes stored (caches' and retained objects' sizes) and logical bytes. Hours older than [`KEEP_HOURS`] are pruned by the reaper.
 
 use std::collections::BTreeMap;
 
@@ -42,7 +42,10 @@ pub struct UsageFilter<'a> {
 pub struct PlaceUsage {
     pub owner: String,
     pub scope: String,
+    /// Stored: its caches' sizes and its retained objects'.
     pub bytes: u64,
+    /// What its caches would weigh as archives: sizes, or logical sizes of contents.
+    pub logical_bytes: u64,
     pub caches: u64,
     pub last_day: Activity,
     pub last_week: Activity,
@@ -52,7 +55,12 @@ pub struct PlaceUsage {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RegistryTotals {
     pub caches: u64,
+    /// Compressed bytes of the caches.
     pub bytes: u64,
+    /// Compressed bytes of retained objects (see `registry::refs`).
+    pub retained_bytes: u64,
+    /// Σ logical size (size for archives) of the caches.
+    pub logical_bytes: u64,
     /// Uploads finished by their client and waiting for the completion worker.
     pub completion_queue: u64,
 }
@@ -93,8 +101,14 @@ impl Registry {
         filter: UsageFilter<'_>,
         now: i64,
     ) -> Result<Vec<PlaceUsage>, RegistryError> {
+        // Retained objects are stored bytes of their scope, but neither caches nor
+        // logical bytes.
         let mut sizes = self.conn.prepare_cached(
-            "SELECT owner, scope, sum(size), count(*) FROM caches
+            "SELECT owner, scope, sum(size), sum(logical), sum(cache) FROM
+                (SELECT owner, scope, size, coalesce(logical_size, size) AS logical,
+                        1 AS cache
+                 FROM caches
+                 UNION ALL SELECT owner, scope, size, 0, 0 FROM retained)
              WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR scope = ?2)
              GROUP BY owner, scope",
         )?;
@@ -104,13 +118,15 @@ impl Registry {
                 r.get::<_, String>(1)?,
                 unsigned(r.get(2)?),
                 unsigned(r.get(3)?),
+                unsigned(r.get(4)?),
             ))
         })?;
         let mut found: BTreeMap<(String, String), PlaceUsage> = BTreeMap::new();
         for row in rows {
-            let (owner, scope, bytes, caches) = row?;
+            let (owner, scope, bytes, logical_bytes, caches) = row?;
             let p = place(&mut found, owner, scope);
             p.bytes = bytes;
+            p.logical_bytes = logical_bytes;
             p.caches = caches;
         }
         let hour = hour_of(now);
@@ -165,11 +181,17 @@ impl Registry {
     }
 
     pub fn totals(&self) -> Result<RegistryTotals, RegistryError> {
-        let (caches, bytes) = self.conn.query_row(
-            "SELECT count(*), coalesce(sum(size), 0) FROM caches",
+        let (caches, bytes, logical_bytes) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(coalesce(logical_size, size)), 0)
+             FROM caches",
             [],
-            |r| Ok((unsigned(r.get(0)?), unsigned(r.get(1)?))),
+            |r| Ok((unsigned(r.get(0)?), unsigned(r.get(1)?), unsigned(r.get(2)?))),
         )?;
+        let retained_bytes =
+            self.conn
+                .query_row("SELECT coalesce(sum(size), 0) FROM retained", [], |r| {
+                    Ok(unsigned(r.get(0)?))
+                })?;
         let completion_queue = self.conn.query_row(
             "SELECT count(*) FROM uploads WHERE state = 'finished'",
             [],
@@ -178,6 +200,8 @@ impl Registry {
         Ok(RegistryTotals {
             caches,
             bytes,
+            retained_bytes,
+            logical_bytes,
             completion_queue,
         })
     }
@@ -255,7 +279,7 @@ mod tests {
             .collect();
         assert_eq!(places, [("o", "main"), ("o", "pr"), ("p", "main")]);
         let m = &all[0];
-        assert_eq!((m.bytes, m.caches), (30, 2));
+        assert_eq!((m.bytes, m.logical_bytes, m.caches), (30, 30, 2));
         let (day, week) = (m.last_day, m.last_week);
         assert_eq!((day.hits, day.misses, day.evictions), (2, 1, 0));
         assert_eq!((week.hits, week.misses, week.evictions), (3, 1, 1));
@@ -277,6 +301,28 @@ mod tests {
                 .hits,
             3
         );
+    }
+
+    #[test]
+    fn retained_objects_are_stored_bytes_and_contents_count_their_logical_size() {
+        let (_d, reg) = open();
+        cache(&reg, "o", "main", "a", 10);
+        cache(&reg, "o", "main", "b", 3);
+        reg.conn
+            .execute_batch(
+                "UPDATE caches SET format = 2, logical_size = 40 WHERE key = 'b';
+                 INSERT INTO retained (object, owner, scope, size, since)
+                 VALUES ('R', 'o', 'main', 7, 0), ('S', 'o', 'pr', 5, 0);",
+            )
+            .unwrap();
+        let all = reg.usage(UsageFilter::default(), NOW).unwrap();
+        let got: Vec<_> = all
+            .iter()
+            .map(|p| (p.scope.as_str(), p.bytes, p.logical_bytes, p.caches))
+            .collect();
+        assert_eq!(got, [("main", 20, 50, 2), ("pr", 5, 0, 0)]);
+        let t = reg.totals().unwrap();
+        assert_eq!((t.bytes, t.retained_bytes, t.logical_bytes), (13, 12, 50));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use bmat_wire::KeyError;
 use bmat_wire::api::UploadState;
 
+use super::contents::ContentsError;
 use crate::config::MAX_PARTS;
 use crate::registry::RegistryError;
 use crate::s3::S3Error;
@@ -104,6 +105,8 @@ pub enum UploadError {
     PartsOverCap { total: u64, cap: u64 },
     #[error("size {claimed} does not match the uploaded parts' total of {total} bytes")]
     SizeMismatch { claimed: u64, total: u64 },
+    #[error(transparent)]
+    Contents(#[from] ContentsError),
     #[error("S3 failed while {doing}")]
     S3 {
         doing: &'static str,

@@ -5,8 +5,9 @@
 //!   `uploading`; so no multipart upload exists without a row.
 //! - [`part_urls`]: presigned UploadPart URLs, each signed for its exact body size;
 //!   renews the lease.
-//! - [`complete`]: checks the parts against S3 (ListParts), records them: `finished`,
-//!   queued for the completion worker ([`super::worker`]), which makes it `completed`.
+//! - [`complete`]: checks the parts against S3 (ListParts) and the objects a cache of
+//!   contents reads (the job's to read), records them: `finished`, queued for the
+//!   completion worker ([`super::worker`]), which makes it `completed`.
 //! - [`abort`] / [`abort_upload`]: `aborted`, then AbortMultipartUpload (retried by the
 //!   reaper until it succeeds).
 //!
@@ -22,12 +23,13 @@ use bmat_wire::api::{
 use bmat_wire::validate_key;
 use tracing::{info, warn};
 
+use super::contents::{self, ContentsError};
 use super::error::{MAX_URLS_PER_REQUEST, UploadError, s3};
 use crate::auth::JobGrant;
 use crate::config::{MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE};
 use crate::metrics::UploadEvent;
 use crate::names;
-use crate::registry::{BeginOutcome, UploadRow, UploadRules};
+use crate::registry::{BeginOutcome, FinishOutcome, Finished, Readable, UploadRow, UploadRules};
 use crate::state::{AppState, now_ms};
 
 pub async fn begin(
@@ -292,6 +294,7 @@ pub async fn complete(
     if !is_sha256_hex(&req.sha256) {
         return Err(UploadError::BadSha256(req.sha256.clone()));
     }
+    contents::check(req, &up.ulid)?;
     if let Err(e) = check_extent(&req.extent) {
         abort_upload(st, &up, &[UploadState::Uploading]).await?;
         return Err(e);
@@ -344,21 +347,36 @@ pub async fn complete(
         });
     }
 
-    let parts: Vec<(u32, String)> = req
-        .parts
-        .iter()
-        .map(|p| (p.part_number, p.etag.clone()))
-        .collect();
-    let marked = {
-        let (u, sha, extent) = (up.ulid.clone(), req.sha256.clone(), req.extent);
+    let done = Finished {
+        parts: req
+            .parts
+            .iter()
+            .map(|p| (p.part_number, p.etag.clone()))
+            .collect(),
+        size: total,
+        sha256: req.sha256.clone(),
+        extent: req.extent,
+        format: req.format,
+        logical_size: req.logical_size,
+        refs: req.refs.clone(),
+    };
+    let finished = {
+        let (u, owner, scopes) = (up.ulid.clone(), job.owner.clone(), job.search_order());
         st.db
             .run(move |r| {
-                r.record_extent(&u, extent)?;
-                r.mark_finished(&u, &parts, total, &sha, now_ms())
+                let job = Readable {
+                    owner: &owner,
+                    scopes: &scopes,
+                };
+                r.finish_upload(&u, &done, &job, now_ms())
             })
             .await?
     };
-    if !marked {
+    // Refused, the upload stays `uploading`: the client aborts it.
+    if let FinishOutcome::Unreadable(id) = finished {
+        return Err(ContentsError::Unreadable(id).into());
+    }
+    if finished == FinishOutcome::NotUploading {
         // A concurrent complete won, or the upload was aborted meanwhile.
         let now = load_owned(st, job, &up.ulid).await?;
         return match now.state {

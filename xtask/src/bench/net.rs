@@ -196,6 +196,7 @@ impl Signer {
                     fallbacks: vec![],
                     exclude: vec![],
                     formats: vec![],
+                    for_save: false,
                 }),
             )
             .await?;

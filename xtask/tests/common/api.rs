@@ -108,6 +108,7 @@ impl Api {
             fallbacks: fallbacks.iter().map(|s| s.to_string()).collect(),
             exclude: vec![],
             formats: vec![],
+            for_save: false,
         };
         self.post("/v1/lookup", &req).await
     }

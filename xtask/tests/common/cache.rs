@@ -220,12 +220,51 @@ pub fn multipart_uploads(stack: &Stack) -> usize {
 
 /// Entry names of a stored archive, in order.
 pub fn archive_names(archive: &[u8]) -> Vec<String> {
-    let tar_bytes = zstd::decode_all(archive).expect("zstd");
-    let mut tar = tar::Archive::new(&tar_bytes[..]);
+    tar_names(&zstd::decode_all(archive).expect("zstd"))
+}
+
+/// The names in a tar stream.
+pub fn tar_names(tar_bytes: &[u8]) -> Vec<String> {
+    let mut tar = tar::Archive::new(tar_bytes);
     tar.entries()
         .expect("entries")
         .map(|e| String::from_utf8_lossy(&e.expect("entry").path_bytes()).into_owned())
         .collect()
+}
+
+/// The tar stream of the stored cache `object` (its S3 name): an archive's,
+/// decompressed, or a contents cache's, put back together from the objects its
+/// manifest reads, each content checked (docs/design.md, "Content-addressed caches").
+pub fn cache_tar(stack: &Stack, object: &str) -> Vec<u8> {
+    use bmat::contents::layout::{TRAILER_LEN, Trailer, open_index};
+    use bmat::contents::plan::Plan;
+    let own = get_object(stack, object);
+    let size = own.len() as u64;
+    let trailer = size
+        .checked_sub(TRAILER_LEN)
+        .and_then(|at| Trailer::parse(&own[at as usize..], size).ok());
+    let Some(t) = trailer else {
+        return zstd::decode_all(&own[..]).expect("an archive");
+    };
+    let (skeleton, manifest) = open_index(
+        &own[t.skeleton_at as usize..(size - TRAILER_LEN) as usize],
+        &t,
+    )
+    .expect("the index");
+    let dir = object.rsplit_once('/').expect("an object name").0;
+    let plan = Plan::of(&manifest);
+    let mut frames = Vec::new();
+    for span in plan.spans(&manifest) {
+        let bytes = get_object(
+            stack,
+            &format!("{dir}/{}", manifest.objects[span.object as usize]),
+        );
+        frames.extend_from_slice(&bytes[span.at as usize..(span.at + span.len) as usize]);
+    }
+    let mut tar = Vec::new();
+    bmat::contents::assemble::assemble(&mut &frames[..], &skeleton, &manifest, &plan, &mut tar)
+        .expect("reassembled");
+    tar
 }
 
 /// Registers `archive` under `key` through the signer API with plain HTTP (begin,
@@ -391,6 +430,7 @@ pub fn lookup_url(stack: &Stack, key: &str) -> String {
                 fallbacks: vec![],
                 exclude: vec![],
                 formats: vec![],
+                for_save: false,
             })
             .send()
             .await

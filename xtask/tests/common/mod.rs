@@ -153,6 +153,21 @@ pub fn short_ttl(c: &mut Config) {
     c.timing.reaper_interval_secs = 1;
 }
 
+/// A writing job token of the stack's owner for the pull request scope `pr`, which
+/// reads the stack's scope (main).
+pub fn pr_token(stack: &Stack, pr: &str) -> String {
+    stack
+        .mint(&bmat_wire::api::MintRequest {
+            owner: xtask::stack::OWNER.to_owned(),
+            scope: pr.to_owned(),
+            read_scopes: vec![xtask::stack::SCOPE.to_owned()],
+            write: true,
+            ttl_seconds: None,
+        })
+        .expect("mint a pull request's token")
+        .token
+}
+
 /// Adds an operator credential allowed only `owners`.
 pub fn add_operator(c: &mut Config, token: &str, name: &str, owners: &[&str]) {
     c.operators.push(OperatorConfig {

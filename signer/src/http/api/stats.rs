@@ -1,5 +1,6 @@
 //! `GET /v1/stats[?owner=O][&scope=S]`: an operator reads the usage of its owners —
-//! bytes stored against the quota, caches, and the hits, misses and evictions of the
+//! bytes stored against the quota (caches' and retained objects'), logical bytes
+//! (what the caches would weigh as archives), caches, and the hits, misses and evictions of the
 //! last day and week, per owner and per scope. Other owners are left out (an owner
 //! named outright that the credential does not cover is refused).
 
@@ -68,12 +69,14 @@ fn by_owner(places: impl IntoIterator<Item = PlaceUsage>, quota: u64) -> Usage {
             continue;
         };
         o.bytes = o.bytes.saturating_add(p.bytes);
+        o.logical_bytes = o.logical_bytes.saturating_add(p.logical_bytes);
         o.caches = o.caches.saturating_add(p.caches);
         add(&mut o.last_day, p.last_day);
         add(&mut o.last_week, p.last_week);
         o.scopes.push(ScopeUsage {
             scope: p.scope,
             bytes: p.bytes,
+            logical_bytes: p.logical_bytes,
             caches: p.caches,
             last_day: p.last_day,
             last_week: p.last_week,
@@ -101,6 +104,7 @@ mod tests {
             owner: owner.into(),
             scope: scope.into(),
             bytes,
+            logical_bytes: 2 * bytes,
             caches: 1,
             last_day: a,
             last_week: a,
@@ -120,8 +124,8 @@ mod tests {
         assert_eq!(u.owners.len(), 2);
         let a = &u.owners[0];
         assert_eq!(
-            (a.bytes, a.caches, a.quota, a.last_day.hits),
-            (15, 2, 100, 3)
+            (a.bytes, a.logical_bytes, a.caches, a.quota, a.last_day.hits),
+            (15, 30, 2, 100, 3)
         );
         assert_eq!(a.scopes.len(), 2);
         assert_eq!(u.owners[1].scopes[0].scope, "main");
