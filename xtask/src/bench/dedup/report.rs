@@ -327,11 +327,12 @@ fn goal_lines(report: &Report) -> String {
 fn notes(report: &Report) -> String {
     let mut out = format!(
         "Upload: what the save sent to S3 (`uploaded_bytes`), as a share of a full save (the \
-         archive series: its job 0's archive; the others: the save's `logical_bytes`). Growth: \
-         the bytes under the stack's S3 prefix after the save minus before. Save: the wall \
-         time of `bmat cache rust save --deps-only`. Restore: a restore of the key just saved \
-         into a fresh checkout with an empty Cargo home (after the last bump the median of \
-         {LAST_RESTORES}, the series taking turns). {}",
+         archive series: its job 0's archive; the others: the cache's full size, the save's \
+         `logical_bytes` or else `archive_bytes`). Growth: the bytes under the stack's S3 \
+         prefix after the save minus before. Save: the wall time of `bmat cache rust save \
+         --deps-only`. Restore: a restore of the key just saved into a fresh checkout with an \
+         empty Cargo home (after the last bump the median of {LAST_RESTORES}, the series \
+         taking turns). {}",
         report.shared
     );
     for s in &report.skipped {
