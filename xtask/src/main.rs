@@ -1,4 +1,5 @@
-//! `cargo xtask stack | test | demo | garage | bench | bench-rust | dedup-study | layout`.
+//! `cargo xtask stack | test | demo | garage | bench | bench-rust | bench-dedup | dedup-study |
+//! layout`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -54,6 +55,10 @@ enum Cmd {
     /// of real lock bumps, stored as whole files, content-defined chunks or Cargo units
     /// (no stack; results in target/bench/dedup-study-latest.*).
     DedupStudy(xtask::dedup_study::Options),
+    /// Replay real lock bumps of testdata/bench-workspace as CI jobs on the local stack,
+    /// saving caches of today's format and of the new one: uploaded bytes, the bucket's
+    /// growth, save and restore times (results in target/bench/dedup.*).
+    BenchDedup(xtask::bench::dedup::Options),
     /// Check that no crate has an import cycle between its files or its top-level
     /// modules: print each cycle, exit 1 when there is one.
     Layout,
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
         Cmd::Bench(opts) => xtask::bench::run(&opts),
         Cmd::BenchRust(opts) => xtask::bench::rust_job::run(&opts),
         Cmd::DedupStudy(opts) => xtask::dedup_study::run(&opts),
+        Cmd::BenchDedup(opts) => xtask::bench::dedup::run(&opts),
         Cmd::Layout => layout(),
     };
     match result {

@@ -13,6 +13,8 @@
 //!
 //! Speed is measured here, never asserted in a test.
 
+pub(crate) mod bumps;
+pub mod dedup;
 mod inputs;
 mod measure;
 mod net;
@@ -375,6 +377,42 @@ pub(crate) fn publish<R: Results>(out_dir: &Path, results: &R) -> Result<()> {
         path.display()
     ));
     Ok(())
+}
+
+/// Where a run of jobs writes: results in `target/bench/`, each step's output in
+/// `NAME-logs/` there (emptied first), the jobs' trees in a temp dir `bmat-NAME-…`.
+pub(crate) struct Scratch {
+    pub out_dir: PathBuf,
+    pub logs: PathBuf,
+    pub tmp: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub(crate) fn new(name: &str) -> Result<Scratch> {
+        let out_dir = target_dir().join("bench");
+        let logs = out_dir.join(format!("{name}-logs"));
+        let _ = fs::remove_dir_all(&logs);
+        fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("bmat-{name}-"))
+            .tempdir()
+            .context("cannot create a temp dir")?;
+        Ok(Scratch { out_dir, logs, tmp })
+    }
+
+    /// Publishes `report`, keeps the temp dir when asked (saying where) and says
+    /// where the logs are.
+    pub(crate) fn finish<R: Results>(self, report: &R, keep: bool, seconds: f64) -> Result<()> {
+        publish(&self.out_dir, report)?;
+        if keep {
+            say(&format!("kept {}", self.tmp.keep().display()));
+        }
+        say(&format!(
+            "done in {seconds:.0} s; logs of every step in {}",
+            self.logs.display()
+        ));
+        Ok(())
+    }
 }
 
 /// The workspace's target directory (`CARGO_TARGET_DIR` when set).

@@ -50,7 +50,7 @@ pub struct Median {
     pub stack_cpu_s: f64,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }

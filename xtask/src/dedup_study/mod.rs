@@ -13,21 +13,20 @@
 //! step's output in `target/bench/dedup-study-logs/`.
 
 mod accounting;
-mod bumps;
 mod chunks;
 mod report;
 mod snapshot;
 
-use std::fs;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use bmat::rust::lockfile::{self, LockedPackage};
 
+use crate::bench::bumps;
 use crate::bench::rust_job::job::Job;
 use crate::bench::rust_job::units::Counts;
-use crate::bench::{machine, publish, target_dir};
+use crate::bench::{Scratch, machine};
 use crate::stack::bins;
 use accounting::{Catalogue, Held, new_content};
 use report::{Report, Row, Skipped};
@@ -48,15 +47,9 @@ pub struct Options {
 
 pub fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
-    let out_dir = target_dir().join("bench");
-    let logs = out_dir.join("dedup-study-logs");
-    let _ = fs::remove_dir_all(&logs);
-    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix("bmat-dedup-study-")
-        .tempdir()
-        .context("cannot create a temp dir")?;
-    let t = tmp.path();
+    let scratch = Scratch::new("dedup-study")?;
+    let logs = scratch.logs.clone();
+    let t = scratch.tmp.path();
     // The study runs Cargo only: no bmat binary, no agent socket.
     let job = Job::checkout(
         "study",
@@ -138,10 +131,7 @@ pub fn run(opts: &Options) -> Result<()> {
         hashing: first.hashing,
         total_seconds: started.elapsed().as_secs_f64(),
     };
-    publish(&out_dir, &report)?;
-    if opts.keep {
-        say(&format!("kept {}", tmp.keep().display()));
-    }
+    scratch.finish(&report, opts.keep, report.total_seconds)?;
     if done < REQUIRED {
         bail!("only {done} bumps succeeded; the study needs {REQUIRED}");
     }
@@ -154,19 +144,14 @@ fn take(job: &Job, catalogue: &mut Catalogue, time_hashes: bool) -> Result<snaps
     snapshot::take(
         &job.ws.join("target"),
         job.cargo_home(),
-        &lock_text(job)?,
+        &job.lock()?,
         catalogue,
         time_hashes,
     )
 }
 
-fn lock_text(job: &Job) -> Result<String> {
-    let path = job.ws.join("Cargo.lock");
-    fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
-}
-
 fn locked(job: &Job) -> Result<Vec<LockedPackage>> {
-    lockfile::third_party(&lock_text(job)?)
+    lockfile::third_party(&job.lock()?)
 }
 
 fn say(line: &str) {

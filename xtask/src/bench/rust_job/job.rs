@@ -186,6 +186,18 @@ impl Job {
             .with_context(|| first_error(&log))
     }
 
+    /// The checkout's Cargo.lock.
+    pub fn lock(&self) -> Result<String> {
+        let path = self.ws.join("Cargo.lock");
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    /// Replaces the checkout's Cargo.lock with `text`.
+    pub fn set_lock(&self, text: &str) -> Result<()> {
+        let path = self.ws.join("Cargo.lock");
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+
     /// Appends `line` to the file `rel` of the checkout: the next commit's change.
     pub fn append(&self, rel: &str, line: &str) -> Result<()> {
         let path = self.ws.join(rel);

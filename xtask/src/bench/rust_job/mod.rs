@@ -20,18 +20,17 @@
 //! logs of every step in `target/bench/rust-job-logs/`.
 
 pub(crate) mod job;
-mod next_commit;
+pub(crate) mod next_commit;
 mod report;
 mod sccache;
 pub(crate) mod units;
 
-use std::fs;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::measure::Usage;
-use super::{build_binaries, machine, publish, say, target_dir};
+use super::{Scratch, build_binaries, machine, say};
 use crate::stack::{Stack, bins};
 use job::Caches;
 use next_commit::Jobs;
@@ -55,18 +54,12 @@ pub struct Options {
 
 pub fn run(opts: &Options) -> Result<()> {
     let started = Instant::now();
-    let out_dir = target_dir().join("bench");
-    let logs = out_dir.join("rust-job-logs");
-    let _ = fs::remove_dir_all(&logs);
-    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let scratch = Scratch::new("rust-job")?;
+    let logs = scratch.logs.clone();
     let bmat = build_binaries()?;
     let sccache_bin = sccache::find_or_install()?;
     let source = bins::workspace_root().join(WORKSPACE);
-    let tmp = tempfile::Builder::new()
-        .prefix("bmat-bench-rust-")
-        .tempdir()
-        .context("cannot create a temp dir")?;
-    let t = tmp.path();
+    let t = scratch.tmp.path();
 
     say("starting the local stack");
     let stack = Stack::start()?;
@@ -205,14 +198,5 @@ pub fn run(opts: &Options) -> Result<()> {
         reps: opts.reps,
         total_seconds: started.elapsed().as_secs_f64(),
     };
-    publish(&out_dir, &report)?;
-    if opts.keep {
-        say(&format!("kept {}", tmp.keep().display()));
-    }
-    say(&format!(
-        "done in {:.0} s; logs of every step in {}",
-        report.total_seconds,
-        logs.display()
-    ));
-    Ok(())
+    scratch.finish(&report, opts.keep, report.total_seconds)
 }

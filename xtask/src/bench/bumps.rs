@@ -1,5 +1,5 @@
-//! The lock bumps the study replays, one after the other, each on top of the ones
-//! before: `cargo update -p PACKAGE --precise VERSION`. Every version is a real
+//! The lock bumps `dedup-study` and `bench-dedup` replay, one after the other, each
+//! on top of the ones before: `cargo update -p PACKAGE --precise VERSION`. Every version is a real
 //! crates.io release, the one published before the version `testdata/bench-workspace`
 //! locks (read off the crates.io index), so each step is a real release bump, taken
 //! backwards. Different packages, at different depths of the dependency graph.
