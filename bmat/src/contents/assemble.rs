@@ -23,6 +23,7 @@ pub fn assemble(
     out: &mut impl Write,
 ) -> io::Result<()> {
     let mut held: HashMap<u32, Vec<u8>> = HashMap::new();
+    let mut whole = Whole::new()?;
     let mut pos = 0usize;
     for (cut, step) in m.cuts.iter().zip(&plan.steps) {
         let at = cut.at as usize;
@@ -32,8 +33,8 @@ pub fn assemble(
         let frame = &m.frames[step.frame as usize];
         let mut hasher = blake3::Hasher::new();
         let (start, end) = (content.at, content.at + content.len);
-        if step.fetch && !step.keep {
-            // Straight through: only this content's bytes are kept from the frame.
+        if step.fetch && !step.keep && frame.raw > WHOLE {
+            // Too large to hold: straight through, only this content's bytes kept.
             let mut offset = 0u64;
             decode(frames, frame, |chunk| {
                 let from = start.saturating_sub(offset).min(chunk.len() as u64) as usize;
@@ -46,16 +47,17 @@ pub fn assemble(
                 Ok(())
             })?;
         } else {
-            if step.fetch {
-                let mut whole = Vec::with_capacity(frame.raw as usize);
-                decode(frames, frame, |chunk| {
-                    whole.extend_from_slice(chunk);
-                    Ok(())
-                })?;
-                held.insert(step.frame, whole);
-            }
-            let Some(bytes) = held.get(&step.frame) else {
-                return Err(io::Error::other("the restore plan lost a frame"));
+            let bytes = if step.fetch {
+                whole.decode(frames, frame)?;
+                if step.keep {
+                    held.insert(step.frame, whole.take());
+                    &held[&step.frame]
+                } else {
+                    whole.raw()
+                }
+            } else {
+                held.get(&step.frame)
+                    .ok_or_else(|| io::Error::other("the restore plan lost a frame"))?
             };
             let bytes = &bytes[start as usize..end as usize];
             hasher.update(bytes);
@@ -73,6 +75,66 @@ pub fn assemble(
     }
     out.write_all(&skeleton[pos..])?;
     Ok(())
+}
+
+/// Frames up to this size (decompressed) are read whole and decompressed in one call
+/// with one reused zstd context: most frames are small, and a context per frame costs
+/// more than their bytes. (The saver makes no larger frame but for a file too large to
+/// hold, which is streamed.)
+const WHOLE: u64 = 64 << 20;
+
+/// A frame read and decompressed whole, in buffers reused from frame to frame.
+struct Whole {
+    context: zstd::bulk::Decompressor<'static>,
+    compressed: Vec<u8>,
+    raw: Vec<u8>,
+}
+
+impl Whole {
+    fn new() -> io::Result<Whole> {
+        Ok(Whole {
+            context: zstd::bulk::Decompressor::new()?,
+            compressed: Vec::new(),
+            raw: Vec::new(),
+        })
+    }
+
+    /// Reads the next frame (exactly `frame.len` bytes; a read error is the download's)
+    /// and decompresses it to exactly `frame.raw` bytes (anything else is damage).
+    fn decode(&mut self, input: &mut impl Read, frame: &Frame) -> io::Result<()> {
+        self.compressed.clear();
+        let read = input
+            .by_ref()
+            .take(frame.len)
+            .read_to_end(&mut self.compressed)?;
+        if read as u64 != frame.len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "download interrupted",
+            ));
+        }
+        self.raw.clear();
+        self.raw.reserve(frame.raw as usize);
+        let n = self
+            .context
+            .decompress_to_buffer(&self.compressed[..], &mut self.raw)
+            .map_err(|e| corruption(format!("a frame does not decompress: {e}")))?;
+        if n as u64 != frame.raw {
+            return Err(corruption(format!(
+                "a frame is not the size recorded ({n} bytes from it, {} recorded)",
+                frame.raw
+            )));
+        }
+        Ok(())
+    }
+
+    fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.raw)
+    }
 }
 
 /// Decompresses the next frame of `input` (exactly `frame.len` bytes, exactly
