@@ -24,6 +24,7 @@ pub fn assemble(
 ) -> io::Result<()> {
     let mut held: HashMap<u32, Vec<u8>> = HashMap::new();
     let mut whole = Whole::new()?;
+    let mut gaps = plan.gaps.iter();
     let mut pos = 0usize;
     for (cut, step) in m.cuts.iter().zip(&plan.steps) {
         let at = cut.at as usize;
@@ -33,6 +34,16 @@ pub fn assemble(
         let frame = &m.frames[step.frame as usize];
         let mut hasher = blake3::Hasher::new();
         let (start, end) = (content.at, content.at + content.len);
+        if step.fetch {
+            // The bytes between this frame and the last one of the same range.
+            let gap = gaps.next().copied().unwrap_or(0);
+            if io::copy(&mut frames.by_ref().take(gap), &mut io::sink())? != gap {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "download interrupted",
+                ));
+            }
+        }
         if step.fetch && !step.keep && frame.raw > WHOLE {
             // Too large to hold: straight through, only this content's bytes kept.
             let mut offset = 0u64;

@@ -9,6 +9,10 @@ use std::collections::HashMap;
 
 use super::layout::Manifest;
 
+/// Frames of one object this close to each other are fetched as one range, the bytes
+/// between read and dropped: one request costs more than that many bytes.
+const MAX_GAP: u64 = 512 << 10;
+
 /// Frames held for a later use: each at most this large (decompressed) …
 const KEEP_FRAME: u64 = 16 << 20;
 /// … and all of them together at most this.
@@ -30,6 +34,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Frames in download order (a frame may come more than once).
     pub fetches: Vec<u32>,
+    /// Per fetch, the bytes of the download to drop before it (see [`MAX_GAP`]).
+    pub gaps: Vec<u64>,
 }
 
 /// A byte range of one object.
@@ -70,26 +76,41 @@ impl Plan {
             }
             plan.steps.push(Step { frame, fetch, keep });
         }
+        plan.gaps = plan.merged(m).1;
         plan
     }
 
-    /// The download: the fetched frames' bytes in order, adjacent ones merged.
+    /// The download: the fetched frames' bytes in order, frames of one object close
+    /// to each other merged.
     pub fn spans(&self, m: &Manifest) -> Vec<Span> {
+        self.merged(m).0
+    }
+
+    fn merged(&self, m: &Manifest) -> (Vec<Span>, Vec<u64>) {
         let mut spans: Vec<Span> = Vec::new();
+        let mut gaps = Vec::with_capacity(self.fetches.len());
         for &f in &self.fetches {
             let frame = m.frames[f as usize];
             match spans.last_mut() {
-                Some(last) if last.object == frame.object && last.at + last.len == frame.at => {
-                    last.len += frame.len;
+                Some(last)
+                    if last.object == frame.object
+                        && frame.at >= last.at + last.len
+                        && frame.at - (last.at + last.len) <= MAX_GAP =>
+                {
+                    gaps.push(frame.at - (last.at + last.len));
+                    last.len = frame.at + frame.len - last.at;
                 }
-                _ => spans.push(Span {
-                    object: frame.object,
-                    at: frame.at,
-                    len: frame.len,
-                }),
+                _ => {
+                    gaps.push(0);
+                    spans.push(Span {
+                        object: frame.object,
+                        at: frame.at,
+                        len: frame.len,
+                    });
+                }
             }
         }
-        spans
+        (spans, gaps)
     }
 }
 
@@ -133,6 +154,7 @@ mod tests {
         let m = manifest();
         let plan = Plan::of(&m);
         assert_eq!(plan.fetches, [0, 2, 1]);
+        assert_eq!(plan.gaps, [0, 0, 0]);
         let fetched: Vec<(bool, bool)> = plan.steps.iter().map(|s| (s.fetch, s.keep)).collect();
         assert_eq!(
             fetched,
@@ -158,6 +180,35 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn frames_of_one_object_close_together_are_one_range_and_far_apart_two() {
+        let mut m = manifest();
+        m.cuts = vec![
+            Cut { at: 0, content: 0 },
+            Cut {
+                at: 1024,
+                content: 2,
+            },
+        ];
+        // Frame 1 100 bytes after frame 0's end: one range, 100 bytes dropped.
+        m.frames[1].at = 150;
+        let plan = Plan::of(&m);
+        assert_eq!(plan.gaps, [0, 100]);
+        assert_eq!(
+            plan.spans(&m),
+            [Span {
+                object: 0,
+                at: 0,
+                len: 180
+            }]
+        );
+        // Past the gap allowed: two ranges.
+        m.frames[1].at = 50 + MAX_GAP + 1;
+        let plan = Plan::of(&m);
+        assert_eq!(plan.gaps, [0, 0]);
+        assert_eq!(plan.spans(&m).len(), 2);
     }
 
     #[test]

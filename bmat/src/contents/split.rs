@@ -201,7 +201,7 @@ impl<W: Write> Splitter<'_, W> {
                 ));
             }
             let hash = *blake3::hash(&data).as_bytes();
-            match self.known(&hash, size) {
+            match self.known(&hash) {
                 Some(c) => c,
                 None => self.add(&data, hash)?,
             }
@@ -212,16 +212,12 @@ impl<W: Write> Splitter<'_, W> {
         Ok(())
     }
 
-    /// A content this save has named already, or one of the base's. A small content
-    /// of the base is not reused but stored again: it lies in a shared frame that a
-    /// restore fetches whole, and a cache reading a few contents out of many such
-    /// frames would download (and keep) more and more bytes it does not need, bump
-    /// after bump. Small contents are most files but few bytes.
-    fn known(&mut self, hash: &[u8; 32], len: u64) -> Option<u32> {
+    /// A content this save has named already, or one of the base's.
+    fn known(&mut self, hash: &[u8; 32]) -> Option<u32> {
         if let Some(c) = self.by_hash.get(hash) {
             return Some(*c);
         }
-        let base = self.base.filter(|_| len > SMALL)?;
+        let base = self.base?;
         let &i = base.by_hash.get(&hex::encode(hash))?;
         let found = &base.manifest.contents[i];
         let frame = self.base_frame(base, found.frame)?;
