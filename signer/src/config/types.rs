@@ -378,6 +378,16 @@ impl S3Config {
         format!("{}/caches/{ulid}", self.prefix)
     }
 
+    /// Where each cache's self-description lives (docs/design.md, "The registry is an
+    /// index").
+    pub fn index_prefix(&self) -> String {
+        format!("{}/index/", self.prefix)
+    }
+
+    pub fn index_name(&self, ulid: &str) -> String {
+        format!("{}/index/{ulid}", self.prefix)
+    }
+
     /// The marker naming the registry that owns the prefix.
     pub fn claim_object(&self) -> String {
         format!("{}/registry-id", self.prefix)

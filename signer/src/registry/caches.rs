@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::error::RegistryError;
 use super::schema::Registry;
+use super::uploads::LIVE;
 use super::values::{Place, unsigned};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +48,7 @@ fn cache_from_row(r: &Row<'_>) -> rusqlite::Result<CacheRow> {
     })
 }
 
-fn extent_from_row(r: &Row<'_>) -> rusqlite::Result<Extent> {
+pub(super) fn extent_from_row(r: &Row<'_>) -> rusqlite::Result<Extent> {
     let unsigned = |v: Option<i64>| v.map(|n| n.max(0) as u64);
     Ok(Extent {
         unpacked_size: unsigned(r.get("unpacked_size")?),
@@ -180,6 +181,18 @@ impl Registry {
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, unsigned(r.get(2)?))))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether the index object of `ulid` must stay: its cache exists, or its upload
+    /// is live (a completion may be writing it).
+    pub fn index_needed(&self, ulid: &str) -> Result<bool, RegistryError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM caches WHERE ulid = ?1)
+                     OR EXISTS (SELECT 1 FROM uploads WHERE ulid = ?1 AND state IN {LIVE})"
+            ))?
+            .query_row(params![ulid], |r| r.get(0))?)
     }
 
     /// The caches of `owner`, least recently used first.
