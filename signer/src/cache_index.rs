@@ -1,8 +1,9 @@
-//! Each cache's self-description in S3, `{prefix}/index/{ULID}` (docs/design.md, "The
-//! registry is an index"): what its row holds, so that `signer registry rebuild` can
-//! recover the registry from the bucket alone. The completion worker writes it before
-//! CompleteMultipartUpload, so every completed cache has one; a cache's deletion
-//! deletes it after the row (best effort: the reaper's sweep takes what is left).
+//! Each cache's self-description in S3, `{prefix}/index/{ULID}` (docs/design.md,
+//! "Registry and S3 layout": the registry is an index): what its row holds, so that
+//! `signer registry rebuild` can recover the registry from the bucket alone. The
+//! completion worker writes it before CompleteMultipartUpload, so every completed
+//! cache has one; a cache's deletion deletes it after the row (best effort: the
+//! reaper's sweep takes what is left).
 
 use bmat_wire::api::{Extent, FORMAT_ARCHIVE, FORMAT_CONTENTS};
 use serde::{Deserialize, Serialize};

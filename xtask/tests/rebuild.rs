@@ -1,8 +1,8 @@
 //! Issue 19: "registry rebuilt from the bucket restores every cache it had"
-//! (docs/design.md, "The registry is an index"). Caches of two owners and two scopes,
-//! archives and contents (a pull request's reading main's), one deleted; then the
-//! registry file is lost, `signer registry rebuild` writes it again from the bucket,
-//! and the signer serves the same caches as before.
+//! (docs/design.md, "Registry and S3 layout": the registry is an index). Caches of two
+//! owners and two scopes, archives and contents (a pull request's reading main's), one
+//! deleted; then the registry file is lost, `signer registry rebuild` writes it again
+//! from the bucket, and the signer serves the same caches as before.
 
 #[path = "common/cache.rs"]
 mod cache;

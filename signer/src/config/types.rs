@@ -378,8 +378,8 @@ impl S3Config {
         format!("{}/caches/{ulid}", self.prefix)
     }
 
-    /// Where each cache's self-description lives (docs/design.md, "The registry is an
-    /// index").
+    /// Where each cache's self-description lives (docs/design.md, "Registry and S3
+    /// layout": the registry is an index).
     pub fn index_prefix(&self) -> String {
         format!("{}/index/", self.prefix)
     }

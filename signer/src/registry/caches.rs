@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use super::error::RegistryError;
 use super::schema::Registry;
 use super::uploads::LIVE;
-use super::values::{Place, unsigned};
+use super::values::{Place, extent_from_row, unsigned};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheRow {
@@ -45,14 +45,6 @@ fn cache_from_row(r: &Row<'_>) -> rusqlite::Result<CacheRow> {
         restored_at: r.get("restored_at")?,
         format: r.get("format")?,
         logical_size: r.get::<_, Option<i64>>("logical_size")?.map(unsigned),
-    })
-}
-
-pub(super) fn extent_from_row(r: &Row<'_>) -> rusqlite::Result<Extent> {
-    let unsigned = |v: Option<i64>| v.map(|n| n.max(0) as u64);
-    Ok(Extent {
-        unpacked_size: unsigned(r.get("unpacked_size")?),
-        entries: unsigned(r.get("entries")?),
     })
 }
 

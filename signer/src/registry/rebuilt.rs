@@ -1,7 +1,8 @@
-//! A registry rebuilt from the bucket (`signer registry rebuild`, docs/design.md, "The
-//! registry is an index"): it takes the id of the registry that claimed the prefix,
-//! and its caches, their references and the retained objects they read are written
-//! in one transaction, into a registry that holds no cache.
+//! A registry rebuilt from the bucket (`signer registry rebuild`, docs/design.md,
+//! "Registry and S3 layout": the registry is an index): it takes the id of the
+//! registry that claimed the prefix, and its caches, their references and the retained
+//! objects they read are written in one transaction, into a registry that holds no
+//! cache.
 
 use rusqlite::{TransactionBehavior, params};
 

@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use super::error::RegistryError;
 use super::refs::{self, CacheRemoval, Readable};
 use super::schema::Registry;
-use super::values::{Place, to_i64, unsigned};
+use super::values::{Place, extent_from_row, to_i64, unsigned};
 use crate::names::Patterns;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ fn upload_from_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
         next_attempt_at: r.get("next_attempt_at")?,
         finished_at: r.get("finished_at")?,
         replaces: r.get("replaces")?,
-        extent: super::caches::extent_from_row(r)?,
+        extent: extent_from_row(r)?,
         format: r.get("format")?,
         logical_size: r.get::<_, Option<i64>>("logical_size")?.map(unsigned),
         needs_abort: r.get::<_, i64>("needs_abort")? != 0,

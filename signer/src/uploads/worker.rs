@@ -105,8 +105,9 @@ pub async fn complete_one(st: &AppState) -> Result<Step, UploadError> {
         .ok_or_else(|| without("S3 upload id"))?;
     let size = up.size.ok_or_else(|| without("size"))?;
 
-    // Every completed cache describes itself in S3 (docs/design.md, "The registry is
-    // an index"): the index first, so a completion never goes through without one.
+    // Every completed cache describes itself in S3 (docs/design.md, "Registry and S3
+    // layout": the registry is an index): the index first, so a completion never goes
+    // through without one.
     let refs = {
         let ulid = up.ulid.clone();
         st.db.read(move |r| r.refs_of(&ulid)).await?

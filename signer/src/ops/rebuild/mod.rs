@@ -1,5 +1,6 @@
 //! `signer registry rebuild --config FILE`: the registry recovered from the bucket
-//! alone when its SQLite file is lost (docs/design.md, "The registry is an index").
+//! alone when its SQLite file is lost (docs/design.md, "Registry and S3 layout": the
+//! registry is an index).
 //! Only into an absent or empty registry, and never while a signer runs on the prefix.
 //! The new registry takes the id the prefix's claim names, so the signer then starts
 //! on it as before; every cache whose index object, own object and read objects are

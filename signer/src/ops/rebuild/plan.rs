@@ -1,6 +1,7 @@
-//! What a rebuild keeps (docs/design.md, "The registry is an index"), from the index
-//! objects read and the cache objects that exist: the caches to insert, the objects
-//! they read that no kept cache owns (retained), and what is skipped and why. No I/O.
+//! What a rebuild keeps (docs/design.md, "Registry and S3 layout": the registry is an
+//! index), from the index objects read and the cache objects that exist: the caches
+//! to insert, the objects they read that no kept cache owns (retained), and what is
+//! skipped and why. No I/O.
 
 use std::collections::{HashMap, HashSet};
 
