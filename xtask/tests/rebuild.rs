@@ -81,9 +81,11 @@ fn save(
     Saved { place, key, src }
 }
 
-/// What a lookup of `key` by a client of contents finds: the cache, its format and
-/// the objects it reads (id, size).
-fn found(stack: &Stack, token: &str, key: &str) -> Option<(String, u8, Vec<(String, u64)>)> {
+/// A hit: the cache's id, its format and the objects it reads (id, size).
+type Found = (String, u8, Vec<(String, u64)>);
+
+/// What a lookup of `key` by a client of contents finds.
+fn found(stack: &Stack, token: &str, key: &str) -> Option<Found> {
     let api = Api::new(stack).with_token(Some(token));
     let req = LookupRequest {
         key: key.into(),
