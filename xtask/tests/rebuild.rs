@@ -134,6 +134,11 @@ fn indexes(stack: &Stack) -> Vec<String> {
 
 /// `signer registry rebuild ARGS` on the stack's config, with its S3 credentials.
 fn rebuild(stack: &Stack, args: &[&str]) -> Run {
+    rebuild_with(stack, stack.signer_config_path(), args)
+}
+
+/// `signer registry rebuild ARGS` on the config file `config`.
+fn rebuild_with(stack: &Stack, config: &Path, args: &[&str]) -> Run {
     let cfg = stack.signer_config();
     let mut cmd = Command::new(bins::workspace_bin("signer").expect("signer binary"));
     cmd.env(&cfg.s3.access_key_id_env, &stack.env().s3_access_key_id)
@@ -141,7 +146,7 @@ fn rebuild(stack: &Stack, args: &[&str]) -> Run {
             &cfg.s3.secret_access_key_env,
             &stack.env().s3_secret_access_key,
         );
-    let config = stack.signer_config_path().to_str().expect("a UTF-8 path");
+    let config = config.to_str().expect("a UTF-8 path");
     let mut all = vec!["registry", "rebuild", "--config", config];
     all.extend_from_slice(args);
     run(cmd, stack.dir(), &all, b"")
@@ -243,8 +248,18 @@ fn a_registry_rebuilt_from_the_bucket_serves_every_cache_it_had() {
         );
     }
 
-    // A registry that holds caches is never rebuilt over.
+    // A registry that holds caches is never rebuilt over, nor one whose signer runs
+    // (it renews its lease, 3 s on the stack, while the rebuild waits).
     let r = rebuild(&stack, &["--json"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("holds 6 caches"), "{r:?}");
+    let elsewhere = tempdir();
+    let mut cfg = stack.signer_config().clone();
+    cfg.database = elsewhere.path().join("registry.sqlite");
+    let config = elsewhere.path().join("signer.toml");
+    fs::write(&config, cfg.to_toml().expect("TOML")).expect("write the config");
+    let r = rebuild_with(&stack, &config, &[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("held by a running signer"), "{r:?}");
+    assert!(!cfg.database.exists(), "a refused rebuild made a registry");
 }

@@ -53,8 +53,8 @@ pub enum RebuildError {
     )]
     NotEmpty { path: PathBuf, count: u64 },
     #[error(
-        "s3.prefix {prefix:?} is held by a running signer ({holder}); stop it before \
-         rebuilding its registry"
+        "s3.prefix {prefix:?} is held by a running signer ({holder}), whose claim changed \
+         while this waited for its lease to lapse; stop it before rebuilding its registry"
     )]
     Held { prefix: String, holder: String },
     #[error("S3 {doing}: {source}")]
@@ -184,17 +184,13 @@ async fn unheld_claim(s3: &S3Client, cfg: &Config) -> Result<Option<Claim>, Rebu
         holder.describe(now_ms())
     );
     tokio::time::sleep(Duration::from_secs(lease)).await;
-    let now = read().await?;
-    if now != first {
+    if read().await? != first {
         return Err(RebuildError::Held {
             prefix: cfg.s3.prefix.clone(),
-            holder: now.and_then(|c| c.holder).map_or_else(
-                || "it released the prefix".to_owned(),
-                |h| h.describe(now_ms()),
-            ),
+            holder: holder.describe(now_ms()),
         });
     }
-    Ok(now)
+    Ok(first)
 }
 
 /// The objects under `prefix` named by a ULID, with their sizes.
