@@ -9,6 +9,7 @@
 //! - [`auth`] — tokens: who is asking and what it may do.
 //! - [`registry`] — the SQLite index of caches, uploads, tokens and usage.
 //! - [`ops`] — operations: reaper, prefix claim, reload, operator commands.
+//! - [`cache_index`] — each cache's self-description in S3, for a rebuild.
 //! - [`lookup_id`] — the signer's proof of a lookup, which reports echo.
 //! - [`metrics`] — what `GET /metrics` shows; every module counts into it.
 //! - [`server`] — startup, the ready file, shutdown.
@@ -21,6 +22,7 @@
 //! - [`text`] — client strings quoted and error chains, for people.
 
 pub mod auth;
+pub mod cache_index;
 pub mod caches;
 pub mod config;
 pub mod http;

@@ -2,6 +2,7 @@
 //! `signer token create|revoke …`: mint or revoke a job token on a running signer.
 //! `signer stats [--owner O] [--scope S] [--json]`: usage per owner and scope.
 //! `signer check-config --config FILE`: the file and the bucket access, checked.
+//! `signer registry rebuild --config FILE [--json]`: a lost registry rebuilt from S3.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use signer::config::Config;
 use signer::ops::caches_cmd::CachesCommand;
+use signer::ops::rebuild::RebuildArgs;
 use signer::ops::stats_cmd::StatsArgs;
 use signer::ops::token_cmd::TokenCommand;
 use tracing_subscriber::EnvFilter;
@@ -47,6 +49,16 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The registry file, with the signer stopped.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Recover a lost registry from the bucket alone (into an absent or empty database
+    /// file), with the S3 credentials in the environment as for serving.
+    Rebuild(RebuildArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +114,7 @@ fn run_command(command: Command) -> ExitCode {
         Command::Token(cmd) => rt.block_on(signer::ops::token_cmd::run(cmd)),
         Command::Stats(a) => rt.block_on(signer::ops::stats_cmd::run(a)),
         Command::Caches(cmd) => rt.block_on(signer::ops::caches_cmd::run(cmd)),
+        Command::Registry(RegistryCommand::Rebuild(a)) => rt.block_on(signer::ops::rebuild::run(a)),
         Command::CheckConfig { config } => {
             return if rt.block_on(signer::ops::check_config::run(&config)) {
                 ExitCode::SUCCESS

@@ -46,6 +46,11 @@ pub fn prefix(what: &'static str, prefix: &str) -> Result<(), InvalidName> {
     checked(what, prefix, validate_prefix)
 }
 
+/// Whether `id` is a canonical ULID: an object's name under the prefix, a ref.
+pub fn is_ulid(id: &str) -> bool {
+    ulid::Ulid::from_string(id).is_ok_and(|u| u.to_string() == id)
+}
+
 /// Whether `name` matches `pattern`: an exact name, or a prefix ending in `*` (`*`
 /// alone matches every name). The config's owner and scope patterns.
 pub fn matches(pattern: &str, name: &str) -> bool {

@@ -113,7 +113,8 @@ async fn multipart_upload_round_trips_through_presigned_urls() {
         &data[100..200]
     );
 
-    // The user's key never reaches S3: the object is named by the upload id.
+    // The user's key is in no object's name: the object is named by the upload id (its
+    // index object holds it, see docs/design.md, "Registry and S3 layout").
     assert!(object_exists(&stack, &object_name(&stack, &id)).await);
     let s3 = stack.s3_client().expect("s3 client");
     let names = s3
@@ -1109,6 +1110,8 @@ async fn the_reaper_aborts_abandoned_and_unknown_uploads_and_orphan_objects() {
     .expect("stack");
     let api = Api::new(&stack);
     let s3 = stack.s3_client().expect("s3 client");
+    // A completed cache, which none of this touches.
+    let kept = api.store("kept", b"kept").await;
 
     // Abandoned mid-way: one part uploaded, then nothing.
     let id = api.begin_upload("abandoned").await;
@@ -1120,6 +1123,12 @@ async fn the_reaper_aborts_abandoned_and_unknown_uploads_and_orphan_objects() {
     s3.create_multipart_upload(&stray).await.expect("create");
     let orphan = format!("{}01BX5ZZKBKACTAV9WEVGEMMVRZ", caches_prefix(&stack));
     s3.put_object(&orphan, b"nobody's".to_vec())
+        .await
+        .expect("put");
+    // An index object of no cache (its cache's deletion failed to delete it).
+    let index = |id: &str| format!("{}/index/{id}", stack.env().s3_prefix);
+    let orphan_index = index("01BX5ZZKBKACTAV9WEVGEMMVRZ");
+    s3.put_object(&orphan_index, b"{}".to_vec())
         .await
         .expect("put");
     // Outside the prefix: not the signer's business.
@@ -1138,13 +1147,13 @@ async fn the_reaper_aborts_abandoned_and_unknown_uploads_and_orphan_objects() {
         || async { multipart_uploads(&stack).await.is_empty() },
     )
     .await;
-    poll_until("the orphan object to be deleted", PATIENCE, || async {
-        !object_exists(&stack, &orphan).await
+    poll_until("the orphan objects to be deleted", PATIENCE, || async {
+        !object_exists(&stack, &orphan).await && !object_exists(&stack, &orphan_index).await
     })
     .await;
     assert!(object_exists(&stack, &outside).await);
-    // A completed cache is not touched by any of this.
-    api.store("kept", b"kept").await;
+    // Older than the stale window too, the cache and its index object are kept.
+    assert!(object_exists(&stack, &index(&kept)).await);
     let hit = api.hit("kept", &[]).await.expect("hit");
     assert_eq!(download(&api.http, &hit.url).await, b"kept");
 }

@@ -3,7 +3,8 @@
 //! docs/design.md, "Content-addressed caches"), so no completion can come to read an
 //! object being deleted. A row without an object would be a broken hit; an object
 //! without a row is only a leak the reaper's orphan sweep removes. By ULID, so a newer
-//! cache of the same key is never touched.
+//! cache of the same key is never touched. The cache's index object goes after its
+//! row, before its object (best effort: the sweep deletes what is left).
 
 use bmat_wire::api::{CacheSelector, DeletedCaches};
 use tracing::info;
@@ -11,6 +12,7 @@ use tracing::info;
 use super::access::{may_drop, selected};
 use super::error::{CacheError, s3};
 use crate::auth::Principal;
+use crate::cache_index;
 use crate::names;
 use crate::registry::{CacheRemoval, CacheRow, Place};
 use crate::state::{AppState, now_ms};
@@ -20,6 +22,10 @@ pub async fn delete(st: &AppState, c: &CacheRow) -> Result<(), CacheError> {
     let ulid = c.ulid.clone();
     let removal = st.db.run(move |r| r.delete_cache(&ulid, now_ms())).await?;
     st.report_checks.forget(&c.ulid);
+    if removal != CacheRemoval::Gone {
+        // Retained or not, the object is no cache's any more: a rebuild must not find it.
+        cache_index::forget(st, &c.ulid).await;
+    }
     if removal == CacheRemoval::Unneeded {
         // Failing, the object is an orphan the reaper's sweep deletes.
         st.s3

@@ -69,13 +69,14 @@ pub struct S3Config {
     /// needed by most non-AWS servers.
     #[serde(default = "default_true")]
     pub path_style: bool,
-    /// Objects are stored as `{prefix}/caches/{ULID}`. One registry per prefix: the
-    /// signer claims it in `{prefix}/registry-id` and refuses a prefix another
-    /// registry claimed or another running signer holds.
+    /// Objects are stored as `{prefix}/caches/{ULID}`, each described by
+    /// `{prefix}/index/{ULID}` (for `signer registry rebuild`). One registry per
+    /// prefix: the signer claims it in `{prefix}/registry-id` and refuses a prefix
+    /// another registry claimed or another running signer holds.
     #[serde(default = "default_prefix")]
     pub prefix: String,
     /// Claim the prefix even though another registry did (the old registry is gone
-    /// for good: lost, or replaced by this one). Its objects become orphans that the
+    /// for good: lost and not rebuilt, or replaced by this one). Its objects become orphans that the
     /// reaper deletes once older than the stale window.
     #[serde(default)]
     pub take_over_prefix: bool,
@@ -376,6 +377,16 @@ impl S3Config {
 
     pub fn object_name(&self, ulid: &str) -> String {
         format!("{}/caches/{ulid}", self.prefix)
+    }
+
+    /// Where each cache's self-description lives (docs/design.md, "Registry and S3
+    /// layout": the registry is an index).
+    pub fn index_prefix(&self) -> String {
+        format!("{}/index/", self.prefix)
+    }
+
+    pub fn index_name(&self, ulid: &str) -> String {
+        format!("{}/index/{ulid}", self.prefix)
     }
 
     /// The marker naming the registry that owns the prefix.

@@ -3,6 +3,7 @@
 //! - [`reaper`] — aborts what was abandoned, evicts what is old or over quota.
 //! - [`claim`] — one registry, and one running signer, per S3 prefix: taking it.
 //! - [`lease`] — the running signer's lease on its prefix: renewed, released.
+//! - [`rebuild`] — `signer registry rebuild`: the registry recovered from the bucket.
 //! - [`reload`] — SIGHUP: tokens and limits re-read from the config file.
 //! - [`check_config`] — `signer check-config`: the file and the bucket, checked.
 //! - [`client`] — the operator's client of the API (`signer token …`, `signer stats`).
@@ -16,6 +17,7 @@ pub mod claim;
 pub mod client;
 pub mod lease;
 pub mod reaper;
+pub mod rebuild;
 pub mod reload;
 pub mod stats_cmd;
 pub mod token_cmd;

@@ -13,7 +13,8 @@
 //!    that ended without a cache forgotten); then objects under the prefix that no row
 //!    needs (no cache or live upload of theirs, no counted reference, not retained,
 //!    not released within the download grace), older than the stale window by S3's
-//!    `LastModified` → deleted;
+//!    `LastModified` → deleted; and so are index objects under `{prefix}/index/` of no
+//!    cache or live upload, as old;
 //! 6. old `completed`/`aborted` upload rows, job tokens expired for a week, usage
 //!    counters older than a week and a day, and released objects past the download
 //!    grace → forgotten.
@@ -30,7 +31,8 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::caches::evict::{self, Evicted};
-use crate::registry::UploadRow;
+use crate::names;
+use crate::registry::{Registry, RegistryError, UploadRow};
 use crate::state::{AppState, ms_ago, now_ms};
 use crate::tasks::Task;
 use crate::text::chain;
@@ -57,6 +59,8 @@ pub struct ReapReport {
     pub released: usize,
     /// Object names deleted because no row refers to them.
     pub orphan_objects_deleted: Vec<String>,
+    /// Index objects deleted because no cache or live upload is theirs.
+    pub orphan_indexes_deleted: Vec<String>,
     pub pruned_upload_rows: usize,
     /// One line per failed step or item.
     pub errors: Vec<String>,
@@ -95,7 +99,8 @@ fn log(r: &ReapReport) {
         + r.orphan_uploads_aborted.len()
         + r.expired.len()
         + r.over_quota.len()
-        + r.orphan_objects_deleted.len();
+        + r.orphan_objects_deleted.len()
+        + r.orphan_indexes_deleted.len();
     if acted > 0 {
         info!(
             stale = r.stale_aborted.len(),
@@ -104,6 +109,7 @@ fn log(r: &ReapReport) {
             expired = r.expired.len(),
             over_quota = r.over_quota.len(),
             orphan_objects = r.orphan_objects_deleted.len(),
+            orphan_indexes = r.orphan_indexes_deleted.len(),
             "reaper pass"
         );
     }
@@ -149,6 +155,11 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
     if let Err(e) = delete_orphan_objects(st, &mut report).await {
         report.errors.push(format!("objects without a row: {e:#}"));
     }
+    if let Err(e) = delete_orphan_indexes(st, &mut report).await {
+        report
+            .errors
+            .push(format!("index objects without a row: {e:#}"));
+    }
     let cutoff = ms_ago(UPLOAD_ROW_RETENTION);
     match st.db.run(move |r| r.prune_uploads(cutoff)).await {
         Ok(n) => report.pruned_upload_rows = n,
@@ -174,6 +185,7 @@ pub async fn reap_once(st: &AppState) -> ReapReport {
             ("abort_retried", report.aborts_retried.len()),
             ("orphan_upload_aborted", report.orphan_uploads_aborted.len()),
             ("orphan_object_deleted", report.orphan_objects_deleted.len()),
+            ("orphan_index_deleted", report.orphan_indexes_deleted.len()),
             ("error", report.errors.len()),
         ],
         &[
@@ -226,25 +238,22 @@ async fn retry_aborts(st: &AppState, report: &mut ReapReport) -> anyhow::Result<
     Ok(())
 }
 
-/// The ULID an object name under our prefix refers to, if it has that shape.
-fn ulid_of(st: &AppState, object: &str) -> Option<String> {
-    let rest = object.strip_prefix(&st.cfg().s3.caches_prefix())?;
-    ulid::Ulid::from_string(rest)
-        .ok()
-        .map(|u| u.to_string())
-        .filter(|u| u == rest)
+/// The ULID an object name under `prefix` refers to, if it has that shape.
+fn ulid_of(prefix: &str, object: &str) -> Option<String> {
+    object
+        .strip_prefix(prefix)
+        .filter(|rest| names::is_ulid(rest))
+        .map(str::to_owned)
 }
 
 async fn abort_orphan_uploads(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
-    let listed = st
-        .s3
-        .list_multipart_uploads(&st.cfg().s3.caches_prefix())
-        .await?;
+    let prefix = st.cfg().s3.caches_prefix();
+    let listed = st.s3.list_multipart_uploads(&prefix).await?;
     // Read after listing: every upload in the list had its row written before it was
     // created, so the rows read now are at least as new as the list.
     let cutoff = stale_cutoff(st);
     for mu in listed {
-        let row: Option<UploadRow> = match ulid_of(st, &mu.key) {
+        let row: Option<UploadRow> = match ulid_of(&prefix, &mu.key) {
             Some(ulid) => st.db.run(move |r| r.get_upload(&ulid)).await?,
             None => None,
         };
@@ -284,10 +293,36 @@ async fn abort_orphan_uploads(st: &AppState, report: &mut ReapReport) -> anyhow:
 }
 
 async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
-    let objects = st
-        .s3
-        .list_objects_dated(&st.cfg().s3.caches_prefix())
-        .await?;
+    // An object released (a refresh replaced its cache, the last cache reading it
+    // went) stays as long as a download URL handed out before may still be used.
+    let released_after = grace_cutoff(st);
+    let needed = move |r: &Registry, u: &str| r.object_needed(u, released_after);
+    let prefix = st.cfg().s3.caches_prefix();
+    report.orphan_objects_deleted = sweep(st, prefix, needed, &mut report.errors).await?;
+    Ok(())
+}
+
+/// Index objects of no cache: a deleted cache's when deleting it failed, an aborted
+/// upload's (its completion was attempted), a rebuild's skipped ones.
+async fn delete_orphan_indexes(st: &AppState, report: &mut ReapReport) -> anyhow::Result<()> {
+    let prefix = st.cfg().s3.index_prefix();
+    let needed = |r: &Registry, u: &str| r.index_needed(u);
+    report.orphan_indexes_deleted = sweep(st, prefix, needed, &mut report.errors).await?;
+    Ok(())
+}
+
+/// Deletes the objects under `prefix` older than the stale window whose ULID
+/// `needed` does not keep (and those of no ULID); their names.
+async fn sweep<F>(
+    st: &AppState,
+    prefix: String,
+    needed: F,
+    errors: &mut Vec<String>,
+) -> anyhow::Result<Vec<String>>
+where
+    F: Fn(&Registry, &str) -> Result<bool, RegistryError> + Send + 'static,
+{
+    let objects = st.s3.list_objects_dated(&prefix).await?;
     // Young objects are left alone whatever the registry says, judged by S3's own
     // LastModified (not the ULID in the name: a copied or restored object is new under
     // an old name), so nothing in flight, another signer's, or a registry being put
@@ -296,21 +331,18 @@ async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow
     let old: Vec<(String, Option<String>)> = objects
         .into_iter()
         .filter(|o| o.last_modified_ms.is_some_and(|t| t < cutoff))
-        .map(|o| (ulid_of(st, &o.name), o.name))
+        .map(|o| (ulid_of(&prefix, &o.name), o.name))
         .map(|(u, n)| (n, u))
         .collect();
     // One registry call: the worker's completion (cache row + upload state) is one
-    // transaction, so an object being completed right now is seen as either. An
-    // object released (a refresh replaced its cache, the last cache reading it went)
-    // stays as long as a download URL handed out before may still be used.
-    let released_after = grace_cutoff(st);
-    let referenced: HashSet<String> = {
+    // transaction, so an object being completed right now is seen as either.
+    let kept: HashSet<String> = {
         let ulids: Vec<String> = old.iter().filter_map(|(_, u)| u.clone()).collect();
         st.db
             .run(move |r| {
                 let mut keep = HashSet::new();
                 for u in ulids {
-                    if r.object_needed(&u, released_after)? {
+                    if needed(r, &u)? {
                         keep.insert(u);
                     }
                 }
@@ -318,19 +350,18 @@ async fn delete_orphan_objects(st: &AppState, report: &mut ReapReport) -> anyhow
             })
             .await?
     };
+    let mut deleted = Vec::new();
     for (name, ulid) in old {
-        if ulid.as_ref().is_some_and(|u| referenced.contains(u)) {
+        if ulid.as_ref().is_some_and(|u| kept.contains(u)) {
             continue;
         }
         match st.s3.delete_object(&name).await {
             Ok(()) => {
                 info!(object = %name, "object without a cache row deleted");
-                report.orphan_objects_deleted.push(name);
+                deleted.push(name);
             }
-            Err(e) => report
-                .errors
-                .push(format!("deleting orphan object {name}: {e}")),
+            Err(e) => errors.push(format!("deleting orphan object {name}: {e}")),
         }
     }
-    Ok(())
+    Ok(deleted)
 }

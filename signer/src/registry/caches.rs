@@ -6,7 +6,8 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::error::RegistryError;
 use super::schema::Registry;
-use super::values::{Place, unsigned};
+use super::uploads::LIVE;
+use super::values::{Place, extent_from_row, unsigned};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheRow {
@@ -44,14 +45,6 @@ fn cache_from_row(r: &Row<'_>) -> rusqlite::Result<CacheRow> {
         restored_at: r.get("restored_at")?,
         format: r.get("format")?,
         logical_size: r.get::<_, Option<i64>>("logical_size")?.map(unsigned),
-    })
-}
-
-fn extent_from_row(r: &Row<'_>) -> rusqlite::Result<Extent> {
-    let unsigned = |v: Option<i64>| v.map(|n| n.max(0) as u64);
-    Ok(Extent {
-        unpacked_size: unsigned(r.get("unpacked_size")?),
-        entries: unsigned(r.get("entries")?),
     })
 }
 
@@ -180,6 +173,18 @@ impl Registry {
         )?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, unsigned(r.get(2)?))))?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether the index object of `ulid` must stay: its cache exists, or its upload
+    /// is live (a completion may be writing it).
+    pub fn index_needed(&self, ulid: &str) -> Result<bool, RegistryError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT EXISTS (SELECT 1 FROM caches WHERE ulid = ?1)
+                     OR EXISTS (SELECT 1 FROM uploads WHERE ulid = ?1 AND state IN {LIVE})"
+            ))?
+            .query_row(params![ulid], |r| r.get(0))?)
     }
 
     /// The caches of `owner`, least recently used first.

@@ -10,6 +10,7 @@
 //! - [`uploads`] — the uploads table: states, leases, the completion queue.
 //! - [`refs`] — the objects content-addressed caches read besides their own: references,
 //!   retained and released objects.
+//! - [`rebuilt`] — a registry rebuilt from the bucket: its caches written at once.
 //! - [`tokens`] — minted job tokens.
 //! - [`usage`] — hits, misses and evictions per owner, scope and hour.
 //! - [`db`] — the connections shared by requests and tasks, off the async threads.
@@ -19,6 +20,7 @@
 pub mod caches;
 pub mod db;
 pub mod error;
+pub mod rebuilt;
 pub mod refs;
 pub mod schema;
 pub mod tokens;
@@ -29,6 +31,7 @@ pub mod values;
 pub use caches::CacheRow;
 pub use db::Db;
 pub use error::RegistryError;
+pub use rebuilt::RetainedObject;
 pub use refs::{CacheRemoval, ObjectRef, Readable};
 pub use schema::{Registry, SCHEMA_V1};
 pub use tokens::JobTokenRow;

@@ -20,7 +20,7 @@ use super::values::{to_i64, unsigned};
 
 /// Another cache's object a cache reads contents from, and its size as that cache
 /// recorded it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectRef {
     pub id: String,
     pub size: u64,

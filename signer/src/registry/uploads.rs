@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, Row, TransactionBehavior, params};
 use super::error::RegistryError;
 use super::refs::{self, CacheRemoval, Readable};
 use super::schema::Registry;
-use super::values::{Place, to_i64, unsigned};
+use super::values::{Place, extent_from_row, to_i64, unsigned};
 use crate::names::Patterns;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,11 @@ pub struct UploadRow {
     pub finished_at: Option<i64>,
     /// The ULID of the cache this upload replaces when it completes (a refresh).
     pub replaces: Option<String>,
+    /// What the client's completion recorded (state `finished` and after).
+    pub extent: Extent,
+    /// `bmat_wire::api::FORMAT_ARCHIVE` or `FORMAT_CONTENTS`.
+    pub format: u8,
+    pub logical_size: Option<u64>,
     pub needs_abort: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -141,6 +146,9 @@ fn upload_from_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
         next_attempt_at: r.get("next_attempt_at")?,
         finished_at: r.get("finished_at")?,
         replaces: r.get("replaces")?,
+        extent: extent_from_row(r)?,
+        format: r.get("format")?,
+        logical_size: r.get::<_, Option<i64>>("logical_size")?.map(unsigned),
         needs_abort: r.get::<_, i64>("needs_abort")? != 0,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
@@ -148,7 +156,7 @@ fn upload_from_row(r: &Row<'_>) -> rusqlite::Result<UploadRow> {
 }
 
 /// The live states (`UploadState::is_live`) in SQL.
-const LIVE: &str = "('creating', 'uploading', 'finished')";
+pub(super) const LIVE: &str = "('creating', 'uploading', 'finished')";
 
 impl Registry {
     /// Write-once and one-live-upload rules in one transaction: a cache for the key

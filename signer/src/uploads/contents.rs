@@ -59,8 +59,7 @@ pub fn check(req: &CompleteRequest, own: &str) -> Result<(), ContentsError> {
     }
     let mut seen = std::collections::HashSet::new();
     for id in &req.refs {
-        let canonical = ulid::Ulid::from_string(id).is_ok_and(|u| u.to_string() == *id);
-        if !canonical {
+        if !crate::names::is_ulid(id) {
             return Err(ContentsError::NotAnId(id.clone()));
         }
         if id == own {

@@ -6,6 +6,9 @@
 //! answer was lost) before the database said so. CompleteMultipartUpload then fails
 //! (the upload id is gone) and HeadObject tells the truth: an object of the recorded
 //! size means the earlier completion went through.
+//!
+//! Each attempt first writes the cache's index object (`crate::cache_index`), so
+//! that every completed cache can be found again by a rebuild of the registry.
 
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use tracing::{info, warn};
 
 use super::error::UploadError;
 use super::lifecycle::abort_upload;
+use crate::cache_index::{self, CacheIndex};
 use crate::registry::{CompletedOutcome, UploadRow};
 use crate::retry::RetryPolicy;
 use crate::state::{AppState, millis, now_ms};
@@ -101,6 +105,18 @@ pub async fn complete_one(st: &AppState) -> Result<Step, UploadError> {
         .ok_or_else(|| without("S3 upload id"))?;
     let size = up.size.ok_or_else(|| without("size"))?;
 
+    // Every completed cache describes itself in S3 (docs/design.md, "Registry and S3
+    // layout": the registry is an index): the index first, so a completion never goes
+    // through without one.
+    let refs = {
+        let ulid = up.ulid.clone();
+        st.db.read(move |r| r.refs_of(&ulid)).await?
+    };
+    let index = CacheIndex::of_upload(&up, refs, now_ms()).ok_or_else(|| without("checksum"))?;
+    if let Err(e) = cache_index::put(st, &index).await {
+        return failed_attempt(st, &up, &e).await;
+    }
+
     let failure = match st
         .s3
         .complete_multipart_upload(&object, &s3_id, &up.parts)
@@ -131,13 +147,23 @@ pub async fn complete_one(st: &AppState) -> Result<Step, UploadError> {
         return give_up(st, &up).await;
     }
 
+    failed_attempt(st, &up, &failure).await
+}
+
+/// An attempt failed for a reason that may pass: retried after the backoff, or given
+/// up `completion_give_up_after_secs` after the client finished.
+async fn failed_attempt(
+    st: &AppState,
+    up: &UploadRow,
+    failure: &(dyn std::fmt::Display + Sync),
+) -> Result<Step, UploadError> {
     let failing_since = up.finished_at.unwrap_or(up.created_at);
     let give_up_after = st.cfg().timing.completion_give_up_after();
     if now_ms().saturating_sub(failing_since) >= millis(give_up_after) {
         warn!(upload = %up.ulid, attempts = up.attempts, "completion still failing {} s after the upload finished; giving up: {failure}", give_up_after.as_secs());
-        return give_up(st, &up).await;
+        return give_up(st, up).await;
     }
-    retry_later(st, &up, &failure).await
+    retry_later(st, up, failure).await
 }
 
 /// Schedules the next attempt after the backoff.
@@ -187,14 +213,21 @@ async fn record(st: &AppState, up: &UploadRow) -> Result<Step, UploadError> {
         CompletedOutcome::Recorded => {
             st.metrics.committed(up.size.unwrap_or(0));
             info!(owner = %up.owner, key = %up.key, upload = %up.ulid, size = ?up.size, replaced = ?up.replaces, "cache stored");
+            // A refresh: the replaced cache's row is gone, and so goes its index.
+            if let Some(old) = &up.replaces {
+                cache_index::forget(st, old).await;
+            }
         }
         CompletedOutcome::KeyTaken => {
             // Cannot happen while the one-live-upload rule holds; keep the older cache.
             warn!(upload = %up.ulid, key = %up.key, "a cache for the key already exists; deleting the surplus object");
             if !st.holds_prefix().await {
                 warn!(upload = %up.ulid, "not deleted: this signer does not hold the prefix's lease");
-            } else if let Err(e) = st.s3.delete_object(&st.object_name(&up.ulid)).await {
-                warn!(upload = %up.ulid, "cannot delete the surplus object (the orphan sweep will): {e}");
+            } else {
+                if let Err(e) = st.s3.delete_object(&st.object_name(&up.ulid)).await {
+                    warn!(upload = %up.ulid, "cannot delete the surplus object (the orphan sweep will): {e}");
+                }
+                cache_index::forget(st, &up.ulid).await;
             }
         }
         CompletedOutcome::NotFinished => {
