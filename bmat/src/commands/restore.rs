@@ -261,15 +261,7 @@ pub async fn download_into(
         return contents_into(api, hit, s3, own, roots, tuning, progress, bounds).await;
     }
     let (sources, spans) = RangeDownload::whole(own);
-    let download = RangeDownload {
-        s3,
-        sources,
-        spans,
-        range_size: tuning.range_size,
-        parallelism: tuning.download_parallelism,
-        retry: tuning.transfer_retry.clone(),
-        progress: progress.clone(),
-    };
+    let download = ranged(s3, sources, spans, tuning, progress);
     let (reader, download_task) = download.start();
     let unpack_task = {
         let roots = roots.clone();
@@ -303,7 +295,7 @@ async fn contents_into(
     bounds: Bounds,
 ) -> Result<u64, DownloadError> {
     let damaged = |e: std::io::Error| DownloadError::from(RestoreError::from(e));
-    let (skeleton, manifest) = read_index(api, hit, tuning, progress).await?;
+    let (skeleton, manifest, index_bytes) = read_index(api, hit, tuning, progress).await?;
     // The manifest's objects, as sources: its own (the hit's) and those the signer
     // listed for it. One it does not list is damage (the signer checked every ref).
     let mut sources = Vec::new();
@@ -342,17 +334,8 @@ async fn contents_into(
             bad.at, bad.len
         ))));
     }
-    let downloaded = hit.size.min(TRAILER_LEN + skeleton.len() as u64)
-        + spans.iter().map(|s| s.len).sum::<u64>();
-    let download = RangeDownload {
-        s3,
-        sources,
-        spans,
-        range_size: tuning.range_size,
-        parallelism: tuning.download_parallelism,
-        retry: tuning.transfer_retry.clone(),
-        progress: progress.clone(),
-    };
+    let downloaded = index_bytes + spans.iter().map(|s| s.len).sum::<u64>();
+    let download = ranged(s3, sources, spans, tuning, progress);
     let (mut reader, download_task) = download.start();
     let unpack_task = {
         let roots = roots.clone();
@@ -368,28 +351,20 @@ async fn contents_into(
 }
 
 /// A contents cache's skeleton (decompressed) and manifest, read from the end of its
-/// own object: the trailer, then both in one range.
+/// own object: the trailer, then both in one range; and the bytes that took.
 pub async fn read_index(
     api: &ApiClient,
     hit: &CacheHit,
     tuning: &Tuning,
     progress: &Progress,
-) -> Result<(Vec<u8>, Manifest), DownloadError> {
+) -> Result<(Vec<u8>, Manifest, u64), DownloadError> {
     let damaged = |e: std::io::Error| DownloadError::from(RestoreError::from(e));
     let own = Source {
         url: Arc::new(refreshable_url(api.clone(), hit, None)),
         size: hit.size,
     };
     let s3 = S3Transfer::new(tuning)?;
-    let read = |span: Span| RangeDownload {
-        s3: s3.clone(),
-        sources: vec![own.clone()],
-        spans: vec![span],
-        range_size: tuning.range_size,
-        parallelism: tuning.download_parallelism,
-        retry: tuning.transfer_retry.clone(),
-        progress: progress.clone(),
-    };
+    let read = |span: Span| ranged(s3.clone(), vec![own.clone()], vec![span], tuning, progress);
     if hit.size < TRAILER_LEN {
         return Err(damaged(corruption("not a contents cache: too short")));
     }
@@ -408,7 +383,27 @@ pub async fn read_index(
     })
     .bytes()
     .await?;
-    open_index(&index, &t).map_err(damaged)
+    let (skeleton, manifest) = open_index(&index, &t).map_err(damaged)?;
+    Ok((skeleton, manifest, TRAILER_LEN + index.len() as u64))
+}
+
+/// A ranged download of `spans` of `sources`, with the job's tuning.
+fn ranged(
+    s3: S3Transfer,
+    sources: Vec<Source>,
+    spans: Vec<Span>,
+    tuning: &Tuning,
+    progress: &Progress,
+) -> RangeDownload {
+    RangeDownload {
+        s3,
+        sources,
+        spans,
+        range_size: tuning.range_size,
+        parallelism: tuning.download_parallelism,
+        retry: tuning.transfer_retry.clone(),
+        progress: progress.clone(),
+    }
 }
 
 /// Waits for the unpacker and the download, and says which one failed first.

@@ -182,7 +182,7 @@ async fn find_base(
     if hit.format != FORMAT_CONTENTS {
         return None;
     }
-    let (_, manifest) = read_index(api, &hit, tuning, progress).await.ok()?;
+    let (_, manifest, _) = read_index(api, &hit, tuning, progress).await.ok()?;
     Some(FoundBase {
         key: hit.key,
         base: Base::new(manifest),
