@@ -6,8 +6,6 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::layout::{Frame, Manifest};
 use super::plan::Plan;
@@ -24,61 +22,7 @@ pub fn assemble(
     plan: &Plan,
     out: &mut impl Write,
 ) -> io::Result<()> {
-    // Contents of frames read whole are hashed on a thread of their own, beside the
-    // decompression here and the unpacker: hashing every byte is the one cost an
-    // archive's restore does not have. Its verdict comes before this returns, so before
-    // anything is placed.
-    std::thread::scope(|s| {
-        let (to_check, checks) = sync_channel::<Check>(CHECKS_QUEUED);
-        let checker = s.spawn(move || check_all(checks, m));
-        let written = put_back(frames, skeleton, m, plan, out, &to_check);
-        drop(to_check);
-        let checked = checker
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the content checker panicked")));
-        written.and(checked)
-    })
-}
-
-/// Contents queued for the checker, at most (each holds its frame: a few MiB).
-const CHECKS_QUEUED: usize = 4;
-
-/// A content to check: its bytes are `bytes[at..at + len]`.
-struct Check {
-    bytes: Arc<Vec<u8>>,
-    content: u32,
-}
-
-fn check_all(checks: Receiver<Check>, m: &Manifest) -> io::Result<()> {
-    for check in checks {
-        let content = &m.contents[check.content as usize];
-        let bytes = &check.bytes[content.at as usize..(content.at + content.len) as usize];
-        verify(blake3::hash(bytes), m, check.content)?;
-    }
-    Ok(())
-}
-
-fn verify(hash: blake3::Hash, m: &Manifest, content: u32) -> io::Result<()> {
-    let content = &m.contents[content as usize];
-    if hash.to_hex().as_str() == content.hash {
-        return Ok(());
-    }
-    let frame = &m.frames[content.frame as usize];
-    Err(corruption(format!(
-        "a content's bytes do not match its hash {} (object {})",
-        content.hash, m.objects[frame.object as usize]
-    )))
-}
-
-fn put_back(
-    frames: &mut impl Read,
-    skeleton: &[u8],
-    m: &Manifest,
-    plan: &Plan,
-    out: &mut impl Write,
-    to_check: &SyncSender<Check>,
-) -> io::Result<()> {
-    let mut held: HashMap<u32, Arc<Vec<u8>>> = HashMap::new();
+    let mut held: HashMap<u32, Vec<u8>> = HashMap::new();
     let mut whole = Whole::new()?;
     let mut gaps = plan.gaps.iter();
     let mut pos = 0usize;
@@ -88,6 +32,7 @@ fn put_back(
         pos = at;
         let content = &m.contents[cut.content as usize];
         let frame = &m.frames[step.frame as usize];
+        let mut hasher = blake3::Hasher::new();
         let (start, end) = (content.at, content.at + content.len);
         if step.fetch {
             // The bytes between this frame and the last one of the same range.
@@ -100,9 +45,7 @@ fn put_back(
             }
         }
         if step.fetch && !step.keep && frame.raw > WHOLE {
-            // Too large to hold: straight through, only this content's bytes kept,
-            // hashed here.
-            let mut hasher = blake3::Hasher::new();
+            // Too large to hold: straight through, only this content's bytes kept.
             let mut offset = 0u64;
             decode(frames, frame, |chunk| {
                 let from = start.saturating_sub(offset).min(chunk.len() as u64) as usize;
@@ -114,31 +57,31 @@ fn put_back(
                 }
                 Ok(())
             })?;
-            verify(hasher.finalize(), m, cut.content)?;
-            continue;
-        }
-        let bytes = if step.fetch {
-            Arc::new(whole.decode(frames, frame)?)
         } else {
-            held.get(&step.frame)
-                .cloned()
-                .ok_or_else(|| io::Error::other("the restore plan lost a frame"))?
-        };
-        out.write_all(&bytes[start as usize..end as usize])?;
-        if step.keep {
-            held.insert(step.frame, bytes.clone());
-        } else {
-            held.remove(&step.frame);
+            let bytes = if step.fetch {
+                whole.decode(frames, frame)?;
+                if step.keep {
+                    held.insert(step.frame, whole.take());
+                    &held[&step.frame]
+                } else {
+                    whole.raw()
+                }
+            } else {
+                held.get(&step.frame)
+                    .ok_or_else(|| io::Error::other("the restore plan lost a frame"))?
+            };
+            let bytes = &bytes[start as usize..end as usize];
+            hasher.update(bytes);
+            out.write_all(bytes)?;
+            if !step.keep {
+                held.remove(&step.frame);
+            }
         }
-        if to_check
-            .send(Check {
-                bytes,
-                content: cut.content,
-            })
-            .is_err()
-        {
-            // The checker stopped at a mismatch: its error is the one returned.
-            return Ok(());
+        if hasher.finalize().to_hex().as_str() != content.hash {
+            return Err(corruption(format!(
+                "a content's bytes do not match its hash {} (object {})",
+                content.hash, m.objects[frame.object as usize]
+            )));
         }
     }
     out.write_all(&skeleton[pos..])?;
@@ -151,11 +94,11 @@ fn put_back(
 /// hold, which is streamed.)
 const WHOLE: u64 = 64 << 20;
 
-/// A frame read and decompressed whole, with one zstd context and one buffer for the
-/// compressed bytes reused from frame to frame.
+/// A frame read and decompressed whole, in buffers reused from frame to frame.
 struct Whole {
     context: zstd::bulk::Decompressor<'static>,
     compressed: Vec<u8>,
+    raw: Vec<u8>,
 }
 
 impl Whole {
@@ -163,12 +106,13 @@ impl Whole {
         Ok(Whole {
             context: zstd::bulk::Decompressor::new()?,
             compressed: Vec::new(),
+            raw: Vec::new(),
         })
     }
 
     /// Reads the next frame (exactly `frame.len` bytes; a read error is the download's)
     /// and decompresses it to exactly `frame.raw` bytes (anything else is damage).
-    fn decode(&mut self, input: &mut impl Read, frame: &Frame) -> io::Result<Vec<u8>> {
+    fn decode(&mut self, input: &mut impl Read, frame: &Frame) -> io::Result<()> {
         self.compressed.clear();
         let read = input
             .by_ref()
@@ -180,10 +124,11 @@ impl Whole {
                 "download interrupted",
             ));
         }
-        let mut raw = Vec::with_capacity(frame.raw as usize);
+        self.raw.clear();
+        self.raw.reserve(frame.raw as usize);
         let n = self
             .context
-            .decompress_to_buffer(&self.compressed[..], &mut raw)
+            .decompress_to_buffer(&self.compressed[..], &mut self.raw)
             .map_err(|e| corruption(format!("a frame does not decompress: {e}")))?;
         if n as u64 != frame.raw {
             return Err(corruption(format!(
@@ -191,7 +136,15 @@ impl Whole {
                 frame.raw
             )));
         }
-        Ok(raw)
+        Ok(())
+    }
+
+    fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.raw)
     }
 }
 
