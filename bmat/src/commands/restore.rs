@@ -295,7 +295,7 @@ async fn contents_into(
     bounds: Bounds,
 ) -> Result<u64, DownloadError> {
     let damaged = |e: std::io::Error| DownloadError::from(RestoreError::from(e));
-    let (skeleton, manifest, index_bytes) = read_index(api, hit, tuning, progress).await?;
+    let (skeleton, manifest, index_bytes) = read_index(api, hit, &s3, tuning, progress).await?;
     // The manifest's objects, as sources: its own (the hit's) and those the signer
     // listed for it. One it does not list is damage (the signer checked every ref).
     let mut sources = Vec::new();
@@ -355,6 +355,7 @@ async fn contents_into(
 pub async fn read_index(
     api: &ApiClient,
     hit: &CacheHit,
+    s3: &S3Transfer,
     tuning: &Tuning,
     progress: &Progress,
 ) -> Result<(Vec<u8>, Manifest, u64), DownloadError> {
@@ -363,7 +364,6 @@ pub async fn read_index(
         url: Arc::new(refreshable_url(api.clone(), hit, None)),
         size: hit.size,
     };
-    let s3 = S3Transfer::new(tuning)?;
     let read = |span: Span| ranged(s3.clone(), vec![own.clone()], vec![span], tuning, progress);
     if hit.size < TRAILER_LEN {
         return Err(damaged(corruption("not a contents cache: too short")));

@@ -182,7 +182,8 @@ async fn find_base(
     if hit.format != FORMAT_CONTENTS {
         return None;
     }
-    let (_, manifest, _) = read_index(api, &hit, tuning, progress).await.ok()?;
+    let s3 = S3Transfer::new(tuning).ok()?;
+    let (_, manifest, _) = read_index(api, &hit, &s3, tuning, progress).await.ok()?;
     Some(FoundBase {
         key: hit.key,
         base: Base::new(manifest),
