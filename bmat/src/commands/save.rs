@@ -105,13 +105,18 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
             (_, Some(fallbacks)) => Some(&fallbacks[..]),
             (Some(CacheFormat::Contents), None) => Some(&[][..]),
         };
-        match reuse_from {
-            Some(fallbacks) => {
-                let base = find_base(&api, &req.key, fallbacks, tuning, &progress).await;
-                upload(&api, &req, tuning, target, Some(base), &progress).await
-            }
-            None => upload(&api, &req, tuning, target, None, &progress).await,
+        async {
+            // One HTTP client for the base's index and the parts.
+            let s3 = S3Transfer::new(tuning)?;
+            let layout = match reuse_from {
+                Some(fallbacks) => Layout::Contents(
+                    find_base(&api, &req.key, fallbacks, &s3, tuning, &progress).await,
+                ),
+                None => Layout::Archive,
+            };
+            upload(&api, &req, &s3, tuning, target, layout, &progress).await
         }
+        .await
     };
     match result {
         Ok(saved) => Outcome::Saved {
@@ -162,6 +167,13 @@ struct Stored {
     base: Option<String>,
 }
 
+/// How a save stores its cache: one archive, or a contents cache over a base (none
+/// when no contents cache could be found to reuse).
+enum Layout {
+    Archive,
+    Contents(Option<FoundBase>),
+}
+
 /// A contents cache's base: the key it was found under and its manifest.
 struct FoundBase {
     key: String,
@@ -175,6 +187,7 @@ async fn find_base(
     api: &ApiClient,
     key: &str,
     fallbacks: &[String],
+    s3: &S3Transfer,
     tuning: &Tuning,
     progress: &Progress,
 ) -> Option<FoundBase> {
@@ -182,8 +195,7 @@ async fn find_base(
     if hit.format != FORMAT_CONTENTS {
         return None;
     }
-    let s3 = S3Transfer::new(tuning).ok()?;
-    let (_, manifest, _) = read_index(api, &hit, &s3, tuning, progress).await.ok()?;
+    let (_, manifest, _) = read_index(api, &hit, s3, tuning, progress).await.ok()?;
     Some(FoundBase {
         key: hit.key,
         base: Base::new(manifest),
@@ -193,9 +205,10 @@ async fn find_base(
 async fn upload(
     api: &ApiClient,
     req: &SaveRequest,
+    s3: &S3Transfer,
     tuning: &Tuning,
     target: Target<'_>,
-    base: Option<Option<FoundBase>>,
+    layout: Layout,
     progress: &Progress,
 ) -> Result<Stored, SaveError> {
     let Target {
@@ -203,14 +216,15 @@ async fn upload(
         part_size,
         max_size,
     } = target;
-    let s3 = S3Transfer::new(tuning)?;
     let part_bytes =
         usize::try_from(part_size).map_err(|_| anyhow!("part size {part_size} is too large"))?;
     // Capacity 1: with the parts in flight and the one being filled, memory is
     // (in flight + 2) × part size, which `parts_in_flight` keeps within the budget.
     let (tx, rx) = mpsc::channel::<Part>(1);
-    let contents = base.is_some();
-    let base = base.flatten();
+    let (contents, base) = match layout {
+        Layout::Archive => (false, None),
+        Layout::Contents(base) => (true, base),
+    };
     let base_key = base.as_ref().map(|b| b.key.clone());
     let producer = {
         let roots = req.roots.clone();
@@ -240,7 +254,7 @@ async fn upload(
     };
     let uploader = Uploader {
         api,
-        s3: &s3,
+        s3,
         retry: &tuning.transfer_retry,
         upload_id,
         part_size,
