@@ -253,14 +253,10 @@ pub async fn download_into(
         max_entries: hit.extent.entries,
     };
     let s3 = S3Transfer::new(tuning)?;
-    let own = Source {
-        url: Arc::new(refreshable_url(api.clone(), hit, None)),
-        size: hit.size,
-    };
     if hit.format == FORMAT_CONTENTS {
-        return contents_into(api, hit, s3, own, roots, tuning, progress, bounds).await;
+        return contents_into(api, hit, s3, roots, tuning, progress, bounds).await;
     }
-    let (sources, spans) = RangeDownload::whole(own);
+    let (sources, spans) = RangeDownload::whole(own_source(api, hit));
     let download = ranged(s3, sources, spans, tuning, progress);
     let (reader, download_task) = download.start();
     let unpack_task = {
@@ -283,12 +279,10 @@ pub async fn download_into(
 /// then the frames its plan needs from every object that holds them, reassembled into
 /// the tar stream an archive would hold and unpacked like one. Returns the bytes
 /// downloaded.
-#[allow(clippy::too_many_arguments)]
 async fn contents_into(
     api: &ApiClient,
     hit: &CacheHit,
     s3: S3Transfer,
-    own: Source,
     roots: &Roots,
     tuning: &Tuning,
     progress: &Progress,
@@ -301,7 +295,7 @@ async fn contents_into(
     let mut sources = Vec::new();
     for id in &manifest.objects {
         let source = if Some(id) == hit.id.as_ref() {
-            own.clone()
+            own_source(api, hit)
         } else {
             let Some(object) = hit.objects.iter().find(|o| &o.id == id) else {
                 return Err(damaged(corruption(format!(
@@ -360,10 +354,7 @@ pub async fn read_index(
     progress: &Progress,
 ) -> Result<(Vec<u8>, Manifest, u64), DownloadError> {
     let damaged = |e: std::io::Error| DownloadError::from(RestoreError::from(e));
-    let own = Source {
-        url: Arc::new(refreshable_url(api.clone(), hit, None)),
-        size: hit.size,
-    };
+    let own = own_source(api, hit);
     let read = |span: Span| ranged(s3.clone(), vec![own.clone()], vec![span], tuning, progress);
     if hit.size < TRAILER_LEN {
         return Err(damaged(corruption("not a contents cache: too short")));
@@ -385,6 +376,14 @@ pub async fn read_index(
     .await?;
     let (skeleton, manifest) = open_index(&index, &t).map_err(damaged)?;
     Ok((skeleton, manifest, TRAILER_LEN + index.len() as u64))
+}
+
+/// The hit's own object, its URL refreshed by a lookup when it expires.
+fn own_source(api: &ApiClient, hit: &CacheHit) -> Source {
+    Source {
+        url: Arc::new(refreshable_url(api.clone(), hit, None)),
+        size: hit.size,
+    }
 }
 
 /// A ranged download of `spans` of `sources`, with the job's tuning.
