@@ -330,13 +330,13 @@ async fn contents_into(
     }
     let downloaded = index_bytes + spans.iter().map(|s| s.len).sum::<u64>();
     let download = ranged(s3, sources, spans, tuning, progress);
-    let (mut reader, download_task) = download.start();
+    let (reader, download_task) = download.start();
     let unpack_task = {
         let roots = roots.clone();
         let progress = progress.clone();
         tokio::task::spawn_blocking(move || {
             unpack_stream_into_tree(&roots, &bounds, &progress, |out| {
-                assemble(&mut reader, &skeleton, &manifest, &plan, out)
+                assemble(reader, &skeleton, &manifest, &plan, out)
             })
         })
     };

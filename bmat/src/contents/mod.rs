@@ -6,6 +6,7 @@
 //! archive's: a contents cache is the same tar stream, stored differently.
 
 pub mod assemble;
+mod decode;
 pub mod layout;
 pub mod plan;
 pub mod split;

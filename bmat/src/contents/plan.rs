@@ -14,7 +14,7 @@ use super::layout::Manifest;
 const MAX_GAP: u64 = 512 << 10;
 
 /// Frames held for a later use: each at most this large (decompressed) …
-const KEEP_FRAME: u64 = 16 << 20;
+pub const KEEP_FRAME: u64 = 16 << 20;
 /// … and all of them together at most this.
 const KEEP_BUDGET: u64 = 256 << 20;
 

@@ -29,22 +29,25 @@ fn tar_of(root: &Path) -> Vec<u8> {
     w.finish().expect("finish").0
 }
 
-fn tree(root: &Path) {
-    fs::create_dir_all(root.join("deps/a-very-long-directory-name-for-pax-records-to-be-needed-in-the-header-of-its-entries/and-deeper-still-past-one-hundred-bytes")).expect("mkdir");
-    fs::write(root.join("deps/small.rmeta"), b"small content").expect("write");
-    fs::write(root.join("deps/same-as-small"), b"small content").expect("write");
-    fs::write(root.join("deps/empty"), b"").expect("write");
-    // Incompressible, so that frames are as large as the content.
+/// Incompressible bytes, so that frames are as large as the content.
+fn noise(len: usize) -> Vec<u8> {
     let mut x = 0x2545_f491_4f6c_dd1du64;
-    let big: Vec<u8> = (0..3_000_000)
+    (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x as u8
         })
-        .collect();
-    fs::write(root.join("deps/libbig.rlib"), &big).expect("write");
+        .collect()
+}
+
+fn tree(root: &Path) {
+    fs::create_dir_all(root.join("deps/a-very-long-directory-name-for-pax-records-to-be-needed-in-the-header-of-its-entries/and-deeper-still-past-one-hundred-bytes")).expect("mkdir");
+    fs::write(root.join("deps/small.rmeta"), b"small content").expect("write");
+    fs::write(root.join("deps/same-as-small"), b"small content").expect("write");
+    fs::write(root.join("deps/empty"), b"").expect("write");
+    fs::write(root.join("deps/libbig.rlib"), noise(3_000_000)).expect("write");
     fs::write(root.join("deps/a-very-long-directory-name-for-pax-records-to-be-needed-in-the-header-of-its-entries/and-deeper-still-past-one-hundred-bytes/file.d"), b"deep").expect("write");
     std::os::unix::fs::symlink("small.rmeta", root.join("deps/link")).expect("symlink");
     fs::hard_link(root.join("deps/small.rmeta"), root.join("deps/hard")).expect("hard link");
@@ -81,7 +84,7 @@ fn restore(objects: &HashMap<String, Vec<u8>>, id: &str) -> io::Result<(Vec<u8>,
         stream.extend_from_slice(&bytes[span.at as usize..(span.at + span.len) as usize]);
     }
     let mut out = Vec::new();
-    assemble(&mut &stream[..], &skeleton, &m, &plan, &mut out)?;
+    assemble(&stream[..], &skeleton, &m, &plan, &mut out)?;
     Ok((out, m))
 }
 
@@ -177,6 +180,30 @@ fn a_damaged_frame_is_damage() {
         .expect("the big frame");
     let own = objects.get_mut("A").expect("A");
     own[(big.at + big.len / 2) as usize] ^= 0x40;
+    let Err(err) = restore(&objects, "A") else {
+        panic!("a damaged frame was restored");
+    };
+    assert!(crate::archive::corruption::is_corruption(&err), "{err}");
+}
+
+#[test]
+fn a_content_too_large_to_hold_comes_through_in_parts_and_damage_in_it_is_damage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tree(dir.path());
+    let len = super::decode::WHOLE as usize + 1_500_000;
+    fs::write(dir.path().join("deps/huge.so"), noise(len)).expect("write");
+    let mut objects = HashMap::new();
+    let (tar, first) = save(dir.path(), "A", None, &mut objects);
+    let (restored, _) = restore(&objects, "A").expect("restore");
+    assert!(restored == tar, "the reassembled tar stream differs");
+    let huge = first
+        .manifest
+        .frames
+        .iter()
+        .find(|f| f.raw == len as u64)
+        .expect("the huge frame");
+    let own = objects.get_mut("A").expect("A");
+    own[(huge.at + huge.len - 100) as usize] ^= 0x40;
     let Err(err) = restore(&objects, "A") else {
         panic!("a damaged frame was restored");
     };
