@@ -262,7 +262,7 @@ pub fn cache_tar(stack: &Stack, object: &str) -> Vec<u8> {
         frames.extend_from_slice(&bytes[span.at as usize..(span.at + span.len) as usize]);
     }
     let mut tar = Vec::new();
-    bmat::contents::assemble::assemble(&mut &frames[..], &skeleton, &manifest, &plan, &mut tar)
+    bmat::contents::assemble::assemble(&frames[..], &skeleton, &manifest, &plan, &mut tar)
         .expect("reassembled");
     tar
 }
