@@ -35,6 +35,8 @@ pub enum Outcome {
         archive_bytes: u64,
         /// What this save sent to S3.
         uploaded_bytes: u64,
+        /// What S3 holds for this cache: its object and every object it reads.
+        stored_bytes: u64,
         /// A contents cache's base: the key of the cache whose contents it reuses.
         base: Option<String>,
         elapsed: Duration,
@@ -171,6 +173,9 @@ pub struct JsonOutcome<'a> {
     /// `saved`: the bytes this save sent to S3.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uploaded_bytes: Option<u64>,
+    /// `saved`: the stored bytes of every object the cache reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<u64>,
     /// `saved`, a contents cache over a base: the base's key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base: Option<&'a str>,
@@ -193,6 +198,9 @@ With --json, one JSON object is printed on stdout when the command ends:
                     --lookup-only: its size, nothing downloaded), or null,
    \"uploaded_bytes\": (saved only) compressed bytes this save sent to S3: less than
                      archive_bytes when it reused contents of a base cache,
+   \"stored_bytes\": (saved only) compressed bytes S3 holds for the cache: its own
+                   object and every object it reads contents from, whole (frames
+                   no longer used by any cache included, until a save repacks them),
    \"base\": (saved only, when it reused contents) the key of the cache it reused from,
    \"seconds\": time taken,
    \"error\": one line saying what failed, or null}
@@ -290,6 +298,7 @@ impl Outcome {
                 uploaded_bytes,
                 base,
                 elapsed,
+                ..
             } => {
                 let reused = match base {
                     Some(base) => format!(
@@ -334,6 +343,7 @@ impl Outcome {
             archive_bytes: None,
             deleted: None,
             uploaded_bytes: None,
+            stored_bytes: None,
             base: None,
             seconds: 0.0,
             error: None,
@@ -371,6 +381,7 @@ impl Outcome {
                 bytes,
                 archive_bytes,
                 uploaded_bytes,
+                stored_bytes,
                 base,
                 elapsed,
                 ..
@@ -379,6 +390,7 @@ impl Outcome {
                 j.bytes = Some(*bytes);
                 j.archive_bytes = Some(*archive_bytes);
                 j.uploaded_bytes = Some(*uploaded_bytes);
+                j.stored_bytes = Some(*stored_bytes);
                 j.base = base.as_deref();
                 elapsed
             }
@@ -603,13 +615,14 @@ mod tests {
             bytes: 10,
             archive_bytes: 5,
             uploaded_bytes: 2,
+            stored_bytes: 7,
             base: Some("b".into()),
             elapsed: SEC,
         };
         let text = serde_json::to_string(&saved.json()).unwrap_or_default();
         assert_eq!(
             text,
-            r#"{"outcome":"saved","key":"k","matched_key":null,"scope":null,"reason":null,"bytes":10,"archive_bytes":5,"uploaded_bytes":2,"base":"b","seconds":2.0,"error":null}"#
+            r#"{"outcome":"saved","key":"k","matched_key":null,"scope":null,"reason":null,"bytes":10,"archive_bytes":5,"uploaded_bytes":2,"stored_bytes":7,"base":"b","seconds":2.0,"error":null}"#
         );
         let skipped = Outcome::Skipped {
             key: "k".into(),

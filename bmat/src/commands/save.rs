@@ -124,6 +124,7 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
             bytes: progress.raw(),
             archive_bytes: saved.logical_size.unwrap_or(saved.summary.size),
             uploaded_bytes: saved.summary.size,
+            stored_bytes: saved.summary.size + saved.refs_bytes,
             base: saved.base,
             elapsed: started.elapsed(),
         },
@@ -163,6 +164,8 @@ struct Stored {
     summary: StreamSummary,
     /// A contents cache's logical size.
     logical_size: Option<u64>,
+    /// The stored bytes of the other objects it reads.
+    refs_bytes: u64,
     /// A contents cache's base, when it reused contents of one.
     base: Option<String>,
 }
@@ -171,7 +174,7 @@ struct Stored {
 /// when no contents cache could be found to reuse).
 enum Layout {
     Archive,
-    Contents(Option<FoundBase>),
+    Contents(Option<Box<FoundBase>>),
 }
 
 /// A contents cache's base: the key it was found under and its manifest.
@@ -190,16 +193,18 @@ async fn find_base(
     s3: &S3Transfer,
     tuning: &Tuning,
     progress: &Progress,
-) -> Option<FoundBase> {
+) -> Option<Box<FoundBase>> {
     let hit = api.lookup_base(key, fallbacks).await.ok()?.hit?;
     if hit.format != FORMAT_CONTENTS {
         return None;
     }
     let (_, manifest, _) = read_index(api, &hit, s3, tuning, progress).await.ok()?;
-    Some(FoundBase {
-        key: hit.key,
-        base: Base::new(manifest),
-    })
+    let size_of = |id: &str| match hit.id.as_deref() {
+        Some(own) if own == id => Some(hit.size),
+        _ => hit.objects.iter().find(|o| o.id == id).map(|o| o.size),
+    };
+    let base = Base::new(manifest, size_of);
+    Some(Box::new(FoundBase { key: hit.key, base }))
 }
 
 async fn upload(
@@ -306,6 +311,7 @@ async fn upload(
     Ok(Stored {
         summary,
         logical_size: complete.logical_size,
+        refs_bytes: split.as_ref().map_or(0, |s| s.refs_bytes),
         base: base_key.filter(|_| split.as_ref().is_some_and(|s| s.reused_contents > 0)),
     })
 }

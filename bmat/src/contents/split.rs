@@ -4,10 +4,11 @@
 //! save's object. Small contents share frames, so that a cache of many small files is
 //! not as many ranges to fetch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 
 use super::layout::{Content, Cut, Frame, Manifest, TRAILER_LEN, Trailer};
+use super::repack::stale_frames;
 use crate::archive::stream::Compression;
 use crate::progress::Progress;
 
@@ -22,21 +23,33 @@ const BUFFERED: u64 = 64 << 20;
 /// zstd runs its worker threads only for frames at least this large.
 const MULTITHREAD_FROM: usize = 1 << 20;
 
-/// Where a base cache's contents lie: its manifest, indexed by hash.
+/// Where a base cache's contents lie: its manifest, indexed by hash, and which of
+/// its frames are stored again rather than named (see [`super::repack`]).
 pub struct Base {
     manifest: Manifest,
     by_hash: HashMap<String, usize>,
+    /// The stored size of each of the manifest's objects, when known.
+    sizes: Vec<Option<u64>>,
+    stale: HashSet<u32>,
 }
 
 impl Base {
-    pub fn new(manifest: Manifest) -> Base {
+    /// `size_of` gives an object's stored size (the signer's hit lists them).
+    pub fn new(manifest: Manifest, size_of: impl Fn(&str) -> Option<u64>) -> Base {
         let by_hash = manifest
             .contents
             .iter()
             .enumerate()
             .map(|(i, c)| (c.hash.clone(), i))
             .collect();
-        Base { manifest, by_hash }
+        let sizes: Vec<Option<u64>> = manifest.objects.iter().map(|o| size_of(o)).collect();
+        let stale = stale_frames(&manifest, &sizes);
+        Base {
+            manifest,
+            by_hash,
+            sizes,
+            stale,
+        }
     }
 
     pub fn objects(&self) -> &[String] {
@@ -52,10 +65,15 @@ pub struct Split {
     pub tar_bytes: u64,
     /// The other objects the manifest reads from.
     pub refs: Vec<String>,
+    /// Their stored bytes (as far as known).
+    pub refs_bytes: u64,
     /// What an archive of the cache would about weigh (see [`Manifest::logical_size`]).
     pub logical_size: u64,
     pub reused_contents: u64,
+    /// Contents new to this save, and of them those the base held in a frame it
+    /// repacks.
     pub new_contents: u64,
+    pub repacked_contents: u64,
 }
 
 /// Reads the tar stream `tar` to its end and writes this save's object to `out`:
@@ -85,6 +103,7 @@ pub fn split<W: Write>(
         group_frame: None,
         reused: 0,
         added: 0,
+        repacked: 0,
     };
     s.skeleton.include_checksum(true)?;
     let mut tar = Tally {
@@ -109,13 +128,25 @@ pub fn split<W: Write>(
     };
     s.out.write_all(&trailer.to_bytes())?;
     let index_bytes = skeleton.len() as u64 + encoded.len() as u64 + TRAILER_LEN;
+    let refs = s.manifest.objects[1..].to_vec();
+    let refs_bytes = base.map_or(0, |b| {
+        b.manifest
+            .objects
+            .iter()
+            .zip(&b.sizes)
+            .filter(|(o, _)| refs.contains(o))
+            .filter_map(|(_, size)| *size)
+            .sum()
+    });
     let split = Split {
         logical_size: s.manifest.logical_size(index_bytes),
-        refs: s.manifest.objects[1..].to_vec(),
+        refs,
+        refs_bytes,
         manifest: s.manifest,
         tar_bytes: tar.count,
         reused_contents: s.reused,
         new_contents: s.added,
+        repacked_contents: s.repacked,
     };
     Ok((s.out.inner, split))
 }
@@ -136,6 +167,7 @@ struct Splitter<'b, W: Write> {
     group_frame: Option<u32>,
     reused: u64,
     added: u64,
+    repacked: u64,
 }
 
 impl<W: Write> Splitter<'_, W> {
@@ -220,6 +252,10 @@ impl<W: Write> Splitter<'_, W> {
         let base = self.base?;
         let &i = base.by_hash.get(&hex::encode(hash))?;
         let found = &base.manifest.contents[i];
+        if base.stale.contains(&found.frame) {
+            self.repacked += 1;
+            return None;
+        }
         let frame = self.base_frame(base, found.frame)?;
         self.reused += 1;
         Some(self.push_content(frame, found.at, found.len, *hash))

@@ -109,7 +109,7 @@ fn a_save_over_a_base_uploads_only_the_changed_content_and_names_the_base() {
     let mut objects = HashMap::new();
     let (_, first) = save(dir.path(), "A", None, &mut objects);
     fs::write(dir.path().join("deps/small.rmeta"), b"changed").expect("write");
-    let base = Base::new(first.manifest);
+    let base = Base::new(first.manifest, |_| None);
     let (tar, second) = save(dir.path(), "B", Some(&base), &mut objects);
     assert_eq!(second.new_contents, 1, "only the changed file is new");
     assert_eq!(second.refs, ["A"]);

@@ -23,6 +23,9 @@ pub struct Saved {
     pub uploaded_bytes: u64,
     /// `logical_bytes`, the cache's full size (`archive_bytes` when not reported).
     pub logical_bytes: u64,
+    /// `stored_bytes`: every object the cache reads, whole (`archive_bytes` when not
+    /// reported).
+    pub stored_bytes: u64,
     /// Uncompressed bytes saved (`bytes`).
     pub bytes: Option<u64>,
     /// Bytes of every object under the stack's S3 prefix after the save minus before.
@@ -293,7 +296,9 @@ fn summary_lines(report: &Report) -> String {
             out,
             "- {}: upload per bump mean {:.1} %, max {:.1} %; growth mean {:.1} %, max {:.1} %; \
              save median {:.2} s, restore median {:.2} s; restore after the last bump {:.2} × \
-             the archive's; pull request uploaded {:.1} MiB of a full {:.1} MiB ({:.1} %)",
+             the archive's; pull request uploaded {:.1} MiB of a full {:.1} MiB ({:.1} %); \
+             after the last bump the cache's full size is {:.1} MiB and S3 holds {:.1} MiB \
+             for it (every object it reads, whole)",
             s.format,
             s.mean_upload_pct,
             s.max_upload_pct,
@@ -305,6 +310,14 @@ fn summary_lines(report: &Report) -> String {
             mib(pr.saved.uploaded_bytes as f64),
             mib(series.full(pr) as f64),
             s.pull_request_upload_pct,
+            mib(series
+                .bumps
+                .last()
+                .map_or(f64::NAN, |j| j.saved.logical_bytes as f64)),
+            mib(series
+                .bumps
+                .last()
+                .map_or(f64::NAN, |j| j.saved.stored_bytes as f64)),
         );
     }
     out
@@ -405,6 +418,7 @@ mod tests {
             saved: Saved {
                 uploaded_bytes: uploaded_mib << 20,
                 logical_bytes: logical_mib << 20,
+                stored_bytes: logical_mib << 20,
                 bytes: None,
                 growth_bytes: growth_mib << 20,
                 save_s,

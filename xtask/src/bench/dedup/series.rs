@@ -57,11 +57,12 @@ impl Bench<'_> {
             Kind::Cold | Kind::PullRequest { .. } => Vec::new(),
         };
         say(&format!(
-            "{format} {name}: uploaded {:.1} MiB of {:.1} MiB, stored {:+.1} MiB, save {:.1} s, \
-             restore on a fresh runner {}",
+            "{format} {name}: uploaded {:.1} MiB of {:.1} MiB, stored {:+.1} MiB, S3 holds \
+             {:.1} MiB for the cache, save {:.1} s, restore on a fresh runner {}",
             saved.uploaded_bytes as f64 / (1 << 20) as f64,
             saved.logical_bytes as f64 / (1 << 20) as f64,
             saved.growth_bytes as f64 / (1 << 20) as f64,
+            saved.stored_bytes as f64 / (1 << 20) as f64,
             saved.save_s,
             fresh_restores_s
                 .first()
@@ -116,6 +117,7 @@ impl Bench<'_> {
         let saved = Saved {
             uploaded_bytes: field("uploaded_bytes").or(archive).with_context(missing)?,
             logical_bytes: field("logical_bytes").or(archive).with_context(missing)?,
+            stored_bytes: field("stored_bytes").or(archive).with_context(missing)?,
             bytes: field("bytes"),
             growth_bytes: after as i64 - before as i64,
             save_s: usage.wall.as_secs_f64(),
