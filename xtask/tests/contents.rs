@@ -217,3 +217,38 @@ fn a_content_that_lies_about_its_hash_fails_the_restore_closed_and_the_cache_hea
     assert_outcome(&save(contents(bmat(&stack)), src.path(), "k"), "saved");
     assert_outcome(&restore(bmat(&stack), tempdir().path(), "k"), "hit");
 }
+
+/// A restore reads the object's last 512 KiB first, hoping for the whole index there;
+/// a cache of many files has a larger one, read by a second GET.
+#[test]
+fn a_cache_whose_index_is_larger_than_the_first_read_restores_exactly() {
+    let stack = Stack::start().expect("stack");
+    let src = tempdir();
+    let root = src.path().join("tree");
+    for d in 0..20 {
+        let dir = root.join(format!("d{d}"));
+        fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..1000 {
+            fs::write(dir.join(format!("f{f}")), format!("{d}/{f}")).expect("write");
+        }
+    }
+    assert_outcome(&save(contents(bmat(&stack)), src.path(), "k"), "saved");
+    let [object] = &objects(&stack)[..] else {
+        panic!("one object expected: {:?}", objects(&stack));
+    };
+    let bytes = get_object(&stack, object);
+    let size = bytes.len() as u64;
+    let t = Trailer::parse(&bytes[(size - TRAILER_LEN) as usize..], size).expect("trailer");
+    assert!(
+        t.skeleton_len + t.manifest_len > 512 << 10,
+        "the index is {} bytes: not larger than the first read",
+        t.skeleton_len + t.manifest_len
+    );
+    let dst = tempdir();
+    assert_outcome(&restore(contents(bmat(&stack)), dst.path(), "k"), "hit");
+    assert_same(
+        &manifest(&root),
+        &manifest(&dst.path().join("tree")),
+        "many files",
+    );
+}

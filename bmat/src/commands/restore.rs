@@ -359,24 +359,43 @@ pub async fn read_index(
     if hit.size < TRAILER_LEN {
         return Err(damaged(corruption("not a contents cache: too short")));
     }
-    let trailer = read(Span {
+    // One GET of the object's tail holds the trailer and, most often, the whole index:
+    // a round trip saved before the first frame can be asked for.
+    let tail_len = hit.size.min(INDEX_GUESS);
+    let tail_at = hit.size - tail_len;
+    let tail = read(Span {
         source: 0,
-        at: hit.size - TRAILER_LEN,
-        len: TRAILER_LEN,
+        at: tail_at,
+        len: tail_len,
     })
     .bytes()
     .await?;
-    let t = Trailer::parse(&trailer, hit.size).map_err(damaged)?;
-    let index = read(Span {
-        source: 0,
-        at: t.skeleton_at,
-        len: t.skeleton_len + t.manifest_len,
-    })
-    .bytes()
-    .await?;
-    let (skeleton, manifest) = open_index(&index, &t).map_err(damaged)?;
-    Ok((skeleton, manifest, TRAILER_LEN + index.len() as u64))
+    let trailer = &tail[(tail_len - TRAILER_LEN) as usize..];
+    let t = Trailer::parse(trailer, hit.size).map_err(damaged)?;
+    let index_len = t.skeleton_len + t.manifest_len;
+    let fetched_index;
+    let (index, fetched) = if t.skeleton_at >= tail_at {
+        // The trailer's check keeps the index before the trailer, inside the tail.
+        let from = (t.skeleton_at - tail_at) as usize;
+        (&tail[from..from + index_len as usize], tail_len)
+    } else {
+        fetched_index = read(Span {
+            source: 0,
+            at: t.skeleton_at,
+            len: index_len,
+        })
+        .bytes()
+        .await?;
+        (&fetched_index[..], tail_len + index_len)
+    };
+    let (skeleton, manifest) = open_index(index, &t).map_err(damaged)?;
+    Ok((skeleton, manifest, fetched))
 }
+
+/// Bytes read from the end of a contents cache's object in the first GET: its
+/// trailer and, when the index is no larger, its index (a cache of a few thousand
+/// files has an index of a few hundred KiB).
+const INDEX_GUESS: u64 = 512 << 10;
 
 /// The hit's own object, its URL refreshed by a lookup when it expires.
 fn own_source(api: &ApiClient, hit: &CacheHit) -> Source {

@@ -209,3 +209,46 @@ fn a_content_too_large_to_hold_comes_through_in_parts_and_damage_in_it_is_damage
     };
     assert!(crate::archive::corruption::is_corruption(&err), "{err}");
 }
+
+#[test]
+fn a_save_stores_again_what_it_would_read_from_a_shared_frame_its_base_mostly_does_not_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    tree(dir.path());
+    let small = |i: u8| dir.path().join(format!("deps/small-{i}.rmeta"));
+    for i in 0..10 {
+        let mut bytes = noise(10_000);
+        bytes[0] = i;
+        fs::write(small(i), bytes).expect("write");
+    }
+    let mut objects = HashMap::new();
+    let (_, a) = save(dir.path(), "A", None, &mut objects);
+    for i in 2..10 {
+        fs::remove_file(small(i)).expect("remove");
+    }
+    // B reads two of the ten small files from A's shared frame (and the tree's two
+    // tiny ones): the frame is about a fifth used by B. C, over B, stores those four
+    // again, nothing else new.
+    let (_, b) = save(
+        dir.path(),
+        "B",
+        Some(&Base::new(a.manifest, |_| None)),
+        &mut objects,
+    );
+    assert_eq!((b.new_contents, b.repacked_contents), (0, 0));
+    let (tar, c) = save(
+        dir.path(),
+        "C",
+        Some(&Base::new(b.manifest, |_| None)),
+        &mut objects,
+    );
+    assert_eq!((c.new_contents, c.repacked_contents), (4, 4));
+    let a_shared = |m: &Manifest| {
+        m.frames
+            .iter()
+            .filter(|f| m.objects[f.object as usize] == "A" && f.raw > 50_000 && f.raw < 200_000)
+            .count()
+    };
+    assert_eq!(a_shared(&c.manifest), 0, "C still reads A's shared frame");
+    let (restored, _) = restore(&objects, "C").expect("restore");
+    assert!(restored == tar, "the reassembled tar stream differs");
+}
