@@ -328,8 +328,8 @@ async fn contents_into(
             bad.at, bad.len
         ))));
     }
-    let downloaded = index_bytes + spans.iter().map(|s| s.len).sum::<u64>();
     let download = ranged(s3, sources, spans, tuning, progress);
+    let downloaded = index_bytes + download.fetched_bytes();
     let (reader, download_task) = download.start();
     let unpack_task = {
         let roots = roots.clone();

@@ -50,8 +50,8 @@ fn put_back(
             hasher.update(bytes);
             out.write_all(bytes)
         };
-        if step.fetch && frame.raw > decode::WHOLE {
-            // Too large to hold: straight through, only this content's bytes kept.
+        if step.fetch && decode::in_parts(step, frame) {
+            // Not held for later: straight through, only this content's bytes kept.
             let mut offset = 0u64;
             while offset < frame.raw {
                 let Decoded::Part(chunk) = decoded.next()? else {
@@ -77,6 +77,10 @@ fn put_back(
             };
             put(&raw[start as usize..end as usize])?;
             if step.keep {
+                // Its buffer may be far larger than the frame (see `decode`): held
+                // frames count by their size.
+                let mut raw = raw;
+                raw.shrink_to_fit();
                 held.insert(step.frame, raw);
             } else {
                 decoded.recycle(raw);

@@ -3,31 +3,39 @@
 //! Putting a content back is two jobs: zstd (the larger) and BLAKE3 plus the copy into
 //! the tar stream. On one thread they take turns; here zstd decodes the next frames
 //! while the assembler checks and writes the last one. Decoded frames travel through
-//! a bounded channel (memory stays at `DEPTH` frames of at most `WHOLE` bytes) and
+//! a bounded channel (memory stays at `DEPTH` messages of at most `WHOLE` bytes) and
 //! their buffers come back to be reused: a fresh multi-MiB allocation per frame is an
 //! mmap and a page fault per 4 KiB, which cost as much as the hashing.
 
-use std::cell::Cell;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::Scope;
 
-use super::layout::{Frame, Manifest};
-use super::plan::Plan;
-use crate::archive::corruption::corruption;
-use crate::archive::stream::Watched;
+use zstd::zstd_safe::{DCtx, InBuffer, OutBuffer, ResetDirective};
 
-/// Frames up to this size (decompressed) are decoded whole, in one call with one
-/// reused zstd context: most frames are small, and a context per frame costs more
-/// than their bytes. A larger one (a single large file) comes in parts of `PART`.
+use super::layout::{Frame, Manifest};
+use super::plan::{Plan, Step};
+use crate::archive::corruption::corruption;
+
+/// Frames held for a later use are decoded whole, in one call: at most this large.
 pub const WHOLE: u64 = 16 << 20;
 // A held frame is a whole one.
 const _: () = assert!(super::plan::KEEP_FRAME <= WHOLE);
+/// Any other frame larger than this (a large file's, most bytes of a cache) streams
+/// through in parts of this size: a few reused buffers instead of one as large as the
+/// largest file, and each part is checked and written while it is still in cache.
 const PART: usize = 1 << 20;
-/// Decoded frames queued for the assembler.
+/// Compressed bytes read at a time for a frame decoded in parts.
+const PART_INPUT: usize = 128 << 10;
+/// Decoded frames (or parts) queued for the assembler.
 const DEPTH: usize = 2;
 
-/// One message per fetched frame of at most [`WHOLE`] bytes; a larger one's bytes in
+/// Whether the fetch of `step` (a step that fetches) comes in parts.
+pub fn in_parts(step: &Step, frame: &Frame) -> bool {
+    !step.keep && frame.raw > PART as u64
+}
+
+/// One message per fetched frame decoded whole; a frame [`in_parts`] as its bytes in
 /// parts, in order. Buffers go back through [`Frames::recycle`].
 pub enum Decoded {
     Whole(Vec<u8>),
@@ -97,26 +105,25 @@ fn stopped() -> io::Error {
 
 impl<R: Read> Decoder<R> {
     fn run(&mut self, m: &Manifest, plan: &Plan) -> io::Result<()> {
-        let mut context = zstd::bulk::Decompressor::new()?;
-        for (i, &f) in plan.fetches.iter().enumerate() {
-            // The bytes between this frame and the last one of the same range.
-            let gap = plan.gaps.get(i).copied().unwrap_or(0);
-            if io::copy(&mut self.input.by_ref().take(gap), &mut io::sink())? != gap {
-                return Err(interrupted());
-            }
-            let frame = &m.frames[f as usize];
-            if frame.raw <= WHOLE {
+        // One context for every frame: a context per frame costs more than the bytes
+        // of most.
+        let mut context =
+            DCtx::try_create().ok_or_else(|| io::Error::other("cannot create a zstd context"))?;
+        for step in plan.steps.iter().filter(|s| s.fetch) {
+            let frame = &m.frames[step.frame as usize];
+            if in_parts(step, frame) {
+                self.parts(&mut context, frame)?;
+            } else {
                 let raw = self.whole(&mut context, frame)?;
                 self.to
                     .send(Ok(Decoded::Whole(raw)))
                     .map_err(|_| stopped())?;
-            } else {
-                self.parts(frame)?;
             }
         }
         Ok(())
     }
 
+    /// A buffer from the ones given back, else a new one; empty.
     fn buffer(&self) -> Vec<u8> {
         let mut buf = self.spares.try_recv().unwrap_or_default();
         buf.clear();
@@ -125,11 +132,7 @@ impl<R: Read> Decoder<R> {
 
     /// Reads the next frame (exactly `frame.len` bytes) and decompresses it to exactly
     /// `frame.raw` bytes (anything else is damage).
-    fn whole(
-        &mut self,
-        context: &mut zstd::bulk::Decompressor<'static>,
-        frame: &Frame,
-    ) -> io::Result<Vec<u8>> {
+    fn whole(&mut self, context: &mut DCtx<'static>, frame: &Frame) -> io::Result<Vec<u8>> {
         self.compressed.clear();
         let read = self
             .input
@@ -142,8 +145,8 @@ impl<R: Read> Decoder<R> {
         let mut raw = self.buffer();
         raw.reserve(frame.raw as usize);
         let n = context
-            .decompress_to_buffer(&self.compressed[..], &mut raw)
-            .map_err(|e| corruption(format!("a frame does not decompress: {e}")))?;
+            .decompress(&mut raw, &self.compressed[..])
+            .map_err(undecodable)?;
         if n as u64 != frame.raw {
             return Err(not_recorded(n as u64, frame.raw, 0));
         }
@@ -151,56 +154,78 @@ impl<R: Read> Decoder<R> {
     }
 
     /// Decompresses the next frame (exactly `frame.len` bytes, exactly `frame.raw`
-    /// once decompressed) as a stream, sending its bytes in parts.
-    fn parts(&mut self, frame: &Frame) -> io::Result<()> {
-        let failed = Cell::new(None);
-        let watched = Watched {
-            inner: self.input.by_ref().take(frame.len),
-            failed: &failed,
-        };
-        let damaged = |e: io::Error, failed: &Cell<Option<io::Error>>| {
-            failed
-                .take()
-                .unwrap_or_else(|| corruption(format!("a frame does not decompress: {e}")))
-        };
-        let mut decoder = zstd::stream::read::Decoder::with_buffer(BufReader::new(watched))
-            .map_err(|e| damaged(e, &failed))?
-            .single_frame();
+    /// once decompressed) as a stream, sending its bytes in parts of [`PART`].
+    fn parts(&mut self, context: &mut DCtx<'static>, frame: &Frame) -> io::Result<()> {
+        context
+            .reset(ResetDirective::SessionOnly)
+            .map_err(undecodable)?;
+        let mut unread = frame.len;
+        let mut taken = 0;
+        self.compressed.clear();
         let mut total = 0u64;
         loop {
             let mut part = self.spares.try_recv().unwrap_or_default();
+            // Zeroed only where it never held bytes: a part given back is full.
             part.resize(PART, 0);
             let mut filled = 0;
-            while filled < PART {
-                match decoder.read(&mut part[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(damaged(e, &failed)),
+            let mut ended = false;
+            while filled < PART && !ended {
+                if taken == self.compressed.len() {
+                    if unread == 0 {
+                        return Err(corruption("a frame ends before its last block"));
+                    }
+                    let want = unread.min(PART_INPUT as u64);
+                    self.compressed.clear();
+                    let read = self
+                        .input
+                        .by_ref()
+                        .take(want)
+                        .read_to_end(&mut self.compressed)?;
+                    if read as u64 != want {
+                        return Err(interrupted());
+                    }
+                    unread -= want;
+                    taken = 0;
                 }
-            }
-            if filled == 0 {
-                break;
+                let mut input = InBuffer::around(&self.compressed[..]);
+                input.set_pos(taken);
+                let mut output = OutBuffer::around_pos(&mut part[..], filled);
+                // 0: the frame is whole.
+                ended = context
+                    .decompress_stream(&mut output, &mut input)
+                    .map_err(undecodable)?
+                    == 0;
+                taken = input.pos();
+                filled = output.pos();
             }
             total += filled as u64;
             if total > frame.raw {
                 return Err(corruption("a frame decompresses to more than recorded"));
             }
-            part.truncate(filled);
-            self.to
-                .send(Ok(Decoded::Part(part)))
-                .map_err(|_| stopped())?;
+            if filled > 0 {
+                part.truncate(filled);
+                self.to
+                    .send(Ok(Decoded::Part(part)))
+                    .map_err(|_| stopped())?;
+            }
+            if ended {
+                break;
+            }
         }
-        let mut rest = decoder.finish();
-        let left = rest.buffer().len() as u64 + io::copy(rest.get_mut(), &mut io::sink())?;
-        if let Some(e) = failed.take() {
-            return Err(e);
-        }
+        let left = unread + (self.compressed.len() - taken) as u64;
         if total != frame.raw || left != 0 {
             return Err(not_recorded(total, frame.raw, left));
         }
         Ok(())
     }
+}
+
+/// zstd refused a frame's bytes: damage.
+fn undecodable(code: usize) -> io::Error {
+    corruption(format!(
+        "a frame does not decompress: {}",
+        zstd::zstd_safe::get_error_name(code)
+    ))
 }
 
 fn interrupted() -> io::Error {

@@ -4,8 +4,8 @@
 //! [content frames …][skeleton: zstd][manifest: zstd JSON][trailer: 40 bytes]
 //! ```
 //!
-//! - A **frame** is one zstd frame (checksum on): one large content, or several small
-//!   ones back to back. Frames of this object hold only the contents this save added.
+//! - A **frame** is one zstd frame (no checksum: the contents' hashes check it): one
+//!   large content, or several small ones back to back. Frames of this object hold only the contents this save added.
 //! - The **skeleton** is the cache's tar stream (as an archive would hold it) with the
 //!   bytes of every regular file cut out: headers, pax records, padding, end marker.
 //!   A restore puts the contents back at the recorded offsets and gets the same tar

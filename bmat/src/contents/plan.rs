@@ -3,15 +3,12 @@
 //! Contents are put back in skeleton order. A frame is downloaded when a content in it
 //! is first needed; a small frame needed again later is held decompressed until its
 //! last use (within a memory budget), any other is downloaded again. The download is
-//! one ordered stream of the frames in this order, adjacent ones fetched as one range.
+//! one ordered stream of the frames in this order (the downloader fetches frames of
+//! one object close to each other in one GET: `transfer::download`).
 
 use std::collections::HashMap;
 
 use super::layout::Manifest;
-
-/// Frames of one object this close to each other are fetched as one range, the bytes
-/// between read and dropped: one request costs more than that many bytes.
-const MAX_GAP: u64 = 512 << 10;
 
 /// Frames held for a later use: each at most this large (decompressed) …
 pub const KEEP_FRAME: u64 = 16 << 20;
@@ -34,8 +31,6 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// Frames in download order (a frame may come more than once).
     pub fetches: Vec<u32>,
-    /// Per fetch, the bytes of the download to drop before it (see [`MAX_GAP`]).
-    pub gaps: Vec<u64>,
 }
 
 /// A byte range of one object.
@@ -76,41 +71,26 @@ impl Plan {
             }
             plan.steps.push(Step { frame, fetch, keep });
         }
-        plan.gaps = plan.merged(m).1;
         plan
     }
 
-    /// The download: the fetched frames' bytes in order, frames of one object close
-    /// to each other merged.
+    /// The download: the fetched frames' bytes in order, adjacent ones as one span.
     pub fn spans(&self, m: &Manifest) -> Vec<Span> {
-        self.merged(m).0
-    }
-
-    fn merged(&self, m: &Manifest) -> (Vec<Span>, Vec<u64>) {
         let mut spans: Vec<Span> = Vec::new();
-        let mut gaps = Vec::with_capacity(self.fetches.len());
         for &f in &self.fetches {
             let frame = m.frames[f as usize];
             match spans.last_mut() {
-                Some(last)
-                    if last.object == frame.object
-                        && frame.at >= last.at + last.len
-                        && frame.at - (last.at + last.len) <= MAX_GAP =>
-                {
-                    gaps.push(frame.at - (last.at + last.len));
-                    last.len = frame.at + frame.len - last.at;
+                Some(last) if last.object == frame.object && frame.at == last.at + last.len => {
+                    last.len += frame.len;
                 }
-                _ => {
-                    gaps.push(0);
-                    spans.push(Span {
-                        object: frame.object,
-                        at: frame.at,
-                        len: frame.len,
-                    });
-                }
+                _ => spans.push(Span {
+                    object: frame.object,
+                    at: frame.at,
+                    len: frame.len,
+                }),
             }
         }
-        (spans, gaps)
+        spans
     }
 }
 
@@ -154,7 +134,6 @@ mod tests {
         let m = manifest();
         let plan = Plan::of(&m);
         assert_eq!(plan.fetches, [0, 2, 1]);
-        assert_eq!(plan.gaps, [0, 0, 0]);
         let fetched: Vec<(bool, bool)> = plan.steps.iter().map(|s| (s.fetch, s.keep)).collect();
         assert_eq!(
             fetched,
@@ -183,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn frames_of_one_object_close_together_are_one_range_and_far_apart_two() {
+    fn adjacent_frames_are_one_span_and_apart_two() {
         let mut m = manifest();
         m.cuts = vec![
             Cut { at: 0, content: 0 },
@@ -192,22 +171,17 @@ mod tests {
                 content: 2,
             },
         ];
-        // Frame 1 100 bytes after frame 0's end: one range, 100 bytes dropped.
-        m.frames[1].at = 150;
         let plan = Plan::of(&m);
-        assert_eq!(plan.gaps, [0, 100]);
         assert_eq!(
             plan.spans(&m),
             [Span {
                 object: 0,
                 at: 0,
-                len: 180
+                len: 80
             }]
         );
-        // Past the gap allowed: two ranges.
-        m.frames[1].at = 50 + MAX_GAP + 1;
-        let plan = Plan::of(&m);
-        assert_eq!(plan.gaps, [0, 0]);
+        // A byte between them: two spans (the downloader may still fetch them in one).
+        m.frames[1].at = 51;
         assert_eq!(plan.spans(&m).len(), 2);
     }
 

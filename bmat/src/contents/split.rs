@@ -387,7 +387,9 @@ impl<W: Write> Splitter<'_, W> {
         raw: usize,
     ) -> io::Result<zstd::stream::write::Encoder<'static, &mut Counted<W>>> {
         let mut encoder = zstd::stream::write::Encoder::new(&mut self.out, self.compression.level)?;
-        encoder.include_checksum(true)?;
+        // No frame checksum: a restore checks every content against its BLAKE3 hash,
+        // so zstd's XXH64 would check the same bytes a second time.
+        encoder.include_checksum(false)?;
         if raw >= MULTITHREAD_FROM && self.compression.workers > 1 {
             encoder.multithread(self.compression.workers)?;
         }
