@@ -48,6 +48,9 @@ pub enum ErrorCode {
     TokenExpired,
     /// 401: the token was revoked.
     TokenRevoked,
+    /// 429: the token spent a budget of the window (reports): retrying within the job
+    /// cannot succeed.
+    BudgetSpent,
     /// A code this client does not know yet.
     #[serde(other)]
     Other,

@@ -448,6 +448,38 @@ fn a_fallback_prefix_restores_the_newest_match() {
     assert!(miss.stderr.contains("cache miss: deps-c"), "{miss:?}");
 }
 
+/// A token past its report budget (`limits.reports_per_token`) got a 429 that bmat
+/// retried until `REPORT_TIMEOUT`: every restore of the job then took 10 s more. The
+/// signer says `budget_spent` with that 429, and bmat sends the refused report once.
+#[test]
+fn a_spent_report_budget_is_not_retried_and_the_restore_still_hits() {
+    let stack = Stack::start_with(|c| c.limits.reports_per_token = 1).expect("stack starts");
+    let src = tempdir();
+    fs::write(src.path().join("f"), b"budget").expect("write");
+    assert_outcome(&save(&stack, src.path(), "budget", b"f\n"), 0, "saved");
+
+    // The first restore's report spends the budget; the second's is refused.
+    for _ in 0..2 {
+        let dst = tempdir();
+        assert_outcome(&restore(&stack, dst.path(), "budget"), 0, "hit");
+        assert_eq!(fs::read(dst.path().join("f")).expect("restored"), b"budget");
+    }
+    let metrics = cache::block_on(common::scrape(&stack));
+    let reports = |status| {
+        common::value(
+            &metrics,
+            "bmat_signer_http_requests_total",
+            &[
+                ("endpoint", "/v1/reports"),
+                ("method", "POST"),
+                ("status", status),
+            ],
+        )
+    };
+    assert_eq!(reports("200"), 1.0, "reports accepted");
+    assert_eq!(reports("429"), 1.0, "refused reports: the client retried");
+}
+
 /// A tree a failed restore must leave exactly as it was, file mtimes, directory
 /// mtimes and all.
 fn existing_tree(root: &Path) {

@@ -118,6 +118,9 @@ pub enum CallError {
 impl CallError {
     fn verdict(&self) -> Verdict {
         match self {
+            // A spent budget is a 429 that no retry within the job can pass (the
+            // window outlasts it): retrying only waits out the deadline.
+            CallError::Refused(r) if r.code == Some(ErrorCode::BudgetSpent) => Verdict::Fatal,
             CallError::Refused(r) => classify_status(r.status.as_u16(), false),
             CallError::Transport { verdict, .. } => *verdict,
             CallError::Body(_) => Verdict::Retry,
@@ -460,6 +463,22 @@ mod tests {
             })
         );
         assert!(Endpoint::from_lookup(env(&[("BMAT_SIGNER_URL", "http://x")])).is_err());
+    }
+
+    #[test]
+    fn a_spent_budget_is_not_retried_but_other_429s_are() {
+        let refused = |code| {
+            CallError::Refused(Refused {
+                status: reqwest::StatusCode::TOO_MANY_REQUESTS,
+                code,
+                message: String::new(),
+            })
+        };
+        assert_eq!(
+            refused(Some(ErrorCode::BudgetSpent)).verdict(),
+            Verdict::Fatal
+        );
+        assert_eq!(refused(None).verdict(), Verdict::Retry);
     }
 
     #[test]

@@ -91,7 +91,13 @@ impl From<CacheError> for ApiError {
             | E::ScopeNotNamed => StatusCode::BAD_REQUEST,
             E::OutsideOwnPlace => StatusCode::FORBIDDEN,
             E::NotFound { .. } => StatusCode::NOT_FOUND,
-            E::ReportBudgetSpent { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // Not a slow-down: the window outlasts any job, so say so with a code.
+            E::ReportBudgetSpent { .. } => {
+                return ApiError {
+                    code: Some(ErrorCode::BudgetSpent),
+                    ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.to_string())
+                };
+            }
         };
         ApiError::new(status, e.to_string())
     }
