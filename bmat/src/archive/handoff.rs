@@ -5,20 +5,65 @@
 //! split across two threads with a few chunks between them, each half runs while
 //! the other waits on the kernel. Chunks travel through a bounded channel (so memory
 //! stays at `depth` chunks) and go back through a second one to be reused: a fresh
-//! 1 MiB allocation would be an mmap and page faults every time.
+//! 1 MiB allocation would be an mmap and page faults every time. A producer that
+//! already holds large runs of the stream in buffers of its own (a contents restore's
+//! decoded frames) lends them instead of copying them into chunks.
 
 use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 /// Bytes per chunk.
 pub const CHUNK: usize = 1 << 20;
-/// Chunks queued between the two threads.
+/// Chunks (or lent runs) queued between the two threads.
 pub const DEPTH: usize = 4;
 
-/// What crosses: a chunk and how many of its bytes are filled, or the error that
-/// ended the stream on the writing side. Chunks always have `CHUNK` bytes of length,
-/// so a recycled one is never zeroed again.
-type Message = io::Result<(Vec<u8>, usize)>;
+/// A run of the stream lent by the writing side: `range` of a buffer it shares. The
+/// buffer goes back through `back` from whichever side lets go of it last.
+pub struct Lent {
+    pub buf: Arc<Vec<u8>>,
+    pub range: Range<usize>,
+    pub back: Sender<Vec<u8>>,
+}
+
+impl Lent {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+
+    /// Lets go of the buffer: back to its owner if this was the last hold on it.
+    pub fn give_back(self) {
+        give_back(self.buf, &self.back);
+    }
+}
+
+/// Sends `buf` back through `back` if this was the last hold on it (else the last
+/// holder will). A gone receiver means nobody reuses buffers any more.
+pub fn give_back(buf: Arc<Vec<u8>>, back: &Sender<Vec<u8>>) {
+    if let Some(buf) = Arc::into_inner(buf) {
+        let _ = back.send(buf);
+    }
+}
+
+/// What crosses: a chunk and how many of its bytes are filled (chunks always have
+/// `CHUNK` bytes of length, so a recycled one is never zeroed again), or a lent run.
+enum Piece {
+    Chunk(Vec<u8>, usize),
+    Lent(Lent),
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Chunk(buf, filled) => &buf[..*filled],
+            Piece::Lent(lent) => lent.bytes(),
+        }
+    }
+}
+
+/// A piece, or the error that ended the stream on the writing side.
+type Message = io::Result<Piece>;
 
 /// The writing end: buffers writes into chunks and sends each full one.
 pub struct ChunkWriter {
@@ -33,8 +78,7 @@ pub struct ChunkWriter {
 pub struct ChunkReader {
     from: Receiver<Message>,
     spare: Sender<Vec<u8>>,
-    buf: Vec<u8>,
-    len: usize,
+    current: Piece,
     pos: usize,
 }
 
@@ -52,8 +96,7 @@ pub fn pipe() -> (ChunkWriter, ChunkReader) {
         ChunkReader {
             from,
             spare: give_back,
-            buf: Vec::new(),
-            len: 0,
+            current: Piece::Chunk(Vec::new(), 0),
             pos: 0,
         },
     )
@@ -71,7 +114,20 @@ impl ChunkWriter {
         let next = self.spare.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
         let full = std::mem::replace(&mut self.buf, next);
         let filled = std::mem::take(&mut self.filled);
-        self.to.send(Ok((full, filled))).map_err(|_| reader_gone())
+        self.to
+            .send(Ok(Piece::Chunk(full, filled)))
+            .map_err(|_| reader_gone())
+    }
+
+    /// Sends what is buffered, then `lent` as it is: the next bytes of the stream,
+    /// not copied.
+    pub fn lend(&mut self, lent: Lent) -> io::Result<()> {
+        if self.filled > 0 {
+            self.send()?;
+        }
+        self.to
+            .send(Ok(Piece::Lent(lent)))
+            .map_err(|_| reader_gone())
     }
 
     /// Sends what is buffered; the reader sees EOF after it once this is dropped.
@@ -128,13 +184,15 @@ impl Write for ChunkWriter {
 impl ChunkReader {
     fn next_chunk(&mut self) -> io::Result<bool> {
         match self.from.recv() {
-            Ok(Ok((next, len))) => {
-                let used = std::mem::replace(&mut self.buf, next);
-                self.len = len;
-                self.pos = 0;
-                if used.len() == CHUNK {
-                    let _ = self.spare.send(used);
+            Ok(Ok(next)) => {
+                match std::mem::replace(&mut self.current, next) {
+                    Piece::Chunk(used, _) if used.len() == CHUNK => {
+                        let _ = self.spare.send(used);
+                    }
+                    Piece::Chunk(..) => {}
+                    Piece::Lent(lent) => lent.give_back(),
                 }
+                self.pos = 0;
                 Ok(true)
             }
             Ok(Err(e)) => Err(e),
@@ -142,13 +200,15 @@ impl ChunkReader {
         }
     }
 
-    /// Writes the rest of the stream to `out`, a whole chunk per `write_all`.
+    /// Writes the rest of the stream to `out`, a whole chunk (or lent run) per
+    /// `write_all`.
     pub fn copy_to(&mut self, out: &mut impl Write) -> io::Result<u64> {
         let mut total = 0;
         loop {
-            out.write_all(&self.buf[self.pos..self.len])?;
-            total += (self.len - self.pos) as u64;
-            self.pos = self.len;
+            let rest = &self.current.bytes()[self.pos..];
+            out.write_all(rest)?;
+            total += rest.len() as u64;
+            self.pos += rest.len();
             if !self.next_chunk()? {
                 return Ok(total);
             }
@@ -158,13 +218,14 @@ impl ChunkReader {
 
 impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.len {
+        while self.pos == self.current.bytes().len() {
             if !self.next_chunk()? {
                 return Ok(0);
             }
         }
-        let n = out.len().min(self.len - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        let rest = &self.current.bytes()[self.pos..];
+        let n = out.len().min(rest.len());
+        out[..n].copy_from_slice(&rest[..n]);
         self.pos += n;
         Ok(n)
     }
@@ -196,6 +257,28 @@ mod tests {
         })?;
         assert_eq!(got.len(), data.len());
         assert!(got == data);
+        Ok(())
+    }
+
+    #[test]
+    fn lent_runs_arrive_in_place_and_their_buffers_come_back() -> io::Result<()> {
+        let (back, returned) = channel();
+        let buf = Arc::new(b"0123456789".to_vec());
+        let (mut w, mut r) = pipe();
+        w.write_all(b"head ")?;
+        w.lend(Lent {
+            buf: buf.clone(),
+            range: 2..6,
+            back,
+        })?;
+        w.write_all(b" tail")?;
+        w.finish()?;
+        // The writer lets go first: the reader's hold is the last.
+        drop(buf);
+        let mut got = Vec::new();
+        r.read_to_end(&mut got)?;
+        assert_eq!(got, b"head 2345 tail");
+        assert_eq!(returned.try_recv().ok(), Some(b"0123456789".to_vec()));
         Ok(())
     }
 

@@ -8,6 +8,8 @@
 //! mmap and a page fault per 4 KiB, which cost as much as the hashing.
 
 use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::Scope;
 
@@ -16,6 +18,7 @@ use zstd::zstd_safe::{DCtx, InBuffer, OutBuffer, ResetDirective};
 use super::layout::{Frame, Manifest};
 use super::plan::{Plan, Step};
 use crate::archive::corruption::corruption;
+use crate::archive::handoff::{self, Lent};
 
 /// Frames held for a later use are decoded whole, in one call: at most this large.
 pub const WHOLE: u64 = 16 << 20;
@@ -36,7 +39,7 @@ pub fn in_parts(step: &Step, frame: &Frame) -> bool {
 }
 
 /// One message per fetched frame decoded whole; a frame [`in_parts`] as its bytes in
-/// parts, in order. Buffers go back through [`Frames::recycle`].
+/// parts, in order. Buffers go back through [`Frames::release`].
 pub enum Decoded {
     Whole(Vec<u8>),
     Part(Vec<u8>),
@@ -59,9 +62,20 @@ impl Frames {
         })
     }
 
-    pub fn recycle(&self, buf: Vec<u8>) {
-        // The decoder may have finished: then the buffer is simply freed.
-        let _ = self.spare.send(buf);
+    /// Lets go of a decoded buffer: back to the decoder to be reused if this was its
+    /// last hold (the decoder may have finished: then it is simply freed).
+    pub fn release(&self, buf: Arc<Vec<u8>>) {
+        handoff::give_back(buf, &self.spare);
+    }
+
+    /// `range` of `buf`, lent to the tar stream: the buffer comes back once read.
+    pub fn lender(&self) -> impl Fn(&Arc<Vec<u8>>, Range<usize>) -> Lent + use<> {
+        let back = self.spare.clone();
+        move |buf, range| Lent {
+            buf: buf.clone(),
+            range,
+            back: back.clone(),
+        }
     }
 }
 
