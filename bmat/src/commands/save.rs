@@ -98,13 +98,11 @@ pub async fn save(req: SaveRequest, ctx: &JobContext) -> Outcome {
             part_size,
             max_size,
         };
-        let reuse_from = match (tuning.cache_format, &req.reuse_from) {
-            // A signer that does not keep refs would store it as an archive.
-            _ if !signer_formats.contains(&FORMAT_CONTENTS) => None,
-            (Some(CacheFormat::Archive), _) | (None, None) => None,
-            (_, Some(fallbacks)) => Some(&fallbacks[..]),
-            (Some(CacheFormat::Contents), None) => Some(&[][..]),
-        };
+        let reuse_from = contents_over(
+            &signer_formats,
+            tuning.cache_format,
+            req.reuse_from.as_deref(),
+        );
         async {
             // One HTTP client for the base's index and the parts.
             let s3 = S3Transfer::new(tuning)?;
@@ -186,6 +184,24 @@ struct FoundBase {
 /// The cache a restore of `key` with `fallbacks` would take, when it is a contents
 /// cache whose index reads: its contents are reused. Anything else (a miss, an
 /// archive, a failure) means a save of every content, never a failed save.
+/// Whether a save stores a contents cache, and if so the fallbacks it looks for a base
+/// under (none: only its own key); `None`: an archive. A save asks for contents
+/// (`reuse_from`, a Rust save's) or the tuning forces a format; a signer that does not
+/// list the contents format (from before them) keeps no refs, and would store a
+/// contents cache as an archive that no restore could read.
+fn contents_over<'a>(
+    signer_formats: &[u8],
+    format: Option<CacheFormat>,
+    reuse_from: Option<&'a [String]>,
+) -> Option<&'a [String]> {
+    match (format, reuse_from) {
+        _ if !signer_formats.contains(&FORMAT_CONTENTS) => None,
+        (Some(CacheFormat::Archive), _) | (None, None) => None,
+        (_, Some(fallbacks)) => Some(fallbacks),
+        (Some(CacheFormat::Contents), None) => Some(&[]),
+    }
+}
+
 async fn find_base(
     api: &ApiClient,
     key: &str,
@@ -346,5 +362,32 @@ async fn wait_completed(
             .await
             .context("checking the upload")?
             .state;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contents_are_saved_only_to_a_signer_that_keeps_refs() {
+        let fallbacks = ["rust-deps-".to_owned()];
+        let rust = Some(&fallbacks[..]);
+        let keeps_refs = [FORMAT_CONTENTS];
+        // A Rust save over its fallbacks; a generic one as an archive unless forced.
+        assert_eq!(contents_over(&keeps_refs, None, rust), rust);
+        assert_eq!(contents_over(&keeps_refs, None, None), None);
+        let own_key: Option<&[String]> = Some(&[]);
+        assert_eq!(
+            contents_over(&keeps_refs, Some(CacheFormat::Contents), None),
+            own_key
+        );
+        assert_eq!(
+            contents_over(&keeps_refs, Some(CacheFormat::Archive), rust),
+            None
+        );
+        // A signer from before contents caches lists no format: always an archive.
+        assert_eq!(contents_over(&[], None, rust), None);
+        assert_eq!(contents_over(&[], Some(CacheFormat::Contents), None), None);
     }
 }
