@@ -177,11 +177,17 @@ async fn evictions_are_counted_in_the_evicted_caches_scope() {
     assert_eq!((alpha.bytes, alpha.caches), (0, 0));
     assert_eq!(alpha.scopes[0].scope, SCOPE);
     assert_eq!(alpha.last_day.evictions, 1);
-    let s = scrape(&stack).await;
-    assert_eq!(
-        value(&s, "bmat_signer_evictions_total", &[("reason", "ttl")]),
-        1.0
-    );
+    // The usage row counts each eviction as it is done, the metrics the whole pass
+    // once it ends: wait for the pass, not only the eviction.
+    let ttl_evictions = async || {
+        let s = scrape(&stack).await;
+        value(&s, "bmat_signer_evictions_total", &[("reason", "ttl")])
+    };
+    poll_until("the reaper pass to be counted", PATIENCE, async || {
+        ttl_evictions().await > 0.0
+    })
+    .await;
+    assert_eq!(ttl_evictions().await, 1.0);
 }
 
 // ---- metrics ----
