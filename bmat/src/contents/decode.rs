@@ -79,7 +79,7 @@ impl Frames {
     }
 }
 
-/// Starts decoding `plan.fetches` from `input` (the download of `plan.spans`) on a
+/// Starts decoding `plan.fetches()` from `input` (the download of `plan.spans`) on a
 /// thread of `scope`. It stops at the first error (sent on) or when [`Frames`] is
 /// dropped.
 pub fn start<'scope, R: Read + Send + 'scope>(

@@ -29,8 +29,6 @@ pub struct Step {
 pub struct Plan {
     /// One per cut.
     pub steps: Vec<Step>,
-    /// Frames in download order (a frame may come more than once).
-    pub fetches: Vec<u32>,
 }
 
 /// A byte range of one object.
@@ -57,9 +55,6 @@ impl Plan {
             let raw = m.frames[frame as usize].raw;
             let fetch = !held.contains_key(&frame);
             let used_again = last_use[&frame] > i;
-            if fetch {
-                plan.fetches.push(frame);
-            }
             let keep =
                 used_again && (!fetch || (raw <= KEEP_FRAME && held_bytes + raw <= KEEP_BUDGET));
             if fetch && keep {
@@ -74,10 +69,15 @@ impl Plan {
         plan
     }
 
+    /// The frames in download order (a frame may come more than once).
+    pub fn fetches(&self) -> impl Iterator<Item = u32> + '_ {
+        self.steps.iter().filter(|s| s.fetch).map(|s| s.frame)
+    }
+
     /// The download: the fetched frames' bytes in order, adjacent ones as one span.
     pub fn spans(&self, m: &Manifest) -> Vec<Span> {
         let mut spans: Vec<Span> = Vec::new();
-        for &f in &self.fetches {
+        for f in self.fetches() {
             let frame = m.frames[f as usize];
             match spans.last_mut() {
                 Some(last) if last.object == frame.object && frame.at == last.at + last.len => {
@@ -133,7 +133,7 @@ mod tests {
     fn a_frame_used_again_is_held_until_its_last_use_and_fetched_once() {
         let m = manifest();
         let plan = Plan::of(&m);
-        assert_eq!(plan.fetches, [0, 2, 1]);
+        assert_eq!(plan.fetches().collect::<Vec<_>>(), [0, 2, 1]);
         let fetched: Vec<(bool, bool)> = plan.steps.iter().map(|s| (s.fetch, s.keep)).collect();
         assert_eq!(
             fetched,
@@ -191,7 +191,7 @@ mod tests {
         m.frames[0].raw = KEEP_FRAME + 1;
         m.contents[0].len = 10;
         let plan = Plan::of(&m);
-        assert_eq!(plan.fetches, [0, 2, 0, 1]);
+        assert_eq!(plan.fetches().collect::<Vec<_>>(), [0, 2, 0, 1]);
         assert!(plan.steps.iter().all(|s| s.fetch && !s.keep));
     }
 }
